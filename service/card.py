@@ -1,0 +1,169 @@
+"""The model card: everything the service needs to trust, check and explain a model.
+
+Training writes it beside ``model.onnx``; the service validates it on load. One pydantic
+model owns the contract so the two sides cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from service.features import DerivedSignal, LagFeature
+
+CARD_SCHEMA_VERSION = 1
+
+
+class _Strict(BaseModel):
+    """Unknown keys are refused: a typo in a card is an error, not a silent default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ValidRange(_Strict):
+    """Physically plausible values of a signal, in its engineering unit."""
+
+    low: float
+    high: float
+
+    @model_validator(mode="after")
+    def _check_order(self) -> ValidRange:
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        return self
+
+
+class SignalCard(_Strict):
+    """A signal the historian sends (or one derived from those)."""
+
+    name: str
+    unit: str
+    valid_range: ValidRange
+    description: str = ""
+    derived_from: dict[str, float] | None = None  # weights, when derived
+    derived_offset: float = 0.0
+
+    def to_derived(self) -> DerivedSignal | None:
+        """The plain dataclass the feature assembly uses, for derived signals."""
+        if self.derived_from is None:
+            return None
+        return DerivedSignal(self.name, dict(self.derived_from), self.derived_offset)
+
+
+class FeatureCard(_Strict):
+    """One model input, in the order of the ONNX input's columns."""
+
+    name: str
+    signal: str
+    lag: int = Field(ge=0)
+    unit: str
+    valid_range: ValidRange
+
+    def to_lag_feature(self) -> LagFeature:
+        """The plain dataclass the feature assembly uses."""
+        return LagFeature(self.signal, self.lag)
+
+
+class TargetCard(_Strict):
+    """The quality estimated, and how late the analyzer that measures it reports."""
+
+    name: str
+    unit: str
+    valid_range: ValidRange
+    analyzer_delay_samples: int = Field(ge=0)
+    sample_interval_s: float | None = Field(default=None, gt=0)
+
+
+class DataSummary(_Strict):
+    """Where the training data came from and how it was split."""
+
+    source: str
+    sha256: str
+    rows_read: int
+    rows_used: int
+    rows_train: int
+    rows_validation: int
+    rows_test: int
+    first_time: str | None = None
+    last_time: str | None = None
+    noise_sigma: float = 0.0
+    values_out_of_range: int = 0
+    values_filled: int = 0
+
+
+class ReferenceStats(_Strict):
+    """A feature's (or the prediction's) distribution on the training split, for drift."""
+
+    name: str
+    bin_edges: list[float]
+    counts: list[int]
+    mean: float
+    std: float
+    min: float
+    max: float
+
+    @model_validator(mode="after")
+    def _check_bins(self) -> ReferenceStats:
+        if len(self.bin_edges) != len(self.counts) + 1:
+            raise ValueError("bin_edges must have one more entry than counts")
+        if any(b >= a for a, b in zip(self.bin_edges[1:], self.bin_edges[:-1], strict=False)):
+            raise ValueError("bin_edges must increase strictly")
+        return self
+
+
+class RegressionMetrics(_Strict):
+    """Error of the estimate against the analyzer on one split."""
+
+    rmse: float
+    mae: float
+    r2: float
+    rows: int
+
+
+class PruningReport(_Strict):
+    """What pruning did, with every knob it ran with, so a run can be repeated."""
+
+    method: str
+    config: dict[str, Any]
+    pruning_rate: float = Field(ge=0, le=1)
+    pruning_rate_per_layer: list[float]
+    neurons_removed: list[int]
+    inputs_removed: list[str]
+    params_before: int
+    params_after: int
+    onnx_bytes: int | None = None
+    dense_onnx_bytes: int | None = None
+
+
+class ModelCard(_Strict):
+    """Everything known about one model version."""
+
+    schema_version: Literal[1] = CARD_SCHEMA_VERSION
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+    version: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    created: datetime
+    onnx_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    onnx_bytes: int = Field(gt=0)
+    dense_onnx_bytes: int = Field(gt=0)
+    signals: list[SignalCard]
+    features: list[FeatureCard]
+    target: TargetCard
+    data: DataSummary
+    reference: list[ReferenceStats]
+    prediction_reference: ReferenceStats
+    metrics: dict[Literal["train", "validation", "test"], RegressionMetrics]
+    pruning: PruningReport
+    residual_quantiles: dict[str, float]
+    training: dict[str, Any]
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> ModelCard:
+        known = {s.name for s in self.signals}
+        for f in self.features:
+            if f.signal not in known and f.signal != self.target.name:
+                raise ValueError(f"feature {f.name!r} uses unknown signal {f.signal!r}")
+        if [r.name for r in self.reference] != [f.name for f in self.features]:
+            raise ValueError("reference statistics must list the features in order")
+        return self

@@ -1,0 +1,1 @@
+"""Offline side of the soft sensor: data, the masked network, pruning, training, export."""

@@ -1,0 +1,201 @@
+"""Synaptic pruning by connection appraisal (CA), as defined in
+``shared/reference/connection_appraisal.md``.
+
+Each step, a forward hook's record of the layer input gives every connection's contribution
+``c_ij = |w_ij| * mean_b |a_j(b)|``, smoothed by an exponential average. At each appraisal a
+connection is judged *relative to its layer* (``r = c / mean over active connections``), and
+only connections that stay below ``tau`` consistently are removed. Sparsity is an outcome of
+``tau``, never a preset target.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import torch
+
+from training.network import MaskedLinear, MaskedMLP
+from training.pruning import Pruner, Schedule, prune_connections
+
+
+@dataclass(frozen=True)
+class CAConfig:
+    """Every knob of CA with the reference's default; the model card records them all."""
+
+    tau: float = 0.5  # relative-importance threshold (r < tau counts as "below")
+    criterion: Literal["activity", "magnitude", "taylor"] = "activity"  # what c_ij measures
+    beta: float = 0.9  # per-step smoothing of c: c_hat <- beta c_hat + (1 - beta) c
+    consistency: Literal["consecutive", "window", "leaky"] = "consecutive"
+    patience: int = 3  # consecutive: prune after this many appraisals in a row below tau
+    window: int = 5  # window: look at the last W appraisals...
+    window_fraction: float = 0.6  # ...and prune when below tau in at least this share of them
+    leak: float = 0.8  # leaky: v <- leak * v + (r - tau) ...
+    kappa: float = 0.5  # ...and prune when v < -kappa
+    appraise_every: int = 1  # epochs between appraisals
+    warmup_fraction: float = 0.10  # no appraisal during max(min_warmup, 10% of epochs)
+    min_warmup: int = 3
+    freeze_fraction: float = 0.15  # masks frozen for the last 15% of epochs (fine-tuning)
+    max_prune_fraction: float = 0.20  # at most 20% of a layer's active connections per appraisal
+    keep_strongest_input: bool = True  # an output neuron always keeps its strongest input
+    # Collapse guards (the mean-relative rule is not self-limiting at every tau):
+    min_density: float = 0.0  # never prune a layer below this share of its connections
+    stop_after_val_rises: int = 0  # stop appraising after this many appraisals in a row with a
+    # rising validation loss (0 = off)
+
+    def __post_init__(self) -> None:
+        checks = {
+            "tau": self.tau > 0,
+            "beta": 0 <= self.beta < 1,
+            "patience": self.patience >= 1,
+            "window": self.window >= 1,
+            "window_fraction": 0 < self.window_fraction <= 1,
+            "leak": 0 <= self.leak < 1,
+            "kappa": self.kappa > 0,
+            "appraise_every": self.appraise_every >= 1,
+            "warmup_fraction": 0 <= self.warmup_fraction < 1,
+            "min_warmup": self.min_warmup >= 0,
+            "freeze_fraction": 0 <= self.freeze_fraction < 1,
+            "max_prune_fraction": 0 < self.max_prune_fraction <= 1,
+            "min_density": 0 <= self.min_density < 1,
+            "stop_after_val_rises": self.stop_after_val_rises >= 0,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"invalid CA setting {bad[0]}={getattr(self, bad[0])!r}")
+        if self.criterion not in ("activity", "magnitude", "taylor"):
+            raise ValueError(f"invalid CA setting criterion={self.criterion!r}")
+        if self.consistency not in ("consecutive", "window", "leaky"):
+            raise ValueError(f"invalid CA setting consistency={self.consistency!r}")
+
+
+class CAPruner(Pruner):
+    """Connection appraisal. Learned state ends in ``_``: ``scores_``, ``counts_``, ``leaky_``."""
+
+    name = "ca"
+
+    def __init__(self, config: CAConfig | None = None) -> None:
+        self.cfg = config or CAConfig()
+        self.scores_: list[torch.Tensor] = []
+        self.counts_: list[torch.Tensor] = []
+        self.history_: list[list[torch.Tensor]] = []
+        self.leaky_: list[torch.Tensor] = []
+        self.appraisals_ = 0
+        self.stopped_at_: int | None = None
+        self._val_losses: list[float] = []
+
+    def start(self, model: MaskedMLP, optimizer: torch.optim.Optimizer, epochs: int) -> None:
+        c = self.cfg
+        self.schedule = Schedule.plan(epochs, c.warmup_fraction, c.min_warmup, c.freeze_fraction)
+        layers = model.masked_layers()
+        self.scores_ = [torch.zeros_like(layer.weight) for layer in layers]
+        self.counts_ = [torch.zeros_like(layer.weight, dtype=torch.int32) for layer in layers]
+        self.history_ = [[] for _ in layers]
+        self.leaky_ = [torch.zeros_like(layer.weight) for layer in layers]
+        for layer in layers:
+            layer.track_activity = c.criterion == "activity"
+
+    @torch.no_grad()
+    def _smooth(self, score: torch.Tensor, contribution: torch.Tensor) -> None:
+        score.mul_(self.cfg.beta).add_(contribution, alpha=1.0 - self.cfg.beta)
+
+    @torch.no_grad()
+    def after_backward(self, model: MaskedMLP) -> None:
+        if self.cfg.criterion != "taylor":
+            return
+        for layer, score in zip(model.masked_layers(), self.scores_, strict=True):
+            if layer.weight.grad is not None:
+                self._smooth(score, (layer.weight * layer.weight.grad).abs())
+
+    @torch.no_grad()
+    def after_step(self, model: MaskedMLP) -> None:
+        crit = self.cfg.criterion
+        if crit == "taylor":
+            return
+        for layer, score in zip(model.masked_layers(), self.scores_, strict=True):
+            if crit == "magnitude":
+                self._smooth(score, layer.weight.abs())
+            elif layer.last_input_activity is not None:
+                score.mul_(self.cfg.beta).addcmul_(
+                    layer.weight.abs(), layer.last_input_activity, value=1.0 - self.cfg.beta
+                )
+
+    def relative_importance(self, layer_index: int, layer: MaskedLinear) -> torch.Tensor:
+        """r = c_hat / mean(c_hat over the layer's active connections); 0 where pruned."""
+        active = layer.mask.bool()
+        score = self.scores_[layer_index]
+        mean = score[active].mean() if bool(active.any()) else score.new_tensor(0.0)
+        if float(mean) <= 0.0:
+            return torch.zeros_like(score)
+        return torch.where(active, score / mean, torch.zeros_like(score))
+
+    def _candidates(self, i: int, r: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+        c = self.cfg
+        below = (r < c.tau) & active
+        if c.consistency == "consecutive":
+            self.counts_[i] = torch.where(below, self.counts_[i] + 1, 0).to(torch.int32)
+            return self.counts_[i] >= c.patience
+        if c.consistency == "window":
+            hist = self.history_[i]
+            hist.append(below)
+            del hist[: max(0, len(hist) - c.window)]
+            return torch.stack(hist).sum(0) >= math.ceil(c.window_fraction * c.window)
+        self.leaky_[i] = c.leak * self.leaky_[i] + (r - c.tau)
+        return self.leaky_[i] < -c.kappa
+
+    def _should_appraise(self, epoch: int) -> bool:
+        s = self.schedule
+        if self.stopped_at_ is not None or not s.warmup_epochs <= epoch < s.freeze_epoch:
+            return False
+        return (epoch - s.warmup_epochs) % self.cfg.appraise_every == 0
+
+    def _note_validation(self, epoch: int, val_loss: float) -> None:
+        """Collapse guard: stop appraising once validation loss keeps rising."""
+        limit = self.cfg.stop_after_val_rises
+        self._val_losses.append(val_loss)
+        recent = self._val_losses[-(limit + 1) :]
+        if limit and len(recent) == limit + 1 and all(b > a for a, b in zip(recent, recent[1:])):
+            self.stopped_at_ = epoch
+
+    @torch.no_grad()
+    def end_epoch(
+        self, epoch: int, model: MaskedMLP, optimizer: torch.optim.Optimizer, val_loss: float
+    ) -> int:
+        if not self._should_appraise(epoch):
+            return 0
+        self.appraisals_ += 1
+        c = self.cfg
+        layers = model.masked_layers()
+        removed = 0
+        for i, layer in enumerate(layers):
+            active = layer.mask.bool()
+            r = self.relative_importance(i, layer)
+            candidates = self._candidates(i, r, active) & active
+            if c.keep_strongest_input and i == len(layers) - 1:
+                strongest = r.masked_fill(~active, -1.0).argmax(dim=1)
+                candidates[torch.arange(r.shape[0]), strongest] = False
+            n_active = int(active.sum())
+            floor = math.ceil(c.min_density * layer.mask.numel())
+            budget = min(math.floor(c.max_prune_fraction * n_active), n_active - floor)
+            n_cand = int(candidates.sum())
+            if n_cand == 0 or budget <= 0:
+                continue
+            if n_cand > budget:
+                ranked = r.masked_fill(~candidates, math.inf).flatten()
+                keep_idx = torch.topk(ranked, budget, largest=False).indices
+                candidates = torch.zeros_like(candidates).flatten()
+                candidates[keep_idx] = True
+                candidates = candidates.view_as(layer.mask)
+            removed += prune_connections(layer, candidates, optimizer)
+        self._note_validation(epoch, val_loss)
+        return removed
+
+    @property
+    def final_epoch(self) -> int:
+        if self.stopped_at_ is not None:
+            return min(self.stopped_at_ + 1, self.schedule.freeze_epoch)
+        return self.schedule.freeze_epoch
+
+    def config(self) -> dict[str, Any]:
+        return {"method": self.name, **asdict(self.cfg)}

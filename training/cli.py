@@ -1,0 +1,206 @@
+"""The ``softsensor`` command. Heavy imports (torch) happen inside the subcommands that need
+them, so ``softsensor serve`` works in the serving image where torch is not installed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from exc
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _sparsity(text: str) -> float | list[float]:
+    """One fraction for every layer, or a comma-separated fraction per layer."""
+    try:
+        values = [float(t) for t in text.split(",")]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a fraction or list of fractions: {text!r}") from exc
+    if any(not 0 <= v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"sparsity must be in [0, 1), got {text}")
+    return values[0] if len(values) == 1 else values
+
+
+def _widths(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(t) for t in text.split(","))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"widths must be like 64,64; got {text!r}") from exc
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"widths must be positive, got {text}")
+    return values
+
+
+def _add_train_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from training.appraisal import CAConfig
+    from training.experiment import METHODS
+    from training.network import NetworkConfig
+    from training.trainer import TrainConfig
+
+    net, tc, ca = NetworkConfig(), TrainConfig(), CAConfig()
+    p = sub.add_parser("train", help="train (and prune) a soft sensor on a historian export")
+    p.add_argument("--spec", required=True, type=Path, help="dataset spec (YAML)")
+    p.add_argument("--data", required=True, type=Path, help="data file the spec describes")
+    p.add_argument("--method", choices=METHODS, default="ca", help="pruning method (default ca)")
+    p.add_argument("--seed", type=int, default=tc.seed)
+    p.add_argument("--noise", type=_non_negative_float, default=0.0,
+                   help="extra Gaussian noise on the inputs, in data units")
+    p.add_argument("--target-sparsity", type=_sparsity, default=None,
+                   help="final sparsity for the baselines (one value, or one per layer)")
+    p.add_argument("--dense-reference", type=Path, default=None,
+                   help="metrics.json of a dense run: sets the learning-speed target")
+    p.add_argument("--out", required=True, type=Path, help="output directory")
+    g = p.add_argument_group("network and optimization")
+    g.add_argument("--hidden", type=_widths, default=tuple(net.hidden), help="e.g. 64,64")
+    g.add_argument("--activation", default=net.activation)
+    g.add_argument("--epochs", type=_positive_int, default=tc.epochs)
+    g.add_argument("--batch-size", type=_positive_int, default=tc.batch_size)
+    g.add_argument("--lr", type=float, default=tc.lr)
+    g.add_argument("--weight-decay", type=_non_negative_float, default=tc.weight_decay)
+    g.add_argument("--early-stopping", type=_positive_int, default=tc.early_stopping)
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    c = p.add_argument_group("connection appraisal (method ca)")
+    c.add_argument("--tau", type=float, default=ca.tau)
+    c.add_argument("--patience", type=_positive_int, default=ca.patience)
+    c.add_argument("--criterion", choices=("activity", "magnitude", "taylor"),
+                   default=ca.criterion)
+    c.add_argument("--consistency", choices=("consecutive", "window", "leaky"),
+                   default=ca.consistency)
+    c.add_argument("--beta", type=float, default=ca.beta)
+    c.add_argument("--min-density", type=float, default=ca.min_density)
+    c.add_argument("--stop-after-val-rises", type=int, default=ca.stop_after_val_rises)
+    p.set_defaults(handler=_run_train, parser=p)
+
+
+def _run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from dataclasses import replace
+
+    from service.atomic import write_atomic
+    from training.appraisal import CAConfig
+    from training.data import load_dataset
+    from training.experiment import RunConfig, run_experiment
+    from training.network import NetworkConfig
+    from training.spec import load_spec
+    from training.trainer import TrainConfig
+
+    try:
+        ca = replace(
+            CAConfig(), tau=args.tau, patience=args.patience, criterion=args.criterion,
+            consistency=args.consistency, beta=args.beta, min_density=args.min_density,
+            stop_after_val_rises=args.stop_after_val_rises,
+        )
+        dense_best = None
+        if args.dense_reference is not None:
+            ref = json.loads(args.dense_reference.read_text(encoding="utf-8"))
+            dense_best = float(ref["best_val_loss"])
+        cfg = RunConfig(
+            method=args.method, seed=args.seed, noise=args.noise,
+            target_sparsity=args.target_sparsity,
+            network=NetworkConfig(hidden=args.hidden, activation=args.activation),
+            train=TrainConfig(
+                epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                weight_decay=args.weight_decay, early_stopping=args.early_stopping,
+                seed=args.seed, progress=not args.quiet,
+            ),
+            ca=ca, dense_best_val_loss=dense_best,
+        )
+        from training.experiment import make_pruner
+
+        make_pruner(cfg)  # fail on inconsistent options before reading any data
+    except (ValueError, KeyError, OSError) as exc:
+        parser.error(str(exc))
+    spec = load_spec(args.spec)
+    dataset = load_dataset(spec, args.data, noise_sigma=args.noise, seed=args.seed)
+    report = run_experiment(dataset, cfg)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = {**report.metrics, "spec": str(args.spec), "data": str(args.data)}
+    write_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    write_atomic(out / "history.json", json.dumps(report.result.history_dicts()) + "\n")
+    _save_checkpoint(report, out / "checkpoint.pt")
+    _print_summary(metrics)
+    return 0
+
+
+def _save_checkpoint(report: Any, path: Path) -> None:
+    import io
+
+    import torch
+
+    from service.atomic import write_atomic
+
+    buf = io.BytesIO()
+    torch.save(
+        {
+            "state_dict": report.result.model.state_dict(),
+            "x_mean": report.result.x_scaler.mean_, "x_scale": report.result.x_scaler.scale_,
+            "y_mean": report.result.y_scaler.mean_, "y_scale": report.result.y_scaler.scale_,
+            "metrics": report.metrics,
+        },
+        buf,
+    )
+    write_atomic(path, buf.getvalue())
+
+
+def _print_summary(m: dict[str, Any]) -> None:
+    rows = [
+        ("method", m["method"]), ("seed", m["seed"]), ("noise", m["noise"]),
+        ("test RMSE", f"{m['test_rmse']:.4f}"), ("test MAE", f"{m['test_mae']:.4f}"),
+        ("test R2", f"{m['test_r2']:.3f}"), ("validation RMSE", f"{m['val_rmse']:.4f}"),
+        ("pruning rate", f"{m['pruning_rate']:.1%}"),
+        ("per layer", ", ".join(f"{r:.0%}" for r in m["pruning_rate_per_layer"])),
+        ("neurons removed", ", ".join(str(n) for n in m["neurons_removed"])),
+        ("inputs removed", ", ".join(m["inputs_removed"]) or "none"),
+        ("parameters", f"{m['params_before']} -> {m['params_after']}"),
+        ("epochs (best)", f"{m['epochs']} ({m['best_epoch']})"),
+        ("epochs to target", m["epochs_to_target"] if m["epochs_to_target"] else "n/a"),
+        ("train seconds", f"{m['train_seconds']:.1f}"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="softsensor", description="Soft sensor for distillation columns."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_train_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; library errors become one-line messages and exit code 1."""
+    from training.errors import SoftSensorError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.handler(args, args.parser)
+    except SoftSensorError as exc:
+        print(f"softsensor {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

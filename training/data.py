@@ -1,0 +1,298 @@
+"""Loading a historian export through its spec into chronological train/validation/test sets.
+
+Every check happens here, before any training, and fails with the file, column and row so
+the person holding the export can find the bad value. Rows are 1-based data rows (the header
+line, if any, and blank lines are not counted).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from service.features import FloatArray, assemble_rows, derive_signals, max_lag
+from training.errors import DataError
+from training.spec import DatasetSpec, MissingSpec
+
+BoolArray = NDArray[np.bool_]
+
+
+@dataclass
+class Part:
+    """One chronological part of the data: inputs, labels and where each row sits in time."""
+
+    x: FloatArray
+    y: FloatArray
+    index: NDArray[np.int64]  # 0-based data row of each assembled row's time t
+    truth: dict[str, FloatArray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass
+class Dataset:
+    """Train/validation/test matrices plus what the model card needs to describe them."""
+
+    spec: DatasetSpec
+    source: str
+    sha256: str
+    feature_names: list[str]
+    train: Part
+    validation: Part
+    test: Part
+    rows_read: int
+    values_out_of_range: int
+    values_filled: int
+    noise_sigma: float
+    timestamps: list[str] | None = None  # ISO time of each assembled row when known
+
+    @property
+    def rows_used(self) -> int:
+        return len(self.train) + len(self.validation) + len(self.test)
+
+
+def file_sha256(path: Path) -> str:
+    """Hash in chunks: exports can be larger than memory wants to hold twice."""
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_table(path: Path, spec: DatasetSpec) -> pd.DataFrame:
+    """Read the file as text cells (so non-numeric values can be reported, not coerced)."""
+    src = spec.source
+    if not path.is_file():
+        raise DataError(path, "file not found")
+    try:
+        if src.format == "parquet":
+            frame = pd.read_parquet(path)
+        elif src.format == "csv":
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=True)
+        else:
+            frame = pd.read_csv(
+                path, sep=r"\s+", header=None, dtype=str, keep_default_na=False,
+                skip_blank_lines=True, engine="python",
+            )
+    except (pd.errors.ParserError, ValueError, OSError) as exc:
+        raise DataError(path, f"cannot be parsed as {src.format}: {exc}") from exc
+    if src.columns is not None:
+        if frame.shape[1] != len(src.columns) and src.format == "whitespace":
+            raise DataError(
+                path,
+                f"has {frame.shape[1]} columns but the spec names {len(src.columns)}: "
+                f"{', '.join(src.columns)}",
+            )
+        if src.format == "whitespace":
+            frame.columns = pd.Index(src.columns)
+    frame.columns = pd.Index([str(c).strip() for c in frame.columns])
+    return frame.reset_index(drop=True)
+
+
+def _check_columns(path: Path, frame: pd.DataFrame, spec: DatasetSpec) -> None:
+    needed = [s.name for s in spec.signals] + [spec.target.name] + list(spec.truth)
+    if spec.source.timestamp:
+        needed.append(spec.source.timestamp)
+    present = list(frame.columns)
+    for col in needed:
+        if col not in present:
+            raise DataError(path, "missing: the spec needs this column", column=col)
+    for col in present:
+        if col not in needed and col not in spec.source.ignore:
+            raise DataError(
+                path, "is not in the spec (list it under source.ignore to skip it)", column=col
+            )
+    dupes = sorted({c for c in present if present.count(c) > 1})
+    if dupes:
+        raise DataError(path, "appears more than once", column=dupes[0])
+
+
+def _parse_timestamps(path: Path, frame: pd.DataFrame, column: str) -> pd.DatetimeIndex:
+    raw = frame[column]
+    stamps = pd.to_datetime(raw, errors="coerce", utc=True, format="mixed")
+    bad = np.flatnonzero(stamps.isna().to_numpy())
+    if bad.size:
+        r = int(bad[0])
+        raise DataError(path, f"not a timestamp: {raw.iloc[r]!r}", column=column, row=r + 1)
+    ns = stamps.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    steps = np.diff(ns)
+    for r in np.flatnonzero(steps <= 0)[:1]:
+        what = "duplicated" if steps[r] == 0 else "out of order (earlier than the row before)"
+        raise DataError(
+            path, f"timestamp {raw.iloc[r + 1]!r} is {what}", column=column, row=int(r) + 2
+        )
+    return pd.DatetimeIndex(stamps)
+
+
+def _to_numeric(path: Path, frame: pd.DataFrame, column: str) -> FloatArray:
+    raw = frame[column]
+    if pd.api.types.is_numeric_dtype(raw.dtype) and not pd.api.types.is_bool_dtype(raw.dtype):
+        return raw.to_numpy(dtype=np.float64, na_value=np.nan)
+    text = raw.astype(str).str.strip()
+    values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64)
+    blank = text.str.lower().isin(["", "nan", "na", "null", "none"]).to_numpy()
+    bad = np.flatnonzero(np.isnan(values) & ~blank)
+    if bad.size:
+        r = int(bad[0])
+        raise DataError(path, f"non-numeric value {text.iloc[r]!r}", column=column, row=r + 1)
+    return values
+
+
+def _apply_missing_policy(
+    path: Path, column: str, values: FloatArray, bad: BoolArray, policy: MissingSpec, why: str
+) -> tuple[FloatArray, int]:
+    """Return values with bad samples NaN (drop) or filled (ffill); fail on policy error."""
+    if not bad.any():
+        return values, 0
+    first = int(np.flatnonzero(bad)[0])
+    if policy.policy == "error":
+        raise DataError(
+            path,
+            f"{why} {values[first]!r} (missing-value policy is 'error'; declare 'drop' or "
+            "'ffill' in the spec to accept such rows)",
+            column=column, row=first + 1,
+        )
+    out = values.copy()
+    out[bad] = np.nan
+    if policy.policy == "drop":
+        return out, 0
+    filled = 0
+    run = 0
+    for i in range(len(out)):
+        if not bad[i]:
+            run = 0
+            continue
+        run += 1
+        if i == 0 or run > policy.max_fill or np.isnan(out[i - 1]):
+            raise DataError(
+                path,
+                f"{why} {values[i]!r} cannot be forward-filled (gap of {run} samples, "
+                f"max_fill is {policy.max_fill})",
+                column=column, row=i + 1,
+            )
+        out[i] = out[i - 1]
+        filled += 1
+    return out, filled
+
+
+def _check_not_constant(path: Path, name: str, values: FloatArray, where: str) -> None:
+    finite = values[np.isfinite(values)]
+    if finite.size and float(np.ptp(finite)) == 0.0:
+        raise DataError(
+            path, f"is constant ({finite[0]:g}) over {where}: it carries no information",
+            column=name,
+        )
+
+
+def add_input_noise(
+    signals: dict[str, FloatArray], names: list[str], sigma: float, seed: int
+) -> dict[str, FloatArray]:
+    """Add Gaussian noise (data units) to the measured inputs, before lags are taken.
+
+    Noise goes on the sensors, not on lagged copies independently: u5 and u5_lag1 share one
+    noisy history, as they would in a plant. The analyzer value is left alone.
+    """
+    if sigma <= 0:
+        return signals
+    rng = np.random.default_rng([seed, 0x5EED])
+    out = dict(signals)
+    for name in names:
+        out[name] = signals[name] + rng.normal(0.0, sigma, size=signals[name].shape)
+    return out
+
+
+def load_dataset(
+    spec: DatasetSpec, path: Path | str, *, noise_sigma: float = 0.0, seed: int = 0
+) -> Dataset:
+    """Validate the file against the spec and build the chronological parts.
+
+    >>> # ds = load_dataset(load_spec("training/specs/debutanizer.yaml"), "debutanizer_data.txt")
+    """
+    p = Path(path)
+    frame = read_table(p, spec)
+    _check_columns(p, frame, spec)
+    if frame.empty:
+        raise DataError(p, "has no data rows")
+    stamps = _parse_timestamps(p, frame, spec.source.timestamp) if spec.source.timestamp else None
+
+    signals: dict[str, FloatArray] = {}
+    out_of_range = filled = 0
+    for s in [*spec.signals, spec.target]:
+        values = _to_numeric(p, frame, s.name)
+        lo, hi = s.range
+        nonfinite = ~np.isfinite(values)
+        outside = ~nonfinite & ((values < lo) | (values > hi))
+        out_of_range += int(outside.sum())
+        policy = spec.missing_for(s.name)
+        if s.name == spec.target.name and spec.target.missing is None:
+            # An analyzer reports now and then: NaN between samples just means "no label".
+            policy = MissingSpec(policy="drop")
+        if nonfinite.any():
+            values, n = _apply_missing_policy(p, s.name, values, nonfinite, policy, "NaN/inf")
+            filled += n
+        if outside.any():
+            values, n = _apply_missing_policy(
+                p, s.name, values, outside, policy, f"value outside the valid range [{lo}, {hi}]:"
+            )
+            filled += n
+        if s.name != spec.target.name:
+            _check_not_constant(p, s.name, values, f"all {len(values)} rows")
+        signals[s.name] = values
+    truth = {c: _to_numeric(p, frame, c) for c in spec.truth}
+
+    measured = [s.name for s in spec.signals]
+    signals = add_input_noise(signals, measured, noise_sigma, seed)
+    signals = derive_signals(signals, spec.derived_signals())
+    features = spec.lag_features()
+    x = assemble_rows(signals, features)
+    history = max_lag(features)
+    index = np.arange(history, history + len(x), dtype=np.int64)
+    y = signals[spec.target.name][history:]
+    keep = np.isfinite(x).all(axis=1) & np.isfinite(y)
+    x, y, index = x[keep], y[keep], index[keep]
+
+    n_train, n_val, n_test = spec.split.counts(len(y))
+    needed = n_train + n_val + n_test
+    if len(y) < needed or min(n_train, n_val, n_test) < 2 or n_train <= len(features):
+        raise DataError(
+            p,
+            f"too few rows: {len(y)} usable rows after lags (max lag {history}) and missing "
+            f"values, but the split needs train {n_train} (more than {len(features)} "
+            f"features), validation {n_val} and test {n_test}",
+        )
+    if len(y) > needed:
+        raise DataError(
+            p,
+            f"split counts add up to {needed} rows but {len(y)} are usable; give counts "
+            "that add up, or fractions",
+        )
+
+    bounds = [(0, n_train), (n_train, n_train + n_val), (n_train + n_val, needed)]
+    parts = [
+        Part(x[a:b], y[a:b], index[a:b], {c: v[index[a:b]] for c, v in truth.items()})
+        for a, b in bounds
+    ]
+    for j, f in enumerate(features):
+        _check_not_constant(p, f.name, parts[0].x[:, j], f"the {n_train} training rows")
+
+    return Dataset(
+        spec=spec,
+        source=str(p),
+        sha256=file_sha256(p),
+        feature_names=[f.name for f in features],
+        train=parts[0],
+        validation=parts[1],
+        test=parts[2],
+        rows_read=len(frame),
+        values_out_of_range=out_of_range,
+        values_filled=filled,
+        noise_sigma=noise_sigma,
+        timestamps=[t.isoformat() for t in stamps[index]] if stamps is not None else None,
+    )

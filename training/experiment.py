@@ -1,0 +1,135 @@
+"""One training run end to end: pick the pruner, train, clean up, measure.
+
+The CLI and the benchmarks both call ``run_experiment`` so every published figure comes from
+the same code path as a plant's training run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from training.appraisal import CAConfig, CAPruner
+from training.data import Dataset
+from training.evaluation import score
+from training.network import NetworkConfig, count_dense_parameters
+from training.pruning import DensePruner, GMPPruner, MagnitudePruner, Pruner, RandomPruner
+from training.shrink import ShrunkNetwork, shrink
+from training.trainer import TrainConfig, TrainResult, train
+
+METHODS = ("ca", "gmp", "magnitude", "random", "dense")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a run; recorded whole in ``metrics.json``."""
+
+    method: str = "ca"
+    seed: int = 0
+    noise: float = 0.0
+    # Final sparsity for the baselines: one number, or one per layer (use what CA reached).
+    target_sparsity: float | Sequence[float] | None = None
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    ca: CAConfig = field(default_factory=CAConfig)
+    # Best validation loss of a dense run on the same data and seed: defines the
+    # learning-speed target (epochs to reach 1.1x of it).
+    dense_best_val_loss: float | None = None
+
+
+def make_pruner(cfg: RunConfig) -> Pruner:
+    """The pruner a method name stands for, with the run's knobs."""
+    if cfg.method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, not {cfg.method!r}")
+    if cfg.method == "ca":
+        return CAPruner(cfg.ca)
+    if cfg.method == "dense":
+        return DensePruner()
+    if cfg.method == "magnitude":
+        return MagnitudePruner(cfg.target_sparsity)
+    if cfg.target_sparsity is None:
+        raise ValueError(
+            f"method {cfg.method!r} needs a target sparsity (use the sparsity CA reached)"
+        )
+    if cfg.method == "gmp":
+        return GMPPruner(cfg.target_sparsity)
+    return RandomPruner(cfg.target_sparsity, seed=cfg.seed)
+
+
+@dataclass
+class RunReport:
+    """A finished run: the trained network, its shrunk form and the figures."""
+
+    config: RunConfig
+    result: TrainResult
+    shrunk: ShrunkNetwork
+    metrics: dict[str, Any]
+
+
+def epochs_to_target(val_losses: Sequence[float], reference: float | None) -> int | None:
+    """Epochs (counted from 1) until validation loss first reaches 1.1x the dense best."""
+    if reference is None:
+        return None
+    hits = np.flatnonzero(np.asarray(val_losses) <= 1.1 * reference)
+    return int(hits[0]) + 1 if hits.size else None
+
+
+def run_experiment(dataset: Dataset, cfg: RunConfig) -> RunReport:
+    """Train one method on one dataset and measure it; the test split is only scored here."""
+    pruner = make_pruner(cfg)
+    result = train(
+        dataset.train.x, dataset.train.y, dataset.validation.x, dataset.validation.y,
+        cfg.network, pruner, cfg.train,
+    )
+    model = result.model
+    rate = model.pruning_rate()
+    per_layer = model.pruning_rate_per_layer()
+    shrunk = shrink(model)
+    sizes = [len(dataset.feature_names), *cfg.network.hidden, 1]
+    nonzero, _ = shrunk.count_parameters()
+    val_losses = [h.val_loss for h in result.history]
+    test = score(dataset.test.y, result.predict(dataset.test.x))
+    val = score(dataset.validation.y, result.predict(dataset.validation.x))
+    train_scores = score(dataset.train.y, result.predict(dataset.train.x))
+    metrics: dict[str, Any] = {
+        "method": cfg.method,
+        "seed": cfg.seed,
+        "noise": cfg.noise,
+        "dataset": dataset.spec.name,
+        "test_rmse": test.rmse,
+        "test_mae": test.mae,
+        "test_r2": test.r2,
+        "val_rmse": val.rmse,
+        "val_mae": val.mae,
+        "val_r2": val.r2,
+        "train_rmse": train_scores.rmse,
+        "pruning_rate": rate,
+        "pruning_rate_per_layer": per_layer,
+        "neurons_removed": [
+            width - len(kept)
+            for width, kept in zip(cfg.network.hidden, shrunk.hidden_kept, strict=True)
+        ],
+        "inputs_removed": [
+            name for i, name in enumerate(dataset.feature_names) if i not in shrunk.inputs_kept
+        ],
+        "params_before": count_dense_parameters(sizes),
+        "params_after": nonzero,
+        "epochs": result.epochs_run,
+        "best_epoch": result.best_epoch + 1,
+        "best_val_loss": val_losses[result.best_epoch],
+        "val_loss_auc": float(np.mean(val_losses)),
+        "epochs_to_target": epochs_to_target(val_losses, cfg.dense_best_val_loss),
+        "train_seconds": result.train_seconds,
+        "seconds_per_epoch": result.train_seconds / max(1, result.epochs_run),
+        "pruner": result.pruner_config,
+        "network": {"hidden": list(cfg.network.hidden), "activation": cfg.network.activation},
+        "training": asdict(cfg.train),
+        "feature_names": dataset.feature_names,
+        "rows": {"train": len(dataset.train), "validation": len(dataset.validation),
+                 "test": len(dataset.test)},
+        "cleanup": asdict(result.cleanup),
+    }
+    return RunReport(cfg, result, shrunk, metrics)

@@ -1,0 +1,114 @@
+"""The masked multilayer perceptron that pruning shapes.
+
+Each layer keeps a 0/1 mask beside its weight. The forward pass multiplies them, so a pruned
+connection carries no signal and gets no gradient; the mask is also re-applied to the weight
+after every optimizer step so that pruned weights are exactly zero when exported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional as F  # noqa: N812
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "tanh": nn.Tanh,
+    "relu": nn.ReLU,
+    "sigmoid": nn.Sigmoid,
+    "gelu": nn.GELU,
+    "elu": nn.ELU,
+}
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Shape of the MLP; the input and output sizes come from the data."""
+
+    hidden: Sequence[int] = field(default=(64, 64))  # widths of the hidden layers
+    activation: str = "tanh"  # one of ACTIVATIONS; tanh is smooth and the literature's default
+
+
+class MaskedLinear(nn.Linear):
+    """A linear layer whose connections can be switched off for good.
+
+    ``last_input_activity`` holds mean_b |a_j(b)| of the latest training batch: the pruning
+    criterion reads it instead of running an extra forward pass.
+    """
+
+    mask: torch.Tensor
+
+    def __init__(self, in_features: int, out_features: int) -> None:
+        super().__init__(in_features, out_features)
+        self.register_buffer("mask", torch.ones_like(self.weight))
+        self.last_input_activity: torch.Tensor | None = None
+        self.track_activity = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.track_activity and self.training:
+            self.last_input_activity = x.detach().abs().mean(dim=0)
+        return F.linear(x, self.weight * self.mask, self.bias)
+
+    @torch.no_grad()
+    def apply_mask(self) -> None:
+        """Zero the weights of pruned connections (after every optimizer step)."""
+        self.weight.mul_(self.mask)
+
+
+class MaskedMLP(nn.Module):
+    """Input -> hidden layers (masked linear + activation) -> one linear output."""
+
+    def __init__(self, n_inputs: int, n_outputs: int, config: NetworkConfig) -> None:
+        super().__init__()
+        if config.activation not in ACTIVATIONS:
+            raise ValueError(
+                f"activation must be one of {sorted(ACTIVATIONS)}, not {config.activation!r}"
+            )
+        if not config.hidden or any(w < 1 for w in config.hidden):
+            raise ValueError(f"hidden widths must be positive integers, got {list(config.hidden)}")
+        self.config = config
+        sizes = [n_inputs, *config.hidden, n_outputs]
+        self.layers = nn.ModuleList(
+            MaskedLinear(a, b) for a, b in zip(sizes[:-1], sizes[1:], strict=True)
+        )
+        self.act = ACTIVATIONS[config.activation]()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers[:-1]:
+            x = self.act(layer(x))
+        out: torch.Tensor = self.layers[-1](x)
+        return out
+
+    def masked_layers(self) -> list[MaskedLinear]:
+        return [layer for layer in self.layers if isinstance(layer, MaskedLinear)]
+
+    @torch.no_grad()
+    def apply_masks(self) -> None:
+        for layer in self.masked_layers():
+            layer.apply_mask()
+
+    def count_weights(self) -> tuple[int, int]:
+        """(active, total) connections over the weight matrices; biases are not counted."""
+        active = sum(int(layer.mask.sum().item()) for layer in self.masked_layers())
+        total = sum(layer.mask.numel() for layer in self.masked_layers())
+        return active, total
+
+    def pruning_rate(self) -> float:
+        """1 - active / all weights, the paper's measure."""
+        active, total = self.count_weights()
+        return 1.0 - active / total
+
+    def pruning_rate_per_layer(self) -> list[float]:
+        return [1.0 - float(layer.mask.mean().item()) for layer in self.masked_layers()]
+
+    def count_parameters(self) -> int:
+        """Active weights plus every bias: what a sparse deployment stores."""
+        active, _ = self.count_weights()
+        return active + sum(layer.bias.numel() for layer in self.masked_layers())
+
+
+def count_dense_parameters(sizes: Sequence[int]) -> int:
+    """Parameters of a dense MLP with the given layer sizes (inputs, hidden..., outputs)."""
+    return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True))

@@ -1,0 +1,210 @@
+"""Dataset specs: what a historian export contains and how to turn it into a training set.
+
+A spec is YAML, validated by pydantic so a typo names the key and the reason. Derived
+signals, lags, the analyzer delay and the split all live here, never in code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from service.features import DerivedSignal, LagFeature
+from training.errors import SpecError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceSpec(_Strict):
+    """How the file is laid out."""
+
+    format: Literal["csv", "parquet", "whitespace"]
+    # Column names in file order; required when the file has no header (whitespace text).
+    columns: list[str] | None = None
+    # Name of the timestamp column; None means rows are already in time order, one per sample.
+    timestamp: str | None = None
+    # Columns present in the file that the spec deliberately does not use.
+    ignore: list[str] = Field(default_factory=list)
+    # Nominal sampling interval in seconds, recorded in the model card.
+    sample_interval_s: float | None = Field(default=None, gt=0)
+
+
+class MissingSpec(_Strict):
+    """What to do with NaN, inf and out-of-range values.
+
+    ``drop``: rows whose features or target touch a bad sample are left out (lags are never
+    taken across a gap). ``ffill``: carry the last good value forward up to ``max_fill``
+    samples, then fail. ``error``: any bad value fails the load.
+    """
+
+    policy: Literal["drop", "ffill", "error"] = "error"
+    max_fill: int = Field(default=0, ge=0)
+
+
+class SignalSpec(_Strict):
+    """A measured signal (a column of the file)."""
+
+    name: str
+    unit: str
+    range: tuple[float, float]
+    description: str = ""
+    missing: MissingSpec | None = None  # overrides the spec-wide policy
+
+    @model_validator(mode="after")
+    def _check_range(self) -> SignalSpec:
+        if not self.range[0] < self.range[1]:
+            raise ValueError(f"range of {self.name!r} must be [low, high] with low < high")
+        return self
+
+
+class DerivedSpec(_Strict):
+    """A signal computed as ``offset + sum(weight * source)``, e.g. the mean of two sensors."""
+
+    name: str
+    unit: str
+    range: tuple[float, float]
+    combine: dict[str, float]
+    offset: float = 0.0
+    description: str = ""
+
+    def to_derived(self) -> DerivedSignal:
+        return DerivedSignal(self.name, dict(self.combine), self.offset)
+
+
+class TargetSpec(_Strict):
+    """The quality to estimate and its analyzer."""
+
+    name: str
+    unit: str
+    range: tuple[float, float]
+    # Samples between the process state and the analyzer value appearing in the historian.
+    # Lags of the target below this are refused as features: they would not exist online.
+    analyzer_delay: int = Field(ge=0)
+    description: str = ""
+    missing: MissingSpec | None = None
+
+
+class FeatureSpec(_Strict):
+    """A signal used as input at the given lags (0 = the row's own time)."""
+
+    signal: str
+    lags: list[int] = Field(default_factory=lambda: [0], min_length=1)
+
+
+class SplitSpec(_Strict):
+    """Chronological split of the assembled rows: counts, or fractions summing to 1.
+
+    The test part is always the most recent. Counts must add up to the rows available.
+    """
+
+    train: float = Field(gt=0)
+    validation: float = Field(gt=0)
+    test: float = Field(gt=0)
+
+    def counts(self, n_rows: int) -> tuple[int, int, int]:
+        """Rows per part for ``n_rows`` assembled rows."""
+        parts = (self.train, self.validation, self.test)
+        if all(p < 1 for p in parts):
+            n_train = int(round(self.train * n_rows))
+            n_val = int(round(self.validation * n_rows))
+            return n_train, n_val, n_rows - n_train - n_val
+        return int(self.train), int(self.validation), int(self.test)
+
+
+class DatasetSpec(_Strict):
+    """Everything needed to turn one historian export into train/validation/test matrices."""
+
+    name: str
+    description: str = ""
+    source: SourceSpec
+    signals: list[SignalSpec]
+    derived: list[DerivedSpec] = Field(default_factory=list)
+    target: TargetSpec
+    features: list[FeatureSpec]
+    split: SplitSpec
+    missing: MissingSpec = Field(default_factory=MissingSpec)
+    # Columns kept for evaluation only (e.g. the simulator's true composition); never inputs.
+    truth: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check_references(self) -> DatasetSpec:
+        known = {s.name for s in self.signals} | {self.target.name}
+        for d in self.derived:
+            unknown = sorted(set(d.combine) - known)
+            if unknown:
+                raise ValueError(f"derived signal {d.name!r} combines unknown signals {unknown}")
+            known.add(d.name)
+        names = [s.name for s in self.signals] + [d.name for d in self.derived]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes or self.target.name in names:
+            raise ValueError(f"signal names must be unique: {dupes or [self.target.name]}")
+        for f in self.features:
+            if f.signal not in known:
+                raise ValueError(f"feature uses unknown signal {f.signal!r}")
+            if any(lag < 0 for lag in f.lags):
+                raise ValueError(f"lags of {f.signal!r} must be >= 0")
+            if f.signal == self.target.name and min(f.lags) < self.target.analyzer_delay:
+                raise ValueError(
+                    f"target {f.signal!r} used at lag {min(f.lags)}, below its analyzer delay "
+                    f"of {self.target.analyzer_delay} samples: that value is not known online"
+                )
+        if self.source.format == "whitespace" and not self.source.columns:
+            raise ValueError("source.columns is required for whitespace files (no header)")
+        return self
+
+    def lag_features(self) -> list[LagFeature]:
+        """Model inputs in order, as the feature assembly expects them."""
+        return [LagFeature(f.signal, lag) for f in self.features for lag in f.lags]
+
+    def derived_signals(self) -> list[DerivedSignal]:
+        return [d.to_derived() for d in self.derived]
+
+    def missing_for(self, column: str) -> MissingSpec:
+        """The missing-value policy that applies to one file column."""
+        for s in self.signals:
+            if s.name == column and s.missing is not None:
+                return s.missing
+        if column == self.target.name and self.target.missing is not None:
+            return self.target.missing
+        return self.missing
+
+    def range_of(self, signal: str) -> tuple[float, float]:
+        for s in [*self.signals, *self.derived]:
+            if s.name == signal:
+                return s.range
+        if signal == self.target.name:
+            return self.target.range
+        raise KeyError(signal)
+
+    def unit_of(self, signal: str) -> str:
+        for s in [*self.signals, *self.derived]:
+            if s.name == signal:
+                return s.unit
+        if signal == self.target.name:
+            return self.target.unit
+        raise KeyError(signal)
+
+
+def load_spec(path: Path | str) -> DatasetSpec:
+    """Read and validate a YAML spec; errors name the file and the offending key."""
+    p = Path(path)
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SpecError(f"cannot read spec {p}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise SpecError(f"spec {p} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise SpecError(f"spec {p} must be a mapping at the top level")
+    try:
+        return DatasetSpec.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(x) for x in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors()
+        )
+        raise SpecError(f"spec {p} is invalid: {problems}") from exc
