@@ -7,7 +7,7 @@ the same code path as a plant's training run.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -80,9 +80,10 @@ def epochs_to_target(val_losses: Sequence[float], reference: float | None) -> in
 def run_experiment(dataset: Dataset, cfg: RunConfig) -> RunReport:
     """Train one method on one dataset and measure it; the test split is only scored here."""
     pruner = make_pruner(cfg)
+    train_cfg = replace(cfg.train, seed=cfg.seed)  # the run's seed governs init and order
     result = train(
         dataset.train.x, dataset.train.y, dataset.validation.x, dataset.validation.y,
-        cfg.network, pruner, cfg.train,
+        cfg.network, pruner, train_cfg,
     )
     model = result.model
     rate = model.pruning_rate()
@@ -91,6 +92,9 @@ def run_experiment(dataset: Dataset, cfg: RunConfig) -> RunReport:
     sizes = [len(dataset.feature_names), *cfg.network.hidden, 1]
     nonzero, _ = shrunk.count_parameters()
     val_losses = [h.val_loss for h in result.history]
+    reference = cfg.dense_best_val_loss
+    if reference is None and cfg.method == "dense":
+        reference = val_losses[result.best_epoch]  # dense is its own reference
     test = score(dataset.test.y, result.predict(dataset.test.x))
     val = score(dataset.validation.y, result.predict(dataset.validation.x))
     train_scores = score(dataset.train.y, result.predict(dataset.train.x))
@@ -121,12 +125,12 @@ def run_experiment(dataset: Dataset, cfg: RunConfig) -> RunReport:
         "best_epoch": result.best_epoch + 1,
         "best_val_loss": val_losses[result.best_epoch],
         "val_loss_auc": float(np.mean(val_losses)),
-        "epochs_to_target": epochs_to_target(val_losses, cfg.dense_best_val_loss),
+        "epochs_to_target": epochs_to_target(val_losses, reference),
         "train_seconds": result.train_seconds,
         "seconds_per_epoch": result.train_seconds / max(1, result.epochs_run),
         "pruner": result.pruner_config,
         "network": {"hidden": list(cfg.network.hidden), "activation": cfg.network.activation},
-        "training": asdict(cfg.train),
+        "training": asdict(train_cfg),
         "feature_names": dataset.feature_names,
         "rows": {"train": len(dataset.train), "validation": len(dataset.validation),
                  "test": len(dataset.test)},

@@ -34,8 +34,9 @@ class NetworkConfig:
 class MaskedLinear(nn.Linear):
     """A linear layer whose connections can be switched off for good.
 
-    ``last_input_activity`` holds mean_b |a_j(b)| of the latest training batch: the pruning
-    criterion reads it instead of running an extra forward pass.
+    ``last_input_activity`` holds sum_b |a_j(b)| of the latest training batch (and
+    ``last_batch_size`` its size): the pruning criterion reads them instead of running an
+    extra forward pass. The sum is one kernel; the division is folded into the smoothing.
     """
 
     mask: torch.Tensor
@@ -44,11 +45,13 @@ class MaskedLinear(nn.Linear):
         super().__init__(in_features, out_features)
         self.register_buffer("mask", torch.ones_like(self.weight))
         self.last_input_activity: torch.Tensor | None = None
+        self.last_batch_size = 0
         self.track_activity = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.track_activity and self.training:
-            self.last_input_activity = x.detach().abs().mean(dim=0)
+            self.last_input_activity = x.detach().abs().sum(dim=0)
+            self.last_batch_size = x.shape[0]
         return F.linear(x, self.weight * self.mask, self.bias)
 
     @torch.no_grad()

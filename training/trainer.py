@@ -108,7 +108,9 @@ def train(
     yv = torch.as_tensor(y_scaler.transform(y_val), dtype=torch.float32)
 
     model = MaskedMLP(xt.shape[1], 1, network)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay, foreach=True
+    )
     pruner.start(model, optimizer, config.epochs)
     order_gen = torch.Generator().manual_seed(config.seed)
     n = len(xt)

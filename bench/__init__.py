@@ -1,0 +1,1 @@
+"""Benchmarks: re-runnable scripts behind every figure the project publishes."""

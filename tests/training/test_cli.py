@@ -1,0 +1,87 @@
+"""The softsensor command: outputs, summary, and usage errors instead of tracebacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from training.cli import main
+
+
+def test_train_writes_metrics_history_and_checkpoint(
+    tiny: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A CA run writes metrics.json with the promised fields, the history and a checkpoint."""
+    spec, data = tiny
+    out = tmp_path / "run"
+    code = main([
+        "train", "--spec", str(spec), "--data", str(data), "--method", "ca", "--seed", "2",
+        "--noise", "0.01", "--epochs", "12", "--hidden", "8,4", "--batch-size", "8",
+        "--out", str(out), "--quiet",
+    ])
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["method"] == "ca" and metrics["seed"] == 2 and metrics["noise"] == 0.01
+    assert metrics["pruner"]["tau"] == 0.5 and metrics["pruner"]["patience"] == 3
+    history = json.loads((out / "history.json").read_text())
+    assert len(history) == metrics["epochs"]
+    assert (out / "checkpoint.pt").stat().st_size > 0
+    printed = capsys.readouterr().out
+    assert "test RMSE" in printed and f"{metrics['test_rmse']:.4f}" in printed
+
+
+def test_dense_reference_sets_epochs_to_target(tiny: tuple[Path, Path], tmp_path: Path) -> None:
+    spec, data = tiny
+    common = ["--spec", str(spec), "--data", str(data), "--epochs", "8", "--hidden", "8",
+              "--quiet"]
+    assert main(["train", *common, "--method", "dense", "--out", str(tmp_path / "d")]) == 0
+    ref = tmp_path / "d" / "metrics.json"
+    assert main(["train", *common, "--method", "gmp", "--target-sparsity", "0.5",
+                 "--dense-reference", str(ref), "--out", str(tmp_path / "g")]) == 0
+    m = json.loads((tmp_path / "g" / "metrics.json").read_text())
+    assert m["epochs_to_target"] is None or 1 <= m["epochs_to_target"] <= m["epochs"]
+    # clean-up may remove more (connections of neurons left dead), never less
+    assert m["pruning_rate"] >= 0.5 - 1e-9
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--method", "prune-it-all"], "invalid choice"),
+        (["--noise", "-1"], "must be >= 0"),
+        (["--target-sparsity", "1.5"], "sparsity must be in"),
+        (["--epochs", "zero"], "invalid _positive_int value"),
+        (["--method", "gmp"], "needs a target sparsity"),
+        (["--tau", "-2"], "invalid CA setting tau"),
+        (["--bogus"], "unrecognized arguments"),
+    ],
+)
+def test_bad_options_are_usage_errors(
+    tiny: tuple[Path, Path], tmp_path: Path, args: list[str], message: str
+) -> None:
+    """Exit code 2 and a one-line reason on stderr, never a traceback."""
+    spec, data = tiny
+    proc = subprocess.run(
+        [sys.executable, "-m", "training.cli", "train", "--spec", str(spec), "--data",
+         str(data), "--out", str(tmp_path / "o"), *args],
+        capture_output=True, text=True, check=False,
+    )
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_bad_data_is_a_clean_error(
+    tiny: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A data problem exits 1 with the file, column and row; nothing is written."""
+    spec, data = tiny
+    data.write_text(data.read_text().replace("time,a,b,q", "time,a,b,qq"))
+    out = tmp_path / "o"
+    assert main(["train", "--spec", str(spec), "--data", str(data), "--out", str(out)]) == 1
+    assert "column 'q': missing" in capsys.readouterr().err
+    assert not out.exists()

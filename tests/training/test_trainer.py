@@ -1,0 +1,94 @@
+"""Trainer: reproducible, records its history, keeps a checkpoint with final masks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from training.appraisal import CAConfig
+from training.data import Dataset, load_dataset
+from training.experiment import RunConfig, epochs_to_target, run_experiment
+from training.network import NetworkConfig
+from training.spec import load_spec
+from training.trainer import TrainConfig
+
+FAST = TrainConfig(epochs=30, batch_size=8, lr=3e-3, progress=False)
+SMALL = NetworkConfig(hidden=(16, 8))
+
+
+@pytest.fixture
+def tiny_ds(tiny: tuple[Path, Path]) -> Dataset:
+    spec, data = tiny
+    return load_dataset(load_spec(spec), data)
+
+
+def _run(ds: Dataset, **kw: object) -> dict[str, object]:
+    cfg = RunConfig(network=SMALL, train=FAST, ca=CAConfig(tau=0.6), **kw)  # type: ignore[arg-type]
+    return run_experiment(ds, cfg).metrics
+
+
+def test_same_seed_same_result_different_seed_differs(tiny_ds: Dataset) -> None:
+    """Fixed seeds make a run repeatable to the last bit; another seed gives another run."""
+    a, b = _run(tiny_ds, seed=3), _run(tiny_ds, seed=3)
+    c = _run(tiny_ds, seed=4)
+    assert a["test_rmse"] == b["test_rmse"]
+    assert a["pruning_rate_per_layer"] == b["pruning_rate_per_layer"]
+    assert a["test_rmse"] != c["test_rmse"]
+
+
+def test_history_records_losses_sparsity_and_pruning(tiny_ds: Dataset) -> None:
+    """One record per epoch; sparsity never decreases; the prunes add up to the final rate."""
+    report = run_experiment(
+        tiny_ds, RunConfig(network=SMALL, train=FAST, ca=CAConfig(tau=0.8))
+    )
+    hist = report.result.history
+    assert [h.epoch for h in hist] == list(range(len(hist)))
+    sparsity = [h.sparsity for h in hist]
+    assert all(b >= a for a, b in zip(sparsity, sparsity[1:], strict=False))
+    removed = sum(h.pruned + h.cleaned for h in hist)
+    total = 4 * 16 + 16 * 8 + 8
+    assert removed == round(report.metrics["pruning_rate"] * total)
+    assert all(np.isfinite(h.train_loss) and np.isfinite(h.val_loss) for h in hist)
+    assert all(len(h.sparsity_per_layer) == 3 for h in hist)
+
+
+def test_checkpoint_is_chosen_after_masks_are_final(tiny_ds: Dataset) -> None:
+    """The best epoch is at or after the freeze, and its masks match the reported sparsity."""
+    report = run_experiment(
+        tiny_ds, RunConfig(network=SMALL, train=FAST, ca=CAConfig(tau=0.8))
+    )
+    freeze = 30 - int(0.15 * 30)
+    assert report.result.best_epoch >= freeze - 1
+    assert report.metrics["pruning_rate"] == pytest.approx(report.result.history[-1].sparsity)
+
+
+def test_early_stopping_ends_dense_training(tiny_ds: Dataset) -> None:
+    """Dense training stops once validation loss has not improved for the patience."""
+    cfg = RunConfig(
+        method="dense", network=SMALL,
+        train=TrainConfig(epochs=400, batch_size=8, lr=1e-2, early_stopping=5, progress=False),
+    )
+    report = run_experiment(tiny_ds, cfg)
+    assert report.result.epochs_run < 400
+    assert report.result.epochs_run - 1 - report.result.best_epoch == 5
+
+
+def test_metrics_have_every_field_the_cli_promises(tiny_ds: Dataset) -> None:
+    m = _run(tiny_ds, method="gmp", target_sparsity=0.5, dense_best_val_loss=10.0)
+    for key in (
+        "method", "seed", "noise", "test_rmse", "test_mae", "test_r2", "val_rmse",
+        "pruning_rate", "pruning_rate_per_layer", "neurons_removed", "inputs_removed",
+        "params_before", "params_after", "epochs", "epochs_to_target", "train_seconds",
+    ):
+        assert key in m
+    assert m["params_before"] == 4 * 16 + 16 + 16 * 8 + 8 + 8 + 1
+    assert m["params_after"] < m["params_before"]
+    assert m["epochs_to_target"] == 1
+
+
+def test_epochs_to_target() -> None:
+    assert epochs_to_target([5.0, 3.0, 1.05, 0.9], 1.0) == 3
+    assert epochs_to_target([5.0, 3.0], 1.0) is None
+    assert epochs_to_target([5.0], None) is None
