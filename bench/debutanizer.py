@@ -37,10 +37,27 @@ BASELINES = ("gmp", "magnitude", "random")
 
 def _slim(metrics: dict[str, Any]) -> dict[str, Any]:
     keep = (
-        "method", "seed", "noise", "test_rmse", "test_mae", "test_r2", "val_rmse", "train_rmse",
-        "pruning_rate", "pruning_rate_per_layer", "neurons_removed", "inputs_removed",
-        "params_before", "params_after", "epochs", "best_epoch", "best_val_loss",
-        "val_loss_auc", "epochs_to_target", "train_seconds", "seconds_per_epoch",
+        "method",
+        "seed",
+        "noise",
+        "test_rmse",
+        "test_mae",
+        "test_r2",
+        "val_rmse",
+        "train_rmse",
+        "pruning_rate",
+        "pruning_rate_per_layer",
+        "neurons_removed",
+        "inputs_removed",
+        "params_before",
+        "params_after",
+        "epochs",
+        "best_epoch",
+        "best_val_loss",
+        "val_loss_auc",
+        "epochs_to_target",
+        "train_seconds",
+        "seconds_per_epoch",
     )
     return {k: metrics[k] for k in keep}
 
@@ -52,13 +69,18 @@ def run_seed(job: tuple[int, float, RunConfig, str]) -> list[dict[str, Any]]:
     rows = []
     dense = run_experiment(ds, replace(base, method="dense", seed=seed, noise=noise)).metrics
     ca = run_experiment(
-        ds, replace(base, method="ca", seed=seed, noise=noise,
-                    dense_best_val_loss=dense["best_val_loss"])
+        ds,
+        replace(
+            base, method="ca", seed=seed, noise=noise, dense_best_val_loss=dense["best_val_loss"]
+        ),
     ).metrics
     rows += [dense, ca]
     for method in BASELINES:
         cfg = replace(
-            base, method=method, seed=seed, noise=noise,
+            base,
+            method=method,
+            seed=seed,
+            noise=noise,
             target_sparsity=ca["pruning_rate_per_layer"],
             dense_best_val_loss=dense["best_val_loss"],
         )
@@ -70,8 +92,17 @@ def run_seed(job: tuple[int, float, RunConfig, str]) -> list[dict[str, Any]]:
         ("persistence", ds.validation.x[:, y_lag], ds.test.x[:, y_lag]),
     ):
         t, v = score(ds.test.y, pred_test), score(ds.validation.y, pred_val)
-        rows.append({"method": name, "seed": seed, "noise": noise, "test_rmse": t.rmse,
-                     "test_mae": t.mae, "test_r2": t.r2, "val_rmse": v.rmse})
+        rows.append(
+            {
+                "method": name,
+                "seed": seed,
+                "noise": noise,
+                "test_rmse": t.rmse,
+                "test_mae": t.mae,
+                "test_r2": t.r2,
+                "val_rmse": v.rmse,
+            }
+        )
     return [_slim(r) if "pruning_rate" in r else r for r in rows]
 
 
@@ -84,8 +115,17 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float
     for key, methods in table.items():
         for method in methods:
             group = [r for r in rows if f"noise={r['noise']}" == key and r["method"] == method]
-            for field in ("test_rmse", "test_mae", "test_r2", "val_rmse", "pruning_rate",
-                          "epochs_to_target", "seconds_per_epoch", "train_seconds", "epochs"):
+            for field in (
+                "test_rmse",
+                "test_mae",
+                "test_r2",
+                "val_rmse",
+                "pruning_rate",
+                "epochs_to_target",
+                "seconds_per_epoch",
+                "train_seconds",
+                "epochs",
+            ):
                 values = [float(r[field]) for r in group if r.get(field) is not None]
                 if values:
                     methods[method][f"{field}_mean"] = statistics.fmean(values)
@@ -122,21 +162,29 @@ def main() -> None:
     ratios = []
     for n in args.noise:
         for s in range(args.seeds):
-            d = next(r for r in rows if r["method"] == "dense" and r["seed"] == s and r["noise"] == n)
+            d = next(
+                r for r in rows if r["method"] == "dense" and r["seed"] == s and r["noise"] == n
+            )
             c = next(r for r in rows if r["method"] == "ca" and r["seed"] == s and r["noise"] == n)
             ratios.append(c["seconds_per_epoch"] / d["seconds_per_epoch"])
     result = {
-        "command": "python -m bench.debutanizer " + " ".join(
+        "command": "python -m bench.debutanizer "
+        + " ".join(
             f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("out",)
         ),
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                    "python": platform.python_version()},
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+        },
         "wall_seconds": wall,
         "ca_epoch_overhead_ratio_mean": statistics.fmean(ratios),
         "ca_epoch_overhead_ratios": ratios,
-        "config": {"train": vars(base.train), "ca": vars(base.ca),
-                   "network": {"hidden": list(base.network.hidden),
-                               "activation": base.network.activation}},
+        "config": {
+            "train": vars(base.train),
+            "ca": vars(base.ca),
+            "network": {"hidden": list(base.network.hidden), "activation": base.network.activation},
+        },
         "summary": summary,
         "runs": rows,
     }
@@ -144,12 +192,16 @@ def main() -> None:
     write_atomic(args.out / "results.json", json.dumps(result, indent=1, default=str) + "\n")
     for key, methods in summary.items():
         print(key)
-        for method, s in methods.items():
-            rate = f"{s.get('pruning_rate_mean', 0):.1%}" if "pruning_rate_mean" in s else "-"
-            ett = s.get("epochs_to_target_mean")
-            print(f"  {method:<12} test {s['test_rmse_mean']:.4f} +- {s['test_rmse_std']:.4f}  "
-                  f"val {s['val_rmse_mean']:.4f}  pruned {rate}  "
-                  f"epochs-to-target {ett if ett is None else round(ett, 1)}")
+        for method, stats in methods.items():
+            rate = stats.get("pruning_rate_mean")
+            rate_text = "-" if rate is None else f"{rate:.1%}"
+            ett = stats.get("epochs_to_target_mean")
+            print(
+                f"  {method:<12} test {stats['test_rmse_mean']:.4f} +- "
+                f"{stats['test_rmse_std']:.4f}  val {stats['val_rmse_mean']:.4f}  "
+                f"pruned {rate_text}  "
+                f"epochs-to-target {ett if ett is None else round(ett, 1)}"
+            )
     print(f"CA/dense seconds per epoch: {statistics.fmean(ratios):.2f}; wall {wall:.0f} s")
 
 

@@ -140,7 +140,7 @@ class PruningReport(_Strict):
 class ModelCard(_Strict):
     """Everything known about one model version."""
 
-    schema_version: Literal[1] = CARD_SCHEMA_VERSION
+    schema_version: Literal[1] = 1  # CARD_SCHEMA_VERSION
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
     version: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     created: datetime

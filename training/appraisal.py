@@ -10,6 +10,7 @@ only connections that stay below ``tau`` consistently are removed. Sparsity is a
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
@@ -41,8 +42,9 @@ class CAConfig:
     keep_strongest_input: bool = True  # an output neuron always keeps its strongest input
     # Collapse guards (the mean-relative rule is not self-limiting at every tau):
     min_density: float = 0.0  # never prune a layer below this share of its connections
-    stop_after_val_rises: int = 0  # stop appraising after this many appraisals in a row with a
-    # rising validation loss (0 = off)
+    # Stop appraising after this many appraisals in a row with a rising validation loss
+    # (0 = off). Chosen on the validation split: see docs/tuning.md.
+    stop_after_val_rises: int = 3
 
     def __post_init__(self) -> None:
         checks = {
@@ -122,12 +124,11 @@ class CAPruner(Pruner):
             torch._foreach_add_(self.scores_, magnitudes, alpha=1.0 - self.cfg.beta)
             return
         acts = [layer.last_input_activity for layer in layers]
-        if any(a is None for a in acts):
+        ready = [a for a in acts if a is not None]
+        if len(ready) != len(acts):
             return
         n = layers[0].last_batch_size
-        torch._foreach_addcmul_(
-            self.scores_, magnitudes, acts, value=(1.0 - self.cfg.beta) / n  # type: ignore[arg-type]
-        )
+        torch._foreach_addcmul_(self.scores_, magnitudes, ready, value=(1.0 - self.cfg.beta) / n)
 
     def relative_importance(self, layer_index: int, layer: MaskedLinear) -> torch.Tensor:
         """r = c_hat / mean(c_hat over the layer's active connections); 0 where pruned."""
@@ -163,7 +164,7 @@ class CAPruner(Pruner):
         limit = self.cfg.stop_after_val_rises
         self._val_losses.append(val_loss)
         recent = self._val_losses[-(limit + 1) :]
-        if limit and len(recent) == limit + 1 and all(b > a for a, b in zip(recent, recent[1:])):
+        if limit and len(recent) == limit + 1 and all(b > a for a, b in itertools.pairwise(recent)):
             self.stopped_at_ = epoch
 
     @torch.no_grad()

@@ -61,12 +61,24 @@ def _add_train_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--data", required=True, type=Path, help="data file the spec describes")
     p.add_argument("--method", choices=METHODS, default="ca", help="pruning method (default ca)")
     p.add_argument("--seed", type=int, default=tc.seed)
-    p.add_argument("--noise", type=_non_negative_float, default=0.0,
-                   help="extra Gaussian noise on the inputs, in data units")
-    p.add_argument("--target-sparsity", type=_sparsity, default=None,
-                   help="final sparsity for the baselines (one value, or one per layer)")
-    p.add_argument("--dense-reference", type=Path, default=None,
-                   help="metrics.json of a dense run: sets the learning-speed target")
+    p.add_argument(
+        "--noise",
+        type=_non_negative_float,
+        default=0.0,
+        help="extra Gaussian noise on the inputs, in data units",
+    )
+    p.add_argument(
+        "--target-sparsity",
+        type=_sparsity,
+        default=None,
+        help="final sparsity for the baselines (one value, or one per layer)",
+    )
+    p.add_argument(
+        "--dense-reference",
+        type=Path,
+        default=None,
+        help="metrics.json of a dense run: sets the learning-speed target",
+    )
     p.add_argument("--out", required=True, type=Path, help="output directory")
     g = p.add_argument_group("network and optimization")
     g.add_argument("--hidden", type=_widths, default=tuple(net.hidden), help="e.g. 64,64")
@@ -80,10 +92,10 @@ def _add_train_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     c = p.add_argument_group("connection appraisal (method ca)")
     c.add_argument("--tau", type=float, default=ca.tau)
     c.add_argument("--patience", type=_positive_int, default=ca.patience)
-    c.add_argument("--criterion", choices=("activity", "magnitude", "taylor"),
-                   default=ca.criterion)
-    c.add_argument("--consistency", choices=("consecutive", "window", "leaky"),
-                   default=ca.consistency)
+    c.add_argument("--criterion", choices=("activity", "magnitude", "taylor"), default=ca.criterion)
+    c.add_argument(
+        "--consistency", choices=("consecutive", "window", "leaky"), default=ca.consistency
+    )
     c.add_argument("--beta", type=float, default=ca.beta)
     c.add_argument("--min-density", type=float, default=ca.min_density)
     c.add_argument("--stop-after-val-rises", type=int, default=ca.stop_after_val_rises)
@@ -103,8 +115,13 @@ def _run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
 
     try:
         ca = replace(
-            CAConfig(), tau=args.tau, patience=args.patience, criterion=args.criterion,
-            consistency=args.consistency, beta=args.beta, min_density=args.min_density,
+            CAConfig(),
+            tau=args.tau,
+            patience=args.patience,
+            criterion=args.criterion,
+            consistency=args.consistency,
+            beta=args.beta,
+            min_density=args.min_density,
             stop_after_val_rises=args.stop_after_val_rises,
         )
         dense_best = None
@@ -112,15 +129,22 @@ def _run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
             ref = json.loads(args.dense_reference.read_text(encoding="utf-8"))
             dense_best = float(ref["best_val_loss"])
         cfg = RunConfig(
-            method=args.method, seed=args.seed, noise=args.noise,
+            method=args.method,
+            seed=args.seed,
+            noise=args.noise,
             target_sparsity=args.target_sparsity,
             network=NetworkConfig(hidden=args.hidden, activation=args.activation),
             train=TrainConfig(
-                epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                weight_decay=args.weight_decay, early_stopping=args.early_stopping,
-                seed=args.seed, progress=not args.quiet,
+                epochs=args.epochs,
+                batch_size=args.batch_size,
+                lr=args.lr,
+                weight_decay=args.weight_decay,
+                early_stopping=args.early_stopping,
+                seed=args.seed,
+                progress=not args.quiet,
             ),
-            ca=ca, dense_best_val_loss=dense_best,
+            ca=ca,
+            dense_best_val_loss=dense_best,
         )
         from training.experiment import make_pruner
 
@@ -151,8 +175,10 @@ def _save_checkpoint(report: Any, path: Path) -> None:
     torch.save(
         {
             "state_dict": report.result.model.state_dict(),
-            "x_mean": report.result.x_scaler.mean_, "x_scale": report.result.x_scaler.scale_,
-            "y_mean": report.result.y_scaler.mean_, "y_scale": report.result.y_scaler.scale_,
+            "x_mean": report.result.x_scaler.mean_,
+            "x_scale": report.result.x_scaler.scale_,
+            "y_mean": report.result.y_scaler.mean_,
+            "y_scale": report.result.y_scaler.scale_,
             "metrics": report.metrics,
         },
         buf,
@@ -162,9 +188,13 @@ def _save_checkpoint(report: Any, path: Path) -> None:
 
 def _print_summary(m: dict[str, Any]) -> None:
     rows = [
-        ("method", m["method"]), ("seed", m["seed"]), ("noise", m["noise"]),
-        ("test RMSE", f"{m['test_rmse']:.4f}"), ("test MAE", f"{m['test_mae']:.4f}"),
-        ("test R2", f"{m['test_r2']:.3f}"), ("validation RMSE", f"{m['val_rmse']:.4f}"),
+        ("method", m["method"]),
+        ("seed", m["seed"]),
+        ("noise", m["noise"]),
+        ("test RMSE", f"{m['test_rmse']:.4f}"),
+        ("test MAE", f"{m['test_mae']:.4f}"),
+        ("test R2", f"{m['test_r2']:.3f}"),
+        ("validation RMSE", f"{m['val_rmse']:.4f}"),
         ("pruning rate", f"{m['pruning_rate']:.1%}"),
         ("per layer", ", ".join(f"{r:.0%}" for r in m["pruning_rate_per_layer"])),
         ("neurons removed", ", ".join(str(n) for n in m["neurons_removed"])),

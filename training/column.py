@@ -423,7 +423,7 @@ class ColumnModel:
         f0, jac = self._evaluate(z, ua, jacobian=True)
         assert jac is not None
         # LAPACK getrf/getrs directly: the scipy.linalg wrappers' argument checks cost more
-        # than the 82x82 solves themselves, and this runs ~100,000 times a simulated week.
+        # than the 82x82 solves themselves, and a simulated week needs about 80,000 solves.
         lu, piv, info = lapack.dgetrf(self._eye - (_ROS2_GAMMA * h) * jac)
         if info != 0:
             raise np.linalg.LinAlgError(f"singular iteration matrix (getrf info {info})")

@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 
 from service.features import FloatArray, assemble_rows, derive_signals, max_lag
 from training.errors import DataError
-from training.spec import DatasetSpec, MissingSpec
+from training.spec import DatasetSpec, MissingSpec, SignalSpec, TargetSpec
 
 BoolArray = NDArray[np.bool_]
 
@@ -78,8 +78,13 @@ def read_table(path: Path, spec: DatasetSpec) -> pd.DataFrame:
             frame = pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=True)
         else:
             frame = pd.read_csv(
-                path, sep=r"\s+", header=None, dtype=str, keep_default_na=False,
-                skip_blank_lines=True, engine="python",
+                path,
+                sep=r"\s+",
+                header=None,
+                dtype=str,
+                keep_default_na=False,
+                skip_blank_lines=True,
+                engine="python",
             )
     except (pd.errors.ParserError, ValueError, OSError) as exc:
         raise DataError(path, f"cannot be parsed as {src.format}: {exc}") from exc
@@ -157,7 +162,8 @@ def _apply_missing_policy(
             path,
             f"{why} {values[first]!r} (missing-value policy is 'error'; declare 'drop' or "
             "'ffill' in the spec to accept such rows)",
-            column=column, row=first + 1,
+            column=column,
+            row=first + 1,
         )
     out = values.copy()
     out[bad] = np.nan
@@ -175,7 +181,8 @@ def _apply_missing_policy(
                 path,
                 f"{why} {values[i]!r} cannot be forward-filled (gap of {run} samples, "
                 f"max_fill is {policy.max_fill})",
-                column=column, row=i + 1,
+                column=column,
+                row=i + 1,
             )
         out[i] = out[i - 1]
         filled += 1
@@ -186,7 +193,8 @@ def _check_not_constant(path: Path, name: str, values: FloatArray, where: str) -
     finite = values[np.isfinite(values)]
     if finite.size and float(np.ptp(finite)) == 0.0:
         raise DataError(
-            path, f"is constant ({finite[0]:g}) over {where}: it carries no information",
+            path,
+            f"is constant ({finite[0]:g}) over {where}: it carries no information",
             column=name,
         )
 
@@ -224,7 +232,8 @@ def load_dataset(
 
     signals: dict[str, FloatArray] = {}
     out_of_range = filled = 0
-    for s in [*spec.signals, spec.target]:
+    columns: list[SignalSpec | TargetSpec] = [*spec.signals, spec.target]
+    for s in columns:
         values = _to_numeric(p, frame, s.name)
         lo, hi = s.range
         nonfinite = ~np.isfinite(values)

@@ -82,8 +82,13 @@ def run_experiment(dataset: Dataset, cfg: RunConfig) -> RunReport:
     pruner = make_pruner(cfg)
     train_cfg = replace(cfg.train, seed=cfg.seed)  # the run's seed governs init and order
     result = train(
-        dataset.train.x, dataset.train.y, dataset.validation.x, dataset.validation.y,
-        cfg.network, pruner, train_cfg,
+        dataset.train.x,
+        dataset.train.y,
+        dataset.validation.x,
+        dataset.validation.y,
+        cfg.network,
+        pruner,
+        train_cfg,
     )
     model = result.model
     rate = model.pruning_rate()
@@ -132,8 +137,11 @@ def run_experiment(dataset: Dataset, cfg: RunConfig) -> RunReport:
         "network": {"hidden": list(cfg.network.hidden), "activation": cfg.network.activation},
         "training": asdict(train_cfg),
         "feature_names": dataset.feature_names,
-        "rows": {"train": len(dataset.train), "validation": len(dataset.validation),
-                 "test": len(dataset.test)},
+        "rows": {
+            "train": len(dataset.train),
+            "validation": len(dataset.validation),
+            "test": len(dataset.test),
+        },
         "cleanup": asdict(result.cleanup),
     }
     return RunReport(cfg, result, shrunk, metrics)

@@ -7,6 +7,7 @@ after every optimizer step so that pruned weights are exactly zero when exported
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -73,9 +74,7 @@ class MaskedMLP(nn.Module):
             raise ValueError(f"hidden widths must be positive integers, got {list(config.hidden)}")
         self.config = config
         sizes = [n_inputs, *config.hidden, n_outputs]
-        self.layers = nn.ModuleList(
-            MaskedLinear(a, b) for a, b in zip(sizes[:-1], sizes[1:], strict=True)
-        )
+        self.layers = nn.ModuleList(MaskedLinear(a, b) for a, b in itertools.pairwise(sizes))
         self.act = ACTIVATIONS[config.activation]()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -114,4 +113,4 @@ class MaskedMLP(nn.Module):
 
 def count_dense_parameters(sizes: Sequence[int]) -> int:
     """Parameters of a dense MLP with the given layer sizes (inputs, hidden..., outputs)."""
-    return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+    return sum(a * b + b for a, b in itertools.pairwise(sizes))

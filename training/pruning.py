@@ -8,7 +8,6 @@ weight, its Adam moments and its mask always go together.
 from __future__ import annotations
 
 import math
-from abc import ABC
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -97,7 +96,7 @@ def layer_sparsities(target: float | Sequence[float], n_layers: int) -> list[flo
     return values
 
 
-class Pruner(ABC):  # noqa: B024  (every hook has a sensible no-op default)
+class Pruner:
     """Hooks the trainer calls; each pruner overrides the ones it needs.
 
     ``end_epoch`` returns the number of connections removed, so the history can show when

@@ -7,6 +7,8 @@ export, and says which sensors the soft sensor no longer needs.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,7 +41,7 @@ def clean_up(model: MaskedMLP, optimizer: torch.optim.Optimizer | None = None) -
     changed = True
     while changed:
         changed = False
-        for into, out_of in zip(layers[:-1], layers[1:], strict=True):
+        for into, out_of in itertools.pairwise(layers):
             has_in = into.mask.any(dim=1)
             has_out = out_of.mask.any(dim=0)
             dead = has_in & ~has_out
@@ -84,7 +86,10 @@ class ShrunkNetwork:
 
     def count_parameters(self) -> tuple[int, int]:
         """(nonzero weights + biases, all entries of the dense shrunk matrices + biases)."""
-        nonzero = sum(int(np.count_nonzero(w)) + b.size for w, b in zip(self.weights, self.biases, strict=True))
+        nonzero = sum(
+            int(np.count_nonzero(w)) + b.size
+            for w, b in zip(self.weights, self.biases, strict=True)
+        )
         dense = sum(w.size + b.size for w, b in zip(self.weights, self.biases, strict=True))
         return nonzero, dense
 
@@ -99,7 +104,7 @@ def _gelu(h: FloatArray) -> FloatArray:
     return np.asarray(0.5 * h * (1.0 + np.vectorize(erf)(h / sqrt(2.0))))
 
 
-_NUMPY_ACTIVATIONS = {
+_NUMPY_ACTIVATIONS: dict[str, Callable[[FloatArray], FloatArray]] = {
     "tanh": np.tanh,
     "relu": lambda h: np.maximum(h, 0.0),
     "sigmoid": _sigmoid,

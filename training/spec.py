@@ -110,8 +110,8 @@ class SplitSpec(_Strict):
         """Rows per part for ``n_rows`` assembled rows."""
         parts = (self.train, self.validation, self.test)
         if all(p < 1 for p in parts):
-            n_train = int(round(self.train * n_rows))
-            n_val = int(round(self.validation * n_rows))
+            n_train = round(self.train * n_rows)
+            n_val = round(self.validation * n_rows)
             return n_train, n_val, n_rows - n_train - n_val
         return int(self.train), int(self.validation), int(self.test)
 
@@ -173,20 +173,16 @@ class DatasetSpec(_Strict):
             return self.target.missing
         return self.missing
 
-    def range_of(self, signal: str) -> tuple[float, float]:
-        for s in [*self.signals, *self.derived]:
+    def describe(self, signal: str) -> SignalSpec | DerivedSpec | TargetSpec:
+        """The declaration of a measured, derived or target signal, by name."""
+        declared: list[SignalSpec | DerivedSpec | TargetSpec] = [
+            *self.signals,
+            *self.derived,
+            self.target,
+        ]
+        for s in declared:
             if s.name == signal:
-                return s.range
-        if signal == self.target.name:
-            return self.target.range
-        raise KeyError(signal)
-
-    def unit_of(self, signal: str) -> str:
-        for s in [*self.signals, *self.derived]:
-            if s.name == signal:
-                return s.unit
-        if signal == self.target.name:
-            return self.target.unit
+                return s
         raise KeyError(signal)
 
 

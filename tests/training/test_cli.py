@@ -18,11 +18,30 @@ def test_train_writes_metrics_history_and_checkpoint(
     """A CA run writes metrics.json with the promised fields, the history and a checkpoint."""
     spec, data = tiny
     out = tmp_path / "run"
-    code = main([
-        "train", "--spec", str(spec), "--data", str(data), "--method", "ca", "--seed", "2",
-        "--noise", "0.01", "--epochs", "12", "--hidden", "8,4", "--batch-size", "8",
-        "--out", str(out), "--quiet",
-    ])
+    code = main(
+        [
+            "train",
+            "--spec",
+            str(spec),
+            "--data",
+            str(data),
+            "--method",
+            "ca",
+            "--seed",
+            "2",
+            "--noise",
+            "0.01",
+            "--epochs",
+            "12",
+            "--hidden",
+            "8,4",
+            "--batch-size",
+            "8",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert code == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["method"] == "ca" and metrics["seed"] == 2 and metrics["noise"] == 0.01
@@ -36,12 +55,26 @@ def test_train_writes_metrics_history_and_checkpoint(
 
 def test_dense_reference_sets_epochs_to_target(tiny: tuple[Path, Path], tmp_path: Path) -> None:
     spec, data = tiny
-    common = ["--spec", str(spec), "--data", str(data), "--epochs", "8", "--hidden", "8",
-              "--quiet"]
+    common = ["--spec", str(spec), "--data", str(data), "--epochs", "8", "--hidden", "8", "--quiet"]
     assert main(["train", *common, "--method", "dense", "--out", str(tmp_path / "d")]) == 0
     ref = tmp_path / "d" / "metrics.json"
-    assert main(["train", *common, "--method", "gmp", "--target-sparsity", "0.5",
-                 "--dense-reference", str(ref), "--out", str(tmp_path / "g")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                *common,
+                "--method",
+                "gmp",
+                "--target-sparsity",
+                "0.5",
+                "--dense-reference",
+                str(ref),
+                "--out",
+                str(tmp_path / "g"),
+            ]
+        )
+        == 0
+    )
     m = json.loads((tmp_path / "g" / "metrics.json").read_text())
     assert m["epochs_to_target"] is None or 1 <= m["epochs_to_target"] <= m["epochs"]
     # clean-up may remove more (connections of neurons left dead), never less
@@ -66,9 +99,22 @@ def test_bad_options_are_usage_errors(
     """Exit code 2 and a one-line reason on stderr, never a traceback."""
     spec, data = tiny
     proc = subprocess.run(
-        [sys.executable, "-m", "training.cli", "train", "--spec", str(spec), "--data",
-         str(data), "--out", str(tmp_path / "o"), *args],
-        capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "training.cli",
+            "train",
+            "--spec",
+            str(spec),
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "o"),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert proc.returncode == 2
     assert message in proc.stderr

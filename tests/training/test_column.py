@@ -122,7 +122,7 @@ def test_linear_feed_gains_match_reference(model: ColumnModel, nominal: FloatArr
 
 
 def test_lv_gain_matrix_matches_textbook(model: ColumnModel, nominal: FloatArray) -> None:
-    """The steady-state LV gains are Skogestad & Postlethwaite's [[0.878, -0.864], [1.082, -1.096]]."""
+    """Steady-state LV gains: Skogestad & Postlethwaite's [[0.878, -0.864], [1.082, -1.096]]."""
     gain = model.steady_state_gain(nominal, model.params.nominal_inputs())[:, :2]
     expected = np.array([[0.878, -0.864], [1.082, -1.096]])
     assert np.allclose(gain, expected, rtol=0.03)

@@ -26,7 +26,7 @@ def _adam(model: MaskedMLP) -> torch.optim.Adam:
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     x = torch.randn(16, 5)
     loss = model(x).pow(2).mean()
-    loss.backward()  # type: ignore[no-untyped-call]
+    loss.backward()
     opt.step()
     return opt
 
@@ -55,7 +55,7 @@ def test_pruned_connections_stay_zero_through_training() -> None:
     prune_connections(layer, drop, opt)
     for _ in range(20):
         opt.zero_grad()
-        model(torch.randn(16, 5)).pow(2).mean().backward()  # type: ignore[no-untyped-call]
+        model(torch.randn(16, 5)).pow(2).mean().backward()
         opt.step()
         model.apply_masks()
     assert torch.all(layer.weight[drop] == 0)
@@ -124,7 +124,9 @@ def _appraise(pruner: CAPruner, model: MaskedMLP, opt: torch.optim.Optimizer, ep
     return pruner.end_epoch(epoch, model, opt, 1.0)
 
 
-def _ca_with_scores(scores: list[torch.Tensor], **kw: object) -> tuple[CAPruner, MaskedMLP, torch.optim.Optimizer]:
+def _ca_with_scores(
+    scores: list[torch.Tensor], **kw: object
+) -> tuple[CAPruner, MaskedMLP, torch.optim.Optimizer]:
     model = _model(hidden=(4,))
     opt = _adam(model)
     pruner = CAPruner(CAConfig(min_warmup=0, warmup_fraction=0, freeze_fraction=0, **kw))  # type: ignore[arg-type]
@@ -191,7 +193,9 @@ def test_ca_keeps_the_strongest_input_of_an_output_neuron() -> None:
     """The output neuron is never cut off: its strongest input survives any threshold."""
     pruner, model, opt = _ca_with_scores(
         [torch.ones(4, 5), torch.tensor([[0.1, 0.2, 0.05, 0.3]])],
-        patience=1, tau=10.0, max_prune_fraction=1.0,
+        patience=1,
+        tau=10.0,
+        max_prune_fraction=1.0,
     )
     _appraise(pruner, model, opt, 0)
     out_mask = model.masked_layers()[1].mask
@@ -202,7 +206,10 @@ def test_ca_min_density_guard() -> None:
     """With a minimum density, a layer is never pruned below it."""
     pruner, model, opt = _ca_with_scores(
         [torch.rand(4, 5, generator=torch.Generator().manual_seed(0)), torch.ones(1, 4)],
-        patience=1, tau=10.0, max_prune_fraction=1.0, min_density=0.3,
+        patience=1,
+        tau=10.0,
+        max_prune_fraction=1.0,
+        min_density=0.3,
     )
     for epoch in range(5):
         _appraise(pruner, model, opt, epoch)
@@ -250,7 +257,7 @@ def test_ca_taylor_criterion_uses_gradients() -> None:
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     pruner = CAPruner(CAConfig(beta=0.0, criterion="taylor"))
     pruner.start(model, opt, 100)
-    model(torch.randn(8, 5)).pow(2).mean().backward()  # type: ignore[no-untyped-call]
+    model(torch.randn(8, 5)).pow(2).mean().backward()
     pruner.after_backward(model)
     layer = model.masked_layers()[0]
     assert layer.weight.grad is not None

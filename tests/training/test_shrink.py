@@ -21,7 +21,8 @@ from training.trainer import TrainConfig
 def _out(model: MaskedMLP, x: np.ndarray) -> np.ndarray:
     model.eval()
     with torch.no_grad():
-        return model(torch.as_tensor(x, dtype=torch.float32)).double().numpy()
+        out: np.ndarray = model(torch.as_tensor(x, dtype=torch.float32)).double().numpy()
+    return out
 
 
 @pytest.mark.parametrize("activation", ["tanh", "relu", "sigmoid", "elu", "gelu"])

@@ -161,7 +161,7 @@ def test_unphysical_operation_is_refused() -> None:
         feed=Disturbance(0.3, 0.3, 0.3, 0.0, 1.0, 0.0, 0.0),
         operator=OperatorConfig(feed_ratio=False, corrects=False, moves_per_day=0.0),
     )
-    with pytest.raises(SimulationError, match="physical range|cannot start"):
+    with pytest.raises(SimulationError, match=r"physical range at minute 0 .* B -0\.2"):
         run(0.05, seed=0, config=cfg)
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -24,8 +26,8 @@ def tiny_ds(tiny: tuple[Path, Path]) -> Dataset:
     return load_dataset(load_spec(spec), data)
 
 
-def _run(ds: Dataset, **kw: object) -> dict[str, object]:
-    cfg = RunConfig(network=SMALL, train=FAST, ca=CAConfig(tau=0.6), **kw)  # type: ignore[arg-type]
+def _run(ds: Dataset, **kw: Any) -> dict[str, Any]:
+    cfg = RunConfig(network=SMALL, train=FAST, ca=CAConfig(tau=0.6), **kw)
     return run_experiment(ds, cfg).metrics
 
 
@@ -40,13 +42,11 @@ def test_same_seed_same_result_different_seed_differs(tiny_ds: Dataset) -> None:
 
 def test_history_records_losses_sparsity_and_pruning(tiny_ds: Dataset) -> None:
     """One record per epoch; sparsity never decreases; the prunes add up to the final rate."""
-    report = run_experiment(
-        tiny_ds, RunConfig(network=SMALL, train=FAST, ca=CAConfig(tau=0.8))
-    )
+    report = run_experiment(tiny_ds, RunConfig(network=SMALL, train=FAST, ca=CAConfig(tau=0.8)))
     hist = report.result.history
     assert [h.epoch for h in hist] == list(range(len(hist)))
     sparsity = [h.sparsity for h in hist]
-    assert all(b >= a for a, b in zip(sparsity, sparsity[1:], strict=False))
+    assert all(b >= a for a, b in itertools.pairwise(sparsity))
     removed = sum(h.pruned + h.cleaned for h in hist)
     total = 4 * 16 + 16 * 8 + 8
     assert removed == round(report.metrics["pruning_rate"] * total)
@@ -56,9 +56,7 @@ def test_history_records_losses_sparsity_and_pruning(tiny_ds: Dataset) -> None:
 
 def test_checkpoint_is_chosen_after_masks_are_final(tiny_ds: Dataset) -> None:
     """The best epoch is at or after the freeze, and its masks match the reported sparsity."""
-    report = run_experiment(
-        tiny_ds, RunConfig(network=SMALL, train=FAST, ca=CAConfig(tau=0.8))
-    )
+    report = run_experiment(tiny_ds, RunConfig(network=SMALL, train=FAST, ca=CAConfig(tau=0.8)))
     freeze = 30 - int(0.15 * 30)
     assert report.result.best_epoch >= freeze - 1
     assert report.metrics["pruning_rate"] == pytest.approx(report.result.history[-1].sparsity)
@@ -67,7 +65,8 @@ def test_checkpoint_is_chosen_after_masks_are_final(tiny_ds: Dataset) -> None:
 def test_early_stopping_ends_dense_training(tiny_ds: Dataset) -> None:
     """Dense training stops once validation loss has not improved for the patience."""
     cfg = RunConfig(
-        method="dense", network=SMALL,
+        method="dense",
+        network=SMALL,
         train=TrainConfig(epochs=400, batch_size=8, lr=1e-2, early_stopping=5, progress=False),
     )
     report = run_experiment(tiny_ds, cfg)
@@ -78,9 +77,22 @@ def test_early_stopping_ends_dense_training(tiny_ds: Dataset) -> None:
 def test_metrics_have_every_field_the_cli_promises(tiny_ds: Dataset) -> None:
     m = _run(tiny_ds, method="gmp", target_sparsity=0.5, dense_best_val_loss=10.0)
     for key in (
-        "method", "seed", "noise", "test_rmse", "test_mae", "test_r2", "val_rmse",
-        "pruning_rate", "pruning_rate_per_layer", "neurons_removed", "inputs_removed",
-        "params_before", "params_after", "epochs", "epochs_to_target", "train_seconds",
+        "method",
+        "seed",
+        "noise",
+        "test_rmse",
+        "test_mae",
+        "test_r2",
+        "val_rmse",
+        "pruning_rate",
+        "pruning_rate_per_layer",
+        "neurons_removed",
+        "inputs_removed",
+        "params_before",
+        "params_after",
+        "epochs",
+        "epochs_to_target",
+        "train_seconds",
     ):
         assert key in m
     assert m["params_before"] == 4 * 16 + 16 + 16 * 8 + 8 + 8 + 1
