@@ -6,7 +6,7 @@ SOFTSENSOR := $(VENV)/bin/softsensor
 DEBUTANIZER ?= ../shared/datasets/debutanizer/debutanizer_data.txt
 RUN ?= runs/quickstart
 
-.PHONY: install quickstart test lint bench-debutanizer clean
+.PHONY: install quickstart quickstart-debutanizer test lint bench-debutanizer clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -16,10 +16,17 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 install: $(VENV)/.installed
 
-# The main job end to end on the built-in default.
+# The main job end to end on the built-in default: simulate a week of Column A, then train
+# and prune a soft sensor on it with connection appraisal, and print its report.
 quickstart: install
+	$(SOFTSENSOR) simulate --days 7 --seed 0 --out $(RUN)/column_a.csv
+	$(SOFTSENSOR) train --spec $(RUN)/column_a.yaml --data $(RUN)/column_a.csv \
+		--method ca --seed 0 --out $(RUN)/ca
+
+# The same on the real debutanizer data (needs ../shared/datasets/debutanizer).
+quickstart-debutanizer: install
 	$(SOFTSENSOR) train --spec training/specs/debutanizer.yaml --data $(DEBUTANIZER) \
-		--method ca --seed 0 --out $(RUN)
+		--method ca --tau 0.55 --seed 0 --out $(RUN)/debutanizer-ca
 
 test: install
 	$(PY) -m pytest
@@ -30,7 +37,7 @@ lint: install
 	$(VENV)/bin/mypy service training bench tests
 
 bench-debutanizer: install
-	$(PY) -m bench.debutanizer --seeds 5 --noise 0 0.05
+	$(PY) -m bench.debutanizer --seeds 5 --noise 0 0.05 --tau 0.55
 
 clean:
 	rm -rf $(VENV) runs

@@ -17,7 +17,7 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def write_atomic(path: Path | str, data: bytes | str) -> Path:
+def write_atomic(path: Path | str, data: bytes | str, mode: int = 0o644) -> Path:
     """Write to a temporary file beside ``path``, fsync it, rename it over ``path``, fsync dir."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -25,6 +25,7 @@ def write_atomic(path: Path | str, data: bytes | str) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), mode)  # mkstemp makes 0600; models and data are shared
             fh.write(payload)
             fh.flush()
             os.fsync(fh.fileno())

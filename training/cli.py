@@ -28,6 +28,13 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _positive_float(text: str) -> float:
+    value = _non_negative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be > 0")
+    return value
+
+
 def _sparsity(text: str) -> float | list[float]:
     """One fraction for every layer, or a comma-separated fraction per layer."""
     try:
@@ -204,9 +211,45 @@ def _print_summary(m: dict[str, Any]) -> None:
         ("epochs to target", m["epochs_to_target"] if m["epochs_to_target"] else "n/a"),
         ("train seconds", f"{m['train_seconds']:.1f}"),
     ]
+    if "test_truth_rmse" in m:
+        rows[4:4] = [
+            ("test RMSE vs truth", f"{m['test_truth_rmse']:.4f}"),
+            ("test R2 vs truth", f"{m['test_truth_r2']:.3f}"),
+        ]
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
+
+
+def _add_simulate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "simulate", help="simulate Skogestad's Column A and write historian data + its spec"
+    )
+    p.add_argument("--days", type=_positive_float, default=7.0, help="days of operation")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="data file (.csv or .parquet); the spec is written beside it as .yaml",
+    )
+    p.set_defaults(handler=_run_simulate, parser=p)
+
+
+def _run_simulate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import time
+
+    from training.simulator import simulate
+
+    if args.out.suffix.lower() in {".yaml", ".yml"}:
+        parser.error("--out is the data file (.csv or .parquet); the spec goes beside it")
+    started = time.perf_counter()
+    data, spec = simulate(args.days, args.seed, args.out)
+    print(
+        f"wrote {data} and {spec} ({args.days:g} days, seed {args.seed}, "
+        f"{time.perf_counter() - started:.1f} s)"
+    )
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -214,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="softsensor", description="Soft sensor for distillation columns."
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_simulate_parser(sub)
     _add_train_parser(sub)
     return parser
 

@@ -216,6 +216,20 @@ def add_input_noise(
     return out
 
 
+def labels_at_sample_time(reported: FloatArray, spec: DatasetSpec) -> FloatArray:
+    """Analyzer values aligned to the time their sample was drawn.
+
+    For a file stamped at report time, row t's label is the value reported analyzer_delay rows
+    later; the last rows have no label yet (NaN) and are left out like any unlabelled row.
+    """
+    delay = spec.target.analyzer_delay
+    if spec.target.stamped_at == "sample" or delay == 0:
+        return reported
+    out = np.full_like(reported, np.nan)
+    out[:-delay] = reported[delay:]
+    return out
+
+
 def load_dataset(
     spec: DatasetSpec, path: Path | str, *, noise_sigma: float = 0.0, seed: int = 0
 ) -> Dataset:
@@ -263,7 +277,7 @@ def load_dataset(
     x = assemble_rows(signals, features)
     history = max_lag(features)
     index = np.arange(history, history + len(x), dtype=np.int64)
-    y = signals[spec.target.name][history:]
+    y = labels_at_sample_time(signals[spec.target.name], spec)[history:]
     keep = np.isfinite(x).all(axis=1) & np.isfinite(y)
     x, y, index = x[keep], y[keep], index[keep]
 

@@ -144,4 +144,10 @@ def run_experiment(dataset: Dataset, cfg: RunConfig) -> RunReport:
         },
         "cleanup": asdict(result.cleanup),
     }
+    truth = dataset.spec.target.truth
+    if truth is not None:
+        # Simulated data: also score against the true quality, not only the noisy analyzer.
+        for part_name, part in (("val", dataset.validation), ("test", dataset.test)):
+            s = score(part.truth[truth], result.predict(part.x))
+            metrics |= {f"{part_name}_truth_rmse": s.rmse, f"{part_name}_truth_r2": s.r2}
     return RunReport(cfg, result, shrunk, metrics)

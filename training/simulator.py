@@ -35,18 +35,16 @@ from __future__ import annotations
 
 import io
 import math
-import os
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import scipy.signal
 import yaml
 
+from service.atomic import write_atomic
 from training.column import ColumnModel, ColumnParams, FloatArray, SteadyStateError
 from training.errors import SoftSensorError
 from training.spec import DatasetSpec
@@ -553,6 +551,8 @@ def spec_dict(config: SimulationConfig | None = None, fmt: str = "csv") -> dict[
             "unit": "mol %",
             "range": [0.0, 100.0],
             "analyzer_delay": dead,
+            "stamped_at": "report",
+            "truth": TRUTH[0],
             "description": (
                 f"bottoms analyzer (GC): sample every {cfg.analyzer.period_minutes:g} min, "
                 f"reported {cfg.analyzer.dead_minutes:g} min later, NaN in between"
@@ -572,26 +572,6 @@ def dataset_spec(config: SimulationConfig | None = None, fmt: str = "csv") -> Da
 
 
 # ---------------------------------------------------------------------- files
-
-
-def _write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Write through a temporary file in the same directory, fsync, then rename over ``path``.
-
-    A reader (or a crash) never sees a half-written file: the rename is atomic.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            os.fchmod(fh.fileno(), 0o644)  # mkstemp creates 0600; data files are shared
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def simulate(
@@ -616,13 +596,12 @@ def simulate(
     result = run(days, seed, cfg)
     spec_path = out.with_suffix(".yaml")
 
-    def write_data(fh: BinaryIO) -> None:
-        if fmt == "parquet":
-            buf = io.BytesIO()
-            result.frame.to_parquet(buf, index=False)
-            fh.write(buf.getvalue())
-        else:
-            fh.write(result.frame.to_csv(index=False, lineterminator="\n").encode("utf-8"))
+    if fmt == "parquet":
+        buf = io.BytesIO()
+        result.frame.to_parquet(buf, index=False)
+        payload = buf.getvalue()
+    else:
+        payload = result.frame.to_csv(index=False, lineterminator="\n").encode("utf-8")
 
     header = (
         f"# Dataset spec for simulated Column A data (training.simulator, {cfg.name}).\n"
@@ -630,6 +609,6 @@ def simulate(
         "# depend on the length or seed, only on the simulation configuration.\n"
     )
     text = header + yaml.safe_dump(spec, sort_keys=False, default_flow_style=None, width=100)
-    _write_atomic(out, write_data)
-    _write_atomic(spec_path, lambda fh: fh.write(text.encode("utf-8")))
+    write_atomic(out, payload)
+    write_atomic(spec_path, text)
     return out, spec_path

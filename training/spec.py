@@ -85,6 +85,13 @@ class TargetSpec(_Strict):
     # Samples between the process state and the analyzer value appearing in the historian.
     # Lags of the target below this are refused as features: they would not exist online.
     analyzer_delay: int = Field(ge=0)
+    # "sample": the value on row t describes the process at t (the file is already aligned,
+    # as the debutanizer's is). "report": the value appears on row t, when the analyzer
+    # reported it, but was sampled analyzer_delay rows earlier; the loader moves it back so
+    # every label describes its own row's time (what a real-time estimate must match).
+    stamped_at: Literal["sample", "report"] = "sample"
+    # Column with the true value at every row (simulated data only): scored, never trained on.
+    truth: str | None = None
     description: str = ""
     missing: MissingSpec | None = None
 
@@ -148,11 +155,14 @@ class DatasetSpec(_Strict):
                 raise ValueError(f"feature uses unknown signal {f.signal!r}")
             if any(lag < 0 for lag in f.lags):
                 raise ValueError(f"lags of {f.signal!r} must be >= 0")
-            if f.signal == self.target.name and min(f.lags) < self.target.analyzer_delay:
+            delay = self.target.analyzer_delay if self.target.stamped_at == "sample" else 0
+            if f.signal == self.target.name and min(f.lags) < delay:
                 raise ValueError(
                     f"target {f.signal!r} used at lag {min(f.lags)}, below its analyzer delay "
-                    f"of {self.target.analyzer_delay} samples: that value is not known online"
+                    f"of {delay} samples: that value is not known online"
                 )
+        if self.target.truth is not None and self.target.truth not in self.truth:
+            raise ValueError(f"target.truth {self.target.truth!r} must be listed under truth")
         if self.source.format == "whitespace" and not self.source.columns:
             raise ValueError("source.columns is required for whitespace files (no header)")
         return self

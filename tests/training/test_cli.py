@@ -131,3 +131,37 @@ def test_bad_data_is_a_clean_error(
     assert main(["train", "--spec", str(spec), "--data", str(data), "--out", str(out)]) == 1
     assert "column 'q': missing" in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_quickstart_path_simulate_then_train_estimates_the_truth(tmp_path: Path) -> None:
+    """The README's main job: a week of simulated column, CA training, R2 >= 0.9 vs truth."""
+    data = tmp_path / "column_a.csv"
+    assert main(["simulate", "--days", "7", "--seed", "0", "--out", str(data)]) == 0
+    out = tmp_path / "ca"
+    spec = tmp_path / "column_a.yaml"
+    assert (
+        main(["train", "--spec", str(spec), "--data", str(data), "--out", str(out), "--quiet"]) == 0
+    )
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["test_truth_r2"] >= 0.9
+    assert m["pruning_rate"] > 0.3
+
+
+def test_simulate_refuses_a_yaml_data_path(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "training.cli",
+            "simulate",
+            "--days",
+            "0.1",
+            "--out",
+            str(tmp_path / "x.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2 and "--out is the data file" in proc.stderr

@@ -207,3 +207,17 @@ def test_bad_spec_names_the_problem(
     spec.write_text(spec.read_text().replace(*change, 1))
     with pytest.raises(SpecError, match=message):
         load_spec(spec)
+
+
+def test_report_stamped_analyzer_is_moved_to_sample_time(tiny: tuple[Path, Path]) -> None:
+    """A value reported at row t+d describes the process at t: it labels row t."""
+    spec, data = tiny
+    spec.write_text(
+        spec.read_text().replace("analyzer_delay: 2}", "analyzer_delay: 2, stamped_at: report}")
+    )
+    ds = load_dataset(load_spec(spec), data)
+    q = np.genfromtxt(data, delimiter=",", skip_header=1, usecols=(3,))
+    t = ds.train.index
+    np.testing.assert_allclose(ds.train.y, q[t + 2])
+    np.testing.assert_allclose(ds.train.x[:, 3], q[t - 2])  # the feature is what was known
+    assert ds.test.index[-1] == len(q) - 3  # the last 2 rows have no label yet
