@@ -123,11 +123,10 @@ class CAPruner(Pruner):
         if crit == "magnitude":
             torch._foreach_add_(self.scores_, magnitudes, alpha=1.0 - self.cfg.beta)
             return
-        acts = [layer.last_input_activity for layer in layers]
-        ready = [a for a in acts if a is not None]
-        if len(ready) != len(acts):
+        ready = [layer.activity.total for layer in layers if layer.activity.total is not None]
+        if len(ready) != len(layers):
             return
-        n = layers[0].last_batch_size
+        n = layers[0].activity.batch
         torch._foreach_addcmul_(self.scores_, magnitudes, ready, value=(1.0 - self.cfg.beta) / n)
 
     def relative_importance(self, layer_index: int, layer: MaskedLinear) -> torch.Tensor:

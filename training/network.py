@@ -32,12 +32,24 @@ class NetworkConfig:
     activation: str = "tanh"  # one of ACTIVATIONS; tanh is smooth and the literature's default
 
 
+@dataclass
+class Activity:
+    """sum_b |a_j(b)| over the latest training batch and that batch's size.
+
+    A plain holder mutated in place: assigning tensors to module attributes every step goes
+    through ``nn.Module.__setattr__``, which costs more than the statistic itself.
+    """
+
+    total: torch.Tensor | None = None
+    batch: int = 0
+
+
 class MaskedLinear(nn.Linear):
     """A linear layer whose connections can be switched off for good.
 
-    ``last_input_activity`` holds sum_b |a_j(b)| of the latest training batch (and
-    ``last_batch_size`` its size): the pruning criterion reads them instead of running an
-    extra forward pass. The sum is one kernel; the division is folded into the smoothing.
+    ``activity`` holds sum_b |a_j(b)| of the latest training batch and its size, recorded
+    while ``track_activity`` is on: the pruning criterion reads it instead of running an extra
+    forward pass. The sum is one kernel; the division is folded into the smoothing.
     """
 
     mask: torch.Tensor
@@ -45,14 +57,13 @@ class MaskedLinear(nn.Linear):
     def __init__(self, in_features: int, out_features: int) -> None:
         super().__init__(in_features, out_features)
         self.register_buffer("mask", torch.ones_like(self.weight))
-        self.last_input_activity: torch.Tensor | None = None
-        self.last_batch_size = 0
+        self.activity = Activity()
         self.track_activity = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.track_activity and self.training:
-            self.last_input_activity = x.detach().abs().sum(dim=0)
-            self.last_batch_size = x.shape[0]
+            self.activity.total = x.detach().abs().sum(dim=0)
+            self.activity.batch = x.shape[0]
         return F.linear(x, self.weight * self.mask, self.bias)
 
     @torch.no_grad()
@@ -76,15 +87,18 @@ class MaskedMLP(nn.Module):
         sizes = [n_inputs, *config.hidden, n_outputs]
         self.layers = nn.ModuleList(MaskedLinear(a, b) for a, b in itertools.pairwise(sizes))
         self.act = ACTIVATIONS[config.activation]()
+        # Cached: the hot loop asks for it every step, and module attribute lookup is slow.
+        self._masked = [layer for layer in self.layers if isinstance(layer, MaskedLinear)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for layer in self.layers[:-1]:
+        *hidden, last = self._masked
+        for layer in hidden:
             x = self.act(layer(x))
-        out: torch.Tensor = self.layers[-1](x)
+        out: torch.Tensor = last(x)
         return out
 
     def masked_layers(self) -> list[MaskedLinear]:
-        return [layer for layer in self.layers if isinstance(layer, MaskedLinear)]
+        return self._masked
 
     @torch.no_grad()
     def apply_masks(self) -> None:

@@ -86,6 +86,119 @@ def _mse(model: MaskedMLP, x: torch.Tensor, y: torch.Tensor) -> float:
         return float(torch.mean((model(x) - y) ** 2))
 
 
+class Trainer:
+    """The training loop one epoch at a time.
+
+    ``train`` runs it to the end; a benchmark can interleave two trainers epoch by epoch so
+    both see the same machine state when their costs are compared.
+    """
+
+    def __init__(
+        self,
+        x_train: FloatArray,
+        y_train: FloatArray,
+        x_val: FloatArray,
+        y_val: FloatArray,
+        network: NetworkConfig,
+        pruner: Pruner,
+        config: TrainConfig,
+    ) -> None:
+        torch.set_num_threads(config.threads)
+        torch.manual_seed(config.seed)
+        self.config, self.pruner = config, pruner
+        self.x_scaler = Standardizer().fit(x_train)
+        self.y_scaler = Standardizer().fit(y_train)
+        self.xt = torch.as_tensor(self.x_scaler.transform(x_train), dtype=torch.float32)
+        self.yt = torch.as_tensor(self.y_scaler.transform(y_train), dtype=torch.float32)
+        self.xv = torch.as_tensor(self.x_scaler.transform(x_val), dtype=torch.float32)
+        self.yv = torch.as_tensor(self.y_scaler.transform(y_val), dtype=torch.float32)
+        self.model = MaskedMLP(self.xt.shape[1], 1, network)
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay, foreach=True
+        )
+        pruner.start(self.model, self.optimizer, config.epochs)
+        self.order_gen = torch.Generator().manual_seed(config.seed)
+        self.history: list[EpochRecord] = []
+        self.totals = CleanupStats()
+        self.best_loss = np.inf
+        self.best_epoch = -1
+        self.best_state = copy.deepcopy(self.model.state_dict())
+        self.stopped = False
+        self.seconds = 0.0
+
+    @property
+    def done(self) -> bool:
+        return self.stopped or len(self.history) >= self.config.epochs
+
+    def _fit_one_epoch(self) -> float:
+        model, optimizer, pruner = self.model, self.optimizer, self.pruner
+        n, batch = len(self.xt), self.config.batch_size
+        model.train()
+        perm = torch.randperm(n, generator=self.order_gen)
+        loss_sum = 0.0
+        for start in range(0, n, batch):
+            idx = perm[start : start + batch]
+            optimizer.zero_grad(set_to_none=True)
+            loss = torch.mean((model(self.xt[idx]) - self.yt[idx]) ** 2)
+            loss.backward()  # type: ignore[no-untyped-call]
+            pruner.after_backward(model)
+            optimizer.step()
+            model.apply_masks()
+            pruner.after_step(model)
+            loss_sum += float(loss.detach()) * len(idx)
+        return loss_sum / n
+
+    def run_epoch(self) -> EpochRecord:
+        """Train one epoch, let the pruner appraise, clean up, and track the best checkpoint."""
+        t0 = time.perf_counter()
+        epoch = len(self.history)
+        model = self.model
+        train_loss = self._fit_one_epoch()
+        val_loss = _mse(model, self.xv, self.yv)
+        pruned = self.pruner.end_epoch(epoch, model, self.optimizer, val_loss)
+        cleaned = CleanupStats()
+        if pruned:
+            cleaned = clean_up(model, self.optimizer)
+            self.totals.dead_neurons += cleaned.dead_neurons
+            self.totals.folded_neurons += cleaned.folded_neurons
+            self.totals.connections_removed += cleaned.connections_removed
+            val_loss = _mse(model, self.xv, self.yv)
+        if epoch >= self.pruner.final_epoch - 1:  # masks can no longer change after this epoch
+            if val_loss < self.best_loss:
+                self.best_loss, self.best_epoch = val_loss, epoch
+                self.best_state = copy.deepcopy(model.state_dict())
+            elif epoch - self.best_epoch >= self.config.early_stopping:
+                self.stopped = True
+        record = EpochRecord(
+            epoch=epoch,
+            train_loss=train_loss,
+            val_loss=val_loss,
+            sparsity=model.pruning_rate(),
+            sparsity_per_layer=model.pruning_rate_per_layer(),
+            pruned=pruned,
+            cleaned=cleaned.connections_removed,
+            seconds=time.perf_counter() - t0,
+        )
+        self.history.append(record)
+        self.seconds += record.seconds
+        return record
+
+    def finish(self) -> TrainResult:
+        """Restore the best final-mask checkpoint and package the result."""
+        self.model.load_state_dict(self.best_state)
+        self.model.eval()
+        return TrainResult(
+            model=self.model,
+            x_scaler=self.x_scaler,
+            y_scaler=self.y_scaler,
+            history=self.history,
+            best_epoch=self.best_epoch,
+            train_seconds=self.seconds,
+            pruner_config=self.pruner.config(),
+            cleanup=self.totals,
+        )
+
+
 def train(
     x_train: FloatArray,
     y_train: FloatArray,
@@ -99,80 +212,11 @@ def train(
 
     Same data, config and seed give the same result (single-threaded, seeded init and order).
     """
-    torch.set_num_threads(config.threads)
-    torch.manual_seed(config.seed)
-    x_scaler = Standardizer().fit(x_train)
-    y_scaler = Standardizer().fit(y_train)
-    xt = torch.as_tensor(x_scaler.transform(x_train), dtype=torch.float32)
-    yt = torch.as_tensor(y_scaler.transform(y_train), dtype=torch.float32)
-    xv = torch.as_tensor(x_scaler.transform(x_val), dtype=torch.float32)
-    yv = torch.as_tensor(y_scaler.transform(y_val), dtype=torch.float32)
-
-    model = MaskedMLP(xt.shape[1], 1, network)
-    optimizer = torch.optim.Adam(
-        model.parameters(), lr=config.lr, weight_decay=config.weight_decay, foreach=True
-    )
-    pruner.start(model, optimizer, config.epochs)
-    order_gen = torch.Generator().manual_seed(config.seed)
-    n = len(xt)
-    history: list[EpochRecord] = []
-    totals = CleanupStats()
-    best_loss, best_epoch, best_state = np.inf, -1, copy.deepcopy(model.state_dict())
-    started = time.perf_counter()
-    bar = tqdm(range(config.epochs), desc=pruner.name, disable=not config.progress, leave=False)
-    for epoch in bar:
-        t0 = time.perf_counter()
-        model.train()
-        perm = torch.randperm(n, generator=order_gen)
-        loss_sum = 0.0
-        for start in range(0, n, config.batch_size):
-            idx = perm[start : start + config.batch_size]
-            optimizer.zero_grad(set_to_none=True)
-            loss = torch.mean((model(xt[idx]) - yt[idx]) ** 2)
-            loss.backward()  # type: ignore[no-untyped-call]
-            pruner.after_backward(model)
-            optimizer.step()
-            model.apply_masks()
-            pruner.after_step(model)
-            loss_sum += float(loss.detach()) * len(idx)
-        val_loss = _mse(model, xv, yv)
-        pruned = pruner.end_epoch(epoch, model, optimizer, val_loss)
-        cleaned = CleanupStats()
-        if pruned:
-            cleaned = clean_up(model, optimizer)
-            totals.dead_neurons += cleaned.dead_neurons
-            totals.folded_neurons += cleaned.folded_neurons
-            totals.connections_removed += cleaned.connections_removed
-            val_loss = _mse(model, xv, yv)
-        history.append(
-            EpochRecord(
-                epoch=epoch,
-                train_loss=loss_sum / n,
-                val_loss=val_loss,
-                sparsity=model.pruning_rate(),
-                sparsity_per_layer=model.pruning_rate_per_layer(),
-                pruned=pruned,
-                cleaned=cleaned.connections_removed,
-                seconds=time.perf_counter() - t0,
-            )
-        )
-        bar.set_postfix(val=f"{val_loss:.4f}", pruned=f"{model.pruning_rate():.0%}")
-        if epoch >= pruner.final_epoch - 1:  # masks can no longer change after this epoch
-            if val_loss < best_loss:
-                best_loss, best_epoch = val_loss, epoch
-                best_state = copy.deepcopy(model.state_dict())
-            elif epoch - best_epoch >= config.early_stopping:
-                break
+    trainer = Trainer(x_train, y_train, x_val, y_val, network, pruner, config)
+    bar = tqdm(total=config.epochs, desc=pruner.name, disable=not config.progress, leave=False)
+    while not trainer.done:
+        record = trainer.run_epoch()
+        bar.update()
+        bar.set_postfix(val=f"{record.val_loss:.4f}", pruned=f"{record.sparsity:.0%}")
     bar.close()
-    model.load_state_dict(best_state)
-    model.eval()
-    return TrainResult(
-        model=model,
-        x_scaler=x_scaler,
-        y_scaler=y_scaler,
-        history=history,
-        best_epoch=best_epoch,
-        train_seconds=time.perf_counter() - started,
-        pruner_config=pruner.config(),
-        cleanup=totals,
-    )
+    return trainer.finish()
