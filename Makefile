@@ -6,7 +6,7 @@ SOFTSENSOR := $(VENV)/bin/softsensor
 DEBUTANIZER ?= ../shared/datasets/debutanizer/debutanizer_data.txt
 RUN ?= runs/quickstart
 
-.PHONY: install quickstart quickstart-debutanizer test lint bench-debutanizer clean
+.PHONY: install quickstart quickstart-debutanizer test lint bench-debutanizer bench-column clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -37,7 +37,12 @@ lint: install
 	$(VENV)/bin/mypy service training bench tests
 
 bench-debutanizer: install
-	$(PY) -m bench.debutanizer --seeds 5 --noise 0 0.05 --tau 0.55
+	$(PY) -m bench.protocol --seeds 5 --noise 0 0.05 --tau 0.55
+	$(PY) -m bench.training_overhead --repeats 5
+
+bench-column: install
+	$(PY) -m bench.protocol --simulate-days 7 --data bench/results/column_a/column_a.csv \
+		--seeds 5 --noise 0 --out bench/results/column_a
 
 clean:
 	rm -rf $(VENV) runs

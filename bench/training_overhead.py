@@ -22,7 +22,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from bench.debutanizer import DATA, REPO, SPEC
+from bench.protocol import DEBUTANIZER as DATA
+from bench.protocol import DEBUTANIZER_SPEC as SPEC
+from bench.protocol import REPO
 from service.atomic import write_atomic
 from training.appraisal import CAConfig
 from training.data import load_dataset

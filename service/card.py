@@ -133,8 +133,6 @@ class PruningReport(_Strict):
     inputs_removed: list[str]
     params_before: int
     params_after: int
-    onnx_bytes: int | None = None
-    dense_onnx_bytes: int | None = None
 
 
 class ModelCard(_Strict):
@@ -167,3 +165,41 @@ class ModelCard(_Strict):
         if [r.name for r in self.reference] != [f.name for f in self.features]:
             raise ValueError("reference statistics must list the features in order")
         return self
+
+
+def render_markdown(card: ModelCard) -> str:
+    """The card for people: what the model estimates, from what, how well, and how small."""
+    m = card.metrics
+    lines = [
+        f"# {card.name} {card.version}",
+        "",
+        f"Estimates **{card.target.name}** ({card.target.unit}); the analyzer reports it "
+        f"{card.target.analyzer_delay_samples} samples late. Created {card.created.isoformat()}.",
+        "",
+        "| split | rows | RMSE | MAE | R2 |",
+        "|---|---|---|---|---|",
+        *(f"| {k} | {v.rows} | {v.rmse:.4g} | {v.mae:.4g} | {v.r2:.3f} |" for k, v in m.items()),
+        "",
+        f"Pruning: {card.pruning.method}, {card.pruning.pruning_rate:.1%} of connections removed "
+        f"(per layer: {', '.join(f'{r:.0%}' for r in card.pruning.pruning_rate_per_layer)}); "
+        f"neurons removed per hidden layer: {', '.join(map(str, card.pruning.neurons_removed))}; "
+        f"parameters {card.pruning.params_before} -> {card.pruning.params_after}; "
+        f"ONNX {card.onnx_bytes} bytes (dense architecture: {card.dense_onnx_bytes}).",
+        "",
+        "Sensors no longer needed: " + (", ".join(card.pruning.inputs_removed) or "none") + ".",
+        "",
+        "| input | unit | valid range |",
+        "|---|---|---|",
+        *(
+            f"| {f.name} | {f.unit} | {f.valid_range.low:g} .. {f.valid_range.high:g} |"
+            for f in card.features
+        ),
+        "",
+        f"Data: {card.data.source} (sha256 {card.data.sha256[:12]}...), "
+        f"{card.data.rows_train}/{card.data.rows_validation}/{card.data.rows_test} rows "
+        "train/validation/test, chronological.",
+        "",
+        f"Model file sha256: `{card.onnx_sha256}`.",
+        "",
+    ]
+    return "\n".join(lines)

@@ -87,6 +87,13 @@ def _add_train_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="metrics.json of a dense run: sets the learning-speed target",
     )
     p.add_argument("--out", required=True, type=Path, help="output directory")
+    p.add_argument(
+        "--register",
+        metavar="NAME",
+        default=None,
+        help="export to ONNX and write a new version of model NAME into the registry",
+    )
+    _add_registry_option(p)
     g = p.add_argument_group("network and optimization")
     g.add_argument("--hidden", type=_widths, default=tuple(net.hidden), help="e.g. 64,64")
     g.add_argument("--activation", default=net.activation)
@@ -168,6 +175,79 @@ def _run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     write_atomic(out / "history.json", json.dumps(report.result.history_dicts()) + "\n")
     _save_checkpoint(report, out / "checkpoint.pt")
     _print_summary(metrics)
+    if args.register:
+        from training.publish import publish
+
+        registry = _open_registry(args)
+        published = publish(dataset, report, registry, args.register)
+        card = published.card
+        print(
+            f"registered {published.name} {published.version} at {published.path} "
+            f"(ONNX {card.onnx_bytes} bytes, dense architecture {card.dense_onnx_bytes}; "
+            f"parity {published.exported.max_parity_error:.2g})"
+            + ("; now champion" if published.champion else "")
+        )
+    return 0
+
+
+def _add_registry_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--registry",
+        type=Path,
+        default=None,
+        help="model registry root (default: $SOFTSENSOR_REGISTRY, else ./models)",
+    )
+
+
+def _open_registry(args: argparse.Namespace) -> Any:
+    from service.registry import Registry
+    from service.settings import Settings
+
+    root: Path = args.registry if args.registry is not None else Settings().registry
+    return Registry(root)
+
+
+def _add_models_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("models", help="list, show, promote or roll back registered models")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for action, text in (
+        ("list", "models, their versions and champions"),
+        ("show", "a version's model card (default: the champion)"),
+        ("promote", "make a version the champion"),
+        ("rollback", "go back to the previous champion"),
+    ):
+        a = actions.add_parser(action, help=text)
+        _add_registry_option(a)
+        if action != "list":
+            a.add_argument("name")
+        if action in ("show", "promote"):
+            a.add_argument("version", nargs="?" if action == "show" else None)
+        a.set_defaults(handler=_run_models, parser=a)
+
+
+def _run_models(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    registry = _open_registry(args)
+    if args.action == "list":
+        for name in registry.names():
+            champion = registry.champion(name)
+            for version in registry.versions(name):
+                mark = "*" if version == champion else " "
+                print(f"{mark} {name} {version}")
+        return 0
+    if args.action == "show":
+        version = args.version or registry.champion(args.name)
+        if version is None:
+            parser.error(f"model {args.name!r} has no champion; name a version")
+        card = registry.verify(args.name, version)
+        print(card.model_dump_json(indent=2))
+        return 0
+    if args.action == "promote":
+        registry.verify(args.name, args.version)
+        registry.promote(args.name, args.version)
+        print(f"{args.name}: champion is now {args.version}")
+        return 0
+    version = registry.rollback(args.name)
+    print(f"{args.name}: rolled back; champion is now {version}")
     return 0
 
 
@@ -259,18 +339,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_simulate_parser(sub)
     _add_train_parser(sub)
+    _add_models_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; library errors become one-line messages and exit code 1."""
+    from service.registry import RegistryError
     from training.errors import SoftSensorError
 
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         code: int = args.handler(args, args.parser)
-    except SoftSensorError as exc:
+    except (SoftSensorError, RegistryError) as exc:
         print(f"softsensor {args.command}: error: {exc}", file=sys.stderr)
         return 1
     return code

@@ -1,10 +1,12 @@
-"""Debutanizer protocol (benchmark_protocol.md section 1): CA against dense, GMP, magnitude and
-random pruning at CA's sparsity, plus ridge and persistence, over seeds and noise levels.
+"""The regression protocol (benchmark_protocol.md sections 1 and 2): CA against dense, GMP,
+magnitude and random pruning at CA's per-layer sparsity, plus ridge and persistence of the
+latest analyzer value, over seeds and input-noise levels, on any dataset spec.
 
-Runs go two at a time (one per core, one thread each). Dense and CA of the same seed run in
-one worker back to back, so the per-epoch overhead ratio is measured side by side.
+Runs go two at a time (one per core, one thread each). Per seed: dense first (its best
+validation loss sets the learning-speed target), then CA, then the baselines at CA's sparsity.
 
-    python -m bench.debutanizer --seeds 5 --noise 0 0.05 --out bench/results/debutanizer
+    python -m bench.protocol --seeds 5 --noise 0 0.05 --tau 0.55            # debutanizer
+    python -m bench.protocol --spec S.yaml --data D.csv --out bench/results/NAME
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 
 from service.atomic import write_atomic
 from training.appraisal import CAConfig
-from training.data import load_dataset
+from training.data import Dataset, load_dataset
 from training.evaluation import fit_ridge, score
 from training.experiment import RunConfig, run_experiment
 from training.network import NetworkConfig
@@ -30,8 +32,8 @@ from training.spec import load_spec
 from training.trainer import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
-SPEC = REPO / "training" / "specs" / "debutanizer.yaml"
-DATA = REPO.parent / "shared" / "datasets" / "debutanizer" / "debutanizer_data.txt"
+DEBUTANIZER_SPEC = REPO / "training" / "specs" / "debutanizer.yaml"
+DEBUTANIZER = REPO.parent / "shared" / "datasets" / "debutanizer" / "debutanizer_data.txt"
 BASELINES = ("gmp", "magnitude", "random")
 
 
@@ -59,13 +61,14 @@ def _slim(metrics: dict[str, Any]) -> dict[str, Any]:
         "train_seconds",
         "seconds_per_epoch",
     )
-    return {k: metrics[k] for k in keep}
+    extra = [k for k in metrics if "_truth_" in k]
+    return {k: metrics[k] for k in (*keep, *extra)}
 
 
-def run_seed(job: tuple[int, float, RunConfig, str]) -> list[dict[str, Any]]:
+def run_seed(job: tuple[int, float, RunConfig, str, str]) -> list[dict[str, Any]]:
     """Dense, then CA, then the baselines at CA's per-layer sparsity, for one seed and noise."""
-    seed, noise, base, data = job
-    ds = load_dataset(load_spec(SPEC), data, noise_sigma=noise, seed=seed)
+    seed, noise, base, spec, data = job
+    ds = load_dataset(load_spec(spec), data, noise_sigma=noise, seed=seed)
     rows = []
     dense = run_experiment(ds, replace(base, method="dense", seed=seed, noise=noise)).metrics
     ca = run_experiment(
@@ -86,24 +89,36 @@ def run_seed(job: tuple[int, float, RunConfig, str]) -> list[dict[str, Any]]:
         )
         rows.append(run_experiment(ds, cfg).metrics)
     ridge = fit_ridge(ds.train.x, ds.train.y, ds.validation.x, ds.validation.y)
-    y_lag = ds.feature_names.index(f"{ds.spec.target.name}_lag{ds.spec.target.analyzer_delay}")
-    for name, pred_val, pred_test in (
-        ("ridge", ridge.predict(ds.validation.x), ridge.predict(ds.test.x)),
-        ("persistence", ds.validation.x[:, y_lag], ds.test.x[:, y_lag]),
-    ):
+    linear = [("ridge", ridge.predict(ds.validation.x), ridge.predict(ds.test.x))]
+    latest = persistence_column(ds)
+    if latest is not None:
+        linear.append(("persistence", ds.validation.x[:, latest], ds.test.x[:, latest]))
+    for name, pred_val, pred_test in linear:
         t, v = score(ds.test.y, pred_test), score(ds.validation.y, pred_val)
-        rows.append(
-            {
-                "method": name,
-                "seed": seed,
-                "noise": noise,
-                "test_rmse": t.rmse,
-                "test_mae": t.mae,
-                "test_r2": t.r2,
-                "val_rmse": v.rmse,
-            }
-        )
+        row = {
+            "method": name,
+            "seed": seed,
+            "noise": noise,
+            "test_rmse": t.rmse,
+            "test_mae": t.mae,
+            "test_r2": t.r2,
+            "val_rmse": v.rmse,
+        }
+        if ds.spec.target.truth is not None:
+            truth = score(ds.test.truth[ds.spec.target.truth], pred_test)
+            row |= {"test_truth_rmse": truth.rmse, "test_truth_r2": truth.r2}
+        rows.append(row)
     return [_slim(r) if "pruning_rate" in r else r for r in rows]
+
+
+def persistence_column(ds: Dataset) -> int | None:
+    """The feature holding the latest analyzer value known online, if the spec has one."""
+    lags = [
+        (int(name.rsplit("_lag", 1)[1]), i)
+        for i, name in enumerate(ds.feature_names)
+        if name.startswith(f"{ds.spec.target.name}_lag")
+    ]
+    return min(lags)[1] if lags else None
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
@@ -138,48 +153,48 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spec", type=Path, default=DEBUTANIZER_SPEC)
+    parser.add_argument("--data", type=Path, default=DEBUTANIZER)
+    parser.add_argument(
+        "--simulate-days",
+        type=float,
+        default=None,
+        help="simulate Column A (seed 0) into --data first; --spec is then the one written",
+    )
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--noise", type=float, nargs="+", default=[0.0, 0.05])
-    parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "debutanizer")
     parser.add_argument("--epochs", type=int, default=TrainConfig().epochs)
     parser.add_argument("--tau", type=float, default=CAConfig().tau)
     args = parser.parse_args()
+    spec: Path = args.spec
+    if args.simulate_days is not None:
+        from training.simulator import simulate
+
+        _, spec = simulate(args.simulate_days, 0, args.data)
     if not args.data.is_file():
-        raise SystemExit(f"debutanizer data not found at {args.data}; nothing to benchmark")
+        raise SystemExit(f"data not found at {args.data}; nothing to benchmark")
     base = RunConfig(
         network=NetworkConfig(),
         train=TrainConfig(progress=False, epochs=args.epochs),
         ca=replace(CAConfig(), tau=args.tau),
     )
-    jobs = [(s, n, base, str(args.data)) for n in args.noise for s in range(args.seeds)]
+    jobs = [(s, n, base, str(spec), str(args.data)) for n in args.noise for s in range(args.seeds)]
     started = time.perf_counter()
     with ProcessPoolExecutor(args.workers) as pool:
         rows = [r for batch in pool.map(run_seed, jobs) for r in batch]
     wall = time.perf_counter() - started
     summary = summarize(rows)
-    ratios = []
-    for n in args.noise:
-        for s in range(args.seeds):
-            d = next(
-                r for r in rows if r["method"] == "dense" and r["seed"] == s and r["noise"] == n
-            )
-            c = next(r for r in rows if r["method"] == "ca" and r["seed"] == s and r["noise"] == n)
-            ratios.append(c["seconds_per_epoch"] / d["seconds_per_epoch"])
     result = {
-        "command": "python -m bench.debutanizer "
-        + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("out",)
-        ),
+        "command": "python -m bench.protocol "
+        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None),
         "machine": {
             "cpu": platform.processor() or platform.machine(),
             "cores": os.cpu_count(),
             "python": platform.python_version(),
         },
         "wall_seconds": wall,
-        "ca_epoch_overhead_ratio_mean": statistics.fmean(ratios),
-        "ca_epoch_overhead_ratios": ratios,
         "config": {
             "train": vars(base.train),
             "ca": vars(base.ca),
@@ -194,15 +209,16 @@ def main() -> None:
         print(key)
         for method, stats in methods.items():
             rate = stats.get("pruning_rate_mean")
-            rate_text = "-" if rate is None else f"{rate:.1%}"
+            truth = stats.get("test_truth_r2_mean")
             ett = stats.get("epochs_to_target_mean")
             print(
                 f"  {method:<12} test {stats['test_rmse_mean']:.4f} +- "
                 f"{stats['test_rmse_std']:.4f}  val {stats['val_rmse_mean']:.4f}  "
-                f"pruned {rate_text}  "
-                f"epochs-to-target {ett if ett is None else round(ett, 1)}"
+                f"pruned {'-' if rate is None else f'{rate:.1%}'}  "
+                f"epochs-to-target {'-' if ett is None else f'{ett:.1f}'}"
+                + ("" if truth is None else f"  R2 vs truth {truth:.3f}")
             )
-    print(f"CA/dense seconds per epoch: {statistics.fmean(ratios):.2f}; wall {wall:.0f} s")
+    print(f"wall {wall:.0f} s")
 
 
 if __name__ == "__main__":
