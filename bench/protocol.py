@@ -136,6 +136,8 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float
                 "test_r2",
                 "val_rmse",
                 "pruning_rate",
+                "test_truth_rmse",
+                "test_truth_r2",
                 "epochs_to_target",
                 "seconds_per_epoch",
                 "train_seconds",

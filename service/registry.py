@@ -30,7 +30,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
@@ -128,7 +128,6 @@ class _VersionEntry:
 
     version: str
     created: datetime
-    path: Path = field(compare=False)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -415,15 +414,10 @@ class Registry:
         self._check_files(name, version, files, final)
         if final.exists():
             raise VersionExistsError(final, "version already exists; versions are immutable")
-        _make_dirs(final.parent)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{version}.", suffix=_TEMP_SUFFIX, dir=final.parent))
         try:
-            self._fill_temp_dir(tmp, files)
-            self._rename_into_place(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        fsync_dir(final.parent)
+            self._publish(final, files)
+        except OSError as exc:  # disk full, permissions: still one error family for the service
+            raise RegistryError(final, f"cannot write version: {exc}") from exc
         return final
 
     def promote(self, name: str, version: str) -> ChampionPointer:
@@ -507,7 +501,7 @@ class Registry:
             created = _as_utc(self.read_card(name, path.name).created)
         except RegistryError:
             created = datetime.fromtimestamp(path.stat().st_mtime, UTC)
-        return _VersionEntry(path.name, created, path)
+        return _VersionEntry(path.name, created)
 
     def _usable(self, name: str, version: str) -> bool:
         """Whether a rollback may land on ``version``: it exists and verifies."""
@@ -530,6 +524,20 @@ class Registry:
         card = _parse_card(files[CARD_FILE], final / CARD_FILE)
         sha256 = hashlib.sha256(files[MODEL_FILE]).hexdigest()
         _check_card_matches(card, name, version, sha256, final)
+
+    @classmethod
+    def _publish(cls, final: Path, files: Mapping[str, bytes]) -> None:
+        """Write into a temporary sibling, rename it to ``final``, persist the rename."""
+        _make_dirs(final.parent)
+        prefix = f".{final.name}."
+        tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=_TEMP_SUFFIX, dir=final.parent))
+        try:
+            cls._fill_temp_dir(tmp, files)
+            cls._rename_into_place(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        fsync_dir(final.parent)
 
     @staticmethod
     def _fill_temp_dir(tmp: Path, files: Mapping[str, bytes]) -> None:
@@ -560,7 +568,11 @@ class Registry:
         new = ChampionPointer(
             version=version, previous=previous, updated=datetime.now(UTC).replace(microsecond=0)
         )
-        write_atomic(self._pointer_path(name), new.to_json())
+        path = self._pointer_path(name)
+        try:
+            write_atomic(path, new.to_json())
+        except OSError as exc:
+            raise RegistryError(path, f"cannot write champion pointer: {exc}") from exc
         return new
 
     @contextlib.contextmanager

@@ -197,6 +197,16 @@ def test_rename_race_loser_gets_version_exists(reg: Registry) -> None:
     assert reg.verify("col", "v1").version == "v1"
 
 
+def test_os_failure_while_writing_is_a_registry_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    reg = Registry(blocker / "models")
+    with pytest.raises(RegistryError, match="cannot write version") as info:
+        reg.write_version("col", "v1", make_files("col", "v1"))
+    assert info.value.status == 500
+    assert isinstance(info.value.__cause__, OSError)
+
+
 # --------------------------------------------------------------------------- validation
 
 
@@ -329,7 +339,7 @@ def test_promote_missing_or_incomplete_version_is_refused(reg: Registry) -> None
     half = reg.root / "col" / "v2"
     half.mkdir()
     (half / "model.onnx").write_bytes(b"x")  # no card.json: as if copied by hand, partly
-    with pytest.raises(CorruptModelError, match="card.json is missing"):
+    with pytest.raises(CorruptModelError, match=r"card\.json is missing"):
         reg.promote("col", "v2")
     assert reg.versions("col") == ["v1"]
     assert reg.champion("col") == "v1"
