@@ -207,6 +207,61 @@ def _open_registry(args: argparse.Namespace) -> Any:
     return Registry(root)
 
 
+def _add_retrain_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "retrain",
+        help="train a challenger on new data; promote it only if clearly better than the champion",
+        description="Exit codes: 0 done (promoted or kept), 1 failed, 2 usage error, "
+        "3 challenger rejected by its sanity checks.",
+    )
+    p.add_argument("--name", required=True, help="registered model name")
+    p.add_argument("--spec", required=True, type=Path, help="dataset spec (YAML)")
+    p.add_argument("--data", required=True, type=Path, help="new historian export")
+    p.add_argument(
+        "--lab-results",
+        type=Path,
+        default=None,
+        help="CSV of lab results (timestamp,value) to use as labels",
+    )
+    p.add_argument(
+        "--margin",
+        type=_non_negative_float,
+        default=0.02,
+        help="relative RMSE improvement required to promote (default 0.02)",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--report-dir",
+        type=Path,
+        default=Path("reports"),
+        help="where the JSON and markdown report go (default ./reports)",
+    )
+    _add_registry_option(p)
+    p.set_defaults(handler=_run_retrain, parser=p)
+
+
+def _run_retrain(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from training.retrain import EXIT_DONE, EXIT_REJECTED, retrain, write_report
+    from training.spec import load_spec
+
+    registry = _open_registry(args)
+    report = retrain(
+        registry,
+        args.name,
+        load_spec(args.spec),
+        args.data,
+        margin=args.margin,
+        seed=args.seed,
+        lab_results=args.lab_results,
+    )
+    json_path, md_path = write_report(report, args.report_dir)
+    print(
+        f"{args.name}: {report.decision} (champion {report.champion_rmse}, challenger "
+        f"{report.challenger_rmse}); report {json_path}, {md_path}"
+    )
+    return EXIT_REJECTED if report.decision == "rejected" else EXIT_DONE
+
+
 def _add_models_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("models", help="list, show, promote or roll back registered models")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -340,6 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_simulate_parser(sub)
     _add_train_parser(sub)
     _add_models_parser(sub)
+    _add_retrain_parser(sub)
     return parser
 
 

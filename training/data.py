@@ -230,10 +230,37 @@ def labels_at_sample_time(reported: FloatArray, spec: DatasetSpec) -> FloatArray
     return out
 
 
+def lab_labels(
+    path: Path, stamps: pd.DatetimeIndex | None, lab: pd.DataFrame | None
+) -> dict[int, float]:
+    """Row index -> lab value, for lab results whose sample time matches a row's timestamp.
+
+    Lab results (stored by the service) are more accurate than the analyzer and are stamped
+    at sample time, so they override the analyzer's label on that row.
+    """
+    if lab is None or lab.empty:
+        return {}
+    if stamps is None:
+        raise DataError(path, "lab results need a timestamp column in the spec to be matched")
+    at = pd.DatetimeIndex(pd.to_datetime(lab["timestamp"], utc=True, format="mixed"))
+    rows = stamps.get_indexer(at)
+    return {
+        int(r): float(v) for r, v in zip(rows, lab["value"], strict=True) if r >= 0
+    }
+
+
 def load_dataset(
-    spec: DatasetSpec, path: Path | str, *, noise_sigma: float = 0.0, seed: int = 0
+    spec: DatasetSpec,
+    path: Path | str,
+    *,
+    noise_sigma: float = 0.0,
+    seed: int = 0,
+    lab_results: pd.DataFrame | None = None,
 ) -> Dataset:
     """Validate the file against the spec and build the chronological parts.
+
+    ``lab_results`` (columns ``timestamp``, ``value``) add or override labels at their
+    sample times; they are never used as inputs.
 
     >>> # ds = load_dataset(load_spec("training/specs/debutanizer.yaml"), "debutanizer_data.txt")
     """
@@ -277,7 +304,10 @@ def load_dataset(
     x = assemble_rows(signals, features)
     history = max_lag(features)
     index = np.arange(history, history + len(x), dtype=np.int64)
-    y = labels_at_sample_time(signals[spec.target.name], spec)[history:]
+    labels = labels_at_sample_time(signals[spec.target.name], spec).copy()
+    for row, value in lab_labels(p, stamps, lab_results).items():
+        labels[row] = value
+    y = labels[history:]
     keep = np.isfinite(x).all(axis=1) & np.isfinite(y)
     x, y, index = x[keep], y[keep], index[keep]
 

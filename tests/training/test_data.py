@@ -221,3 +221,19 @@ def test_report_stamped_analyzer_is_moved_to_sample_time(tiny: tuple[Path, Path]
     np.testing.assert_allclose(ds.train.y, q[t + 2])
     np.testing.assert_allclose(ds.train.x[:, 3], q[t - 2])  # the feature is what was known
     assert ds.test.index[-1] == len(q) - 3  # the last 2 rows have no label yet
+
+
+def test_lab_results_label_their_sample_time(tiny: tuple[Path, Path]) -> None:
+    """Lab values override the analyzer on the row whose timestamp is their sample time."""
+    import pandas as pd
+
+    spec, data = tiny
+    lab = pd.DataFrame(
+        {"timestamp": ["2026-01-01T00:10:00Z", "2026-01-02T00:00:00Z"], "value": [42.0, 7.0]}
+    )  # the second matches no row: ignored
+    ds = load_dataset(load_spec(spec), data, lab_results=lab)
+    row = int(np.flatnonzero(ds.train.index == 10)[0])
+    assert ds.train.y[row] == 42.0
+    plain = load_dataset(load_spec(spec), data)
+    assert plain.train.y[row] != 42.0
+    np.testing.assert_array_equal(np.delete(ds.train.y, row), np.delete(plain.train.y, row))

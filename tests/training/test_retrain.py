@@ -1,0 +1,166 @@
+"""The retraining job: decisions, reports, exit codes, and a registry that survives SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from service.registry import Registry
+from training.appraisal import CAConfig
+from training.cli import main
+from training.data import load_dataset
+from training.experiment import RunConfig, run_experiment
+from training.network import NetworkConfig
+from training.publish import publish
+from training.retrain import retrain, run_config_from_card
+from training.simulator import simulate
+from training.spec import load_spec
+from training.trainer import TrainConfig
+
+QUICK = RunConfig(
+    network=NetworkConfig(hidden=(16, 16)),
+    train=TrainConfig(epochs=12, batch_size=64, progress=False),
+    ca=CAConfig(tau=0.6),
+)
+
+
+@pytest.fixture(scope="module")
+def column(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Two days of simulated column: (spec, data)."""
+    data, spec = simulate(2, 5, tmp_path_factory.mktemp("col") / "col.csv")
+    return spec, data
+
+
+@pytest.fixture
+def registry_with_champion(column: tuple[Path, Path], tmp_path: Path) -> Registry:
+    """A registry whose champion was trained with a quick recipe (12 epochs)."""
+    spec, data = column
+    ds = load_dataset(load_spec(spec), data)
+    registry = Registry(tmp_path / "models")
+    publish(ds, run_experiment(ds, QUICK), registry, "col", version="v1")
+    return registry
+
+
+def test_challenger_reuses_the_champions_recipe(registry_with_champion: Registry) -> None:
+    card = registry_with_champion.verify("col", "v1")
+    cfg = run_config_from_card(card, seed=7)
+    assert cfg.network.hidden == (16, 16) and cfg.train.epochs == 12 and cfg.seed == 7
+    assert cfg.method == "ca" and cfg.ca.tau == 0.6
+
+
+def test_champion_kept_unless_the_challenger_is_clearly_better(
+    registry_with_champion: Registry, column: tuple[Path, Path]
+) -> None:
+    """With a margin no model can meet, the champion stays; the challenger is still stored."""
+    spec, data = column
+    report = retrain(registry_with_champion, "col", load_spec(spec), data, margin=0.99, seed=1)
+    assert report.decision == "kept"
+    assert registry_with_champion.champion("col") == "v1"
+    assert report.challenger in registry_with_champion.versions("col")
+    assert report.champion_rmse is not None and report.challenger_rmse is not None
+    assert all(report.checks.values())
+
+
+def test_cli_promotes_and_writes_reports(
+    registry_with_champion: Registry, column: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Margin 0 and a better-trained challenger: promoted, exit 0, JSON and markdown report."""
+    spec, data = column
+    reports = tmp_path / "reports"
+    args = [
+        "retrain",
+        "--name",
+        "col",
+        "--spec",
+        str(spec),
+        "--data",
+        str(data),
+        "--registry",
+        str(registry_with_champion.root),
+        "--report-dir",
+        str(reports),
+        "--margin",
+        "0",
+    ]
+    assert main(args) == 0
+    (json_report,) = reports.glob("*.json")
+    body = json.loads(json_report.read_text())
+    assert body["decision"] in ("promoted", "kept")
+    expected = body["challenger"] if body["decision"] == "promoted" else "v1"
+    assert registry_with_champion.champion("col") == expected
+    assert (body["challenger_rmse"] < body["champion_rmse"]) == (body["decision"] == "promoted")
+    assert json_report.with_suffix(".md").read_text().startswith("# Retraining col")
+
+
+def test_cli_fails_with_exit_1_on_bad_data(
+    registry_with_champion: Registry, column: tuple[Path, Path], tmp_path: Path
+) -> None:
+    spec, _ = column
+    bad = tmp_path / "bad.csv"
+    bad.write_text("timestamp,x\n2026-01-01,1\n")
+    args = [
+        "retrain",
+        "--name",
+        "col",
+        "--spec",
+        str(spec),
+        "--data",
+        str(bad),
+        "--registry",
+        str(registry_with_champion.root),
+        "--report-dir",
+        str(tmp_path),
+    ]
+    assert main(args) == 1
+    assert registry_with_champion.champion("col") == "v1"
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_leaves_registry_and_champion_intact(
+    registry_with_champion: Registry, column: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Kill the job at several moments; every version verifies and the champion is valid."""
+    spec, data = column
+    registry = registry_with_champion
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    outcomes = []
+    for delay in (0.5, 1.5, 2.5, 3.5, 4.5, 6.0):
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "training.cli",
+                "retrain",
+                "--name",
+                "col",
+                "--spec",
+                str(spec),
+                "--data",
+                str(data),
+                "--registry",
+                str(registry.root),
+                "--report-dir",
+                str(tmp_path / "r"),
+                "--margin",
+                "0",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        outcomes.append(proc.wait())
+        champion = registry.champion("col")
+        assert champion is not None
+        registry.verify("col", champion)
+        for version in registry.versions("col"):
+            registry.verify("col", version)
+    assert -signal.SIGKILL in outcomes  # at least one run really died mid-way

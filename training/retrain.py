@@ -1,0 +1,229 @@
+"""The periodic retraining job: train a challenger on new data, compare it with the champion on
+the most recent held-out window, and promote it only if it is clearly better and sane.
+
+Every registry write is atomic (see ``service.registry``), so killing the job at any moment
+leaves the registry and the champion pointer as they were or as they became, never between.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from service.atomic import write_atomic
+from service.card import ModelCard
+from service.registry import Registry, RegistryError
+from training.appraisal import CAConfig
+from training.data import Dataset, load_dataset
+from training.errors import SoftSensorError
+from training.evaluation import score
+from training.experiment import RunConfig, run_experiment
+from training.export import ExportError, run_onnx
+from training.network import NetworkConfig
+from training.publish import publish
+from training.spec import DatasetSpec
+from training.trainer import TrainConfig
+
+Decision = Literal["promoted", "kept", "rejected"]
+EXIT_DONE = 0  # promoted or kept: nothing for the scheduler to do
+EXIT_FAILED = 1  # the job could not run (data, spec, registry)
+EXIT_REJECTED = 3  # a challenger was trained but failed its sanity checks: look at the report
+
+
+@dataclass
+class RetrainReport:
+    """What the job did and why; written as JSON and markdown."""
+
+    name: str
+    started: str
+    data: str
+    data_sha256: str
+    window_rows: int
+    margin: float
+    champion: str | None = None
+    champion_rmse: float | None = None
+    challenger: str | None = None
+    challenger_rmse: float | None = None
+    decision: Decision = "kept"
+    reasons: list[str] = field(default_factory=list)
+    checks: dict[str, bool] = field(default_factory=dict)
+    finished: str = ""
+
+
+def run_config_from_card(card: ModelCard | None, seed: int) -> RunConfig:
+    """The champion's recipe (network, optimizer, pruner and its knobs), or the defaults."""
+    if card is None:
+        return RunConfig(seed=seed, train=TrainConfig(progress=False))
+    t = card.training
+    pruner = dict(card.pruning.config)
+    method = str(pruner.pop("method", "ca"))
+    ca_fields = set(CAConfig.__dataclass_fields__)
+    ca = (
+        CAConfig(**{k: v for k, v in pruner.items() if k in ca_fields})
+        if method == "ca"
+        else CAConfig()
+    )
+    train_fields = set(TrainConfig.__dataclass_fields__)
+    optimizer = {k: v for k, v in dict(t.get("optimizer", {})).items() if k in train_fields}
+    train_cfg = replace(TrainConfig(**optimizer), seed=seed, progress=False)
+    network = NetworkConfig(
+        hidden=tuple(t["network"]["hidden"]), activation=t["network"]["activation"]
+    )
+    return RunConfig(
+        method=method,
+        seed=seed,
+        network=network,
+        train=train_cfg,
+        ca=ca,
+        target_sparsity=pruner.get("target_sparsity"),
+    )
+
+
+def score_version(
+    registry: Registry, name: str, version: str, window: Any, names: list[str]
+) -> float:
+    """RMSE of a registered model on the window, through onnxruntime as the service runs it."""
+    card = registry.verify(name, version)
+    missing = [f.name for f in card.features if f.name not in names]
+    if missing:
+        raise SoftSensorError(f"{name} {version} needs features the new data lacks: {missing}")
+    cols = [names.index(f.name) for f in card.features]
+    model = (registry.version_dir(name, version) / "model.onnx").read_bytes()
+    pred = run_onnx(model, window.x[:, cols])
+    if not np.all(np.isfinite(pred)):
+        raise SoftSensorError(f"{name} {version} gives non-finite estimates on the window")
+    return score(window.y, pred).rmse
+
+
+def read_lab_results(path: Path | None) -> pd.DataFrame | None:
+    """Lab results as exported by the service: CSV with ``timestamp`` and ``value``."""
+    if path is None:
+        return None
+    frame = pd.read_csv(path)
+    missing = {"timestamp", "value"} - set(frame.columns)
+    if missing:
+        raise SoftSensorError(f"lab results {path} lack columns {sorted(missing)}")
+    return frame
+
+
+def retrain(
+    registry: Registry,
+    name: str,
+    spec: DatasetSpec,
+    data: Path,
+    *,
+    margin: float = 0.02,
+    seed: int = 0,
+    lab_results: Path | None = None,
+) -> RetrainReport:
+    """Train, compare on the newest held-out window (the test part), decide. Never half done."""
+    started = datetime.now(UTC)
+    dataset: Dataset = load_dataset(
+        spec, data, seed=seed, lab_results=read_lab_results(lab_results)
+    )
+    report = RetrainReport(
+        name=name,
+        started=started.isoformat(),
+        data=str(data),
+        data_sha256=dataset.sha256,
+        window_rows=len(dataset.test),
+        margin=margin,
+    )
+    champion = registry.champion(name)
+    champion_card = None
+    if champion is not None:
+        report.champion = champion
+        try:
+            champion_card = registry.verify(name, champion)
+            report.champion_rmse = score_version(
+                registry, name, champion, dataset.test, dataset.feature_names
+            )
+        except (RegistryError, SoftSensorError) as exc:
+            report.reasons.append(f"champion cannot be evaluated: {exc}")
+    cfg = run_config_from_card(champion_card, seed)
+    run = run_experiment(dataset, cfg)
+    try:
+        published = publish(dataset, run, registry, name)
+    except (ExportError, RegistryError) as exc:
+        report.decision = "rejected"
+        report.checks["export_parity_and_card"] = False
+        report.reasons.append(f"challenger failed its checks: {exc}")
+        return _finish(report)
+    report.challenger = published.version
+    report.checks["export_parity_and_card"] = True
+    report.challenger_rmse = score_version(
+        registry, name, published.version, dataset.test, dataset.feature_names
+    )
+    report.checks["finite_outputs"] = bool(np.isfinite(report.challenger_rmse))
+    if published.champion:
+        report.decision = "promoted"
+        report.reasons.append("no champion existed: the challenger is the first")
+    elif report.champion_rmse is None:
+        registry.promote(name, published.version)
+        report.decision = "promoted"
+        report.reasons.append("the champion could not be evaluated on the new data")
+    elif report.challenger_rmse < report.champion_rmse * (1.0 - margin):
+        registry.promote(name, published.version)
+        report.decision = "promoted"
+        report.reasons.append(
+            f"challenger RMSE {report.challenger_rmse:.4g} beats the champion's "
+            f"{report.champion_rmse:.4g} by more than {margin:.0%}"
+        )
+    else:
+        report.reasons.append(
+            f"challenger RMSE {report.challenger_rmse:.4g} does not beat the champion's "
+            f"{report.champion_rmse:.4g} by {margin:.0%}: champion kept"
+        )
+    return _finish(report)
+
+
+def _finish(report: RetrainReport) -> RetrainReport:
+    report.finished = datetime.now(UTC).isoformat()
+    return report
+
+
+def render_report(report: RetrainReport) -> str:
+    """Markdown for people reading the job's output."""
+
+    def fmt(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.4g}"
+
+    return "\n".join(
+        [
+            f"# Retraining {report.name}: {report.decision}",
+            "",
+            f"Started {report.started}, finished {report.finished}. Data {report.data} "
+            f"(sha256 {report.data_sha256[:12]}...), held-out window {report.window_rows} rows.",
+            "",
+            "| model | version | RMSE on the window |",
+            "|---|---|---|",
+            f"| champion | {report.champion or 'none'} | {fmt(report.champion_rmse)} |",
+            f"| challenger | {report.challenger or 'none'} | {fmt(report.challenger_rmse)} |",
+            "",
+            f"Margin required: {report.margin:.0%}. Checks: "
+            + (
+                ", ".join(f"{k} {'ok' if v else 'FAILED'}" for k, v in report.checks.items())
+                or "none"
+            )
+            + ".",
+            "",
+            *(f"- {r}" for r in report.reasons),
+            "",
+        ]
+    )
+
+
+def write_report(report: RetrainReport, directory: Path) -> tuple[Path, Path]:
+    """JSON and markdown, each written atomically; named by start time."""
+    stem = f"{report.name}-{report.started.replace(':', '').replace('-', '')[:15]}"
+    json_path = write_atomic(
+        directory / f"{stem}.json", json.dumps(asdict(report), indent=2) + "\n"
+    )
+    md_path = write_atomic(directory / f"{stem}.md", render_report(report))
+    return json_path, md_path
