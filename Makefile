@@ -17,13 +17,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 install: $(VENV)/.installed
 
 # The main job end to end on the built-in default: simulate a week of Column A, train and
-# prune a soft sensor on it with connection appraisal, print its report, export it to ONNX
-# and register it (runs/quickstart/models).
+# prune a soft sensor on it with connection appraisal, export and register it, serve it and
+# print a prediction made over HTTP (see scripts/quickstart.sh; SERVE=0 stops after that).
 quickstart: install
-	$(SOFTSENSOR) simulate --days 7 --seed 0 --out $(RUN)/column_a.csv
-	$(SOFTSENSOR) train --spec $(RUN)/column_a.yaml --data $(RUN)/column_a.csv \
-		--method ca --seed 0 --out $(RUN)/ca --register column_a --registry $(RUN)/models
-	$(SOFTSENSOR) models list --registry $(RUN)/models
+	scripts/quickstart.sh
 
 # The same on the real debutanizer data (needs ../shared/datasets/debutanizer).
 quickstart-debutanizer: install

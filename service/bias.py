@@ -229,6 +229,23 @@ class BiasFilter:
             self._last_sample_time = sample_time
             return BiasUpdate(True, None, residual, self._bias)
 
+    def preview(
+        self, lab_value: float, estimate: float, sample_time: float, now: float
+    ) -> BiasUpdate:
+        """What ``update`` would decide, without changing anything.
+
+        The service stores a result durably first and applies it after, so a crash between
+        the two can be repaired by replaying the store.
+        """
+        residual = lab_value - estimate
+        with self._lock:
+            rejection = self._reject(lab_value, residual, sample_time, now)
+            if rejection is not None:
+                reason, detail = rejection
+                return BiasUpdate(False, reason, residual, self._bias, detail)
+            k = self.config.gain * self.config.trust
+            return BiasUpdate(True, None, residual, self._clip((1 - k) * self._bias + k * residual))
+
     def reset(self, bias: float = 0.0) -> None:
         """Set the bias (clipped) and forget the last sample time, e.g. after a model switch."""
         if not math.isfinite(bias):

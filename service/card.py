@@ -44,6 +44,8 @@ class SignalCard(_Strict):
     description: str = ""
     derived_from: dict[str, float] | None = None  # weights, when derived
     derived_offset: float = 0.0
+    # False when pruning removed every input that needs it: historians may still send it.
+    used: bool = True
 
     def to_derived(self) -> DerivedSignal | None:
         """The plain dataclass the feature assembly uses, for derived signals."""

@@ -94,43 +94,48 @@ def psi(reference_counts: ArrayLike, window_counts: ArrayLike, floor: float = PS
 
 
 class RollingWindow:
-    """The last ``capacity`` floats seen, in a preallocated ring buffer.
+    """The last ``capacity`` values (or rows of ``width`` values) in a ring buffer.
 
-    A ring keeps the request path free of allocation and of the O(n) shifts a list or
-    ``np.roll`` would cost per batch.
+    A preallocated ring keeps the request path free of allocation and of the O(n) shifts
+    a list or ``np.roll`` would cost per batch. With ``width`` set it holds rows, so one
+    window serves every column of a model at once.
     """
 
-    def __init__(self, capacity: int = DEFAULT_WINDOW) -> None:
+    def __init__(self, capacity: int = DEFAULT_WINDOW, width: int | None = None) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1, got {capacity}")
-        self._buffer: FloatArray = np.empty(capacity, dtype=np.float64)
+        if width is not None and width < 1:
+            raise ValueError(f"width must be at least 1, got {width}")
+        shape = (capacity,) if width is None else (capacity, width)
+        self._buffer: FloatArray = np.empty(shape, dtype=np.float64)
         self._next = 0  # where the next value goes
         self._size = 0
 
     @property
     def capacity(self) -> int:
-        """How many values the window holds at most."""
+        """How many values (rows) the window holds at most."""
         return len(self._buffer)
 
     def __len__(self) -> int:
         return self._size
 
     def extend(self, values: ArrayLike) -> None:
-        """Append values in order; the oldest fall out once the window is full."""
-        v = np.asarray(values, dtype=np.float64).ravel()
-        cap = self.capacity
-        if len(v) >= cap:  # only the newest ``cap`` survive
-            self._buffer[:] = v[-cap:]
+        """Append values (rows) in order; the oldest fall out once the window is full."""
+        v = np.asarray(values, dtype=np.float64)
+        v = v.ravel() if self._buffer.ndim == 1 else v.reshape(-1, self._buffer.shape[1])
+        cap, n = self.capacity, len(v)
+        if n >= cap:  # only the newest ``cap`` survive
+            self._buffer[:] = v[n - cap :]
             self._next, self._size = 0, cap
             return
-        first = min(len(v), cap - self._next)
+        first = min(n, cap - self._next)
         self._buffer[self._next : self._next + first] = v[:first]
-        self._buffer[: len(v) - first] = v[first:]
-        self._next = (self._next + len(v)) % cap
-        self._size = min(cap, self._size + len(v))
+        self._buffer[: n - first] = v[first:]
+        self._next = (self._next + n) % cap
+        self._size = min(cap, self._size + n)
 
     def values(self) -> FloatArray:
-        """A copy of the window's values, oldest first."""
+        """A copy of the window's values (rows), oldest first."""
         if self._size < self.capacity:
             return self._buffer[: self._size].copy()
         return np.concatenate((self._buffer[self._next :], self._buffer[: self._next]))
@@ -155,11 +160,119 @@ def _as_times(times: ArrayLike | None, n: int, field: str) -> FloatArray:
     return t
 
 
+def _forward_fill(values: FloatArray, valid: NDArray[np.bool_]) -> FloatArray:
+    """Each entry replaced by the newest valid entry at or above it in its column (NaN if
+    none): the "previous value" of every row, column by column, in a few numpy calls."""
+    rows = np.arange(len(values))[:, None]
+    source = np.maximum.accumulate(np.where(valid, rows, -1), axis=0)
+    filled = np.take_along_axis(values, np.maximum(source, 0), axis=0)
+    return np.where(source >= 0, filled, np.nan)
+
+
+class _Columns:
+    """Drift state of K columns, updated in one vectorized pass per batch.
+
+    The service observes every feature and the prediction of each scored batch; doing
+    that column by column would cost tens of numpy calls per feature on the request path.
+    Here a batch costs a fixed number of calls whatever K is. Not thread-safe.
+    """
+
+    def __init__(
+        self,
+        references: Sequence[ReferenceStats],
+        lows: Sequence[float],
+        highs: Sequence[float],
+        window: int,
+    ) -> None:
+        self.low = np.asarray(lows, dtype=np.float64)
+        self.high = np.asarray(highs, dtype=np.float64)
+        if not (self.low < self.high).all():
+            bad = int(np.flatnonzero(~(self.low < self.high))[0])
+            raise ValueError(
+                f"valid range of {references[bad].name!r}: low ({lows[bad]}) must be below "
+                f"high ({highs[bad]})"
+            )
+        self.edges = [list(r.bin_edges) for r in references]
+        self.reference_counts = [np.asarray(r.counts, dtype=np.int64) for r in references]
+        self.window = RollingWindow(window, width=len(references))
+        k = len(references)
+        self.out_of_range = np.zeros(k, dtype=np.int64)
+        self.missing = np.zeros(k, dtype=np.int64)
+        self.observed = np.zeros(k, dtype=np.int64)
+        self.last_value = np.full(k, np.nan)  # newest value in time order
+        self.last_time = np.full(k, -np.inf)  # its time
+        self.last_change = np.full(k, np.nan)  # when the value last moved (NaN: never seen)
+
+    def observe(self, x: FloatArray, t: FloatArray) -> None:
+        """Take rows ``x`` [N, K] seen at times ``t`` [N] (both already validated)."""
+        if len(x) == 0:
+            return
+        present = ~np.isnan(x)
+        self.missing += len(x) - present.sum(axis=0)
+        self.observed += present.sum(axis=0)
+        self.out_of_range += ((x < self.low) | (x > self.high)).sum(axis=0)
+        self.window.extend(x)
+        self._track_changes(x, t, present)
+
+    def _track_changes(self, x: FloatArray, t: FloatArray, present: NDArray[np.bool_]) -> None:
+        """Move each column's last-change time to its newest value that differs from the
+        value before it, in time order.
+
+        A value counts as changed when ``|new - previous| > 1e-9 * max(1, |new|)``: exact
+        repeats are what a frozen transmitter or a historian's hold-last-value sends. NaN
+        is no value (neither a change nor a repeat). Values older than a column's newest
+        (a backfill) are skipped, so a late batch cannot make a frozen sensor look alive.
+        """
+        order = np.argsort(t, kind="stable")
+        xs, ts = x[order], t[order]
+        valid = present[order] & (ts[:, None] >= self.last_time)
+        if len(xs) == 1:  # the request path's usual case: the previous value is the last
+            previous = self.last_value[None, :]
+        else:
+            stacked = np.vstack((self.last_value, xs))
+            known = np.vstack((~np.isnan(self.last_value), valid))
+            previous = _forward_fill(stacked, known)[:-1]  # the value before each row
+        with np.errstate(invalid="ignore"):  # NaN or inf - inf: no change
+            step = np.abs(xs - previous)
+            changed = valid & (step > CHANGE_TOLERANCE * np.maximum(1.0, np.abs(xs)))
+        first = valid & np.isnan(previous)  # nothing known before: the first value starts it
+        times = np.where(changed | first, ts[:, None], -np.inf).max(axis=0)
+        moved = times > -np.inf
+        self.last_change[moved] = times[moved]
+        seen = valid.any(axis=0)
+        newest = len(ts) - 1 - np.argmax(valid[::-1], axis=0)  # last valid row per column
+        columns = np.flatnonzero(seen)
+        self.last_value[columns] = xs[newest[columns], columns]
+        self.last_time[columns] = ts[newest[columns]]
+
+    def psi(self) -> list[float]:
+        """PSI of each column's window against its reference (0.0 for an empty one)."""
+        rows = self.window.values()
+        return [
+            psi(ref, bin_counts(rows[:, j], edges))
+            for j, (ref, edges) in enumerate(zip(self.reference_counts, self.edges, strict=True))
+        ]
+
+    def seconds_since_change(self, now: float) -> FloatArray:
+        """``now`` minus each column's last change (never negative; NaN if never seen)."""
+        return np.maximum(now - self.last_change, 0.0)
+
+    def reset(self) -> None:
+        """Forget the window, counters and change tracking; keep references and ranges."""
+        self.window.clear()
+        for counter in (self.out_of_range, self.missing, self.observed):
+            counter[:] = 0
+        self.last_value[:] = np.nan
+        self.last_time[:] = -np.inf
+        self.last_change[:] = np.nan
+
+
 class FeatureMonitor:
     """Drift signals of one signal: window PSI, out-of-range count, time since change.
 
-    Not thread-safe by itself; :class:`DriftMonitor` serializes access. Usable alone for
-    one signal in tests and tools.
+    Not thread-safe; :class:`DriftMonitor` is the thread-safe form for a whole model.
+    The window holds the last ``window`` values observed; NaN values take a place in it
+    but are not counted (a missing value is no evidence of drift).
     """
 
     def __init__(
@@ -170,68 +283,36 @@ class FeatureMonitor:
         *,
         window: int = DEFAULT_WINDOW,
     ) -> None:
-        if not low < high:
-            raise ValueError(f"valid range: low ({low}) must be below high ({high})")
         self.name = reference.name
-        self.low, self.high = float(low), float(high)
-        self._edges = list(reference.bin_edges)
-        self._reference_counts = np.asarray(reference.counts, dtype=np.int64)
-        self._window = RollingWindow(window)
-        self.out_of_range_total = 0  # values outside [low, high] (inf included)
-        self.missing_total = 0  # NaN values: not drift, but worth a counter of their own
-        self.observed_total = 0  # non-NaN values seen
-        self._last_value: float | None = None  # newest value in time order
-        self._last_time = -math.inf  # its time
-        self._last_change: float | None = None  # time the value last moved
+        self._columns = _Columns([reference], [low], [high], window)
 
     def __len__(self) -> int:
         """Values currently in the PSI window."""
-        return len(self._window)
+        return len(self._columns.window)
+
+    @property
+    def out_of_range_total(self) -> int:
+        """Values seen outside [low, high] (infinities included), since start."""
+        return int(self._columns.out_of_range[0])
+
+    @property
+    def missing_total(self) -> int:
+        """NaN values seen, since start: not drift, but worth a counter of their own."""
+        return int(self._columns.missing[0])
+
+    @property
+    def observed_total(self) -> int:
+        """Non-NaN values seen, since start."""
+        return int(self._columns.observed[0])
 
     def observe(self, values: ArrayLike, times: ArrayLike | None = None) -> None:
-        """Take new values (one per time in ``times``, POSIX s; ``None`` = all now).
-
-        NaN values only count as missing. Change tracking moves forward in time only:
-        values older than the newest one already seen (a backfill) still feed the PSI
-        window and the range count, but cannot make a frozen sensor look alive.
-        """
+        """Take new values, one per time in ``times`` (POSIX s; ``None``: all now)."""
         v = np.asarray(values, dtype=np.float64).ravel()
-        t = _as_times(times, len(v), "times")
-        present = ~np.isnan(v)
-        self.missing_total += int(len(v) - present.sum())
-        v, t = v[present], t[present]
-        if len(v) == 0:
-            return
-        self.observed_total += len(v)
-        self._window.extend(v)
-        self.out_of_range_total += int(np.count_nonzero((v < self.low) | (v > self.high)))
-        self._track_changes(v, t)
-
-    def _track_changes(self, v: FloatArray, t: FloatArray) -> None:
-        """Move the last-change time to the newest value that differs from its predecessor.
-
-        A value counts as changed when ``|new - previous| > 1e-9 * max(1, |new|)``: exact
-        repeats are what a frozen transmitter or a historian's hold-last-value sends.
-        """
-        order = np.argsort(t, kind="stable")
-        v, t = v[order], t[order]
-        fresh = t >= self._last_time
-        v, t = v[fresh], t[fresh]
-        if len(v) == 0:
-            return
-        previous = np.concatenate(([v[0] if self._last_value is None else self._last_value], v))
-        with np.errstate(invalid="ignore"):  # inf - inf: no change between two infinities
-            step = np.abs(v - previous[:-1])
-        changed = step > CHANGE_TOLERANCE * np.maximum(1.0, np.abs(v))
-        if self._last_change is None:
-            self._last_change = float(t[0])  # nothing known before the first value
-        if changed.any():
-            self._last_change = float(t[np.flatnonzero(changed)[-1]])
-        self._last_value, self._last_time = float(v[-1]), float(t[-1])
+        self._columns.observe(v[:, None], _as_times(times, len(v), "times"))
 
     def psi(self) -> float:
         """PSI of the current window against the card's reference bins (0.0 when empty)."""
-        return psi(self._reference_counts, bin_counts(self._window.values(), self._edges))
+        return self._columns.psi()[0]
 
     def seconds_since_change(self, now: float) -> float:
         """Seconds from the last change of the value to ``now``; NaN before any value.
@@ -239,9 +320,7 @@ class FeatureMonitor:
         NaN (not 0 or inf) because "never seen" is neither fresh nor frozen; Prometheus
         exports it as NaN and alert rules ignore it.
         """
-        if self._last_change is None:
-            return math.nan
-        return max(0.0, now - self._last_change)
+        return float(self._columns.seconds_since_change(now)[0])
 
     def is_frozen(self, now: float, limit_s: float) -> bool:
         """Whether the value has not changed for more than ``limit_s`` seconds."""
@@ -250,33 +329,31 @@ class FeatureMonitor:
 
     def reset(self) -> None:
         """Forget the window and counters (keeps the reference and the range)."""
-        self._window.clear()
-        self.out_of_range_total = self.missing_total = self.observed_total = 0
-        self._last_value, self._last_time, self._last_change = None, -math.inf, None
+        self._columns.reset()
 
 
 class DriftMonitor:
     """Drift signals of one served model: every feature, and its predictions.
 
-    Built from the model card (reference bins and valid ranges); the service feeds it the
-    rows it scored and reads it when Prometheus scrapes. One lock guards all state, since
-    requests run in worker threads; every call holds it only for numpy work on at most
-    ``window`` values per feature.
+    Built from the model card (reference bins and valid ranges; the prediction is checked
+    against the target's range); the service feeds it the rows it scored and reads it
+    when Prometheus scrapes. The window holds the last ``window`` rows. One lock guards
+    all state, since requests run in worker threads; a batch costs a fixed number of
+    numpy calls whatever the number of features.
     """
 
     def __init__(self, card: ModelCard, *, window: int = DEFAULT_WINDOW) -> None:
         self.model = card.name
         self.version = card.version
-        self._lock = threading.Lock()
-        self.features: list[FeatureMonitor] = [
-            FeatureMonitor(ref, f.valid_range.low, f.valid_range.high, window=window)
-            for f, ref in zip(card.features, card.reference, strict=True)
-        ]
-        target = card.target.valid_range
-        self.prediction = FeatureMonitor(
-            card.prediction_reference, target.low, target.high, window=window
-        )
         self.names = [f.name for f in card.features]
+        target = card.target.valid_range
+        self._lock = threading.Lock()
+        self._columns = _Columns(
+            [*card.reference, card.prediction_reference],  # the prediction is the last column
+            [*(f.valid_range.low for f in card.features), target.low],
+            [*(f.valid_range.high for f in card.features), target.high],
+            window,
+        )
 
     def observe(
         self,
@@ -289,51 +366,71 @@ class DriftMonitor:
         anything changes, so a bad call leaves the monitor as it was.
         """
         x = np.asarray(rows, dtype=np.float64)
-        if x.ndim != 2 or x.shape[1] != len(self.features):
-            raise ValueError(f"rows: expected shape (N, {len(self.features)}), got {x.shape}")
+        if x.ndim != 2 or x.shape[1] != len(self.names):
+            raise ValueError(f"rows: expected shape (N, {len(self.names)}), got {x.shape}")
         y = np.asarray(predictions, dtype=np.float64).ravel()
         if len(y) != len(x):
             raise ValueError(f"predictions: expected {len(x)} values, got {len(y)}")
         t = _as_times(times, len(x), "times")
+        both = np.column_stack((x, y))
         with self._lock:
-            for j, monitor in enumerate(self.features):
-                monitor.observe(x[:, j], t)
-            self.prediction.observe(y, t)
+            self._columns.observe(both, t)
+
+    @property
+    def rows_in_window(self) -> int:
+        """Rows the PSI is currently computed over (PSI of a few rows is noise)."""
+        with self._lock:
+            return len(self._columns.window)
 
     def feature_psi(self) -> dict[str, float]:
         """PSI per feature, by feature name."""
         with self._lock:
-            return {m.name: m.psi() for m in self.features}
+            values = self._columns.psi()
+        return dict(zip(self.names, values[:-1], strict=True))
 
     def prediction_psi(self) -> float:
         """PSI of the recent predictions against the predictions on the training split."""
         with self._lock:
-            return self.prediction.psi()
+            rows = self._columns.window.values()
+            return psi(
+                self._columns.reference_counts[-1], bin_counts(rows[:, -1], self._columns.edges[-1])
+            )
 
     def out_of_range_totals(self) -> dict[str, int]:
         """Values seen outside each feature's valid range, since start (a counter)."""
         with self._lock:
-            return {m.name: m.out_of_range_total for m in self.features}
+            return dict(zip(self.names, self._columns.out_of_range[:-1].tolist(), strict=True))
 
     def prediction_out_of_range_total(self) -> int:
         """Predictions outside the target's valid range, since start (a counter)."""
         with self._lock:
-            return self.prediction.out_of_range_total
+            return int(self._columns.out_of_range[-1])
 
     def missing_totals(self) -> dict[str, int]:
         """NaN values seen per feature, since start (a counter)."""
         with self._lock:
-            return {m.name: m.missing_total for m in self.features}
+            return dict(zip(self.names, self._columns.missing[:-1].tolist(), strict=True))
+
+    def observed_totals(self) -> dict[str, int]:
+        """Non-NaN values seen per feature, since start (a counter)."""
+        with self._lock:
+            return dict(zip(self.names, self._columns.observed[:-1].tolist(), strict=True))
 
     def seconds_since_change(self, now: float) -> dict[str, float]:
         """Seconds since each feature's value last changed (NaN before its first value)."""
         with self._lock:
-            return {m.name: m.seconds_since_change(now) for m in self.features}
+            since = self._columns.seconds_since_change(now)[:-1]
+        return dict(zip(self.names, since.tolist(), strict=True))
 
     def frozen(self, now: float, limit_s: float) -> list[str]:
         """Names of the features whose value has not changed for more than ``limit_s``."""
+        since = self.seconds_since_change(now)
+        return [name for name, s in since.items() if s > limit_s]  # NaN compares False
+
+    def reset(self) -> None:
+        """Forget every window, counter and change time (e.g. after a model reload)."""
         with self._lock:
-            return [m.name for m in self.features if m.is_frozen(now, limit_s)]
+            self._columns.reset()
 
 
 # --------------------------------------------------------------------------- residual test

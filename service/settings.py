@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -15,6 +15,40 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SOFTSENSOR_", extra="ignore")
 
     registry: Path = Field(default=Path("models"), description="model registry root directory")
+    models: list[str] | None = Field(
+        default=None, description="names to serve (JSON list); default: every name in the registry"
+    )
+    default_model: str | None = Field(
+        default=None, description="model used when a request names none; default: the first"
+    )
+    state_dir: Path = Field(
+        default=Path("softsensor-state"), description="durable state (lab results SQLite file)"
+    )
+    admin_token: SecretStr | None = Field(
+        default=None, description="bearer token for reload/promote/rollback; unset = disabled"
+    )
+    max_batch_rows: int = Field(default=10_000, ge=1, description="rows per predict request")
+    max_body_bytes: int = Field(default=8 << 20, ge=1024, description="request body limit")
+    max_streams: int = Field(default=1_000, ge=1, description="stateful streams kept (LRU)")
+    drift_window: int = Field(default=500, ge=10, description="values per PSI window")
+    frozen_after_s: float = Field(default=600.0, gt=0, description="unchanged this long = frozen")
+    watch_interval_s: float = Field(
+        default=5.0, ge=0, description="seconds between champion-pointer checks (0 = off)"
+    )
+    lab_match_tolerance_s: float = Field(
+        default=90.0, gt=0, description="a lab result matches a prediction this close in time"
+    )
+    lab_max_age_s: float = Field(
+        default=86_400.0, gt=0, description="older lab results do not move the bias (late)"
+    )
+    lab_gain: float = Field(default=0.3, gt=0, le=1, description="bias filter gain per result")
+    lab_trust: float = Field(default=1.0, ge=0, le=1, description="trust in lab results, 0..1")
+    prediction_log_size: int = Field(default=100_000, ge=100, description="kept per model")
+    interval_quantiles: tuple[str, str] = ("0.025", "0.975")  # residual quantiles of the card
+    cors_origins: list[str] = Field(default_factory=list, description="no CORS unless listed")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1)
 
 
 @lru_cache(maxsize=1)

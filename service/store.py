@@ -318,6 +318,27 @@ class LabStore:
             rows = self._lab.execute(query, (*params, limit)).fetchall()
         return [_record(r) for r in rows]
 
+    def get(self, model: str, sample_time: float) -> LabRecord | None:
+        """The stored result for (model, sample time), if any: tells a retry from news."""
+        query = (
+            "SELECT model, sample_time, value, received, estimate, residual, accepted, reason"
+            " FROM lab_results WHERE model = ? AND sample_time = ?"
+        )
+        params = (_text("model", model), _finite("sample_time", sample_time))
+        with self._lab_lock, self._errors("read a lab result"):
+            row = self._lab.execute(query, params).fetchone()
+        return None if row is None else _record(row)
+
+    def accepted(self, model: str) -> builtins.list[LabRecord]:
+        """Every accepted result of a model, oldest first: replaying them restores the bias."""
+        query = (
+            "SELECT model, sample_time, value, received, estimate, residual, accepted, reason"
+            " FROM lab_results WHERE model = ? AND accepted = 1 ORDER BY sample_time"
+        )
+        with self._lab_lock, self._errors("replay lab results"):
+            rows = self._lab.execute(query, (_text("model", model),)).fetchall()
+        return [_record(r) for r in rows]
+
     # ------------------------------------------------------------------ predictions
 
     def record_predictions(

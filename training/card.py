@@ -70,7 +70,7 @@ def build_card(
     version: str,
     created: datetime,
 ) -> ModelCard:
-    """Describe the exported model: only the inputs it kept, and only the signals they need."""
+    """Describe the exported model: the inputs it kept, and every signal (marking the unused)."""
     spec = dataset.spec
     features = spec.lag_features()
     kept = [features[i] for i in exported.inputs_kept]
@@ -79,20 +79,17 @@ def build_card(
         if d.name in needed:
             needed |= set(d.combine)
     signals = [
-        SignalCard(name=s.name, unit=s.unit, valid_range=_valid(s.range), description=s.description)
+        SignalCard(
+            name=s.name, unit=s.unit, valid_range=_valid(s.range), description=s.description,
+            used=s.name in needed,
+        )
         for s in spec.signals
-        if s.name in needed
     ] + [
         SignalCard(
-            name=d.name,
-            unit=d.unit,
-            valid_range=_valid(d.range),
-            description=d.description,
-            derived_from=dict(d.combine),
-            derived_offset=d.offset,
+            name=d.name, unit=d.unit, valid_range=_valid(d.range), description=d.description,
+            derived_from=dict(d.combine), derived_offset=d.offset, used=d.name in needed,
         )
         for d in spec.derived
-        if d.name in needed
     ]
     result = report.result
     pred = {

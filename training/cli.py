@@ -262,6 +262,51 @@ def _run_retrain(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     return EXIT_REJECTED if report.decision == "rejected" else EXIT_DONE
 
 
+def _add_serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="serve the registry's champion models over HTTP (uvicorn)",
+        description="Settings not given here come from SOFTSENSOR_* environment variables.",
+    )
+    _add_registry_option(p)
+    p.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="port (default 8000)")
+    p.add_argument("--workers", type=_positive_int, default=None, help="processes (default 1)")
+    p.add_argument("--state-dir", type=Path, default=None, help="lab-result store directory")
+    p.set_defaults(handler=_run_serve, parser=p)
+
+
+def _run_serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import os
+
+    import uvicorn
+
+    from service.settings import Settings
+
+    # Workers are separate processes: pass the command-line settings through the environment.
+    overrides = {
+        "registry": args.registry,
+        "host": args.host,
+        "port": args.port,
+        "workers": args.workers,
+        "state_dir": args.state_dir,
+    }
+    for key, value in overrides.items():
+        if value is not None:
+            os.environ[f"SOFTSENSOR_{key.upper()}"] = str(value)
+    settings = Settings()
+    uvicorn.run(
+        "service.asgi:create",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level="info",
+        access_log=False,
+    )
+    return 0
+
+
 def _add_models_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("models", help="list, show, promote or roll back registered models")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -396,6 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_parser(sub)
     _add_models_parser(sub)
     _add_retrain_parser(sub)
+    _add_serve_parser(sub)
     return parser
 
 

@@ -1,0 +1,290 @@
+"""The FastAPI app: built by ``create_app(settings)``, models loaded in the lifespan.
+
+Routes are thin (parse, call the data plane, return). Every error becomes
+``{"error": ..., "detail": ...}`` in one place, with the status its class carries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from service.dataplane import SoftSensorService, to_posix
+from service.errors import ForbiddenError, PayloadTooLargeError, ServiceError, UnauthorizedError
+from service.metrics import ServiceMetrics
+from service.oip import router as v2_router
+from service.registry import RegistryError
+from service.schemas import (
+    ErrorBody,
+    LabRequest,
+    LabResponse,
+    PredictRequest,
+    PredictResponse,
+    PromoteRequest,
+    StoredLab,
+)
+from service.settings import Settings, get_settings
+from service.store import StoreError
+
+log = logging.getLogger("softsensor")
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def get_service(request: Request) -> SoftSensorService:
+    service: SoftSensorService = request.app.state.service
+    return service
+
+
+Service = Annotated[SoftSensorService, Depends(get_service)]
+
+
+def require_admin(request: Request) -> None:
+    """Bearer-token guard; with no token configured the admin endpoints are off."""
+    token = get_service(request).settings.admin_token
+    if token is None:
+        raise ForbiddenError("admin endpoints are disabled: no SOFTSENSOR_ADMIN_TOKEN is set")
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    expected = token.get_secret_value().encode()
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), expected):
+        raise UnauthorizedError("a valid bearer token is required")
+
+
+v1 = APIRouter(prefix="/v1", tags=["soft sensor"])
+admin = APIRouter(prefix="/v1/models", tags=["admin"], dependencies=[Depends(require_admin)])
+ops = APIRouter(tags=["operations"])
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody} for code in (404, 409, 413, 422, 503)
+}
+
+
+@v1.post("/predict", response_model=PredictResponse, responses=ERRORS)
+def predict(body: PredictRequest, service: Service) -> PredictResponse:
+    """Estimates with bias correction, interval and quality flags for one row or a batch."""
+    return service.predict(body)
+
+
+@v1.post("/lab-results", response_model=LabResponse, responses=ERRORS)
+def post_lab_results(body: LabRequest, service: Service) -> LabResponse:
+    """Store analyzer or lab values durably (before replying) and update the bias."""
+    return service.add_lab_results(body)
+
+
+@v1.get("/lab-results", response_model=list[StoredLab], responses=ERRORS)
+def get_lab_results(
+    service: Service,
+    model: Annotated[str | None, Query(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")] = None,
+    since: Annotated[str | None, Query(description="ISO time or POSIX seconds")] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+) -> list[StoredLab]:
+    """Stored lab results, newest first."""
+    start = None
+    if since is not None:
+        from pydantic import TypeAdapter, ValidationError
+
+        from service.schemas import Stamp
+
+        try:
+            start = to_posix(TypeAdapter(Stamp).validate_python(since))
+        except ValidationError:
+            try:
+                start = float(since)
+            except ValueError as exc:
+                from service.errors import BadInputError
+
+                raise BadInputError(f"since: not a time: {since!r}") from exc
+    return service.list_lab_results(model, start, limit)
+
+
+@v1.get("/models")
+def list_models(service: Service) -> list[dict[str, Any]]:
+    """The served models: name, version, readiness and the full model card."""
+    out = []
+    for name in service.served:
+        slot = service.slots.get(name)
+        out.append(
+            {
+                "name": name,
+                "ready": slot is not None,
+                "version": None if slot is None else slot.model.version,
+                "card": None if slot is None else slot.model.card.model_dump(mode="json"),
+            }
+        )
+    return out
+
+
+@admin.post("/{name}/reload")
+def reload_model(name: str, service: Service) -> dict[str, str]:
+    """Load the champion now (verified before the swap); the old one serves meanwhile."""
+    return {"model": name, "version": service.reload(name)}
+
+
+@admin.post("/{name}/promote")
+def promote_model(name: str, body: PromoteRequest, service: Service) -> dict[str, str]:
+    service.registry.promote(name, body.version)
+    return {"model": name, "version": service.reload(name)}
+
+
+@admin.post("/{name}/rollback")
+def rollback_model(name: str, service: Service) -> dict[str, str]:
+    service.registry.rollback(name)
+    return {"model": name, "version": service.reload(name)}
+
+
+@ops.get("/metrics", include_in_schema=False)
+def metrics(service: Service) -> Response:
+    return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _error(status: int, error: str, detail: Any) -> JSONResponse:
+    return JSONResponse({"error": error, "detail": detail}, status_code=status)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """The one place where failures become HTTP answers."""
+
+    @app.exception_handler(ServiceError)
+    async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
+        if exc.status >= 500:
+            log.error("%s: %s", exc.error, exc.detail)
+        return _error(exc.status, exc.error, exc.detail)
+
+    @app.exception_handler(RegistryError)
+    async def registry_error(_: Request, exc: RegistryError) -> JSONResponse:
+        return _error(exc.status, "registry", str(exc))
+
+    @app.exception_handler(StoreError)
+    async def store_error(_: Request, exc: StoreError) -> JSONResponse:
+        return _error(exc.status, "store", str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            {
+                "field": ".".join(str(p) for p in e["loc"] if p != "body") or "body",
+                "reason": e["msg"],
+            }
+            for e in exc.errors()
+        ]
+        return _error(422, "bad_input", problems)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error")
+        return _error(500, "internal_error", "an unexpected error occurred; see the logs")
+
+
+class LimitAndMeasure:
+    """ASGI middleware: refuse oversized bodies early (413) and record request metrics.
+
+    The body limit is checked on Content-Length before anything is read, and again while
+    reading, so a chunked upload cannot get past it.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int, metrics: ServiceMetrics) -> None:
+        self.app = app
+        self.limit = limit
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = {"code": 500}
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        try:
+            if length is not None and int(length) > self.limit:
+                raise PayloadTooLargeError(f"body of {int(length)} bytes exceeds {self.limit}")
+            seen = 0
+
+            async def receive_limited() -> Message:
+                nonlocal seen
+                message = await receive()
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise PayloadTooLargeError(f"body exceeds {self.limit} bytes")
+                return message
+
+            await self.app(scope, receive_limited, send_wrapper)
+        except PayloadTooLargeError as exc:
+            status["code"] = 413
+            response = _error(413, exc.error, exc.detail)
+            await response(scope, receive, send)
+        finally:
+            route = scope.get("route")
+            endpoint = getattr(route, "path", "unmatched")
+            self.metrics.requests.labels(endpoint, scope["method"], str(status["code"])).inc()
+            self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
+
+
+async def _watch(service: SoftSensorService, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await asyncio.to_thread(service.watch_once)
+        except Exception:  # the watcher must never die; the error is logged
+            log.exception("champion watcher pass failed")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build an app; nothing is loaded until its lifespan starts."""
+    settings = settings or get_settings()
+    metrics = ServiceMetrics()
+    service = SoftSensorService(settings, metrics)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(service.start)
+        watcher = None
+        if settings.watch_interval_s > 0:
+            watcher = asyncio.create_task(_watch(service, settings.watch_interval_s))
+        try:
+            yield
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+            service.stop()
+
+    app = FastAPI(
+        title="Column soft sensor",
+        version="0.1.0",
+        description="Real-time product-quality estimates from column sensors, with lab-result "
+        "bias correction, drift metrics and the Open Inference Protocol v2.",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    app.include_router(v1)
+    app.include_router(admin)
+    app.include_router(v2_router)
+    app.include_router(ops)
+    install_error_handlers(app)
+    if settings.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"]
+        )
+    app.add_middleware(LimitAndMeasure, limit=settings.max_body_bytes, metrics=metrics)
+    return app

@@ -1,0 +1,474 @@
+"""The data plane: served models, their drift and bias state, and the operations on them.
+
+Routes parse and call; this module does the work (MLServer's layering). A served model is a
+``ModelSlot``; a reload builds a new slot and swaps one dictionary entry, so a request that
+already holds the old slot finishes on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+
+from service.bias import BiasConfig, BiasFilter, residual_sigma
+from service.card import ModelCard
+from service.drift import DriftMonitor, PageHinkley
+from service.errors import BadInputError, ModelNotFoundError, NotReadyError, ServiceError
+from service.metrics import ServiceMetrics
+from service.registry import Registry, RegistryError
+from service.rows import Series, assemble
+from service.runtime import LoadedModel, ModelLoadError, load_model
+from service.schemas import (
+    Estimate,
+    Flags,
+    LabOutcome,
+    LabRequest,
+    LabResponse,
+    PredictRequest,
+    PredictResponse,
+    Stamp,
+    StoredLab,
+)
+from service.settings import Settings
+from service.store import LabStore
+from service.streams import StreamStore
+
+log = logging.getLogger("softsensor")
+
+
+def to_posix(stamp: Stamp) -> float:
+    """POSIX seconds from an ISO datetime (naive = UTC) or a number."""
+    if isinstance(stamp, datetime):
+        if stamp.tzinfo is None:
+            stamp = stamp.replace(tzinfo=UTC)
+        return stamp.timestamp()
+    return float(stamp)
+
+
+def from_posix(t: float) -> datetime:
+    return datetime.fromtimestamp(t, UTC)
+
+
+class PredictionLog:
+    """Recent raw estimates by sample time, to match lab results arriving later."""
+
+    def __init__(self, size: int) -> None:
+        self._times: deque[float] = deque(maxlen=size)
+        self._values: deque[float] = deque(maxlen=size)
+        self._lock = threading.Lock()
+
+    def add(self, times: np.ndarray, estimates: np.ndarray) -> None:
+        with self._lock:
+            self._times.extend(times.tolist())
+            self._values.extend(estimates.tolist())
+
+    def find(self, t: float, tolerance: float) -> float | None:
+        """The estimate made closest to ``t``, if one lies within ``tolerance`` seconds."""
+        with self._lock:
+            if not self._times:
+                return None
+            times = np.fromiter(self._times, dtype=np.float64, count=len(self._times))
+            i = int(np.argmin(np.abs(times - t)))
+            return self._values[i] if abs(times[i] - t) <= tolerance else None
+
+
+@dataclass
+class ModelSlot:
+    """One served model version and the live state that goes with it."""
+
+    model: LoadedModel
+    drift: DriftMonitor
+    bias: BiasFilter
+    residual_alarm: PageHinkley
+    predictions: PredictionLog
+    last_residual: float | None = None
+    lab_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def bias_value(self) -> float:
+        return self.bias.bias
+
+
+class SoftSensorService:
+    """Everything the HTTP layer calls. Built by the app factory, started in its lifespan."""
+
+    def __init__(self, settings: Settings, metrics: ServiceMetrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.registry = Registry(settings.registry)
+        self.slots: dict[str, ModelSlot] = {}
+        self.served: list[str] = []
+        self.streams = StreamStore(settings.max_streams)
+        self.store: LabStore | None = None
+        self._refused: dict[str, str] = {}  # name -> version last refused (log once)
+        self._reload_lock = threading.Lock()
+        metrics.watch(lambda: list(self.slots.values()), lambda: list(self.served))
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Open the store and load every served model's champion; failures leave not-ready."""
+        self.store = LabStore(self.settings.state_dir / "lab_results.sqlite")
+        self.served = list(self.settings.models or self._registry_names())
+        if not self.served:
+            log.warning(
+                "no models in registry %s: not ready until one appears", self.settings.registry
+            )
+        for name in self.served:
+            self.refresh(name)
+
+    def stop(self) -> None:
+        if self.store is not None:
+            self.store.close()
+
+    def _registry_names(self) -> list[str]:
+        try:
+            return self.registry.names()
+        except (RegistryError, OSError) as exc:
+            log.error("cannot list registry %s: %s", self.settings.registry, exc)
+            return []
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.served) and all(name in self.slots for name in self.served)
+
+    def default_name(self) -> str:
+        if self.settings.default_model:
+            return self.settings.default_model
+        if not self.served:
+            raise NotReadyError("no model is configured or registered yet")
+        return self.served[0]
+
+    def slot(self, name: str | None) -> ModelSlot:
+        name = name or self.default_name()
+        if name not in self.served:
+            raise ModelNotFoundError(f"model {name!r} is not served here; served: {self.served}")
+        slot = self.slots.get(name)
+        if slot is None:
+            raise NotReadyError(f"model {name!r} has no verified version loaded yet")
+        return slot
+
+    # ---- loading and hot reload --------------------------------------------------------
+
+    def _new_slot(self, model: LoadedModel) -> ModelSlot:
+        card = model.card
+        previous = self.slots.get(model.name)
+        if previous is not None:  # the bias tracks the plant, not the model: carry it over
+            bias = BiasFilter(
+                BiasConfig.from_card(card),
+                bias=previous.bias.bias,
+                last_sample_time=previous.bias.last_sample_time,
+            )
+        else:
+            bias = self._restored_bias(model)
+        return ModelSlot(
+            model=model,
+            drift=DriftMonitor(card, window=self.settings.drift_window),
+            bias=bias,
+            residual_alarm=PageHinkley.from_spread(residual_sigma(card)),
+            predictions=PredictionLog(self.settings.prediction_log_size),
+        )
+
+    def _bias_config(self, card: ModelCard) -> BiasConfig:
+        s = self.settings
+        return BiasConfig.from_card(
+            card, gain=s.lab_gain, trust=s.lab_trust, max_age_s=s.lab_max_age_s
+        )
+
+    def _restored_bias(self, model: LoadedModel) -> BiasFilter:
+        """Replay the accepted lab results stored for this name, oldest first."""
+        bias = BiasFilter(self._bias_config(model.card))
+        if self.store is None:
+            return bias
+        for r in self.store.accepted(model.name):
+            if r.estimate is not None:
+                bias.update(r.value, r.estimate, r.sample_time, r.sample_time)
+        return bias
+
+    def refresh(self, name: str) -> str | None:
+        """Load the champion of ``name`` if it is not the one served; refuse a broken one.
+
+        Returns the version served afterwards. A refused version is logged and counted once;
+        the previous version (if any) keeps serving.
+        """
+        with self._reload_lock:
+            try:
+                champion = self.registry.champion(name)
+            except RegistryError as exc:
+                self._refuse(name, "?", str(exc))
+                return self._served_version(name)
+            current = self._served_version(name)
+            if champion is None:
+                if current is None:
+                    log.warning("model %s: no champion in %s; not ready", name, self.registry.root)
+                return current
+            if champion == current or self._refused.get(name) == champion:
+                return current
+            try:
+                loaded = load_model(self.registry, name, champion)
+            except ModelLoadError as exc:
+                self._refuse(name, champion, exc.detail)
+                return current
+            self.slots[name] = self._new_slot(loaded)
+            self._refused.pop(name, None)
+            self.metrics.reloads.labels(name).inc()
+            log.info("model %s: serving version %s (was %s)", name, champion, current)
+            return champion
+
+    def _served_version(self, name: str) -> str | None:
+        slot = self.slots.get(name)
+        return None if slot is None else slot.model.version
+
+    def _refuse(self, name: str, version: str, reason: str) -> None:
+        if self._refused.get(name) != version:
+            log.error("model %s: refused version %s: %s", name, version, reason)
+            self.metrics.reload_refusals.labels(name).inc()
+        self._refused[name] = version
+
+    def reload(self, name: str) -> str:
+        """Explicit reload: like refresh, but a refusal is an error for the caller."""
+        if name not in self.served:
+            raise ModelNotFoundError(f"model {name!r} is not served here")
+        self._refused.pop(name, None)
+        version = self.refresh(name)
+        champion = self.registry.champion(name)
+        if version is None or version != champion:
+            raise ModelLoadError(
+                f"model {name!r}: version {champion} was refused; still serving {version}"
+            )
+        return version
+
+    def watch_once(self) -> None:
+        """One pass of the pointer watcher: pick up new champions (and new names)."""
+        if not self.settings.models:
+            for name in self._registry_names():
+                if name not in self.served:
+                    self.served.append(name)
+        for name in list(self.served):
+            self.refresh(name)
+
+    # ---- prediction ----------------------------------------------------------------------
+
+    def _series(self, model: LoadedModel, req: PredictRequest) -> Series:
+        known = model.known_signals
+        needed = set(model.raw_signals)
+        if req.records is not None:
+            n = len(req.records)
+            values = {s: np.full(n, np.nan) for s in model.raw_signals}
+            for i, rec in enumerate(req.records):
+                unknown = set(rec.values) - known
+                if unknown:
+                    raise BadInputError(
+                        f"records[{i}].values: unknown signals {sorted(unknown)} for model "
+                        f"{model.name!r}; it takes {sorted(known)}"
+                    )
+                missing = needed - set(rec.values)
+                if missing:
+                    raise BadInputError(
+                        f"records[{i}].values: missing signals {sorted(missing)} (send null "
+                        "for a value that is not available)"
+                    )
+                for s, v in rec.values.items():
+                    if v is not None and s in values:
+                        values[s][i] = v
+            stamps = [r.timestamp for r in req.records]
+        else:
+            columns = req.columns or {}
+            unknown = set(columns) - known
+            missing = needed - set(columns)
+            if unknown or missing:
+                raise BadInputError(
+                    f"columns: unknown signals {sorted(unknown)}, missing {sorted(missing)} "
+                    f"for model {model.name!r}"
+                )
+            n = len(next(iter(columns.values()))) if columns else 0
+            values = {
+                s: np.array([np.nan if v is None else v for v in columns[s]], dtype=np.float64)
+                for s in model.raw_signals
+            }
+            stamps = list(req.timestamp) if req.timestamp is not None else [None] * n
+        if n == 0:
+            raise BadInputError("no rows: send at least one record")
+        if n > self.settings.max_batch_rows:
+            from service.errors import PayloadTooLargeError
+
+            raise PayloadTooLargeError(
+                f"{n} rows exceed the limit of {self.settings.max_batch_rows} per request"
+            )
+        now = time.time()
+        given = [s is not None for s in stamps]
+        if any(given) and not all(given):
+            raise BadInputError("timestamp: give it for every row or for none")
+        if all(given):
+            times = np.array([to_posix(s) for s in stamps if s is not None], dtype=np.float64)
+            steps = np.diff(times)
+            bad = np.flatnonzero(steps <= 0)
+            if bad.size:
+                i = int(bad[0]) + 1
+                what = "duplicated" if steps[bad[0]] == 0 else "earlier than the row before"
+                raise BadInputError(f"timestamp[{i}]: {what}; rows must be in time order")
+        else:
+            if n > 1 and model.history > 0:
+                raise BadInputError(
+                    "timestamp: required for more than one row when the model uses lags"
+                )
+            times = np.full(n, now)
+        return Series(times, values)
+
+    def predict(self, req: PredictRequest) -> PredictResponse:
+        slot = self.slot(req.model)
+        model = slot.model
+        batch = self._series(model, req)
+        history = None
+        if req.stream is not None:
+            self.streams.check_order(model.name, req.stream, float(batch.times[0]))
+            history = self.streams.history(model.name, req.stream)
+        rows = assemble(model, batch, history)
+        estimate = model.predict(rows.x)
+        if not np.all(np.isfinite(estimate)):
+            raise ServiceError(f"model {model.name} {model.version} gave a non-finite estimate")
+        if req.stream is not None and rows.filled is not None:
+            self.streams.append(model.name, req.stream, rows.filled, model.history)
+        real = ~rows.missing_history  # padded rows hold invented history: not evidence of drift
+        if real.any():
+            slot.drift.observe(rows.x[real], estimate[real], batch.times[real])
+        slot.predictions.add(batch.times, estimate)
+        self.metrics.rows.labels(model.name).inc(len(estimate))
+        bias = slot.bias.bias
+        lo_key, hi_key = self.settings.interval_quantiles
+        q = model.card.residual_quantiles
+        lo, hi = q.get(lo_key, 0.0), q.get(hi_key, 0.0)
+        frozen_features = set(
+            slot.drift.frozen(float(batch.times[-1]), self.settings.frozen_after_s)
+        )
+        # A sensor is frozen when its current reading stops changing; lagged copies follow it.
+        frozen = sorted(
+            {f.signal for f in model.features if f.lag == 0 and f.name in frozen_features}
+        )
+        with_time = req.timestamp is not None or (
+            req.records is not None and req.records[0].timestamp is not None
+        )
+        out = []
+        for i, e in enumerate(estimate.tolist()):
+            corrected = e + bias
+            out.append(
+                Estimate(
+                    timestamp=from_posix(float(batch.times[i])) if with_time else None,
+                    estimate=e,
+                    estimate_corrected=corrected,
+                    interval=(corrected + lo, corrected + hi),
+                    model_version=model.version,
+                    flags=Flags(
+                        out_of_range=rows.out_of_range[i],
+                        frozen=frozen,
+                        imputed=rows.imputed[i],
+                        missing_history=bool(rows.missing_history[i]),
+                    ),
+                )
+            )
+        return PredictResponse(
+            model=model.name,
+            model_version=model.version,
+            unit=model.card.target.unit,
+            bias=bias,
+            rows=out,
+        )
+
+    # ---- lab results -----------------------------------------------------------------------
+
+    def add_lab_results(self, req: LabRequest) -> LabResponse:
+        """Store each result durably, then (if new and matched) update the bias."""
+        slot = self.slot(req.model)
+        name = slot.model.name
+        store = self._store()
+        outcomes = []
+        for result in sorted(req.results, key=lambda r: to_posix(r.sample_time)):
+            t = to_posix(result.sample_time)
+            now = time.time()
+            with slot.lab_lock:
+                known = store.get(name, t)
+                if known is not None:
+                    if known.value != result.value:
+                        from service.errors import ConflictError
+
+                        raise ConflictError(
+                            f"lab result for {name} at {from_posix(t).isoformat()} is already "
+                            f"stored with value {known.value}, not {result.value}"
+                        )
+                    self.metrics.lab_results.labels(name, "duplicate").inc()
+                    outcomes.append(
+                        LabOutcome(
+                            sample_time=from_posix(t),
+                            stored=False,
+                            accepted=known.accepted,
+                            reason=known.reason,
+                            estimate=known.estimate,
+                            residual=known.residual,
+                            bias=slot.bias.bias,
+                        )
+                    )
+                    continue
+                estimate = slot.predictions.find(t, self.settings.lab_match_tolerance_s)
+                if estimate is None:
+                    accepted, reason, residual = False, "no estimate near this sample time", None
+                else:
+                    decision = slot.bias.preview(result.value, estimate, t, now)
+                    accepted, reason, residual = (
+                        decision.accepted,
+                        decision.reason,
+                        decision.residual,
+                    )
+                store.add(name, t, result.value, now, estimate, residual, accepted, reason)
+                if accepted and estimate is not None:
+                    slot.bias.update(result.value, estimate, t, now)
+                if residual is not None:
+                    slot.last_residual = residual
+                    if accepted:
+                        slot.residual_alarm.update(residual)
+                outcome = (
+                    "accepted" if accepted else ("unmatched" if estimate is None else "rejected")
+                )
+                self.metrics.lab_results.labels(name, outcome).inc()
+                outcomes.append(
+                    LabOutcome(
+                        sample_time=from_posix(t),
+                        stored=True,
+                        accepted=accepted,
+                        reason=reason,
+                        estimate=estimate,
+                        residual=residual,
+                        bias=slot.bias.bias,
+                    )
+                )
+        return LabResponse(model=name, outcomes=outcomes)
+
+    def list_lab_results(
+        self, model: str | None, since: float | None, limit: int
+    ) -> list[StoredLab]:
+        name = model or self.default_name()
+        if name not in self.served:
+            raise ModelNotFoundError(f"model {name!r} is not served here")
+        return [
+            StoredLab(
+                model=r.model,
+                sample_time=from_posix(r.sample_time),
+                value=r.value,
+                received=from_posix(r.received),
+                estimate=r.estimate,
+                residual=r.residual,
+                accepted=r.accepted,
+                reason=r.reason,
+            )
+            for r in self._store().list(name, since, limit)
+        ]
+
+    def _store(self) -> LabStore:
+        if self.store is None:
+            raise NotReadyError("the lab-result store is not open yet")
+        return self.store

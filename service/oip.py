@@ -1,0 +1,151 @@
+"""Open Inference Protocol v2 (the KServe / Triton HTTP API), so generic clients work as is.
+
+Tensors in, tensors out: the input is the lag-assembled feature matrix in engineering units
+([N, k], FP32 or FP64, data flat in row-major order or nested), the output ``estimate`` [N, 1].
+Errors are ``{"error": "..."}`` with a 4xx status, as the protocol asks.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from service.errors import BadInputError, NotReadyError
+from service.schemas import (
+    V2InferRequest,
+    V2InferResponse,
+    V2ModelMetadata,
+    V2OutputTensor,
+    V2TensorMeta,
+)
+
+if TYPE_CHECKING:
+    from service.dataplane import SoftSensorService
+
+router = APIRouter(prefix="/v2", tags=["open inference protocol v2"])
+
+
+class V2BadRequestError(BadInputError):
+    """A malformed inference request: 400, as the protocol's examples answer."""
+
+    status = 400
+
+
+def _service(request: Request) -> SoftSensorService:
+    service: SoftSensorService = request.app.state.service
+    return service
+
+
+@router.get("")
+def server_metadata() -> dict[str, Any]:
+    return {"name": "softsensor", "version": "0.1.0", "extensions": []}
+
+
+@router.get("/health/live")
+def live() -> dict[str, bool]:
+    """The process is up and answering."""
+    return {"live": True}
+
+
+@router.get("/health/ready", response_model=None)
+def ready(request: Request) -> dict[str, bool] | JSONResponse:
+    """Ready when every served model has a verified version loaded."""
+    if _service(request).ready:
+        return {"ready": True}
+    return JSONResponse({"ready": False}, status_code=503)
+
+
+@router.get("/models/{name}/ready", response_model=None)
+def model_ready(name: str, request: Request) -> dict[str, Any] | JSONResponse:
+    service = _service(request)
+    if name in service.slots:
+        return {"name": name, "ready": True}
+    if name not in service.served:
+        from service.errors import ModelNotFoundError
+
+        raise ModelNotFoundError(f"model {name!r} is not served here")
+    return JSONResponse({"name": name, "ready": False}, status_code=503)
+
+
+@router.get("/models/{name}", response_model=V2ModelMetadata)
+def model_metadata(name: str, request: Request) -> V2ModelMetadata:
+    slot = _service(request).slot(name)
+    m = slot.model
+    return V2ModelMetadata(
+        name=m.name,
+        versions=[m.version],
+        platform="onnxruntime_onnx",
+        inputs=[V2TensorMeta(name=m.input_name, datatype="FP32", shape=[-1, len(m.features)])],
+        outputs=[V2TensorMeta(name=m.output_name, datatype="FP32", shape=[-1, 1])],
+    )
+
+
+@router.get("/models/{name}/versions/{version}", response_model=V2ModelMetadata)
+def model_version_metadata(name: str, version: str, request: Request) -> V2ModelMetadata:
+    meta = model_metadata(name, request)
+    if version not in meta.versions:
+        from service.errors import ModelNotFoundError
+
+        raise ModelNotFoundError(f"model {name!r} does not serve version {version!r}")
+    return meta
+
+
+def _matrix(body: V2InferRequest, width: int, input_name: str) -> np.ndarray:
+    tensor = body.inputs[0]
+    if len(body.inputs) != 1:
+        raise V2BadRequestError(
+            f"inputs: expected one tensor ({input_name!r}), got {len(body.inputs)}"
+        )
+    if len(tensor.shape) != 2 or tensor.shape[1] != width:
+        raise V2BadRequestError(f"inputs[0].shape: expected [N, {width}], got {tensor.shape}")
+    try:
+        data = np.asarray(tensor.data, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise V2BadRequestError(f"inputs[0].data: not a numeric array ({exc})") from exc
+    n = tensor.shape[0]
+    if data.size != n * width:
+        raise V2BadRequestError(
+            f"inputs[0].data: {data.size} values do not fill shape {tensor.shape}"
+        )
+    if not np.all(np.isfinite(data)):
+        raise V2BadRequestError("inputs[0].data: NaN or infinite values")
+    return data.reshape(n, width)
+
+
+@router.post("/models/{name}/infer", response_model=V2InferResponse)
+def infer(name: str, body: V2InferRequest, request: Request) -> V2InferResponse:
+    service = _service(request)
+    slot = service.slot(name)
+    m = slot.model
+    if body.outputs and any(o.name != m.output_name for o in body.outputs):
+        raise V2BadRequestError(f"outputs: this model has one output, {m.output_name!r}")
+    x = _matrix(body, len(m.features), m.input_name)
+    if len(x) > service.settings.max_batch_rows:
+        from service.errors import PayloadTooLargeError
+
+        raise PayloadTooLargeError(
+            f"{len(x)} rows exceed the limit of {service.settings.max_batch_rows}"
+        )
+    if len(x) == 0:
+        raise V2BadRequestError("inputs[0].shape: at least one row is needed")
+    estimate = m.predict(x)
+    if not np.all(np.isfinite(estimate)):
+        raise NotReadyError(f"model {m.name} {m.version} gave a non-finite estimate")
+    slot.drift.observe(x, estimate, None)
+    service.metrics.rows.labels(m.name).inc(len(estimate))
+    return V2InferResponse(
+        model_name=m.name,
+        model_version=m.version,
+        id=body.id,
+        outputs=[
+            V2OutputTensor(
+                name=m.output_name,
+                shape=[len(estimate), 1],
+                datatype="FP32",
+                data=estimate.tolist(),
+            )
+        ],
+    )

@@ -1,0 +1,202 @@
+"""Request and response bodies: pydantic at the edge, so a bad field is named with its reason.
+
+Numbers are strict (no strings, no booleans) and finite; a ``null`` value means "not sent"
+and is imputed with a flag. Timestamps are ISO 8601 strings or POSIX seconds.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, model_validator
+
+Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+StreamId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:/-]+$")]
+Stamp = datetime | StrictFloat
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class Record(_Body):
+    """One sample: when it was taken and the signals' values (null = not available)."""
+
+    timestamp: Stamp | None = None
+    values: dict[str, StrictFloat | None]
+
+
+class PredictRequest(_Body):
+    """Rows as ``records`` or as ``columns`` (one list per signal, plus ``timestamp``)."""
+
+    model: Name | None = Field(default=None, description="model name; default: the service's")
+    stream: StreamId | None = Field(
+        default=None,
+        description="stateful stream id: the service remembers the history lags need",
+    )
+    records: list[Record] | None = None
+    timestamp: list[Stamp] | None = Field(default=None, description="columnar: sample times")
+    columns: dict[str, list[StrictFloat | None]] | None = Field(
+        default=None, description="columnar: one list of values per signal"
+    )
+
+    @model_validator(mode="after")
+    def _one_layout(self) -> PredictRequest:
+        if (self.records is None) == (self.columns is None):
+            raise ValueError("send either 'records' or 'columns', not both and not neither")
+        if self.columns is not None:
+            lengths = {k: len(v) for k, v in self.columns.items()}
+            if self.timestamp is not None:
+                lengths["timestamp"] = len(self.timestamp)
+            if len(set(lengths.values())) > 1:
+                raise ValueError(f"columns must have equal lengths, got {lengths}")
+        return self
+
+    model_config = ConfigDict(
+        extra="forbid",
+        allow_inf_nan=False,
+        json_schema_extra={
+            "examples": [
+                {
+                    "model": "column_a",
+                    "stream": "unit-1",
+                    "records": [
+                        {
+                            "timestamp": "2026-01-01T00:00:00Z",
+                            "values": {"T03": 87.1, "T08": 80.2, "F": 1.0},
+                        }
+                    ],
+                },
+                {"timestamp": [1767225600.0], "columns": {"T03": [87.1], "F": [1.0]}},
+            ]
+        },
+    )
+
+
+class Flags(BaseModel):
+    """What is doubtful about one estimate. An estimate is always given, with its flags."""
+
+    out_of_range: list[str] = Field(description="signals outside their valid range")
+    frozen: list[str] = Field(description="signals unchanged for longer than the limit")
+    imputed: list[str] = Field(description="signals not sent, carried forward")
+    missing_history: bool = Field(description="lags reached before the first known sample")
+
+
+class Estimate(BaseModel):
+    timestamp: datetime | None
+    estimate: float
+    estimate_corrected: float = Field(description="estimate + the lab-result bias")
+    interval: tuple[float, float] = Field(description="prediction interval of the corrected value")
+    model_version: str
+    flags: Flags
+
+
+class PredictResponse(BaseModel):
+    model: str
+    model_version: str
+    unit: str
+    bias: float
+    rows: list[Estimate]
+
+
+class LabResult(_Body):
+    sample_time: Stamp = Field(description="when the sample was drawn (not when analysed)")
+    value: StrictFloat
+    stream: StreamId | None = None
+
+
+class LabRequest(_Body):
+    model: Name | None = None
+    results: list[LabResult] = Field(min_length=1, max_length=10_000)
+
+
+class LabOutcome(BaseModel):
+    sample_time: datetime
+    stored: bool = Field(description="false: this (model, sample time) was already stored")
+    accepted: bool = Field(description="used for the bias update")
+    reason: str | None
+    estimate: float | None
+    residual: float | None
+    bias: float
+
+
+class LabResponse(BaseModel):
+    model: str
+    outcomes: list[LabOutcome]
+
+
+class StoredLab(BaseModel):
+    model: str
+    sample_time: datetime
+    value: float
+    received: datetime
+    estimate: float | None
+    residual: float | None
+    accepted: bool
+    reason: str | None
+
+
+class PromoteRequest(_Body):
+    version: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class ErrorBody(BaseModel):
+    error: str
+    detail: Any = None
+
+
+# ---- Open Inference Protocol v2 (KServe / Triton HTTP) ----------------------------------
+
+
+class V2Tensor(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    shape: list[Annotated[int, Field(ge=0)]]
+    datatype: Literal["FP32", "FP64", "FP16", "INT32", "INT64"]
+    parameters: dict[str, Any] | None = None
+    data: list[Any]
+
+
+class V2RequestOutput(BaseModel):
+    name: str
+    parameters: dict[str, Any] | None = None
+
+
+class V2InferRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
+    inputs: list[V2Tensor] = Field(min_length=1)
+    outputs: list[V2RequestOutput] | None = None
+
+
+class V2OutputTensor(BaseModel):
+    name: str
+    shape: list[int]
+    datatype: str
+    data: list[float]
+
+
+class V2InferResponse(BaseModel):
+    model_name: str
+    model_version: str | None = None
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
+    outputs: list[V2OutputTensor]
+
+
+class V2TensorMeta(BaseModel):
+    name: str
+    datatype: str
+    shape: list[int]
+
+
+class V2ModelMetadata(BaseModel):
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[V2TensorMeta]
+    outputs: list[V2TensorMeta]

@@ -1,0 +1,254 @@
+"""The durable store: a real SQLite file, real threads, and a real process killed mid-add."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from service.store import LabRecord, LabStore, StoreConflictError, StoreError
+
+REPO = Path(__file__).resolve().parents[2]
+T0 = 1_790_000_000.0
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> LabStore:
+    return LabStore(tmp_path / "lab.db")
+
+
+def add(store: LabStore, sample_time: float, value: float = 1.5, model: str = "col") -> bool:
+    return store.add(model, sample_time, value, T0 + 7200, 1.4, value - 1.4, True, None)
+
+
+# --------------------------------------------------------------------------- lab results
+
+
+def test_durability_pragmas(store: LabStore, tmp_path: Path) -> None:
+    assert store.pragmas() == {
+        "journal_mode": "wal",
+        "synchronous": 2,  # FULL: the WAL is fsynced at every commit
+        "predictions_synchronous": 1,  # NORMAL
+    }
+    # WAL is a property of the file: any other connection sees it too.
+    other = sqlite3.connect(tmp_path / "lab.db")
+    try:
+        assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        other.close()
+
+
+def test_add_round_trip_and_idempotent(store: LabStore) -> None:
+    assert store.add("col", T0, 2.5, T0 + 3600, 2.4, 0.1, True, None)
+    assert not store.add("col", T0, 2.5, T0 + 9999, 0.0, 2.5, False, "late")  # a retry
+    assert store.add("col", T0 + 1, 2.6, T0 + 3600)  # estimate unknown
+    assert store.add("other", T0, 9.0, T0 + 3600, None, None, False, "out_of_range")
+    records = store.list("col")
+    assert records == [
+        LabRecord("col", T0 + 1, 2.6, T0 + 3600, None, None, False, None),
+        LabRecord("col", T0, 2.5, T0 + 3600, 2.4, 0.1, True, None),  # the first one kept
+    ]
+
+
+def test_conflicting_duplicate_raises_409(store: LabStore) -> None:
+    add(store, T0, 1.5)
+    with pytest.raises(StoreConflictError) as info:
+        add(store, T0, 1.6)
+    assert info.value.status == 409
+    assert "1.5" in str(info.value)
+    assert [r.value for r in store.list()] == [1.5]
+    assert isinstance(info.value, StoreError)
+
+
+def test_list_filters_and_order(store: LabStore) -> None:
+    for i in range(10):
+        add(store, T0 + i * 60, model="a" if i % 2 else "b")
+    assert [r.sample_time for r in store.list()] == [T0 + i * 60 for i in range(9, -1, -1)]
+    assert [r.sample_time for r in store.list("a", limit=2)] == [T0 + 540, T0 + 420]
+    assert [r.sample_time for r in store.list(since=T0 + 420)] == [T0 + 540, T0 + 480, T0 + 420]
+    assert store.list("nobody") == []
+    with pytest.raises(ValueError, match="limit"):
+        store.list(limit=0)
+
+
+@pytest.mark.parametrize(
+    ("field", "args"),
+    [
+        ("sample_time", ("col", math.nan, 1.0, T0)),
+        ("value", ("col", T0, math.nan, T0)),
+        ("value", ("col", T0, math.inf, T0)),
+        ("received", ("col", T0, 1.0, math.nan)),
+        ("estimate", ("col", T0, 1.0, T0, math.nan)),
+        ("residual", ("col", T0, 1.0, T0, 1.0, math.nan)),
+        ("model", ("", T0, 1.0, T0)),
+    ],
+)
+def test_bad_numbers_name_the_field(
+    store: LabStore, field: str, args: tuple[str, float, float, float]
+) -> None:
+    with pytest.raises(ValueError, match=field):
+        store.add(*args)
+    assert store.list() == []
+
+
+def test_data_survives_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "lab.db"  # the directory is created
+    with LabStore(path) as first:
+        add(first, T0, 3.0)
+        first.record_predictions("col", "s1", [(T0, 2.9)])
+    with LabStore(path) as second:
+        assert [r.value for r in second.list()] == [3.0]
+        assert second.find_prediction("col", T0, 1.0) == 2.9
+        assert not add(second, T0, 3.0)
+
+
+def test_closed_store_raises_store_error(store: LabStore) -> None:
+    store.close()
+    store.close()  # harmless
+    with pytest.raises(StoreError) as info:
+        add(store, T0)
+    assert info.value.status == 500
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "lab.db"
+    LabStore(path).close()
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("UPDATE schema_version SET version = 99")
+    conn.close()
+    with pytest.raises(StoreError, match="schema version 99"):
+        LabStore(path)
+
+
+def test_concurrent_adds_stored_exactly_once(store: LabStore) -> None:
+    """8 threads x 200 distinct results, plus 50 results every thread adds."""
+    results: dict[int, list[bool]] = {}
+
+    def work(k: int) -> None:
+        outcomes = []
+        for i in range(200):
+            outcomes.append(add(store, T0 + k * 1000 + i))
+            if i < 50:
+                outcomes.append(add(store, T0 - 1 - i))  # the shared ones, same value
+        results[k] = outcomes
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(sum(outcomes) for outcomes in results.values()) == 8 * 200 + 50
+    records = store.list(limit=5000)
+    assert len(records) == 8 * 200 + 50
+    assert len({r.sample_time for r in records}) == len(records)
+
+
+# --------------------------------------------------------------------------- predictions
+
+
+def test_find_nearest_prediction_within_tolerance(store: LabStore) -> None:
+    assert store.record_predictions("col", "s1", [(T0 + t, float(t)) for t in range(0, 600, 60)])
+    store.record_predictions("col", "s2", [(T0 + 95.0, -1.0)])
+    store.record_predictions("other", "s1", [(T0 + 100.0, 99.0)])
+    assert store.find_prediction("col", T0 + 100, 10.0) == -1.0  # s2's at 95 is nearest
+    assert store.find_prediction("col", T0 + 100, 10.0, stream="s1") is None
+    assert store.find_prediction("col", T0 + 100, 40.0, stream="s1") == 120.0
+    assert store.find_prediction("col", T0 + 90, 30.0, stream="s1") == 120.0  # tie: later
+    assert store.find_prediction("col", T0 + 1000, 100.0) is None
+    assert store.find_prediction("col", T0 + 540, 0.0) == 540.0  # exact hit
+    assert store.find_prediction("nobody", T0, 1e9) is None
+
+
+def test_predictions_are_replaced_pruned_and_validated(store: LabStore) -> None:
+    store.record_predictions("col", "s1", [(T0, 1.0), (T0 + 60, 2.0)])
+    store.record_predictions("col", "s1", [(T0, 1.5)])  # the same time again: replaced
+    assert store.find_prediction("col", T0, 1.0) == 1.5
+    with pytest.raises(ValueError, match=r"rows\[1\].estimate"):
+        store.record_predictions("col", "s1", [(T0 + 120, 3.0), (T0 + 180, math.nan)])
+    assert store.find_prediction("col", T0 + 120, 1.0) is None  # nothing half stored
+    assert store.record_predictions("col", "s1", []) == 0
+    assert store.prune_predictions(T0 + 30) == 1
+    assert store.find_prediction("col", T0, 1.0) is None
+    assert store.find_prediction("col", T0 + 60, 1.0) == 2.0
+
+
+# --------------------------------------------------------------------------- crash safety
+
+CRASH_CHILD = """
+import sys
+from service.store import LabStore
+
+store = LabStore(sys.argv[1])
+start = float(sys.argv[2])
+i = 0
+while True:
+    t = start + i
+    store.add("crash", t, t / 7, t, None, None, False, None)
+    print(repr(t), flush=True)
+    i += 1
+"""
+
+
+def read_all(path: Path) -> dict[float, float]:
+    """Every stored crash-test result, sample_time -> value, however many there are."""
+    conn = sqlite3.connect(path)
+    try:
+        rows = conn.execute("SELECT sample_time, value FROM lab_results WHERE model = 'crash'")
+        return {t: v for t, v in rows}
+    finally:
+        conn.close()
+
+
+@pytest.mark.slow
+def test_sigkill_loses_no_acknowledged_result(tmp_path: Path) -> None:
+    """Kill a writer at arbitrary moments; every add it acknowledged must be on disk.
+
+    (A kill tests the process dying, not the power failing: the page cache survives a
+    kill. synchronous=FULL is what covers the power; this covers the commit ordering.)
+    """
+    path = tmp_path / "lab.db"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    acknowledged: list[float] = []
+    for attempt in range(3):
+        child = subprocess.Popen(
+            [sys.executable, "-c", CRASH_CHILD, str(path), str(T0 + attempt * 1e6)],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert child.stdout is not None
+        first = child.stdout.readline()  # imports done, one result stored
+        if not first:
+            child.wait()
+            pytest.fail(f"child died before adding: {child.stderr.read() if child.stderr else ''}")
+        acknowledged.append(float(first))
+        time.sleep(1.0 + 0.1 * attempt)
+        child.send_signal(signal.SIGKILL)
+        out, _ = child.communicate()
+        assert child.returncode == -signal.SIGKILL
+        lines = out.split("\n")[:-1]  # a last line without newline was not acknowledged
+        acknowledged.extend(float(line) for line in lines)
+        assert len(lines) > 10, "the child hardly wrote; the test proves little"
+
+        LabStore(path).close()  # reopening recovers the WAL the killed writer left
+        stored = read_all(path)
+        missing = [t for t in acknowledged if t not in stored]
+        assert not missing, f"{len(missing)} acknowledged results lost, e.g. {missing[:3]}"
+        assert all(stored[t] == t / 7 for t in acknowledged)
+
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    finally:
+        conn.close()
