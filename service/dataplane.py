@@ -415,6 +415,8 @@ class SoftSensorService:
                     )
                     continue
                 estimate = slot.predictions.find(t, self.settings.lab_match_tolerance_s)
+                reason: str | None
+                residual: float | None
                 if estimate is None:
                     accepted, reason, residual = False, "no estimate near this sample time", None
                 else:

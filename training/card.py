@@ -80,14 +80,22 @@ def build_card(
             needed |= set(d.combine)
     signals = [
         SignalCard(
-            name=s.name, unit=s.unit, valid_range=_valid(s.range), description=s.description,
+            name=s.name,
+            unit=s.unit,
+            valid_range=_valid(s.range),
+            description=s.description,
             used=s.name in needed,
         )
         for s in spec.signals
     ] + [
         SignalCard(
-            name=d.name, unit=d.unit, valid_range=_valid(d.range), description=d.description,
-            derived_from=dict(d.combine), derived_offset=d.offset, used=d.name in needed,
+            name=d.name,
+            unit=d.unit,
+            valid_range=_valid(d.range),
+            description=d.description,
+            derived_from=dict(d.combine),
+            derived_offset=d.offset,
+            used=d.name in needed,
         )
         for d in spec.derived
     ]

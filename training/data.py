@@ -244,9 +244,7 @@ def lab_labels(
         raise DataError(path, "lab results need a timestamp column in the spec to be matched")
     at = pd.DatetimeIndex(pd.to_datetime(lab["timestamp"], utc=True, format="mixed"))
     rows = stamps.get_indexer(at)
-    return {
-        int(r): float(v) for r, v in zip(rows, lab["value"], strict=True) if r >= 0
-    }
+    return {int(r): float(v) for r, v in zip(rows, lab["value"], strict=True) if r >= 0}
 
 
 def load_dataset(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -66,10 +67,13 @@ def registry_copy(published: Published, tmp_path: Path) -> Path:
 
 
 def make_settings(root: Path, tmp_path: Path, **kw: object) -> Settings:
-    base: dict[str, object] = {"lab_max_age_s": 1e10}  # the test data is from January 2026
-    return Settings(  # type: ignore[arg-type]
-        registry=root, state_dir=tmp_path / "state", watch_interval_s=0, **(base | kw)
-    )
+    base: dict[str, object] = {
+        "registry": root,
+        "state_dir": tmp_path / "state",
+        "watch_interval_s": 0,
+        "lab_max_age_s": 1e10,  # the test data is from January 2026
+    }
+    return Settings.model_validate(base | kw)
 
 
 @pytest.fixture
@@ -78,10 +82,10 @@ def client(published: Published, tmp_path: Path) -> Iterator[TestClient]:
         yield c
 
 
-def tiny_records(data: Path, start: int = 0, stop: int | None = None) -> list[dict[str, object]]:
+def tiny_records(data: Path, start: int = 0, stop: int | None = None) -> list[dict[str, Any]]:
     """Rows of the tiny CSV as predict records (a, b and the analyzer value q)."""
     lines = data.read_text().splitlines()[1:]
-    out = []
+    out: list[dict[str, Any]] = []
     for line in lines[start:stop]:
         t, a, b, q = line.split(",")
         out.append({"timestamp": t, "values": {"a": float(a), "b": float(b), "q": float(q)}})

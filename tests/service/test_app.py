@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import time
-from datetime import datetime
 import shutil
 import sqlite3
+import time
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -68,7 +68,7 @@ def test_stateful_stream_gives_the_same_estimates_row_by_row(
 
 def test_columnar_layout_and_imputation(client: TestClient, published: Published) -> None:
     records = tiny_records(published.data, 0, 6)
-    columns = {k: [r["values"][k] for r in records] for k in ("a", "b", "q")}  # type: ignore[index]
+    columns = {k: [r["values"][k] for r in records] for k in ("a", "b", "q")}
     stamps = [r["timestamp"] for r in records]
     by_rec = client.post("/v1/predict", json={"records": records}).json()["rows"]
     by_col = client.post("/v1/predict", json={"timestamp": stamps, "columns": columns})
@@ -84,7 +84,7 @@ def test_columnar_layout_and_imputation(client: TestClient, published: Published
 
 def test_out_of_range_is_flagged_not_refused(client: TestClient, published: Published) -> None:
     rec = tiny_records(published.data, 0, 1)[0]
-    rec["values"]["a"] = 500.0  # type: ignore[index]
+    rec["values"]["a"] = 500.0
     r = client.post("/v1/predict", json={"records": [rec]})
     assert r.status_code == 200
     assert r.json()["rows"][0]["flags"]["out_of_range"] == ["a"]
@@ -190,7 +190,7 @@ def test_metrics_follow_prometheus_and_psi_matches_numpy(
     card = Registry(published.root).verify("tiny", published.version)
     ref = card.reference[0]
     # the first two rows lack lag history (padded): they are not fed to the drift monitor
-    values = np.array([r["values"]["a"] for r in records[2:]])  # type: ignore[index]
+    values = np.array([r["values"]["a"] for r in records[2:]])
     edges = np.asarray(ref.bin_edges)
     window = np.histogram(np.clip(values, edges[0], edges[-1]), bins=edges)[0]
     p_ref = np.maximum(np.asarray(ref.counts) / sum(ref.counts), 1e-4)
