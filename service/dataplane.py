@@ -13,25 +13,29 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 
 from service.bias import BiasConfig, BiasFilter, residual_sigma
 from service.card import ModelCard
 from service.drift import DriftMonitor, PageHinkley
-from service.errors import BadInputError, ModelNotFoundError, NotReadyError, ServiceError
+from service.errors import (
+    BadInputError,
+    ModelNotFoundError,
+    NotReadyError,
+    PayloadTooLargeError,
+    ServiceError,
+)
 from service.metrics import ServiceMetrics
 from service.registry import Registry, RegistryError
-from service.rows import Series, assemble
+from service.rows import Assembled, Floats, Series, assemble
 from service.runtime import LoadedModel, ModelLoadError, load_model
 from service.schemas import (
-    Estimate,
-    Flags,
     LabOutcome,
     LabRequest,
     LabResponse,
     PredictRequest,
-    PredictResponse,
     Stamp,
     StoredLab,
 )
@@ -53,6 +57,22 @@ def to_posix(stamp: Stamp) -> float:
 
 def from_posix(t: float) -> datetime:
     return datetime.fromtimestamp(t, UTC)
+
+
+def _floats(values: list[float | None]) -> Floats:
+    """A JSON number list as floats, null as NaN; the common all-numbers case stays in C."""
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except TypeError:
+        return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+
+
+def _row_flags(rows: Assembled, i: int, names: tuple[str, ...]) -> dict[str, Any]:
+    return {
+        "out_of_range": [names[j] for j in np.flatnonzero(rows.out_of_range[i])],
+        "imputed": [names[j] for j in np.flatnonzero(rows.imputed[i])],
+        "missing_history": bool(rows.missing_history[i]),
+    }
 
 
 class PredictionLog:
@@ -159,6 +179,8 @@ class SoftSensorService:
     def _new_slot(self, model: LoadedModel) -> ModelSlot:
         card = model.card
         previous = self.slots.get(model.name)
+        if previous is not None and previous.model.raw_signals != model.raw_signals:
+            self.streams.forget(model.name)  # remembered rows have the old signal layout
         if previous is not None:  # the bias tracks the plant, not the model: carry it over
             bias = BiasFilter(
                 BiasConfig.from_card(card),
@@ -255,76 +277,78 @@ class SoftSensorService:
 
     # ---- prediction ----------------------------------------------------------------------
 
-    def _series(self, model: LoadedModel, req: PredictRequest) -> Series:
+    def _series(self, model: LoadedModel, req: PredictRequest) -> tuple[Series, list[Any]]:
+        """The request's rows as a [n, S] matrix in the model's signal order, and the
+        timestamps as sent (echoed back unchanged)."""
         known = model.known_signals
-        needed = set(model.raw_signals)
+        names = model.raw_signals
         if req.records is not None:
             n = len(req.records)
-            values = {s: np.full(n, np.nan) for s in model.raw_signals}
+            self._check_rows(n)
+            values = np.full((n, len(names)), np.nan)
+            column = {s: j for j, s in enumerate(names)}
             for i, rec in enumerate(req.records):
-                unknown = set(rec.values) - known
-                if unknown:
+                keys = rec.values.keys()
+                if not keys <= known or not column.keys() <= keys:
+                    unknown, missing = sorted(keys - known), sorted(column.keys() - keys)
                     raise BadInputError(
-                        f"records[{i}].values: unknown signals {sorted(unknown)} for model "
-                        f"{model.name!r}; it takes {sorted(known)}"
-                    )
-                missing = needed - set(rec.values)
-                if missing:
-                    raise BadInputError(
-                        f"records[{i}].values: missing signals {sorted(missing)} (send null "
-                        "for a value that is not available)"
+                        f"records[{i}].values: unknown signals {unknown}, missing signals "
+                        f"{missing} for model {model.name!r} (send null for a value that is "
+                        "not available)"
                     )
                 for s, v in rec.values.items():
-                    if v is not None and s in values:
-                        values[s][i] = v
-            stamps = [r.timestamp for r in req.records]
+                    j = column.get(s)
+                    if v is not None and j is not None:
+                        values[i, j] = v
+            stamps: list[Any] = [r.timestamp for r in req.records]
         else:
             columns = req.columns or {}
-            unknown = set(columns) - known
-            missing = needed - set(columns)
+            unknown, missing = sorted(columns.keys() - known), sorted(set(names) - columns.keys())
             if unknown or missing:
                 raise BadInputError(
-                    f"columns: unknown signals {sorted(unknown)}, missing {sorted(missing)} "
-                    f"for model {model.name!r}"
+                    f"columns: unknown signals {unknown}, missing signals {missing} for model "
+                    f"{model.name!r}"
                 )
-            n = len(next(iter(columns.values()))) if columns else 0
-            values = {
-                s: np.array([np.nan if v is None else v for v in columns[s]], dtype=np.float64)
-                for s in model.raw_signals
-            }
+            n = len(columns[names[0]]) if names else 0
+            self._check_rows(n)
+            values = np.empty((n, len(names)))
+            for j, s in enumerate(names):
+                values[:, j] = _floats(columns[s])
             stamps = list(req.timestamp) if req.timestamp is not None else [None] * n
+        return Series(self._times(model, stamps, n), values), stamps
+
+    def _check_rows(self, n: int) -> None:
         if n == 0:
             raise BadInputError("no rows: send at least one record")
         if n > self.settings.max_batch_rows:
-            from service.errors import PayloadTooLargeError
-
             raise PayloadTooLargeError(
                 f"{n} rows exceed the limit of {self.settings.max_batch_rows} per request"
             )
-        now = time.time()
-        given = [s is not None for s in stamps]
-        if any(given) and not all(given):
-            raise BadInputError("timestamp: give it for every row or for none")
-        if all(given):
-            times = np.array([to_posix(s) for s in stamps if s is not None], dtype=np.float64)
-            steps = np.diff(times)
-            bad = np.flatnonzero(steps <= 0)
-            if bad.size:
-                i = int(bad[0]) + 1
-                what = "duplicated" if steps[bad[0]] == 0 else "earlier than the row before"
-                raise BadInputError(f"timestamp[{i}]: {what}; rows must be in time order")
-        else:
+
+    def _times(self, model: LoadedModel, stamps: list[Any], n: int) -> Floats:
+        given = sum(s is not None for s in stamps)
+        if given == 0:
             if n > 1 and model.history > 0:
                 raise BadInputError(
                     "timestamp: required for more than one row when the model uses lags"
                 )
-            times = np.full(n, now)
-        return Series(times, values)
+            return np.full(n, time.time())
+        if given != n:
+            raise BadInputError("timestamp: give it for every row or for none")
+        times = np.array([to_posix(s) for s in stamps], dtype=np.float64)
+        steps = np.diff(times)
+        bad = np.flatnonzero(steps <= 0)
+        if bad.size:
+            what = "duplicated" if steps[bad[0]] == 0 else "earlier than the row before"
+            raise BadInputError(f"timestamp[{int(bad[0]) + 1}]: {what}; rows must be in time order")
+        return times
 
-    def predict(self, req: PredictRequest) -> PredictResponse:
+    def predict(self, req: PredictRequest) -> dict[str, Any]:
+        """Estimates for the request's rows, as a JSON-ready payload (records or columns,
+        like the request)."""
         slot = self.slot(req.model)
         model = slot.model
-        batch = self._series(model, req)
+        batch, stamps = self._series(model, req)
         history = None
         if req.stream is not None:
             self.streams.check_order(model.name, req.stream, float(batch.times[0]))
@@ -333,52 +357,70 @@ class SoftSensorService:
         estimate = model.predict(rows.x)
         if not np.all(np.isfinite(estimate)):
             raise ServiceError(f"model {model.name} {model.version} gave a non-finite estimate")
-        if req.stream is not None and rows.filled is not None:
+        if req.stream is not None:
             self.streams.append(model.name, req.stream, rows.filled, model.history)
         real = ~rows.missing_history  # padded rows hold invented history: not evidence of drift
-        if real.any():
+        if real.all():
+            slot.drift.observe(rows.x, estimate, batch.times)
+        elif real.any():
             slot.drift.observe(rows.x[real], estimate[real], batch.times[real])
         slot.predictions.add(batch.times, estimate)
         self.metrics.rows.labels(model.name).inc(len(estimate))
         bias = slot.bias.bias
         lo_key, hi_key = self.settings.interval_quantiles
         q = model.card.residual_quantiles
-        lo, hi = q.get(lo_key, 0.0), q.get(hi_key, 0.0)
-        frozen_features = set(
-            slot.drift.frozen(float(batch.times[-1]), self.settings.frozen_after_s)
-        )
+        corrected = estimate + bias
+        low, high = corrected + q.get(lo_key, 0.0), corrected + q.get(hi_key, 0.0)
+        now = float(batch.times[-1])
+        frozen_features = set(slot.drift.frozen(now, self.settings.frozen_after_s))
         # A sensor is frozen when its current reading stops changing; lagged copies follow it.
         frozen = sorted(
             {f.signal for f in model.features if f.lag == 0 and f.name in frozen_features}
         )
-        with_time = req.timestamp is not None or (
-            req.records is not None and req.records[0].timestamp is not None
+        flagged = np.flatnonzero(
+            rows.missing_history | rows.imputed.any(axis=1) | rows.out_of_range.any(axis=1)
         )
-        out = []
-        for i, e in enumerate(estimate.tolist()):
-            corrected = e + bias
-            out.append(
-                Estimate(
-                    timestamp=from_posix(float(batch.times[i])) if with_time else None,
-                    estimate=e,
-                    estimate_corrected=corrected,
-                    interval=(corrected + lo, corrected + hi),
-                    model_version=model.version,
-                    flags=Flags(
-                        out_of_range=rows.out_of_range[i],
-                        frozen=frozen,
-                        imputed=rows.imputed[i],
-                        missing_history=bool(rows.missing_history[i]),
-                    ),
+        names = model.raw_signals
+        head = {
+            "model": model.name,
+            "model_version": model.version,
+            "unit": model.card.target.unit,
+            "bias": bias,
+        }
+        if req.columns is not None:
+            return head | {
+                "timestamp": stamps if req.timestamp is not None else None,
+                "estimate": estimate.tolist(),
+                "estimate_corrected": corrected.tolist(),
+                "interval_low": low.tolist(),
+                "interval_high": high.tolist(),
+                "frozen": frozen,
+                "flags": [_row_flags(rows, int(i), names) | {"row": int(i)} for i in flagged],
+            }
+        quiet = {"out_of_range": [], "frozen": frozen, "imputed": [], "missing_history": False}
+        flag_of = {int(i): _row_flags(rows, int(i), names) | {"frozen": frozen} for i in flagged}
+        version = model.version
+        return head | {
+            "rows": [
+                {
+                    "timestamp": stamps[i],
+                    "estimate": e,
+                    "estimate_corrected": c,
+                    "interval": (lo, hi),
+                    "model_version": version,
+                    "flags": flag_of.get(i, quiet),
+                }
+                for i, (e, c, lo, hi) in enumerate(
+                    zip(
+                        estimate.tolist(),
+                        corrected.tolist(),
+                        low.tolist(),
+                        high.tolist(),
+                        strict=True,
+                    )
                 )
-            )
-        return PredictResponse(
-            model=model.name,
-            model_version=model.version,
-            unit=model.card.target.unit,
-            bias=bias,
-            rows=out,
-        )
+            ]
+        }
 
     # ---- lab results -----------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """Feature assembly: the one place where lagged feature rows are built from time series.
 
 Training builds its matrices with these functions and the service builds the rows it scores
-with them too, so the two cannot disagree about what ``u5_lag2`` means.
+with them too, so the two cannot disagree about what ``u5_lag2`` means. Everything goes
+through ``FeaturePlan``: derived signals as one matrix product, lags as one gather.
 """
 
 from __future__ import annotations
@@ -46,38 +47,101 @@ def max_lag(features: Sequence[LagFeature]) -> int:
     return max((f.lag for f in features), default=0)
 
 
+@dataclass(frozen=True)
+class FeaturePlan:
+    """How to turn a matrix of measured signals [T, S] into feature rows [T - history, F].
+
+    Built once per model (or dataset); applying it is two numpy operations, cheap enough for
+    one row per HTTP request.
+    """
+
+    signals: tuple[str, ...]  # measured signals: the columns of the input matrix, in order
+    derived: tuple[DerivedSignal, ...]
+    features: tuple[LagFeature, ...]
+    _mix: tuple[tuple[NDArray[np.intp], FloatArray, float], ...] = field(init=False, repr=False)
+    _cols: NDArray[np.intp] = field(init=False, repr=False)
+    _lags: NDArray[np.intp] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.features:
+            raise ValueError("at least one feature is needed")
+        names = list(self.signals)
+        # Derived signals may use earlier derived ones: expand them into measured weights.
+        expanded: dict[str, FloatArray] = {
+            s: np.eye(len(self.signals))[i] for i, s in enumerate(self.signals)
+        }
+        offsets: dict[str, float] = dict.fromkeys(self.signals, 0.0)
+        for d in self.derived:
+            missing = [s for s in d.weights if s not in expanded]
+            if missing:
+                raise KeyError(f"derived signal {d.name!r} needs {missing}, which are not given")
+            w = np.zeros(len(self.signals))
+            off = d.offset
+            for source, weight in d.weights.items():
+                w = w + weight * expanded[source]
+                off += weight * offsets[source]
+            expanded[d.name], offsets[d.name] = w, off
+            names.append(d.name)
+        unknown = [f.signal for f in self.features if f.signal not in expanded]
+        if unknown:
+            raise KeyError(f"features use unknown signals {sorted(set(unknown))}")
+        # Only the sources a derived signal really uses: a NaN elsewhere must not leak in.
+        mix = tuple(
+            (np.flatnonzero(w), w[np.flatnonzero(w)], offsets[d.name])
+            for d in self.derived
+            for w in (expanded[d.name],)
+        )
+        object.__setattr__(self, "_mix", mix)
+        object.__setattr__(
+            self, "_cols", np.array([names.index(f.signal) for f in self.features], dtype=np.intp)
+        )
+        object.__setattr__(self, "_lags", np.array([f.lag for f in self.features], dtype=np.intp))
+
+    @property
+    def history(self) -> int:
+        return max_lag(self.features)
+
+    def derive(self, values: FloatArray) -> FloatArray:
+        """[T, S] measured -> [T, S + D] with the derived signals appended (NaN propagates)."""
+        v = np.asarray(values, dtype=np.float64)
+        if not self._mix:
+            return v
+        extra = [v[:, idx] @ w + off for idx, w, off in self._mix]
+        return np.hstack([v, np.column_stack(extra)])
+
+    def assemble(self, values: FloatArray) -> FloatArray:
+        """One feature row per time step with full history.
+
+        Row ``k`` describes time index ``history + k``; column ``j`` is
+        ``signal_j[t - lag_j]``. Fewer samples than the history needs give zero rows.
+        """
+        full = self.derive(values)
+        n_rows = max(len(full) - self.history, 0)
+        t = np.arange(self.history, self.history + n_rows)[:, None]
+        return np.asarray(full[t - self._lags[None, :], self._cols[None, :]], dtype=np.float64)
+
+
 def derive_signals(
     values: Mapping[str, FloatArray], derived: Sequence[DerivedSignal]
 ) -> dict[str, FloatArray]:
-    """Return ``values`` plus every derived signal, computed in declaration order.
-
-    A derived signal may use an earlier derived one. NaN in a source propagates, so a
-    missing sensor makes the derived value missing rather than silently biased.
+    """Return ``values`` plus every derived signal (declaration order; NaN propagates).
 
     >>> out = derive_signals({"a": np.array([1.0]), "b": np.array([3.0])},
     ...                      [DerivedSignal("m", {"a": 0.5, "b": 0.5})])
     >>> float(out["m"][0])
     2.0
     """
-    out = dict(values)
-    for d in derived:
-        missing = [s for s in d.weights if s not in out]
-        if missing:
-            raise KeyError(f"derived signal {d.name!r} needs {missing}, which are not given")
-        acc = np.full_like(next(iter(out.values())), d.offset, dtype=np.float64)
-        for source, weight in d.weights.items():
-            acc = acc + weight * np.asarray(out[source], dtype=np.float64)
-        out[d.name] = acc
-    return out
+    if not derived:
+        return dict(values)
+    names = tuple(values)
+    plan = FeaturePlan(names, tuple(derived), (LagFeature(names[0]),))
+    matrix = np.column_stack([np.asarray(values[n], dtype=np.float64) for n in names])
+    full = plan.derive(matrix)
+    return dict(values) | {d.name: full[:, len(names) + i] for i, d in enumerate(derived)}
 
 
 def assemble_rows(signals: Mapping[str, FloatArray], features: Sequence[LagFeature]) -> FloatArray:
-    """Build one feature row per time step that has full history.
-
-    ``signals`` holds equally long, time-ordered series (index 0 is the oldest sample).
-    Row ``k`` of the result describes time index ``max_lag(features) + k``; its column ``j``
-    is ``signals[features[j].signal][t - features[j].lag]``. A series shorter than the
-    history needed gives zero rows, not an error: the caller decides whether that is one.
+    """Dictionary form of ``FeaturePlan.assemble`` for already derived signals.
 
     >>> x = assemble_rows({"u": np.arange(5.0)}, [LagFeature("u"), LagFeature("u", 2)])
     >>> x.tolist()
@@ -85,14 +149,9 @@ def assemble_rows(signals: Mapping[str, FloatArray], features: Sequence[LagFeatu
     """
     if not features:
         raise ValueError("at least one feature is needed")
-    lengths = {len(signals[f.signal]) for f in features}
+    names = tuple(dict.fromkeys(f.signal for f in features))
+    lengths = {len(signals[n]) for n in names}
     if len(lengths) != 1:
         raise ValueError(f"signals differ in length: {sorted(lengths)}")
-    (length,) = lengths
-    history = max_lag(features)
-    n_rows = max(length - history, 0)
-    out = np.empty((n_rows, len(features)), dtype=np.float64)
-    for j, f in enumerate(features):
-        start = history - f.lag
-        out[:, j] = np.asarray(signals[f.signal], dtype=np.float64)[start : start + n_rows]
-    return out
+    matrix = np.column_stack([np.asarray(signals[n], dtype=np.float64) for n in names])
+    return FeaturePlan(names, (), tuple(features)).assemble(matrix)

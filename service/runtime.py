@@ -6,7 +6,7 @@ input does not match the card's features, or a test inference that is not finite
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import onnxruntime as ort
@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 
 from service.card import ModelCard
 from service.errors import ServiceError
-from service.features import DerivedSignal, LagFeature, max_lag
+from service.features import DerivedSignal, FeaturePlan, LagFeature, max_lag
 from service.registry import MODEL_FILE, Registry, RegistryError
 
 
@@ -40,6 +40,10 @@ class LoadedModel:
     known_signals: frozenset[str]  # what it may send (unused ones are ignored)
     derived: tuple[DerivedSignal, ...]
     history: int  # max lag
+    plan: FeaturePlan  # raw signal matrix -> feature rows (the shared assembly)
+    fallbacks: NDArray[np.float64]  # per raw signal: value before any was seen
+    low: NDArray[np.float64]  # per raw signal: valid range
+    high: NDArray[np.float64]
 
     def valid_range(self, signal: str) -> tuple[float, float]:
         """The physically plausible range of a measured signal (or of the target)."""
@@ -109,6 +113,17 @@ def load_model(registry: Registry, name: str, version: str) -> LoadedModel:
         ),
         derived=derived,
         history=max_lag(features),
+        plan=FeaturePlan(tuple(measured), derived, features),
+        fallbacks=np.zeros(0),
+        low=np.zeros(0),
+        high=np.zeros(0),
+    )
+    ranges = [loaded.valid_range(s) for s in measured]
+    loaded = replace(
+        loaded,
+        fallbacks=np.array([loaded.fallback(s) for s in measured]),
+        low=np.array([r[0] for r in ranges]),
+        high=np.array([r[1] for r in ranges]),
     )
     probe = np.array([[r.mean for r in card.reference]], dtype=np.float64)
     try:

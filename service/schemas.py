@@ -84,7 +84,7 @@ class Flags(BaseModel):
 
 
 class Estimate(BaseModel):
-    timestamp: datetime | None
+    timestamp: datetime | float | None = Field(description="as sent")
     estimate: float
     estimate_corrected: float = Field(description="estimate + the lab-result bias")
     interval: tuple[float, float] = Field(description="prediction interval of the corrected value")
@@ -98,6 +98,29 @@ class PredictResponse(BaseModel):
     unit: str
     bias: float
     rows: list[Estimate]
+
+
+class RowFlags(BaseModel):
+    row: int
+    out_of_range: list[str]
+    imputed: list[str]
+    missing_history: bool
+
+
+class ColumnarPredictResponse(BaseModel):
+    """The answer to a columnar request: one list per field; flags only for flagged rows."""
+
+    model: str
+    model_version: str
+    unit: str
+    bias: float
+    timestamp: list[Any] | None
+    estimate: list[float]
+    estimate_corrected: list[float]
+    interval_low: list[float]
+    interval_high: list[float]
+    frozen: list[str] = Field(description="signals unchanged for longer than the limit")
+    flags: list[RowFlags]
 
 
 class LabResult(_Body):

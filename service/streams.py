@@ -45,10 +45,9 @@ class StreamStore:
         keep = max(keep, 1)
         with self._lock:
             old = self._data.get((model, stream))
-            if old is not None and set(old.values) == set(batch.values):
+            if old is not None and old.values.shape[1] == batch.values.shape[1]:
                 merged = Series(
-                    np.concatenate([old.times, batch.times]),
-                    {k: np.concatenate([old.values[k], v]) for k, v in batch.values.items()},
+                    np.concatenate([old.times, batch.times]), np.vstack([old.values, batch.values])
                 )
             else:
                 merged = batch
@@ -56,6 +55,12 @@ class StreamStore:
             self._data.move_to_end((model, stream))
             while len(self._data) > self._max:
                 self._data.popitem(last=False)
+
+    def forget(self, model: str) -> None:
+        """Drop a model's streams (its raw signals changed with a new version)."""
+        with self._lock:
+            for key in [k for k in self._data if k[0] == model]:
+                del self._data[key]
 
     def __len__(self) -> int:
         return len(self._data)
