@@ -8,6 +8,7 @@ already holds the old slot finishes on it.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -98,21 +99,82 @@ class PredictionLog:
             return self._values[i] if abs(times[i] - t) <= tolerance else None
 
 
+class DriftFeed:
+    """Rows on their way to the drift monitor, handed over in batches.
+
+    Updating the monitor costs about the same for one row as for hundreds, so rows are
+    collected and flushed every ``max_rows`` rows or ``max_age_s`` seconds, and before
+    anything reads the monitor (a scrape, a frozen-sensor check).
+    """
+
+    def __init__(self, monitor: DriftMonitor, max_rows: int = 256, max_age_s: float = 1.0):
+        self.monitor = monitor
+        self.max_rows = max_rows
+        self.max_age_s = max_age_s
+        self._x: list[Floats] = []
+        self._y: list[Floats] = []
+        self._t: list[Floats] = []
+        self._rows = 0
+        self._since = time.monotonic()
+        self._lock = threading.Lock()
+
+    def add(self, x: Floats, y: Floats, t: Floats) -> None:
+        with self._lock:
+            self._x.append(x)
+            self._y.append(y)
+            self._t.append(t)
+            self._rows += len(y)
+            due = self._rows >= self.max_rows or time.monotonic() - self._since > self.max_age_s
+        if due:
+            self.flush()
+
+    def flush(self) -> DriftMonitor:
+        with self._lock:
+            if self._rows:
+                self.monitor.observe(
+                    np.vstack(self._x), np.concatenate(self._y), np.concatenate(self._t)
+                )
+                self._x, self._y, self._t, self._rows = [], [], [], 0
+            self._since = time.monotonic()
+        return self.monitor
+
+
 @dataclass
 class ModelSlot:
     """One served model version and the live state that goes with it."""
 
     model: LoadedModel
-    drift: DriftMonitor
+    drift_feed: DriftFeed
     bias: BiasFilter
     residual_alarm: PageHinkley
     predictions: PredictionLog
+    rows_counter: Any  # the Prometheus child for this model, looked up once
     last_residual: float | None = None
     lab_lock: threading.Lock = field(default_factory=threading.Lock)
+    _frozen: tuple[float, list[str]] = (-math.inf, [])
 
     @property
     def bias_value(self) -> float:
         return self.bias.bias
+
+    @property
+    def drift(self) -> DriftMonitor:
+        """The monitor, brought up to date."""
+        return self.drift_feed.flush()
+
+    def frozen_signals(self, now: float, limit_s: float) -> list[str]:
+        """Sensors whose reading has not changed for ``limit_s``; re-evaluated once a second
+        (a sensor is frozen over minutes, so a second's staleness changes nothing)."""
+        checked, signals = self._frozen
+        if abs(now - checked) < 1.0:
+            return signals
+        features = set(self.drift.frozen(now, limit_s))
+        # A sensor is frozen when its current reading stops changing; lagged copies follow it.
+        signals = sorted(
+            {f.signal for f in self.model.features if f.lag == 0 and f.name in features}
+        )
+        self._frozen = (now, signals)
+        return signals
 
 
 class SoftSensorService:
@@ -191,7 +253,8 @@ class SoftSensorService:
             bias = self._restored_bias(model)
         return ModelSlot(
             model=model,
-            drift=DriftMonitor(card, window=self.settings.drift_window),
+            drift_feed=DriftFeed(DriftMonitor(card, window=self.settings.drift_window)),
+            rows_counter=self.metrics.rows.labels(model.name),
             bias=bias,
             residual_alarm=PageHinkley.from_spread(residual_sigma(card)),
             predictions=PredictionLog(self.settings.prediction_log_size),
@@ -361,22 +424,17 @@ class SoftSensorService:
             self.streams.append(model.name, req.stream, rows.filled, model.history)
         real = ~rows.missing_history  # padded rows hold invented history: not evidence of drift
         if real.all():
-            slot.drift.observe(rows.x, estimate, batch.times)
+            slot.drift_feed.add(rows.x, estimate, batch.times)
         elif real.any():
-            slot.drift.observe(rows.x[real], estimate[real], batch.times[real])
+            slot.drift_feed.add(rows.x[real], estimate[real], batch.times[real])
         slot.predictions.add(batch.times, estimate)
-        self.metrics.rows.labels(model.name).inc(len(estimate))
+        slot.rows_counter.inc(len(estimate))
         bias = slot.bias.bias
         lo_key, hi_key = self.settings.interval_quantiles
         q = model.card.residual_quantiles
         corrected = estimate + bias
         low, high = corrected + q.get(lo_key, 0.0), corrected + q.get(hi_key, 0.0)
-        now = float(batch.times[-1])
-        frozen_features = set(slot.drift.frozen(now, self.settings.frozen_after_s))
-        # A sensor is frozen when its current reading stops changing; lagged copies follow it.
-        frozen = sorted(
-            {f.signal for f in model.features if f.lag == 0 and f.name in frozen_features}
-        )
+        frozen = slot.frozen_signals(float(batch.times[-1]), self.settings.frozen_after_s)
         flagged = np.flatnonzero(
             rows.missing_history | rows.imputed.any(axis=1) | rows.out_of_range.any(axis=1)
         )

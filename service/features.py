@@ -61,6 +61,7 @@ class FeaturePlan:
     _mix: tuple[tuple[NDArray[np.intp], FloatArray, float], ...] = field(init=False, repr=False)
     _cols: NDArray[np.intp] = field(init=False, repr=False)
     _lags: NDArray[np.intp] = field(init=False, repr=False)
+    history: int = field(init=False)
 
     def __post_init__(self) -> None:
         if not self.features:
@@ -96,10 +97,7 @@ class FeaturePlan:
             self, "_cols", np.array([names.index(f.signal) for f in self.features], dtype=np.intp)
         )
         object.__setattr__(self, "_lags", np.array([f.lag for f in self.features], dtype=np.intp))
-
-    @property
-    def history(self) -> int:
-        return max_lag(self.features)
+        object.__setattr__(self, "history", max_lag(self.features))
 
     def derive(self, values: FloatArray) -> FloatArray:
         """[T, S] measured -> [T, S + D] with the derived signals appended (NaN propagates)."""
@@ -119,6 +117,15 @@ class FeaturePlan:
         n_rows = max(len(full) - self.history, 0)
         t = np.arange(self.history, self.history + n_rows)[:, None]
         return np.asarray(full[t - self._lags[None, :], self._cols[None, :]], dtype=np.float64)
+
+    def assemble_steady(self, values: FloatArray) -> FloatArray:
+        """Rows as if each row's history were that row itself (lags repeat the value).
+
+        What ``assemble`` gives after padding a lone sample with copies of itself, without
+        building the padded matrix: the one-row request with no history left.
+        """
+        full = self.derive(values)
+        return np.asarray(full[:, self._cols], dtype=np.float64)
 
 
 def derive_signals(

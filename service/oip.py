@@ -7,6 +7,7 @@ Errors are ``{"error": "..."}`` with a 4xx status, as the protocol asks.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -134,8 +135,8 @@ def infer(name: str, body: V2InferRequest, request: Request) -> V2InferResponse:
     estimate = m.predict(x)
     if not np.all(np.isfinite(estimate)):
         raise NotReadyError(f"model {m.name} {m.version} gave a non-finite estimate")
-    slot.drift.observe(x, estimate, None)
-    service.metrics.rows.labels(m.name).inc(len(estimate))
+    slot.drift_feed.add(x, estimate, np.full(len(estimate), time.time()))
+    slot.rows_counter.inc(len(estimate))
     return V2InferResponse(
         model_name=m.name,
         model_version=m.version,

@@ -69,9 +69,11 @@ def assemble(model: LoadedModel, batch: Series, history: Series | None) -> Assem
     series = np.vstack([history.values, raw]) if history is not None and len(history) else raw
     filled = forward_fill(series, model.fallbacks)
     pad = max(0, model.history + n - len(filled))
-    if pad:
-        filled = np.vstack([np.repeat(filled[:1], pad, axis=0), filled])
-    x = model.plan.assemble(filled)[-n:]
+    if len(filled) == 1:  # a lone sample: every lag is the sample itself
+        x = model.plan.assemble_steady(filled)
+    else:
+        padded = np.vstack([np.repeat(filled[:1], pad, axis=0), filled]) if pad else filled
+        x = model.plan.assemble(padded)[-n:]
     missing = np.arange(n) < pad  # row i reaches back before the first real sample
     with np.errstate(invalid="ignore"):
         outside = (raw < model.low) | (raw > model.high)

@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     lab_trust: float = Field(default=1.0, ge=0, le=1, description="trust in lab results, 0..1")
     prediction_log_size: int = Field(default=100_000, ge=100, description="kept per model")
     interval_quantiles: tuple[str, str] = ("0.025", "0.975")  # residual quantiles of the card
+    fast_predict: bool = Field(
+        default=True, description="answer POST /v1/predict in the ASGI gate (same checks)"
+    )
     cors_origins: list[str] = Field(default_factory=list, description="no CORS unless listed")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
