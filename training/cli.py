@@ -57,10 +57,7 @@ def _widths(text: str) -> tuple[int, ...]:
 
 
 def _add_train_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from training.appraisal import CAConfig
-    from training.experiment import METHODS
-    from training.network import NetworkConfig
-    from training.trainer import TrainConfig
+    from training.config import METHODS, CAConfig, NetworkConfig, TrainConfig
 
     net, tc, ca = NetworkConfig(), TrainConfig(), CAConfig()
     p = sub.add_parser("train", help="train (and prune) a soft sensor on a historian export")

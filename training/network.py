@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
+
+from training.config import NetworkConfig
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "tanh": nn.Tanh,
@@ -22,14 +24,6 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "gelu": nn.GELU,
     "elu": nn.ELU,
 }
-
-
-@dataclass(frozen=True)
-class NetworkConfig:
-    """Shape of the MLP; the input and output sizes come from the data."""
-
-    hidden: Sequence[int] = field(default=(64, 64))  # widths of the hidden layers
-    activation: str = "tanh"  # one of ACTIVATIONS; tanh is smooth and the literature's default
 
 
 @dataclass

@@ -16,25 +16,11 @@ import torch
 from tqdm.auto import tqdm
 
 from service.features import FloatArray
+from training.config import TrainConfig
 from training.network import MaskedMLP, NetworkConfig
 from training.pruning import Pruner
 from training.scaling import Standardizer
 from training.shrink import CleanupStats, clean_up
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Optimization knobs; choose them on the validation split, never on test."""
-
-    # Defaults chosen on the debutanizer's validation split (docs/tuning.md), never on test.
-    epochs: int = 100  # planned length; the pruning schedule is laid out over it
-    batch_size: int = 32
-    lr: float = 1e-3  # Adam learning rate
-    weight_decay: float = 0.03  # L2 penalty added to the gradient (Adam's weight_decay)
-    early_stopping: int = 30  # stop after this many epochs without improvement (masks final)
-    seed: int = 0
-    threads: int = 1  # tiny networks run faster, and reproducibly, on one thread
-    progress: bool = True  # show a progress bar
 
 
 @dataclass

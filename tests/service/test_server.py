@@ -114,3 +114,18 @@ def test_real_server_predicts_stores_and_picks_up_a_new_champion(
             ).status_code
             == 422
         )
+
+
+def test_serving_never_imports_torch() -> None:
+    """The serving image has no torch: the service and the serve command must not need it."""
+    code = (
+        "import sys, importlib, pkgutil, service, training.cli as cli\n"
+        "for m in pkgutil.iter_modules(service.__path__):\n"
+        "    importlib.import_module(f'service.{m.name}')\n"
+        "cli.build_parser()\n"
+        "bad = [m for m in ('torch', 'pandas', 'onnx') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr

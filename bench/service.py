@@ -1,0 +1,297 @@
+"""Service benchmarks (benchmark_protocol.md section 4), all in one run on this machine:
+
+1. one-row predictions over HTTP keep-alive at fixed concurrency: the service against the
+   minimal reference app (``bench/reference_app.py``: FastAPI + onnxruntime, no validation,
+   no metrics), one worker each, same load generator (wrk), measured alternately;
+2. batch predictions of 1k, 10k and 100k rows end to end, against onnxruntime alone on the
+   same rows;
+3. the serving process's RSS after warm-up and after 100k more requests.
+
+Needs ``wrk`` (Debian package ``wrk``). It makes its own model: two simulated days of
+Column A, a short CA training, exported and registered in a temporary registry.
+
+    python -m bench.service --rounds 3 --seconds 10 --concurrency 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from bench.protocol import REPO
+from service.atomic import write_atomic
+from service.registry import MODEL_FILE, Registry
+from service.runtime import load_model
+from training.appraisal import CAConfig
+from training.data import load_dataset
+from training.experiment import RunConfig, run_experiment
+from training.network import NetworkConfig
+from training.publish import publish
+from training.simulator import simulate
+from training.spec import load_spec
+from training.trainer import TrainConfig
+
+POST_LUA = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = io.open(os.getenv("BODY"), "r")
+wrk.body = f:read("*a")
+f:close()
+local limit = tonumber(os.getenv("LIMIT") or "0")
+local count = 0
+response = function(status, headers, body)
+  count = count + 1
+  if limit > 0 and count >= limit then wrk.thread:stop() end
+end
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make_model(work: Path) -> tuple[Path, Any]:
+    data, spec = simulate(2, 3, work / "column.csv")
+    ds = load_dataset(load_spec(spec), data)
+    cfg = RunConfig(
+        network=NetworkConfig(), train=TrainConfig(epochs=30, progress=False), ca=CAConfig()
+    )
+    registry = Registry(work / "models")
+    publish(ds, run_experiment(ds, cfg), registry, "column_a", version="bench")
+    return data, registry.verify("column_a", "bench")
+
+
+def start(cmd: list[str], env: dict[str, str], port: int, path: str) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}{path}", timeout=1)
+            return proc
+        except httpx.TransportError:
+            time.sleep(0.2)
+    proc.kill()
+    raise SystemExit(f"server did not start: {' '.join(cmd)}")
+
+
+def run_wrk(
+    url: str, body: Path, lua: Path, seconds: float, conc: int, limit: int = 0
+) -> dict[str, float]:
+    env = {**os.environ, "BODY": str(body), "LIMIT": str(limit)}
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{conc}", f"-d{seconds:.0f}s", "--latency", "-s", str(lua), url],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+    def ms(label: str) -> float:
+        m = re.search(rf"{label}%\s+([\d.]+)(us|ms|s)", out)
+        if not m:
+            return float("nan")
+        return float(m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[m.group(2)]
+
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "rps": rps,
+        "p50_ms": ms("50"),
+        "p99_ms": ms("99"),
+        "requests": total,
+        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+    }
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--rss-requests", type=int, default=100_000)
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "service")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is needed: apt-get install wrk")
+    work = Path(tempfile.mkdtemp(prefix="softsensor-bench-"))
+    data, card = make_model(work)
+    lua = work / "post.lua"
+    lua.write_text(POST_LUA)
+    frame = np.genfromtxt(data, delimiter=",", names=True, dtype=None, encoding="utf-8")
+    raw = [s.name for s in card.signals if s.used and s.derived_from is None]
+    last = {s: float(frame[s][-1]) for s in raw}
+    ours_body = work / "ours.json"
+    ours_body.write_text(json.dumps({"model": "column_a", "records": [{"values": last}]}))
+    ref_body = work / "ref.json"
+    ref_body.write_text(json.dumps({"x": [[r.mean for r in card.reference]]}))
+    model_path = Registry(work / "models").version_dir("column_a", "bench") / MODEL_FILE
+
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "SOFTSENSOR_BENCH_MODEL": str(model_path),
+        "SOFTSENSOR_WATCH_INTERVAL_S": "0",
+        "SOFTSENSOR_MAX_BATCH_ROWS": "200000",
+        "SOFTSENSOR_MAX_BODY_BYTES": str(256 << 20),
+    }
+    ref_port, our_port = free_port(), free_port()
+    uvicorn = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        "--log-level",
+        "warning",
+        "--no-access-log",
+        "--workers",
+        "1",
+    ]
+    ref = start(
+        [*uvicorn, "bench.reference_app:create", "--port", str(ref_port)], env, ref_port, "/docs"
+    )
+    ours = start(
+        [
+            sys.executable,
+            "-m",
+            "training.cli",
+            "serve",
+            "--registry",
+            str(work / "models"),
+            "--state-dir",
+            str(work / "state"),
+            "--port",
+            str(our_port),
+        ],
+        env,
+        our_port,
+        "/v2/health/live",
+    )
+    results: dict[str, Any] = {"single_row": {"reference": [], "service": []}}
+    try:
+        ref_url = f"http://127.0.0.1:{ref_port}/predict"
+        our_url = f"http://127.0.0.1:{our_port}/v1/predict"
+        for url, body in ((ref_url, ref_body), (our_url, ours_body)):  # warm-up
+            run_wrk(url, body, lua, 2, args.concurrency)
+        rss_warm = rss_kib(ours.pid)
+        for _ in range(args.rounds):
+            results["single_row"]["reference"].append(
+                run_wrk(ref_url, ref_body, lua, args.seconds, args.concurrency)
+            )
+            results["single_row"]["service"].append(
+                run_wrk(our_url, ours_body, lua, args.seconds, args.concurrency)
+            )
+        batch = []
+        session_x = None
+        for n in (1_000, 10_000, 100_000):
+            reps = int(np.ceil(n / len(frame)))
+            cols = {s: np.tile(frame[s], reps)[:n].tolist() for s in raw}
+            stamps = (1.7e9 + 60.0 * np.arange(n)).tolist()
+            body = json.dumps({"model": "column_a", "timestamp": stamps, "columns": cols}).encode()
+            times = []
+            with httpx.Client(timeout=300) as client:
+                for _ in range(3):
+                    t0 = time.perf_counter()
+                    r = client.post(
+                        our_url, content=body, headers={"content-type": "application/json"}
+                    )
+                    r.json()
+                    times.append(time.perf_counter() - t0)
+                    assert r.status_code == 200, r.text[:300]
+            matrix = np.column_stack([np.asarray(cols[s]) for s in raw])
+            loaded = load_model(Registry(work / "models"), "column_a", "bench")
+            session_x = loaded.plan.assemble(
+                np.vstack([np.repeat(matrix[:1], loaded.history, axis=0), matrix])
+            )
+            ort_times = []
+            for _ in range(3):
+                t0 = time.perf_counter()
+                loaded.predict(session_x)
+                ort_times.append(time.perf_counter() - t0)
+            http_s, ort_s = statistics.median(times), statistics.median(ort_times)
+            batch.append(
+                {
+                    "rows": n,
+                    "body_bytes": len(body),
+                    "http_seconds": http_s,
+                    "rows_per_second": n / http_s,
+                    "onnxruntime_seconds": ort_s,
+                    "onnxruntime_rows_per_second": n / ort_s,
+                }
+            )
+        results["batch"] = batch
+        rss_before = rss_kib(ours.pid)
+        soak = run_wrk(our_url, ours_body, lua, 600, args.concurrency, limit=args.rss_requests)
+        rss_after = rss_kib(ours.pid)
+        results["rss"] = {
+            "after_warmup_kib": rss_warm,
+            "before_soak_kib": rss_before,
+            "after_soak_kib": rss_after,
+            "soak": soak,
+            "growth_vs_before_soak": rss_after / rss_before - 1,
+        }
+    finally:
+        for proc in (ref, ours):
+            proc.terminate()
+            proc.wait(timeout=20)
+    rows = results["single_row"]
+    ratios = [s["rps"] / r["rps"] for s, r in zip(rows["service"], rows["reference"], strict=True)]
+    results["single_row"]["throughput_ratio"] = ratios
+    results["single_row"]["throughput_ratio_median"] = statistics.median(ratios)
+    results["command"] = (
+        f"python -m bench.service --rounds {args.rounds} --seconds "
+        f"{args.seconds:g} --concurrency {args.concurrency}"
+    )
+    results["machine"] = {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_atomic(args.out / "results.json", json.dumps(results, indent=1) + "\n")
+    for name in ("reference", "service"):
+        rr = rows[name]
+        print(
+            f"{name:9s} rps {[round(r['rps']) for r in rr]}  p50 ms "
+            f"{[r['p50_ms'] for r in rr]}  p99 ms {[r['p99_ms'] for r in rr]}  "
+            f"non-2xx {sum(r['non_2xx'] for r in rr)}"
+        )
+    print(f"throughput ratio service/reference: {[round(r, 2) for r in ratios]}")
+    for b in results["batch"]:
+        print(
+            f"batch {b['rows']:>6} rows: {b['rows_per_second']:,.0f} rows/s over HTTP, "
+            f"onnxruntime alone {b['onnxruntime_rows_per_second']:,.0f} rows/s"
+        )
+    r = results["rss"]
+    print(
+        f"RSS {r['before_soak_kib']} KiB -> {r['after_soak_kib']} KiB after "
+        f"{r['soak']['requests']} requests ({r['growth_vs_before_soak']:+.1%})"
+    )
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
