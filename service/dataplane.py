@@ -398,7 +398,10 @@ class SoftSensorService:
             return np.full(n, time.time())
         if given != n:
             raise BadInputError("timestamp: give it for every row or for none")
-        times = np.array([to_posix(s) for s in stamps], dtype=np.float64)
+        try:  # POSIX seconds throughout: one C-level conversion
+            times = np.asarray(stamps, dtype=np.float64)
+        except TypeError:
+            times = np.array([to_posix(s) for s in stamps], dtype=np.float64)
         steps = np.diff(times)
         bad = np.flatnonzero(steps <= 0)
         if bad.size:
