@@ -210,24 +210,12 @@ class BiasFilter:
         Non-finite inputs are a caller's mistake and raise ValueError naming the field;
         results that are well-formed but not to be trusted are rejected with a reason.
         """
-        for field, value in (
-            ("lab_value", lab_value),
-            ("estimate", estimate),
-            ("sample_time", sample_time),
-            ("now", now),
-        ):
-            if not math.isfinite(value):
-                raise ValueError(f"{field} must be finite, got {value}")
-        residual = lab_value - estimate
         with self._lock:
-            rejection = self._reject(lab_value, residual, sample_time, now)
-            if rejection is not None:
-                reason, detail = rejection
-                return BiasUpdate(False, reason, residual, self._bias, detail)
-            k = self.config.gain * self.config.trust
-            self._bias = self._clip((1 - k) * self._bias + k * residual)
-            self._last_sample_time = sample_time
-            return BiasUpdate(True, None, residual, self._bias)
+            decision = self._decide(lab_value, estimate, sample_time, now)
+            if decision.accepted:
+                self._bias = decision.bias
+                self._last_sample_time = sample_time
+            return decision
 
     def preview(
         self, lab_value: float, estimate: float, sample_time: float, now: float
@@ -237,14 +225,27 @@ class BiasFilter:
         The service stores a result durably first and applies it after, so a crash between
         the two can be repaired by replaying the store.
         """
-        residual = lab_value - estimate
         with self._lock:
-            rejection = self._reject(lab_value, residual, sample_time, now)
-            if rejection is not None:
-                reason, detail = rejection
-                return BiasUpdate(False, reason, residual, self._bias, detail)
-            k = self.config.gain * self.config.trust
-            return BiasUpdate(True, None, residual, self._clip((1 - k) * self._bias + k * residual))
+            return self._decide(lab_value, estimate, sample_time, now)
+
+    def _decide(
+        self, lab_value: float, estimate: float, sample_time: float, now: float
+    ) -> BiasUpdate:
+        for field, value in (
+            ("lab_value", lab_value),
+            ("estimate", estimate),
+            ("sample_time", sample_time),
+            ("now", now),
+        ):
+            if not math.isfinite(value):
+                raise ValueError(f"{field} must be finite, got {value}")
+        residual = lab_value - estimate
+        rejection = self._reject(lab_value, residual, sample_time, now)
+        if rejection is not None:
+            reason, detail = rejection
+            return BiasUpdate(False, reason, residual, self._bias, detail)
+        k = self.config.gain * self.config.trust
+        return BiasUpdate(True, None, residual, self._clip((1 - k) * self._bias + k * residual))
 
     def reset(self, bias: float = 0.0) -> None:
         """Set the bias (clipped) and forget the last sample time, e.g. after a model switch."""
