@@ -24,13 +24,12 @@ import onnxruntime as ort
 
 from bench.protocol import DEBUTANIZER, DEBUTANIZER_SPEC, REPO
 from service.atomic import write_atomic
-from training.appraisal import CAConfig
+from training.config import CAConfig, TrainConfig
 from training.data import load_dataset
 from training.experiment import RunConfig, run_experiment
 from training.export import INPUT_NAME
 from training.publish import export_run
 from training.spec import load_spec
-from training.trainer import TrainConfig
 
 
 def size_run(job: tuple[float, int]) -> dict[str, Any]:

@@ -23,13 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from service.atomic import write_atomic
-from training.appraisal import CAConfig
+from training.config import CAConfig, NetworkConfig, TrainConfig
 from training.data import Dataset, load_dataset
 from training.evaluation import fit_ridge, score
 from training.experiment import RunConfig, run_experiment
-from training.network import NetworkConfig
 from training.spec import load_spec
-from training.trainer import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 DEBUTANIZER_SPEC = REPO / "training" / "specs" / "debutanizer.yaml"

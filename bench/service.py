@@ -37,14 +37,12 @@ from bench.protocol import REPO
 from service.atomic import write_atomic
 from service.registry import MODEL_FILE, Registry
 from service.runtime import load_model
-from training.appraisal import CAConfig
+from training.config import CAConfig, NetworkConfig, TrainConfig
 from training.data import load_dataset
 from training.experiment import RunConfig, run_experiment
-from training.network import NetworkConfig
 from training.publish import publish
 from training.simulator import simulate
 from training.spec import load_spec
-from training.trainer import TrainConfig
 
 POST_LUA = """
 wrk.method = "POST"
@@ -85,9 +83,7 @@ def start(cmd: list[str], env: dict[str, str], port: int, path: str) -> subproce
     raise SystemExit(f"server did not start: {' '.join(cmd)}")
 
 
-def run_wrk(
-    url: str, body: Path, lua: Path, seconds: float, conc: int
-) -> dict[str, float]:
+def run_wrk(url: str, body: Path, lua: Path, seconds: float, conc: int) -> dict[str, float]:
     env = {**os.environ, "BODY": str(body)}
     out = subprocess.run(
         ["wrk", "-t1", f"-c{conc}", f"-d{seconds:.0f}s", "--latency", "-s", str(lua), url],
@@ -217,13 +213,15 @@ def main() -> None:
             reps = int(np.ceil(n / len(frame)))
             cols = {s: np.tile(frame[s], reps)[:n].tolist() for s in raw}
             stamps = (1.7e9 + 60.0 * np.arange(n)).tolist()
-            body = json.dumps({"model": "column_a", "timestamp": stamps, "columns": cols}).encode()
+            payload = json.dumps(
+                {"model": "column_a", "timestamp": stamps, "columns": cols}
+            ).encode()
             times = []
             with httpx.Client(timeout=300) as client:
                 for _ in range(3):
                     t0 = time.perf_counter()
                     r = client.post(
-                        our_url, content=body, headers={"content-type": "application/json"}
+                        our_url, content=payload, headers={"content-type": "application/json"}
                     )
                     r.json()
                     times.append(time.perf_counter() - t0)
@@ -242,7 +240,7 @@ def main() -> None:
             batch.append(
                 {
                     "rows": n,
-                    "body_bytes": len(body),
+                    "body_bytes": len(payload),
                     "http_seconds": http_s,
                     "rows_per_second": n / http_s,
                     "onnxruntime_seconds": ort_s,

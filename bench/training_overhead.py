@@ -26,12 +26,11 @@ from bench.protocol import DEBUTANIZER as DATA
 from bench.protocol import DEBUTANIZER_SPEC as SPEC
 from bench.protocol import REPO
 from service.atomic import write_atomic
-from training.appraisal import CAConfig
+from training.config import CAConfig, NetworkConfig, TrainConfig
 from training.data import load_dataset
 from training.experiment import RunConfig, make_pruner
-from training.network import NetworkConfig
 from training.spec import load_spec
-from training.trainer import TrainConfig, Trainer
+from training.trainer import Trainer
 
 
 def time_cli_run(tau: float) -> float:

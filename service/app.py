@@ -19,10 +19,16 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from service.dataplane import SoftSensorService, to_posix
-from service.errors import ForbiddenError, PayloadTooLargeError, ServiceError, UnauthorizedError
+from service.errors import (
+    BadInputError,
+    ForbiddenError,
+    PayloadTooLargeError,
+    ServiceError,
+    UnauthorizedError,
+)
 from service.metrics import ServiceMetrics
 from service.oip import router as v2_router
 from service.registry import RegistryError
@@ -32,12 +38,14 @@ from service.schemas import (
     LabResponse,
     PredictRequest,
     PromoteRequest,
+    Stamp,
     StoredLab,
 )
 from service.settings import Settings, get_settings
 from service.store import StoreError
 
 log = logging.getLogger("softsensor")
+STAMP: TypeAdapter[Stamp] = TypeAdapter(Stamp)
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -143,18 +151,12 @@ def get_lab_results(
     """Stored lab results, newest first."""
     start = None
     if since is not None:
-        from pydantic import TypeAdapter, ValidationError
-
-        from service.schemas import Stamp
-
         try:
-            start = to_posix(TypeAdapter(Stamp).validate_python(since))
+            start = to_posix(STAMP.validate_python(since))
         except ValidationError:
             try:
                 start = float(since)
             except ValueError as exc:
-                from service.errors import BadInputError
-
                 raise BadInputError(f"since: not a time: {since!r}") from exc
     return service.list_lab_results(model, start, limit)
 

@@ -23,6 +23,7 @@ from service.card import ModelCard
 from service.drift import DriftMonitor, PageHinkley
 from service.errors import (
     BadInputError,
+    ConflictError,
     ModelNotFoundError,
     NotReadyError,
     PayloadTooLargeError,
@@ -498,8 +499,6 @@ class SoftSensorService:
                 known = store.get(name, t)
                 if known is not None:
                     if known.value != result.value:
-                        from service.errors import ConflictError
-
                         raise ConflictError(
                             f"lab result for {name} at {from_posix(t).isoformat()} is already "
                             f"stored with value {known.value}, not {result.value}"

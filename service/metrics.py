@@ -24,9 +24,11 @@ class SlotView(Protocol):
     """What the drift collector reads from a served model."""
 
     model: LoadedModel
-    drift: DriftMonitor
     residual_alarm: PageHinkley
     last_residual: float | None
+
+    @property
+    def drift(self) -> DriftMonitor: ...
 
     @property
     def bias_value(self) -> float: ...

@@ -14,7 +14,12 @@ import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from service.errors import BadInputError, NotReadyError
+from service.errors import (
+    BadInputError,
+    ModelNotFoundError,
+    NotReadyError,
+    PayloadTooLargeError,
+)
 from service.schemas import (
     V2InferRequest,
     V2InferResponse,
@@ -65,8 +70,6 @@ def model_ready(name: str, request: Request) -> dict[str, Any] | JSONResponse:
     if name in service.slots:
         return {"name": name, "ready": True}
     if name not in service.served:
-        from service.errors import ModelNotFoundError
-
         raise ModelNotFoundError(f"model {name!r} is not served here")
     return JSONResponse({"name": name, "ready": False}, status_code=503)
 
@@ -88,8 +91,6 @@ def model_metadata(name: str, request: Request) -> V2ModelMetadata:
 def model_version_metadata(name: str, version: str, request: Request) -> V2ModelMetadata:
     meta = model_metadata(name, request)
     if version not in meta.versions:
-        from service.errors import ModelNotFoundError
-
         raise ModelNotFoundError(f"model {name!r} does not serve version {version!r}")
     return meta
 
@@ -125,8 +126,6 @@ def infer(name: str, body: V2InferRequest, request: Request) -> V2InferResponse:
         raise V2BadRequestError(f"outputs: this model has one output, {m.output_name!r}")
     x = _matrix(body, len(m.features), m.input_name)
     if len(x) > service.settings.max_batch_rows:
-        from service.errors import PayloadTooLargeError
-
         raise PayloadTooLargeError(
             f"{len(x)} rows exceed the limit of {service.settings.max_batch_rows}"
         )

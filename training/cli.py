@@ -117,12 +117,10 @@ def _run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     from dataclasses import replace
 
     from service.atomic import write_atomic
-    from training.appraisal import CAConfig
+    from training.config import CAConfig, NetworkConfig, TrainConfig
     from training.data import load_dataset
     from training.experiment import RunConfig, run_experiment
-    from training.network import NetworkConfig
     from training.spec import load_spec
-    from training.trainer import TrainConfig
 
     try:
         ca = replace(

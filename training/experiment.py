@@ -13,13 +13,13 @@ from typing import Any
 import numpy as np
 
 from training.appraisal import CAPruner
-from training.config import METHODS, CAConfig
+from training.config import METHODS, CAConfig, NetworkConfig, TrainConfig
 from training.data import Dataset
 from training.evaluation import score
-from training.network import NetworkConfig, count_dense_parameters
+from training.network import count_dense_parameters
 from training.pruning import DensePruner, GMPPruner, MagnitudePruner, Pruner, RandomPruner
 from training.shrink import ShrunkNetwork, shrink
-from training.trainer import TrainConfig, TrainResult, train
+from training.trainer import TrainResult, train
 
 
 @dataclass(frozen=True)

@@ -19,16 +19,14 @@ import pandas as pd
 from service.atomic import write_atomic
 from service.card import ModelCard
 from service.registry import Registry, RegistryError
-from training.appraisal import CAConfig
+from training.config import CAConfig, NetworkConfig, TrainConfig
 from training.data import Dataset, load_dataset
 from training.errors import SoftSensorError
 from training.evaluation import score
 from training.experiment import RunConfig, run_experiment
 from training.export import ExportError, run_onnx
-from training.network import NetworkConfig
 from training.publish import publish
 from training.spec import DatasetSpec
-from training.trainer import TrainConfig
 
 Decision = Literal["promoted", "kept", "rejected"]
 EXIT_DONE = 0  # promoted or kept: nothing for the scheduler to do

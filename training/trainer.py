@@ -16,8 +16,8 @@ import torch
 from tqdm.auto import tqdm
 
 from service.features import FloatArray
-from training.config import TrainConfig
-from training.network import MaskedMLP, NetworkConfig
+from training.config import NetworkConfig, TrainConfig
+from training.network import MaskedMLP
 from training.pruning import Pruner
 from training.scaling import Standardizer
 from training.shrink import CleanupStats, clean_up

@@ -15,13 +15,11 @@ from service.app import create_app
 from service.registry import Registry
 from service.settings import Settings
 from tests.conftest import TINY_SPEC, write_tiny_csv
-from training.appraisal import CAConfig
+from training.config import CAConfig, NetworkConfig, TrainConfig
 from training.data import Dataset, load_dataset
 from training.experiment import RunConfig, run_experiment
-from training.network import NetworkConfig
 from training.publish import publish
 from training.spec import load_spec
-from training.trainer import TrainConfig
 
 
 @dataclass

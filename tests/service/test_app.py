@@ -340,3 +340,15 @@ def test_lone_sample_equals_a_window_of_its_copies(
     window = client.post("/v1/predict", json={"records": copies}).json()
     assert lone["rows"][0]["estimate"] == pytest.approx(window["rows"][2]["estimate"], abs=1e-9)
     assert lone["rows"][0]["flags"]["missing_history"]
+
+
+def test_lab_results_listing_filters_by_time(client: TestClient) -> None:
+    for t in (100.0, 200.0, 300.0):
+        client.post("/v1/lab-results", json={"results": [{"sample_time": t, "value": 1.0}]})
+    assert len(client.get("/v1/lab-results", params={"since": "200"}).json()) == 2
+    iso = "1970-01-01T00:04:10Z"
+    assert [r["value"] for r in client.get("/v1/lab-results", params={"since": iso}).json()] == [
+        1.0
+    ]
+    bad = client.get("/v1/lab-results", params={"since": "yesterday"})
+    assert bad.status_code == 422 and "since" in bad.json()["detail"]

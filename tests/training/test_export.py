@@ -12,16 +12,14 @@ import torch
 
 from service.card import ModelCard
 from service.registry import Registry
-from training.appraisal import CAConfig
 from training.cli import main
+from training.config import CAConfig, NetworkConfig, TrainConfig
 from training.data import Dataset, load_dataset
 from training.experiment import RunConfig, RunReport, run_experiment
 from training.export import ExportError, export_onnx, run_onnx
-from training.network import NetworkConfig
 from training.pruning import prune_connections
 from training.publish import export_run, publish
 from training.spec import load_spec
-from training.trainer import TrainConfig
 
 
 @pytest.fixture

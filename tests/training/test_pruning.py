@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from training.appraisal import CAConfig, CAPruner
-from training.network import MaskedMLP, NetworkConfig
+from training.appraisal import CAPruner
+from training.config import CAConfig, NetworkConfig
+from training.network import MaskedMLP
 from training.pruning import (
     GMPPruner,
     MagnitudePruner,

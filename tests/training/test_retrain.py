@@ -13,16 +13,14 @@ from pathlib import Path
 import pytest
 
 from service.registry import Registry
-from training.appraisal import CAConfig
 from training.cli import main
+from training.config import CAConfig, NetworkConfig, TrainConfig
 from training.data import load_dataset
 from training.experiment import RunConfig, run_experiment
-from training.network import NetworkConfig
 from training.publish import publish
 from training.retrain import retrain, run_config_from_card
 from training.simulator import simulate
 from training.spec import load_spec
-from training.trainer import TrainConfig
 
 QUICK = RunConfig(
     network=NetworkConfig(hidden=(16, 16)),

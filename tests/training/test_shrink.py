@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from tests.conftest import DEBUTANIZER_SPEC
+from training.config import NetworkConfig, TrainConfig
 from training.data import load_dataset
 from training.experiment import RunConfig, run_experiment
-from training.network import MaskedMLP, NetworkConfig
+from training.network import MaskedMLP
 from training.pruning import prune_connections
 from training.shrink import clean_up, shrink
 from training.spec import load_spec
-from training.trainer import TrainConfig
 
 
 def _out(model: MaskedMLP, x: np.ndarray) -> np.ndarray:

@@ -9,12 +9,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from training.appraisal import CAConfig
+from training.config import CAConfig, NetworkConfig, TrainConfig
 from training.data import Dataset, load_dataset
 from training.experiment import RunConfig, epochs_to_target, run_experiment
-from training.network import NetworkConfig
 from training.spec import load_spec
-from training.trainer import TrainConfig
 
 FAST = TrainConfig(epochs=30, batch_size=8, lr=3e-3, progress=False)
 SMALL = NetworkConfig(hidden=(16, 8))
