@@ -28,7 +28,7 @@ RUN set -eu; \
     if ! command -v python3 >/dev/null 2>&1; then \
         apt-get update; \
         DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3; \
-        rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb; \
+        apt-get clean; rm -rf /var/lib/apt/lists/*; \
     fi; \
     python3 -c 'import sys; assert sys.version_info >= (3, 11), sys.version'; \
     groupadd --system --gid 10001 softsensor; \
@@ -46,7 +46,7 @@ RUN set -eu; \
     if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then \
         apt-get update; \
         DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-venv; \
-        rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb; \
+        apt-get clean; rm -rf /var/lib/apt/lists/*; \
     fi; \
     python3 -m venv /opt/pip
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \

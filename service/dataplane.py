@@ -70,9 +70,10 @@ def _floats(values: list[float | None]) -> Floats:
 
 
 def _row_flags(rows: Assembled, i: int, names: tuple[str, ...]) -> dict[str, Any]:
+    outside, imputed = rows.out_of_range[i], rows.imputed[i]
     return {
-        "out_of_range": [names[j] for j in np.flatnonzero(rows.out_of_range[i])],
-        "imputed": [names[j] for j in np.flatnonzero(rows.imputed[i])],
+        "out_of_range": [names[j] for j in np.flatnonzero(outside)] if outside.any() else [],
+        "imputed": [names[j] for j in np.flatnonzero(imputed)] if imputed.any() else [],
         "missing_history": bool(rows.missing_history[i]),
     }
 
@@ -349,21 +350,25 @@ class SoftSensorService:
         if req.records is not None:
             n = len(req.records)
             self._check_rows(n)
-            values = np.full((n, len(names)), np.nan)
-            column = {s: j for j, s in enumerate(names)}
+            needed = model.raw_signal_set
+            table = []
             for i, rec in enumerate(req.records):
-                keys = rec.values.keys()
-                if not keys <= known or not column.keys() <= keys:
-                    unknown, missing = sorted(keys - known), sorted(column.keys() - keys)
+                got = rec.values
+                keys = got.keys()
+                if not keys <= known or not needed <= keys:
+                    unknown, missing = sorted(keys - known), sorted(needed - keys)
                     raise BadInputError(
                         f"records[{i}].values: unknown signals {unknown}, missing signals "
                         f"{missing} for model {model.name!r} (send null for a value that is "
                         "not available)"
                     )
-                for s, v in rec.values.items():
-                    j = column.get(s)
-                    if v is not None and j is not None:
-                        values[i, j] = v
+                table.append([got[s] for s in names])
+            try:
+                values = np.array(table, dtype=np.float64)
+            except TypeError:  # a null somewhere: not available, imputed later
+                values = np.array(
+                    [[np.nan if v is None else v for v in row] for row in table], dtype=np.float64
+                )
             stamps: list[Any] = [r.timestamp for r in req.records]
         else:
             columns = req.columns or {}

@@ -75,8 +75,7 @@ def assemble(model: LoadedModel, batch: Series, history: Series | None) -> Assem
         padded = np.vstack([np.repeat(filled[:1], pad, axis=0), filled]) if pad else filled
         x = model.plan.assemble(padded)[-n:]
     missing = np.arange(n) < pad  # row i reaches back before the first real sample
-    with np.errstate(invalid="ignore"):
-        outside = (raw < model.low) | (raw > model.high)
+    outside = (raw < model.low) | (raw > model.high)  # NaN compares False, silently
     return Assembled(
         x=x,
         missing_history=missing,

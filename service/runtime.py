@@ -38,6 +38,7 @@ class LoadedModel:
     features: tuple[LagFeature, ...]
     raw_signals: tuple[str, ...]  # what a historian must send (measured signals)
     known_signals: frozenset[str]  # what it may send (unused ones are ignored)
+    raw_signal_set: frozenset[str]
     derived: tuple[DerivedSignal, ...]
     history: int  # max lag
     plan: FeaturePlan  # raw signal matrix -> feature rows (the shared assembly)
@@ -108,6 +109,7 @@ def load_model(registry: Registry, name: str, version: str) -> LoadedModel:
         output_name=outputs[0].name,
         features=features,
         raw_signals=tuple(measured),
+        raw_signal_set=frozenset(measured),
         known_signals=frozenset(
             [s.name for s in card.signals if s.derived_from is None] + [card.target.name]
         ),
