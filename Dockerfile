@@ -92,7 +92,7 @@ COPY --from=wheels-serving /wheels /wheels
 RUN set -eu; \
     python3 -m venv /opt/venv; \
     /opt/venv/bin/pip install --no-index --find-links /wheels -c constraints.txt softsensor; \
-    /opt/venv/bin/pip uninstall -y pip setuptools >/dev/null 2>&1 || true; \
+    /opt/venv/bin/pip uninstall -y pip setuptools >/dev/null; \
     if /opt/venv/bin/python -c 'import torch' >/dev/null 2>&1; then \
         echo 'torch must not be in the serving image' >&2; exit 1; \
     fi; \
@@ -103,7 +103,7 @@ COPY --from=wheels-training /wheels /wheels
 RUN set -eu; \
     python3 -m venv /opt/venv; \
     /opt/venv/bin/pip install --no-index --find-links /wheels "softsensor[train]"; \
-    /opt/venv/bin/pip uninstall -y pip setuptools >/dev/null 2>&1 || true; \
+    /opt/venv/bin/pip uninstall -y pip >/dev/null; \
     /opt/venv/bin/python -c 'import torch, training.retrain'
 
 # ---------------------------------------------------------------- training: the retraining job

@@ -41,12 +41,12 @@ curl -sf -X POST "http://127.0.0.1:$PORT/v1/predict" -H 'content-type: applicati
     -d @"$RUN/request.json" > "$RUN/response.json"
 $BIN/python - "$RUN/response.json" <<'PY'
 import json, sys
-body = json.load(open(sys.argv[1]))
-last = body["rows"][-1]
-low, high = last["interval"]
-print(f"model {body['model']} {body['model_version']}: at {last['timestamp']} the bottoms "
-      f"impurity is estimated at {last['estimate_corrected']:.3f} {body['unit']} "
-      f"(95% interval {low:.3f} .. {high:.3f}); quality flags {last['flags']}")
+body = json.load(open(sys.argv[1]))  # a columnar request gets a columnar answer
+flags = [f for f in body["flags"] if f["row"] == len(body["estimate"]) - 1]
+print(f"model {body['model']} {body['model_version']}: at {body['timestamp'][-1]} the bottoms "
+      f"impurity is estimated at {body['estimate_corrected'][-1]:.3f} {body['unit']} "
+      f"(95% interval {body['interval_low'][-1]:.3f} .. {body['interval_high'][-1]:.3f}); "
+      f"frozen sensors {body['frozen'] or 'none'}; row flags {flags or 'none'}")
 PY
 echo "metrics: curl -s http://127.0.0.1:$PORT/metrics ; API docs: http://127.0.0.1:$PORT/docs"
 if [[ "${SERVE:-1}" == "1" ]]; then

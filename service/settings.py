@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -49,6 +49,15 @@ class Settings(BaseSettings):
         default=True, description="answer POST /v1/predict in the ASGI gate (same checks)"
     )
     cors_origins: list[str] = Field(default_factory=list, description="no CORS unless listed")
+
+    @field_validator("admin_token", mode="after")
+    @classmethod
+    def _empty_token_is_no_token(cls, value: SecretStr | None) -> SecretStr | None:
+        """An empty token must not open the admin endpoints to an empty bearer."""
+        if value is not None and not value.get_secret_value().strip():
+            return None
+        return value
+
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1)

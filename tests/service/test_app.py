@@ -266,6 +266,11 @@ def test_not_ready_without_a_champion(tmp_path: Path) -> None:
 def test_admin_endpoints_need_the_token(published: Published, tmp_path: Path) -> None:
     with TestClient(create_app(make_settings(published.root, tmp_path))) as c:
         assert c.post("/v1/models/tiny/reload").status_code == 403
+    empty = make_settings(published.root, tmp_path, admin_token="  ")
+    assert empty.admin_token is None  # an empty token disables, it does not open
+    with TestClient(create_app(empty)) as c:
+        r = c.post("/v1/models/tiny/reload", headers={"authorization": "Bearer "})
+        assert r.status_code == 403
     settings = make_settings(published.root, tmp_path, admin_token="s3cret")
     with TestClient(create_app(settings)) as c:
         assert c.post("/v1/models/tiny/reload").status_code == 401
