@@ -152,6 +152,8 @@ class ModelSlot:
     predictions: PredictionLog
     rows_counter: Any  # the Prometheus child for this model, looked up once
     last_residual: float | None = None
+    last_estimate: float | None = None  # corrected, latest served
+    last_lab_value: float | None = None
     lab_lock: threading.Lock = field(default_factory=threading.Lock)
     _frozen: tuple[float, list[str]] = (-math.inf, [])
 
@@ -442,6 +444,7 @@ class SoftSensorService:
         lo_key, hi_key = self.settings.interval_quantiles
         q = model.card.residual_quantiles
         corrected = estimate + bias
+        slot.last_estimate = float(corrected[-1])
         low, high = corrected + q.get(lo_key, 0.0), corrected + q.get(hi_key, 0.0)
         frozen = slot.frozen_signals(float(batch.times[-1]), self.settings.frozen_after_s)
         flagged = np.flatnonzero(
@@ -536,6 +539,7 @@ class SoftSensorService:
                 store.add(name, t, result.value, now, estimate, residual, accepted, reason)
                 if accepted and estimate is not None:
                     slot.bias.update(result.value, estimate, t, now)
+                slot.last_lab_value = result.value
                 if residual is not None:
                     slot.last_residual = residual
                     if accepted:

@@ -26,6 +26,8 @@ class SlotView(Protocol):
     model: LoadedModel
     residual_alarm: PageHinkley
     last_residual: float | None
+    last_estimate: float | None
+    last_lab_value: float | None
 
     @property
     def drift(self) -> DriftMonitor: ...
@@ -71,6 +73,16 @@ class DriftCollector(Collector):
             "Last lab value minus the raw estimate at its sample time, target unit",
             labels=["model"],
         )
+        estimate = GaugeMetricFamily(
+            "softsensor_estimate",
+            "Latest bias-corrected estimate served, in the target's unit",
+            labels=["model"],
+        )
+        lab = GaugeMetricFamily(
+            "softsensor_lab_value",
+            "Latest lab or analyzer value received, target unit",
+            labels=["model"],
+        )
         alarm = GaugeMetricFamily(
             "softsensor_residual_drift_alarm",
             "1 while the Page-Hinkley test sees a shift in the lab residuals",
@@ -98,11 +110,15 @@ class DriftCollector(Collector):
             bias.add_metric([name], slot.bias_value)
             if slot.last_residual is not None:
                 residual.add_metric([name], slot.last_residual)
+            if slot.last_estimate is not None:
+                estimate.add_metric([name], slot.last_estimate)
+            if slot.last_lab_value is not None:
+                lab.add_metric([name], slot.last_lab_value)
             alarm.add_metric([name], 1.0 if slot.residual_alarm.alarm else 0.0)
             info.add_metric([name, slot.model.version, slot.model.card.onnx_sha256], 1.0)
         for name in self._served():
             ready.add_metric([name], 1.0 if name in loaded else 0.0)
-        yield from (psi, oor, still, pred_psi, bias, residual, alarm, info, ready)
+        yield from (psi, oor, still, pred_psi, bias, residual, estimate, lab, alarm, info, ready)
 
 
 class ServiceMetrics:

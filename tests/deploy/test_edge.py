@@ -143,7 +143,7 @@ def test_dashboard_has_the_expected_panels() -> None:
     """Estimate vs lab, bias, PSI per sensor, latency quantiles and request rate are there."""
     panels = _panel_exprs(_dashboard())
     wanted = {
-        "Estimate vs lab: residual and bias": ["softsensor_lab_residual", "softsensor_bias"],
+        "Estimate vs lab": ["softsensor_estimate", "softsensor_lab_value"],
         "Bias": ["softsensor_bias"],
         "Input drift: PSI per sensor": ["softsensor_feature_psi"],
         "Request latency (quantiles)": ["softsensor_http_request_duration_seconds_bucket"],

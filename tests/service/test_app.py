@@ -173,6 +173,9 @@ def test_lab_results_are_stored_matched_and_idempotent(
     m = _metrics(client)
     assert m[("softsensor_bias", (("model", "tiny"),))] == pytest.approx(outcome["bias"])
     assert m[("softsensor_lab_residual", (("model", "tiny"),))] == pytest.approx(0.05, abs=1e-6)
+    assert m[("softsensor_lab_value", (("model", "tiny"),))] == lab["results"][0]["value"]
+    last = after["rows"][-1]["estimate_corrected"]
+    assert m[("softsensor_estimate", (("model", "tiny"),))] == pytest.approx(last)
 
 
 def test_unmatched_lab_result_is_stored_but_not_used(client: TestClient) -> None:
