@@ -6,6 +6,24 @@ Routes raise these; one handler in ``service.app`` turns every one of them into
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import ClassVar
+
+
+class PathError(Exception):
+    """A failure about a file or directory (registry, store), with the status it maps to.
+
+    The message names the path and the reason so an operator can act without a traceback.
+    """
+
+    default_status: ClassVar[int] = 500
+
+    def __init__(self, path: Path | str | None, reason: str, *, status: int | None = None) -> None:
+        self.path = None if path is None else str(path)
+        self.reason = reason
+        self.status: int = self.default_status if status is None else status
+        super().__init__(reason if path is None else f"{path}: {reason}")
+
 
 class ServiceError(Exception):
     """Base: ``error`` is a short machine-readable code, ``detail`` says what and why."""

@@ -33,12 +33,13 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from pydantic import ValidationError
 
 from service.atomic import fsync_dir, write_atomic
 from service.card import ModelCard
+from service.errors import PathError
 
 MODEL_FILE = "model.onnx"
 CARD_FILE = "card.json"
@@ -62,19 +63,8 @@ _HASH_CHUNK = 1 << 20
 # --------------------------------------------------------------------------- errors
 
 
-class RegistryError(Exception):
-    """Base of every registry failure; ``status`` lets the service map it to HTTP in one place.
-
-    The message names the path and the reason so an operator can act without a traceback.
-    """
-
-    default_status: ClassVar[int] = 500
-
-    def __init__(self, path: Path | str | None, reason: str, *, status: int | None = None) -> None:
-        self.path = None if path is None else str(path)
-        self.reason = reason
-        self.status: int = self.default_status if status is None else status
-        super().__init__(reason if path is None else f"{path}: {reason}")
+class RegistryError(PathError):
+    """Base of every registry failure; ``status`` lets the service map it to HTTP in one place."""
 
 
 class ModelNotFoundError(RegistryError):

@@ -27,7 +27,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar
+from typing import Any
+
+from service.errors import PathError
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 10.0  # wait this long for another writer (process) before failing
@@ -62,19 +64,11 @@ CREATE INDEX IF NOT EXISTS predictions_time ON predictions (sample_time);
 # --------------------------------------------------------------------------- errors
 
 
-class StoreError(Exception):
+class StoreError(PathError):
     """Base of every store failure; ``status`` lets the service map it to HTTP in one place.
 
     Most are the server's trouble (disk full, database locked or corrupt): 500.
     """
-
-    default_status: ClassVar[int] = 500
-
-    def __init__(self, path: Path | str | None, reason: str, *, status: int | None = None) -> None:
-        self.path = None if path is None else str(path)
-        self.reason = reason
-        self.status: int = self.default_status if status is None else status
-        super().__init__(reason if path is None else f"{path}: {reason}")
 
 
 class StoreConflictError(StoreError):
