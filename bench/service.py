@@ -212,13 +212,13 @@ def main() -> None:
         for n in (1_000, 10_000, 100_000):
             reps = int(np.ceil(n / len(frame)))
             cols = {s: np.tile(frame[s], reps)[:n].tolist() for s in raw}
-            stamps = (1.7e9 + 60.0 * np.arange(n)).tolist()
-            payload = json.dumps(
-                {"model": "column_a", "timestamp": stamps, "columns": cols}
-            ).encode()
             times = []
             with httpx.Client(timeout=300) as client:
-                for _ in range(3):
+                for rep in range(3):  # new sample times each time: live data, not a backfill
+                    stamps = (2.0e9 + 60.0 * (np.arange(n) + (rep + 1) * 10 * n)).tolist()
+                    payload = json.dumps(
+                        {"model": "column_a", "timestamp": stamps, "columns": cols}
+                    ).encode()
                     t0 = time.perf_counter()
                     r = client.post(
                         our_url, content=payload, headers={"content-type": "application/json"}
