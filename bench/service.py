@@ -197,7 +197,7 @@ def main() -> None:
             )
         rss_before = rss_kib(ours.pid)
         rate = statistics.median(r["rps"] for r in results["single_row"]["service"])
-        soak_s = min(900.0, 1.05 * args.rss_requests / rate)  # wrk runs by time, not count
+        soak_s = min(900.0, 1.25 * args.rss_requests / rate)  # wrk runs by time, not count
         soak = run_wrk(our_url, ours_body, lua, soak_s, args.concurrency)
         rss_after = rss_kib(ours.pid)
         results["rss"] = {
