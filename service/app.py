@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import TypeAdapter, ValidationError
+from pydantic.json_schema import models_json_schema
 
 from service.dataplane import SoftSensorService, to_posix
 from service.errors import (
@@ -33,10 +34,12 @@ from service.metrics import ServiceMetrics
 from service.oip import router as v2_router
 from service.registry import RegistryError
 from service.schemas import (
+    ColumnarPredictResponse,
     ErrorBody,
     LabRequest,
     LabResponse,
     PredictRequest,
+    PredictResponse,
     PromoteRequest,
     Stamp,
     StoredLab,
@@ -105,11 +108,7 @@ BIG_BODY = 64 * 1024  # larger requests are scored in a worker thread, off the e
         "requestBody": {
             "required": True,
             "content": {
-                "application/json": {
-                    "schema": PredictRequest.model_json_schema(
-                        ref_template="#/components/schemas/{model}"
-                    )
-                }
+                "application/json": {"schema": {"$ref": "#/components/schemas/PredictRequest"}}
             },
         }
     },
@@ -199,6 +198,34 @@ def rollback_model(name: str, service: Service) -> dict[str, str]:
 @ops.get("/metrics", include_in_schema=False)
 def metrics(service: Service) -> Response:
     return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+PREDICT_MODELS = (
+    (PredictRequest, "validation"),
+    (PredictResponse, "serialization"),
+    (ColumnarPredictResponse, "serialization"),
+)
+
+
+def install_openapi(app: FastAPI) -> None:
+    """Add the predict route's bodies to the schema components.
+
+    The route reads its body itself (for speed), so FastAPI does not see these models; the
+    route's schema refers to them by name and they are registered here once.
+    """
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = original()
+            _, defs = models_json_schema(
+                PREDICT_MODELS, ref_template="#/components/schemas/{model}"
+            )
+            spec.setdefault("components", {}).setdefault("schemas", {}).update(defs["$defs"])
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def error_body(exc: Exception) -> tuple[int, dict[str, Any]]:
@@ -372,6 +399,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(v2_router)
     app.include_router(ops)
     install_error_handlers(app)
+    install_openapi(app)
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 

@@ -360,3 +360,16 @@ def test_lab_results_listing_filters_by_time(client: TestClient) -> None:
     ]
     bad = client.get("/v1/lab-results", params={"since": "yesterday"})
     assert bad.status_code == 422 and "since" in bad.json()["detail"]
+
+
+def test_openapi_schema_has_no_dangling_references(client: TestClient) -> None:
+    """Every $ref in /openapi.json resolves, including the hand-read predict bodies."""
+    import re
+
+    spec = client.get("/openapi.json").json()
+    components = spec["components"]["schemas"]
+    refs = set(re.findall(r"#/components/schemas/([A-Za-z0-9_]+)", json.dumps(spec)))
+    assert {"PredictRequest", "PredictResponse", "ColumnarPredictResponse", "Record"} <= refs
+    assert sorted(r for r in refs if r not in components) == []
+    examples = components["PredictRequest"]["examples"]
+    assert examples and "records" in examples[0]
