@@ -19,8 +19,8 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import TypeAdapter, ValidationError
-from pydantic.json_schema import models_json_schema
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from service.dataplane import SoftSensorService, to_posix
 from service.errors import (
@@ -200,7 +200,7 @@ def metrics(service: Service) -> Response:
     return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-PREDICT_MODELS = (
+PREDICT_MODELS: tuple[tuple[type[BaseModel], JsonSchemaMode], ...] = (
     (PredictRequest, "validation"),
     (PredictResponse, "serialization"),
     (ColumnarPredictResponse, "serialization"),
