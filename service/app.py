@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from http import HTTPStatus
 from typing import Annotated, Any
 
 import orjson
@@ -21,7 +23,9 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service.columnar import read_predict
 from service.dataplane import SoftSensorService, to_posix
 from service.errors import (
     BadInputError,
@@ -76,10 +80,15 @@ def require_admin(request: Request) -> None:
 
 
 v1 = APIRouter(prefix="/v1", tags=["soft sensor"])
-admin = APIRouter(prefix="/v1/models", tags=["admin"], dependencies=[Depends(require_admin)])
+admin = APIRouter(
+    prefix="/v1/models",
+    tags=["admin"],
+    dependencies=[Depends(require_admin)],
+    responses={c: {"model": ErrorBody} for c in (400, 401, 403, 404, 409, 413, 422, 503)},
+)
 ops = APIRouter(tags=["operations"])
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (404, 409, 413, 422, 503)
+    code: {"model": ErrorBody} for code in (400, 404, 409, 413, 422, 503)
 }
 
 
@@ -122,7 +131,7 @@ async def predict(request: Request, service: Service) -> Response:
     """
     body = await request.body()
     try:
-        parsed = PredictRequest.model_validate_json(body)
+        parsed = read_predict(body)
     except ValidationError as exc:
         raise RequestValidationError(exc.errors()) from exc
     if len(body) > BIG_BODY:
@@ -157,6 +166,8 @@ def get_lab_results(
                 start = float(since)
             except ValueError as exc:
                 raise BadInputError(f"since: not a time: {since!r}") from exc
+            if not abs(start) < float("inf"):  # NaN or infinite: no time at all
+                raise BadInputError(f"since: not a finite time: {since!r}")
     return service.list_lab_results(model, start, limit)
 
 
@@ -247,6 +258,12 @@ def error_body(exc: Exception) -> tuple[int, dict[str, Any]]:
             for e in exc.errors()
         ]
         return 422, {"error": "bad_input", "detail": problems}
+    if isinstance(exc, StarletteHTTPException):  # the framework's own: unreadable body, 404
+        detail = exc.detail
+        if exc.__cause__ is not None:  # e.g. RecursionError of a deeply nested JSON body
+            detail = f"{detail}: {type(exc.__cause__).__name__}: {str(exc.__cause__)[:200]}"
+        error = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_")
+        return exc.status_code, {"error": error, "detail": detail}
     log.error("unexpected error", exc_info=exc)
     return 500, {"error": "internal_error", "detail": "an unexpected error occurred; see logs"}
 
@@ -258,7 +275,14 @@ def install_error_handlers(app: FastAPI) -> None:
         status, body = error_body(exc)
         return JSONResponse(body, status_code=status)
 
-    for kind in (ServiceError, RegistryError, StoreError, RequestValidationError, Exception):
+    for kind in (
+        ServiceError,
+        RegistryError,
+        StoreError,
+        RequestValidationError,
+        StarletteHTTPException,
+        Exception,
+    ):
         app.add_exception_handler(kind, handle)
 
 
@@ -305,11 +329,11 @@ class ServiceGate:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = {"code": 500}
+        status = {"code": 500, "started": False}
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
-                status["code"] = message["status"]
+                status["code"], status["started"] = message["status"], True
             await send(message)
 
         seen = 0
@@ -334,6 +358,8 @@ class ServiceGate:
                 await self.app(scope, receive_limited, send_wrapper)
                 endpoint = getattr(scope.get("route"), "path", "unmatched")
         except Exception as exc:  # the fast path and the body limit answer here
+            if status["started"]:  # the framework already answered (and logs it): pass it on
+                raise
             code, body = error_body(exc)
             status["code"] = code
             await _send_json(send, code, orjson.dumps(body))
@@ -348,12 +374,26 @@ class ServiceGate:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        parsed = PredictRequest.model_validate_json(body)
+        parsed = read_predict(body)
         if len(body) > BIG_BODY:
             payload = await asyncio.to_thread(self.service.predict, parsed)
         else:
             payload = self.service.predict(parsed)
         await _send_json(send, 200, orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY))
+
+
+class SoftSensorAPI(FastAPI):
+    """FastAPI with the service gate in front of all of the framework's per-request work.
+
+    As ordinary middleware the gate would run after FastAPI's and Starlette's own entry code
+    (telemetry lookups, middleware stack, error middleware), which costs as much as the
+    one-row prediction itself.
+    """
+
+    gate: ServiceGate
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.gate(scope, receive, send)
 
 
 async def _watch(service: SoftSensorService, interval: float) -> None:
@@ -386,7 +426,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     await watcher
             service.stop()
 
-    app = FastAPI(
+    app = SoftSensorAPI(
         title="Column soft sensor",
         version="0.1.0",
         description="Real-time product-quality estimates from column sensors, with lab-result "
@@ -406,5 +446,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(
             CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"]
         )
-    app.add_middleware(ServiceGate, service=service, fast_predict=settings.fast_predict)
+    # The fast path answers before any middleware: with CORS configured, predict goes
+    # through the framework so that its answers carry the CORS headers too.
+    fast = settings.fast_predict and not settings.cors_origins
+    app.gate = ServiceGate(functools.partial(FastAPI.__call__, app), service, fast)
     return app

@@ -78,6 +78,25 @@ def _row_flags(rows: Assembled, i: int, names: tuple[str, ...]) -> dict[str, Any
     }
 
 
+def _non_finite(model: LoadedModel, rows: Assembled, estimate: Floats) -> ServiceError:
+    """The error for estimates that came out NaN or infinite.
+
+    A verified model gives finite estimates on plausible inputs (its load-time probe checks
+    that), so when a row with values outside their valid range gives none, the values are
+    to blame (a historian's 1e30 "bad value" overflows the float32 graph): a 422 naming the
+    signals. Otherwise it is the model's fault, a 500.
+    """
+    bad = np.flatnonzero(~np.isfinite(estimate))
+    outside = rows.out_of_range[bad].any(axis=0)
+    if outside.any():
+        names = [model.raw_signals[j] for j in np.flatnonzero(outside)]
+        return BadInputError(
+            f"records {bad[:5].tolist()}: values of {names} lie so far outside their valid "
+            "range that the model gives no finite estimate"
+        )
+    return ServiceError(f"model {model.name} {model.version} gave a non-finite estimate")
+
+
 class PredictionLog:
     """Recent raw estimates by sample time, to match lab results arriving later."""
 
@@ -132,10 +151,13 @@ class DriftFeed:
 
     def flush(self) -> DriftMonitor:
         with self._lock:
-            if self._rows:
+            if len(self._x) == 1:  # one batch (a big one, typically): no copy
+                self.monitor.observe(self._x[0], self._y[0], self._t[0])
+            elif self._x:
                 self.monitor.observe(
                     np.vstack(self._x), np.concatenate(self._y), np.concatenate(self._t)
                 )
+            if self._x:
                 self._x, self._y, self._t, self._rows = [], [], [], 0
             self._since = time.monotonic()
         return self.monitor
@@ -344,7 +366,7 @@ class SoftSensorService:
 
     # ---- prediction ----------------------------------------------------------------------
 
-    def _series(self, model: LoadedModel, req: PredictRequest) -> tuple[Series, list[Any]]:
+    def _series(self, model: LoadedModel, req: PredictRequest) -> tuple[Series, Any]:
         """The request's rows as a [n, S] matrix in the model's signal order, and the
         timestamps as sent (echoed back unchanged)."""
         known = model.known_signals
@@ -382,9 +404,12 @@ class SoftSensorService:
                 )
             n = len(columns[names[0]]) if names else 0
             self._check_rows(n)
-            values = np.empty((n, len(names)))
+            by_signal = np.empty((len(names), n))  # contiguous per signal, then viewed [n, S]
             for j, s in enumerate(names):
-                values[:, j] = _floats(columns[s])
+                by_signal[j] = _floats(columns[s])
+            values = by_signal.T
+            if isinstance(req.timestamp, np.ndarray):  # read in bulk: numbers, all finite
+                return Series(self._in_order(req.timestamp), values), req.timestamp
             stamps = list(req.timestamp) if req.timestamp is not None else [None] * n
         return Series(self._times(model, stamps, n), values), stamps
 
@@ -397,7 +422,7 @@ class SoftSensorService:
             )
 
     def _times(self, model: LoadedModel, stamps: list[Any], n: int) -> Floats:
-        given = sum(s is not None for s in stamps)
+        given = n - stamps.count(None)
         if given == 0:
             if n > 1 and model.history > 0:
                 raise BadInputError(
@@ -410,6 +435,10 @@ class SoftSensorService:
             times = np.asarray(stamps, dtype=np.float64)
         except TypeError:
             times = np.array([to_posix(s) for s in stamps], dtype=np.float64)
+        return self._in_order(times)
+
+    @staticmethod
+    def _in_order(times: Floats) -> Floats:
         steps = np.diff(times)
         bad = np.flatnonzero(steps <= 0)
         if bad.size:
@@ -430,14 +459,12 @@ class SoftSensorService:
         rows = assemble(model, batch, history)
         estimate = model.predict(rows.x)
         if not np.all(np.isfinite(estimate)):
-            raise ServiceError(f"model {model.name} {model.version} gave a non-finite estimate")
+            raise _non_finite(model, rows, estimate)
         if req.stream is not None:
             self.streams.append(model.name, req.stream, rows.filled, model.history)
-        real = ~rows.missing_history  # padded rows hold invented history: not evidence of drift
-        if real.all():
-            slot.drift_feed.add(rows.x, estimate, batch.times)
-        elif real.any():
-            slot.drift_feed.add(rows.x[real], estimate[real], batch.times[real])
+        p = rows.padded  # padded rows hold invented history: not evidence of drift
+        if p < len(estimate):
+            slot.drift_feed.add(rows.x[p:], estimate[p:], batch.times[p:])
         slot.predictions.add(batch.times, estimate)
         slot.rows_counter.inc(len(estimate))
         bias = slot.bias.bias
@@ -460,10 +487,12 @@ class SoftSensorService:
         if req.columns is not None:
             return head | {
                 "timestamp": stamps if req.timestamp is not None else None,
-                "estimate": estimate.tolist(),
-                "estimate_corrected": corrected.tolist(),
-                "interval_low": low.tolist(),
-                "interval_high": high.tolist(),
+                # Arrays, not lists: the JSON writer (orjson) renders them without making a
+                # Python float per value.
+                "estimate": estimate,
+                "estimate_corrected": corrected,
+                "interval_low": low,
+                "interval_high": high,
                 "frozen": frozen,
                 "flags": [_row_flags(rows, int(i), names) | {"row": int(i)} for i in flagged],
             }

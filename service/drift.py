@@ -32,6 +32,7 @@ IntArray = NDArray[np.int64]
 
 DEFAULT_WINDOW = 500  # values per feature: ~50 per decile bin, enough for a stable PSI
 PSI_FLOOR = 1e-4  # proportion used for an empty bin, so ln(p_w / p_r) stays finite
+TAIL_ROWS = 64  # rows a long batch's change tracking reads first, from the newest back
 CHANGE_TOLERANCE = 1e-9  # relative: a step smaller than this is float noise, not a change
 
 # The customary reading of PSI (credit-scoring folklore, used as-is for process data).
@@ -169,6 +170,19 @@ def _forward_fill(values: FloatArray, valid: NDArray[np.bool_]) -> FloatArray:
     return np.where(source >= 0, filled, np.nan)
 
 
+def _newest_change(
+    xs: FloatArray, previous: FloatArray, ts: FloatArray, valid: NDArray[np.bool_]
+) -> FloatArray:
+    """Per column, the newest time at which a valid value moved away from the one before it
+    (or was the first one known); -inf where none did."""
+    with np.errstate(invalid="ignore"):  # NaN or inf - inf: no change
+        step = np.abs(xs - previous)
+        changed = valid & (step > CHANGE_TOLERANCE * np.maximum(1.0, np.abs(xs)))
+    first = valid & np.isnan(previous)  # nothing known before: the first value starts it
+    result: FloatArray = np.where(changed | first, ts[:, None], -np.inf).max(axis=0)
+    return result
+
+
 class _Columns:
     """Drift state of K columns, updated in one vectorized pass per batch.
 
@@ -208,8 +222,9 @@ class _Columns:
         if len(x) == 0:
             return
         present = ~np.isnan(x)
-        self.missing += len(x) - present.sum(axis=0)
-        self.observed += present.sum(axis=0)
+        counted = present.sum(axis=0)
+        self.missing += len(x) - counted
+        self.observed += counted
         self.out_of_range += ((x < self.low) | (x > self.high)).sum(axis=0)
         self.window.extend(x)
         self._track_changes(x, t, present)
@@ -228,6 +243,11 @@ class _Columns:
         else:
             order = np.argsort(t, kind="stable")
             xs, ts, in_order = x[order], t[order], present[order]
+        if len(xs) > TAIL_ROWS and ts[0] >= self.last_time.max() and in_order.all():
+            # A long live batch, every value new and present: its last row is the newest.
+            self._move_last_change(self._last_changes_from_tail(xs, ts))
+            self.last_value[:], self.last_time[:] = xs[-1], ts[-1]
+            return
         valid = in_order & (ts[:, None] >= self.last_time)
         if len(xs) == 1:  # the request path's usual case: the previous value is the last
             previous = self.last_value[None, :]
@@ -237,18 +257,36 @@ class _Columns:
             stacked = np.vstack((self.last_value, xs))
             known = np.vstack((~np.isnan(self.last_value), valid))
             previous = _forward_fill(stacked, known)[:-1]  # the value before each row
-        with np.errstate(invalid="ignore"):  # NaN or inf - inf: no change
-            step = np.abs(xs - previous)
-            changed = valid & (step > CHANGE_TOLERANCE * np.maximum(1.0, np.abs(xs)))
-        first = valid & np.isnan(previous)  # nothing known before: the first value starts it
-        times = np.where(changed | first, ts[:, None], -np.inf).max(axis=0)
-        moved = times > -np.inf
-        self.last_change[moved] = times[moved]
+        self._move_last_change(_newest_change(xs, previous, ts, valid))
         seen = valid.any(axis=0)
         newest = len(ts) - 1 - np.argmax(valid[::-1], axis=0)  # last valid row per column
         columns = np.flatnonzero(seen)
         self.last_value[columns] = xs[newest[columns], columns]
         self.last_time[columns] = ts[newest[columns]]
+
+    def _move_last_change(self, times: FloatArray) -> None:
+        moved = times > -np.inf
+        self.last_change[moved] = times[moved]
+
+    def _last_changes_from_tail(self, xs: FloatArray, ts: FloatArray) -> FloatArray:
+        """``_newest_change`` over a long in-order batch of all-valid rows, reading it from
+        the newest rows back: a live sensor's last change is in the last few rows, so only
+        the columns still unresolved (frozen ones) are read further, in growing blocks.
+        """
+        times = np.full(xs.shape[1], -np.inf)
+        pending = np.arange(xs.shape[1])
+        end, block = len(xs), TAIL_ROWS
+        while pending.size and end > 0:
+            start = max(0, end - block)
+            seg = xs[start:end, pending]
+            before = xs[start - 1, pending] if start else self.last_value[pending]
+            previous = np.vstack((before, seg[:-1]))
+            found = _newest_change(seg, previous, ts[start:end], np.ones_like(seg, dtype=bool))
+            hit = found > -np.inf
+            times[pending[hit]] = found[hit]
+            pending = pending[~hit]
+            end, block = start, block * 8
+        return times
 
     def psi(self) -> list[float]:
         """PSI of each column's window against its reference (0.0 for an empty one)."""
@@ -377,7 +415,10 @@ class DriftMonitor:
         if len(y) != len(x):
             raise ValueError(f"predictions: expected {len(x)} values, got {len(y)}")
         t = _as_times(times, len(x), "times")
-        both = np.column_stack((x, y))
+        # Column-major: every statistic below runs down columns, and a bulk-assembled
+        # batch arrives column-major already.
+        both = np.empty((len(x), x.shape[1] + 1), order="F")
+        both[:, :-1], both[:, -1] = x, y
         with self._lock:
             self._columns.observe(both, t)
 

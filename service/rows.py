@@ -40,7 +40,8 @@ class Assembled:
     """Feature rows for the request's records, in order, and what is doubtful about each."""
 
     x: Floats
-    missing_history: NDArray[np.bool_]
+    missing_history: NDArray[np.bool_]  # the first ``padded`` rows
+    padded: int
     imputed: NDArray[np.bool_]  # [n, S]: value not sent, carried forward
     out_of_range: NDArray[np.bool_]  # [n, S]: value outside the signal's valid range
     filled: Series  # the request's rows after imputation (what the stream remembers)
@@ -79,6 +80,7 @@ def assemble(model: LoadedModel, batch: Series, history: Series | None) -> Assem
     return Assembled(
         x=x,
         missing_history=missing,
+        padded=min(pad, n),
         imputed=np.isnan(raw),
         out_of_range=outside,
         filled=Series(batch.times, filled[-n:]),

@@ -64,7 +64,8 @@ class LoadedModel:
 
     def predict(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
         """Estimates for assembled rows (card feature order, engineering units)."""
-        out = self.session.run([self.output_name], {self.input_name: x.astype(np.float32)})[0]
+        rows = np.ascontiguousarray(x, dtype=np.float32)  # bulk assembly gives F order
+        out = self.session.run([self.output_name], {self.input_name: rows})[0]
         return np.asarray(out, dtype=np.float64).reshape(-1)
 
 
