@@ -10,7 +10,7 @@ small body: this path only ever takes the bodies the schema would take, never re
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import simdjson
@@ -19,7 +19,9 @@ from numpy.typing import NDArray
 from service.schemas import PredictRequest
 
 BULK_BYTES = 64 * 1024  # below this, pydantic alone is as quick
-_NUMBERS = "d"  # simdjson buffer type: float64 (JSON integers are converted, as pydantic does)
+_NUMBERS: Final = (
+    "d"  # simdjson buffer type: float64 (JSON integers are converted, as pydantic does)
+)
 _SCALARS = (str, int, float, type(None))
 
 
@@ -42,10 +44,10 @@ def _read_numeric_columns(body: bytes) -> PredictRequest | None:
         columns = doc.get("columns")
         if not isinstance(columns, simdjson.Object) or "records" in doc:
             return None
-        arrays = {name: _floats(columns[name]) for name in columns.keys()}
+        arrays = {name: _floats(columns[name]) for name in columns}
         stamps = doc.get("timestamp")
         times = None if stamps is None else _floats(stamps)
-        head: dict[str, Any] = {k: doc[k] for k in doc.keys() if k not in ("columns", "timestamp")}
+        head: dict[str, Any] = {k: doc[k] for k in doc if k not in ("columns", "timestamp")}
     except (ValueError, TypeError, KeyError, RuntimeError):  # simdjson's parse and type errors
         return None
     if not all(isinstance(v, _SCALARS) for v in head.values()):

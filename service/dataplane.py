@@ -70,11 +70,11 @@ def _floats(values: list[float | None]) -> Floats:
 
 
 def _row_flags(rows: Assembled, i: int, names: tuple[str, ...]) -> dict[str, Any]:
-    outside, imputed = rows.out_of_range[i], rows.imputed[i]
+    outside, imputed = rows.out_of_range[i].tolist(), rows.imputed[i].tolist()
     return {
-        "out_of_range": [names[j] for j in np.flatnonzero(outside)] if outside.any() else [],
-        "imputed": [names[j] for j in np.flatnonzero(imputed)] if imputed.any() else [],
-        "missing_history": bool(rows.missing_history[i]),
+        "out_of_range": [s for s, bad in zip(names, outside, strict=True) if bad],
+        "imputed": [s for s, bad in zip(names, imputed, strict=True) if bad],
+        "missing_history": i < rows.padded,
     }
 
 
@@ -176,6 +176,7 @@ class ModelSlot:
     last_residual: float | None = None
     last_estimate: float | None = None  # corrected, latest served
     last_lab_value: float | None = None
+    last_lab_received: float | None = None  # POSIX s: an analyzer outage shows as its age
     lab_lock: threading.Lock = field(default_factory=threading.Lock)
     _frozen: tuple[float, list[str]] = (-math.inf, [])
 
@@ -215,6 +216,7 @@ class SoftSensorService:
         self.streams = StreamStore(settings.max_streams)
         self.store: LabStore | None = None
         self._refused: dict[str, str] = {}  # name -> version last refused (log once)
+        self._missing: dict[str, str] = {}  # name -> champion not (yet) in the registry
         self._reload_lock = threading.Lock()
         metrics.watch(lambda: list(self.slots.values()), lambda: list(self.served))
 
@@ -324,10 +326,15 @@ class SoftSensorService:
             try:
                 loaded = load_model(self.registry, name, champion)
             except ModelLoadError as exc:
-                self._refuse(name, champion, exc.detail)
+                cause = exc.__cause__
+                if isinstance(cause, RegistryError) and cause.status == 404:
+                    self._await_version(name, champion, current)  # retried at every pass
+                else:
+                    self._refuse(name, champion, exc.detail)
                 return current
             self.slots[name] = self._new_slot(loaded)
             self._refused.pop(name, None)
+            self._missing.pop(name, None)
             self.metrics.reloads.labels(name).inc()
             log.info("model %s: serving version %s (was %s)", name, champion, current)
             return champion
@@ -341,6 +348,22 @@ class SoftSensorService:
             log.error("model %s: refused version %s: %s", name, version, reason)
             self.metrics.reload_refusals.labels(name).inc()
         self._refused[name] = version
+
+    def _await_version(self, name: str, version: str, current: str | None) -> None:
+        """The pointer names a version the registry does not hold (yet): a pointer copied
+        ahead of its version, or a version deleted. Unlike a broken version this one is
+        retried at every watcher pass (it may still arrive); logged and counted once."""
+        if self._missing.get(name) != version:
+            log.error(
+                "model %s: champion pointer names version %s, which is not in registry %s; "
+                "%s until it appears or the pointer changes",
+                name,
+                version,
+                self.registry.root,
+                "NOT READY" if current is None else f"still serving {current}",
+            )
+            self.metrics.reload_refusals.labels(name).inc()
+        self._missing[name] = version
 
     def reload(self, name: str) -> str:
         """Explicit reload: like refresh, but a refusal is an error for the caller."""
@@ -428,7 +451,7 @@ class SoftSensorService:
                 raise BadInputError(
                     "timestamp: required for more than one row when the model uses lags"
                 )
-            return np.full(n, time.time())
+            return np.array([time.time()] * n)
         if given != n:
             raise BadInputError("timestamp: give it for every row or for none")
         try:  # POSIX seconds throughout: one C-level conversion
@@ -458,7 +481,7 @@ class SoftSensorService:
             history = self.streams.history(model.name, req.stream)
         rows = assemble(model, batch, history)
         estimate = model.predict(rows.x)
-        if not np.all(np.isfinite(estimate)):
+        if not np.isfinite(estimate).all():
             raise _non_finite(model, rows, estimate)
         if req.stream is not None:
             self.streams.append(model.name, req.stream, rows.filled, model.history)
@@ -470,13 +493,14 @@ class SoftSensorService:
         bias = slot.bias.bias
         lo_key, hi_key = self.settings.interval_quantiles
         q = model.card.residual_quantiles
-        corrected = estimate + bias
-        slot.last_estimate = float(corrected[-1])
-        low, high = corrected + q.get(lo_key, 0.0), corrected + q.get(hi_key, 0.0)
+        q_low, q_high = q.get(lo_key, 0.0), q.get(hi_key, 0.0)
         frozen = slot.frozen_signals(float(batch.times[-1]), self.settings.frozen_after_s)
-        flagged = np.flatnonzero(
-            rows.missing_history | rows.imputed.any(axis=1) | rows.out_of_range.any(axis=1)
-        )
+        doubtful = rows.imputed | rows.out_of_range
+        flagged = (rows.missing_history | doubtful.any(axis=1)).nonzero()[0]
+        if flagged.size and rows.imputed.any():  # a sensor or the analyzer not reporting
+            for j, count in enumerate(rows.imputed.sum(axis=0).tolist()):
+                if count:
+                    self.metrics.imputed.labels(model.name, model.raw_signals[j]).inc(count)
         names = model.raw_signals
         head = {
             "model": model.name,
@@ -485,41 +509,39 @@ class SoftSensorService:
             "bias": bias,
         }
         if req.columns is not None:
+            corrected = estimate + bias
+            slot.last_estimate = float(corrected[-1])
             return head | {
                 "timestamp": stamps if req.timestamp is not None else None,
                 # Arrays, not lists: the JSON writer (orjson) renders them without making a
                 # Python float per value.
                 "estimate": estimate,
                 "estimate_corrected": corrected,
-                "interval_low": low,
-                "interval_high": high,
+                "interval_low": corrected + q_low,
+                "interval_high": corrected + q_high,
                 "frozen": frozen,
                 "flags": [_row_flags(rows, int(i), names) | {"row": int(i)} for i in flagged],
             }
+        # Records: a dictionary per row is built anyway, so the arithmetic rides along in
+        # Python floats (the same IEEE additions as the array form, without its per-call cost).
         quiet = {"out_of_range": [], "frozen": frozen, "imputed": [], "missing_history": False}
         flag_of = {int(i): _row_flags(rows, int(i), names) | {"frozen": frozen} for i in flagged}
         version = model.version
-        return head | {
-            "rows": [
+        out = []
+        for i, e in enumerate(estimate.tolist()):
+            c = e + bias
+            out.append(
                 {
                     "timestamp": stamps[i],
                     "estimate": e,
                     "estimate_corrected": c,
-                    "interval": (lo, hi),
+                    "interval": (c + q_low, c + q_high),
                     "model_version": version,
                     "flags": flag_of.get(i, quiet),
                 }
-                for i, (e, c, lo, hi) in enumerate(
-                    zip(
-                        estimate.tolist(),
-                        corrected.tolist(),
-                        low.tolist(),
-                        high.tolist(),
-                        strict=True,
-                    )
-                )
-            ]
-        }
+            )
+        slot.last_estimate = out[-1]["estimate_corrected"]
+        return head | {"rows": out}
 
     # ---- lab results -----------------------------------------------------------------------
 
@@ -529,6 +551,13 @@ class SoftSensorService:
         name = slot.model.name
         store = self._store()
         outcomes = []
+        for result in req.results:  # a conflict refuses the whole request, before any store
+            stored = store.get(name, to_posix(result.sample_time))
+            if stored is not None and stored.value != result.value:
+                raise ConflictError(
+                    f"lab result for {name} at {from_posix(stored.sample_time).isoformat()} "
+                    f"is already stored with value {stored.value}, not {result.value}"
+                )
         for result in sorted(req.results, key=lambda r: to_posix(r.sample_time)):
             t = to_posix(result.sample_time)
             now = time.time()
@@ -569,6 +598,7 @@ class SoftSensorService:
                 if accepted and estimate is not None:
                     slot.bias.update(result.value, estimate, t, now)
                 slot.last_lab_value = result.value
+                slot.last_lab_received = now
                 if residual is not None:
                     slot.last_residual = residual
                     if accepted:

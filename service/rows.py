@@ -47,9 +47,12 @@ class Assembled:
     filled: Series  # the request's rows after imputation (what the stream remembers)
 
 
-def forward_fill(values: Floats, fallbacks: Floats) -> Floats:
-    """Carry each column's last seen value over NaN; before any value, use its fallback."""
-    bad = np.isnan(values)
+def forward_fill(values: Floats, fallbacks: Floats, bad: NDArray[np.bool_] | None = None) -> Floats:
+    """Carry each column's last seen value over NaN; before any value, use its fallback.
+
+    ``bad`` is ``isnan(values)`` when the caller has it already.
+    """
+    bad = np.isnan(values) if bad is None else bad
     if not bad.any():
         return values
     idx = np.where(bad, -1, np.arange(len(values))[:, None])
@@ -67,21 +70,25 @@ def assemble(model: LoadedModel, batch: Series, history: Series | None) -> Assem
     """
     n = len(batch)
     raw = batch.values
-    series = np.vstack([history.values, raw]) if history is not None and len(history) else raw
-    filled = forward_fill(series, model.fallbacks)
+    imputed = np.isnan(raw)
+    if history is not None and len(history):  # remembered rows are filled already
+        filled = forward_fill(np.vstack([history.values, raw]), model.fallbacks)
+    else:
+        filled = forward_fill(raw, model.fallbacks, imputed)
     pad = max(0, model.history + n - len(filled))
     if len(filled) == 1:  # a lone sample: every lag is the sample itself
         x = model.plan.assemble_steady(filled)
     else:
         padded = np.vstack([np.repeat(filled[:1], pad, axis=0), filled]) if pad else filled
         x = model.plan.assemble(padded)[-n:]
-    missing = np.arange(n) < pad  # row i reaches back before the first real sample
+    missing = np.zeros(n, dtype=bool)
+    missing[:pad] = True  # these rows reach back before the first real sample
     outside = (raw < model.low) | (raw > model.high)  # NaN compares False, silently
     return Assembled(
         x=x,
         missing_history=missing,
         padded=min(pad, n),
-        imputed=np.isnan(raw),
+        imputed=imputed,
         out_of_range=outside,
         filled=Series(batch.times, filled[-n:]),
     )

@@ -79,9 +79,7 @@ def test_bulk_reader_takes_nulls_and_dates_through_the_schema(published: Publish
     assert parsed.timestamp is not None and parsed.timestamp[1].second == 1  # type: ignore[union-attr]
 
 
-def test_big_columnar_batch_answers_as_records_do(
-    client: TestClient, published: Published
-) -> None:
+def test_big_columnar_batch_answers_as_records_do(client: TestClient, published: Published) -> None:
     payload = _columnar(published)
     body = orjson.dumps(payload)
     assert len(body) >= BULK_BYTES
