@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from service.bias import BiasConfig, BiasFilter, residual_sigma
 from service.card import ModelCard
@@ -69,7 +70,9 @@ def _floats(values: list[float | None]) -> Floats:
         return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
 
 
-def _row_flags(rows: Assembled, i: int, names: tuple[str, ...]) -> dict[str, Any]:
+def _row_flags(rows: Assembled, i: int, names: tuple[str, ...], doubtful: bool) -> dict[str, Any]:
+    if not doubtful:  # only its history is missing
+        return {"out_of_range": [], "imputed": [], "missing_history": True}
     outside, imputed = rows.out_of_range[i].tolist(), rows.imputed[i].tolist()
     return {
         "out_of_range": [s for s, bad in zip(names, outside, strict=True) if bad],
@@ -495,8 +498,8 @@ class SoftSensorService:
         q = model.card.residual_quantiles
         q_low, q_high = q.get(lo_key, 0.0), q.get(hi_key, 0.0)
         frozen = slot.frozen_signals(float(batch.times[-1]), self.settings.frozen_after_s)
-        doubtful = rows.imputed | rows.out_of_range
-        flagged = (rows.missing_history | doubtful.any(axis=1)).nonzero()[0]
+        doubtful: NDArray[np.bool_] = (rows.imputed | rows.out_of_range).any(axis=1)  # to name
+        flagged = (rows.missing_history | doubtful).nonzero()[0]
         if flagged.size and rows.imputed.any():  # a sensor or the analyzer not reporting
             for j, count in enumerate(rows.imputed.sum(axis=0).tolist()):
                 if count:
@@ -511,6 +514,9 @@ class SoftSensorService:
         if req.columns is not None:
             corrected = estimate + bias
             slot.last_estimate = float(corrected[-1])
+            flags = [
+                _row_flags(rows, int(i), names, doubtful[i]) | {"row": int(i)} for i in flagged
+            ]
             return head | {
                 "timestamp": stamps if req.timestamp is not None else None,
                 # Arrays, not lists: the JSON writer (orjson) renders them without making a
@@ -520,12 +526,15 @@ class SoftSensorService:
                 "interval_low": corrected + q_low,
                 "interval_high": corrected + q_high,
                 "frozen": frozen,
-                "flags": [_row_flags(rows, int(i), names) | {"row": int(i)} for i in flagged],
+                "flags": flags,
             }
         # Records: a dictionary per row is built anyway, so the arithmetic rides along in
         # Python floats (the same IEEE additions as the array form, without its per-call cost).
         quiet = {"out_of_range": [], "frozen": frozen, "imputed": [], "missing_history": False}
-        flag_of = {int(i): _row_flags(rows, int(i), names) | {"frozen": frozen} for i in flagged}
+        flag_of = {
+            i: _row_flags(rows, i, names, doubtful[i]) | {"frozen": frozen}
+            for i in flagged.tolist()
+        }
         version = model.version
         out = []
         for i, e in enumerate(estimate.tolist()):
