@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 
 from service.bias import BiasConfig, BiasFilter, residual_sigma
 from service.card import ModelCard
@@ -498,7 +497,7 @@ class SoftSensorService:
         q = model.card.residual_quantiles
         q_low, q_high = q.get(lo_key, 0.0), q.get(hi_key, 0.0)
         frozen = slot.frozen_signals(float(batch.times[-1]), self.settings.frozen_after_s)
-        doubtful: NDArray[np.bool_] = (rows.imputed | rows.out_of_range).any(axis=1)  # to name
+        doubtful = np.any(rows.imputed | rows.out_of_range, axis=1)  # a value to name
         flagged = (rows.missing_history | doubtful).nonzero()[0]
         if flagged.size and rows.imputed.any():  # a sensor or the analyzer not reporting
             for j, count in enumerate(rows.imputed.sum(axis=0).tolist()):
