@@ -167,7 +167,7 @@ def get_lab_results(
             except ValueError as exc:
                 raise BadInputError(f"since: not a time: {since!r}") from exc
             if not abs(start) < float("inf"):  # NaN or infinite: no time at all
-                raise BadInputError(f"since: not a finite time: {since!r}")
+                raise BadInputError(f"since: not a finite time: {since!r}") from None
     return service.list_lab_results(model, start, limit)
 
 
@@ -259,6 +259,8 @@ def error_body(exc: Exception) -> tuple[int, dict[str, Any]]:
         ]
         return 422, {"error": "bad_input", "detail": problems}
     if isinstance(exc, StarletteHTTPException):  # the framework's own: unreadable body, 404
+        if isinstance(exc.__cause__, ServiceError):  # e.g. the body limit hit while reading
+            return error_body(exc.__cause__)
         detail = exc.detail
         if exc.__cause__ is not None:  # e.g. RecursionError of a deeply nested JSON body
             detail = f"{detail}: {type(exc.__cause__).__name__}: {str(exc.__cause__)[:200]}"

@@ -28,6 +28,7 @@ class SlotView(Protocol):
     last_residual: float | None
     last_estimate: float | None
     last_lab_value: float | None
+    last_lab_received: float | None
 
     @property
     def drift(self) -> DriftMonitor: ...
@@ -83,6 +84,12 @@ class DriftCollector(Collector):
             "Latest lab or analyzer value received, target unit",
             labels=["model"],
         )
+        lab_age = GaugeMetricFamily(
+            "softsensor_lab_result_age_seconds",
+            "Seconds since this process last received a lab or analyzer result (an analyzer "
+            "outage grows it; absent before the first)",
+            labels=["model"],
+        )
         alarm = GaugeMetricFamily(
             "softsensor_residual_drift_alarm",
             "1 while the Page-Hinkley test sees a shift in the lab residuals",
@@ -114,11 +121,14 @@ class DriftCollector(Collector):
                 estimate.add_metric([name], slot.last_estimate)
             if slot.last_lab_value is not None:
                 lab.add_metric([name], slot.last_lab_value)
+            if slot.last_lab_received is not None:
+                lab_age.add_metric([name], max(now - slot.last_lab_received, 0.0))
             alarm.add_metric([name], 1.0 if slot.residual_alarm.alarm else 0.0)
             info.add_metric([name, slot.model.version, slot.model.card.onnx_sha256], 1.0)
         for name in self._served():
             ready.add_metric([name], 1.0 if name in loaded else 0.0)
-        yield from (psi, oor, still, pred_psi, bias, residual, estimate, lab, alarm, info, ready)
+        yield from (psi, oor, still, pred_psi, bias, residual, estimate, lab, lab_age, alarm)
+        yield from (info, ready)
 
 
 class ServiceMetrics:
@@ -157,6 +167,12 @@ class ServiceMetrics:
             "softsensor_model_reload_refusals",
             "Model versions refused at (re)load: sha256, card, graph or test inference failed",
             ["model"],
+            registry=r,
+        )
+        self.imputed = Counter(
+            "softsensor_imputed_values",
+            "Values sent as null (sensor or analyzer not reporting), carried forward",
+            ["model", "signal"],
             registry=r,
         )
 

@@ -21,6 +21,7 @@ from service.errors import (
     PayloadTooLargeError,
 )
 from service.schemas import (
+    ErrorBody,
     V2InferRequest,
     V2InferResponse,
     V2ModelMetadata,
@@ -31,7 +32,11 @@ from service.schemas import (
 if TYPE_CHECKING:
     from service.dataplane import SoftSensorService
 
-router = APIRouter(prefix="/v2", tags=["open inference protocol v2"])
+router = APIRouter(
+    prefix="/v2",
+    tags=["open inference protocol v2"],
+    responses={c: {"model": ErrorBody} for c in (400, 404, 413, 422, 503)},
+)
 
 
 class V2BadRequestError(BadInputError):
@@ -95,6 +100,24 @@ def model_version_metadata(name: str, version: str, request: Request) -> V2Model
     return meta
 
 
+def _numbers_only(data: list[Any]) -> bool:
+    """Whether nested lists hold only JSON numbers.
+
+    numpy would read ``true`` as 1.0 and ``null`` as NaN without complaint; the datatypes
+    served here are numeric, so anything else is the client's mistake. Iterative, so a
+    deeply nested list cannot exhaust the stack.
+    """
+    stack = [data]
+    while stack:
+        for value in stack.pop():
+            kind = type(value)
+            if kind is list:
+                stack.append(value)
+            elif kind is not float and kind is not int:
+                return False
+    return True
+
+
 def _matrix(body: V2InferRequest, width: int, input_name: str) -> np.ndarray:
     tensor = body.inputs[0]
     if len(body.inputs) != 1:
@@ -103,6 +126,11 @@ def _matrix(body: V2InferRequest, width: int, input_name: str) -> np.ndarray:
         )
     if len(tensor.shape) != 2 or tensor.shape[1] != width:
         raise V2BadRequestError(f"inputs[0].shape: expected [N, {width}], got {tensor.shape}")
+    if not _numbers_only(tensor.data):
+        raise V2BadRequestError(
+            "inputs[0].data: only numbers (flat or nested lists of them) are allowed; "
+            "no booleans, strings, nulls or objects"
+        )
     try:
         data = np.asarray(tensor.data, dtype=np.float64).reshape(-1)
     except (TypeError, ValueError) as exc:
@@ -133,6 +161,18 @@ def infer(name: str, body: V2InferRequest, request: Request) -> V2InferResponse:
         raise V2BadRequestError("inputs[0].shape: at least one row is needed")
     estimate = m.predict(x)
     if not np.all(np.isfinite(estimate)):
+        # As for /v1/predict: inputs far outside the features' valid ranges are the client's
+        # (a 400 naming them); a non-finite estimate on plausible inputs is the model's.
+        low = np.array([f.valid_range.low for f in m.card.features])
+        high = np.array([f.valid_range.high for f in m.card.features])
+        rows = x[~np.isfinite(estimate)]
+        outside = ((rows < low) | (rows > high)).any(axis=0)
+        if outside.any():
+            names = [m.card.features[j].name for j in np.flatnonzero(outside)]
+            raise V2BadRequestError(
+                f"inputs[0].data: values of {names} lie so far outside their valid range "
+                "that the model gives no finite estimate"
+            )
         raise NotReadyError(f"model {m.name} {m.version} gave a non-finite estimate")
     slot.drift_feed.add(x, estimate, np.full(len(estimate), time.time()))
     slot.rows_counter.inc(len(estimate))

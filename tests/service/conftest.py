@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import hypothesis
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -20,6 +22,15 @@ from training.data import Dataset, load_dataset
 from training.experiment import RunConfig, run_experiment
 from training.publish import publish
 from training.spec import load_spec
+
+# Property-based tests run a fixed, modest set of examples: derandomized (the same cases on
+# every run and machine, so CI is stable), no example database, no per-example deadline (a
+# loaded CI box is slow, not wrong). HYPOTHESIS_PROFILE=thorough explores more.
+hypothesis.settings.register_profile(
+    "ci", derandomize=True, database=None, deadline=None, max_examples=60
+)
+hypothesis.settings.register_profile("thorough", deadline=None, max_examples=2_000)
+hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @dataclass
@@ -106,4 +117,102 @@ def expected_estimates(published: Published) -> dict[int, float]:
     return out
 
 
-__all__ = ["Published", "expected_estimates", "make_settings", "np", "tiny_records"]
+__all__ = [
+    "Published",
+    "ServerProcess",
+    "expected_estimates",
+    "free_port",
+    "make_settings",
+    "np",
+    "start_server",
+    "tiny_records",
+]
+
+
+# ---- a real `softsensor serve` process on loopback (kill tests, fuzzing, log capture) -------
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    """A port nothing listens on right now (the server binds it a moment later)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ServerProcess:
+    """A `softsensor serve` child whose output goes to a file, so it survives a SIGKILL."""
+
+    proc: Any  # subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+    def wait_until(self, path: str, status: int = 200, timeout: float = 60.0) -> None:
+        """Poll ``path`` until it answers ``status``; fail with the server's output if it dies."""
+        import time
+
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited {self.proc.returncode}:\n{self.output()}")
+            try:
+                if httpx.get(self.url + path, timeout=2).status_code == status:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"{path} did not answer {status} in {timeout} s:\n{self.output()}")
+
+    def stop(self) -> None:
+        """SIGTERM and wait (a killed process is only reaped)."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+def start_server(
+    registry: Path,
+    state: Path,
+    log: Path,
+    env: dict[str, str] | None = None,
+    *,
+    debug: bool = False,
+) -> ServerProcess:
+    """Start `softsensor serve` (the CLI entry point, one uvicorn worker) on a free port.
+
+    Its environment is this process's plus ``env``; nothing waits for readiness, since some
+    tests start it on purpose with nothing to serve. ``debug`` runs uvicorn itself on the
+    same app factory at log level debug with its access log on: everything that could be
+    logged is.
+    """
+    import os
+    import subprocess
+    import sys
+
+    port = free_port()
+    full = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "SOFTSENSOR_WATCH_INTERVAL_S": "0",
+        "SOFTSENSOR_LAB_MAX_AGE_S": "1e10",
+        **(env or {}),
+    }
+    if debug:
+        full |= {"SOFTSENSOR_REGISTRY": str(registry), "SOFTSENSOR_STATE_DIR": str(state)}
+        cmd = [sys.executable, "-m", "uvicorn", "--factory", "service.asgi:create"]
+        cmd += ["--port", str(port), "--log-level", "debug"]
+    else:
+        cmd = [sys.executable, "-m", "training.cli", "serve", "--registry", str(registry)]
+        cmd += ["--state-dir", str(state), "--port", str(port)]
+    with log.open("ab") as out:
+        proc = subprocess.Popen(cmd, env=full, stdout=out, stderr=subprocess.STDOUT)
+    return ServerProcess(proc, f"http://127.0.0.1:{port}", log)

@@ -1,0 +1,195 @@
+"""Faults the service must ride out: broken model versions, a champion that is not there, and
+sensors or an analyzer that misbehave. Real registry on disk, real onnxruntime, metrics read
+the way Prometheus reads them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from fastapi.testclient import TestClient
+from onnx import TensorProto, helper
+from prometheus_client.parser import text_string_to_metric_families
+
+from service.app import create_app
+from service.registry import Registry
+from tests.service.conftest import Published, make_settings, tiny_records
+
+AUTH = {"authorization": "Bearer t0ken"}
+Metrics = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def _metrics(client: TestClient) -> Metrics:
+    out = {}
+    for family in text_string_to_metric_families(client.get("/metrics").text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def _nan_graph(width: int) -> bytes:
+    """A well-formed ONNX graph of the right shape whose every estimate is NaN."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", width])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 1])
+    w = helper.make_tensor("w", TensorProto.FLOAT, [width, 1], [float("nan")] * width)
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "nan", [x], [y], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model, full_check=True)
+    return bytes(model.SerializeToString())
+
+
+def write_broken_version(root: Path, source: str, version: str, fault: str) -> None:
+    """Write ``version`` by hand (the registry's writer would refuse most of these) with one
+    fault, and make it the champion."""
+    src = Registry(root).version_dir("tiny", source)
+    model = (src / "model.onnx").read_bytes()
+    card = json.loads((src / "card.json").read_text(encoding="utf-8"))
+    card["version"] = version
+    if fault == "corrupt":  # bytes overwritten in the middle: not a protobuf onnxruntime reads
+        third = len(model) // 3
+        model = model[:third] + b"\xff" * third + model[2 * third :]
+    elif fault == "truncated":
+        model = model[: len(model) // 2]
+    elif fault == "nan_output":
+        model = _nan_graph(len(card["features"]))
+    elif fault == "invalid_card":
+        card["features"] = "every sensor there is"
+    if fault != "wrong_sha256":
+        card["onnx_sha256"] = hashlib.sha256(model).hexdigest()  # the card vouches for it
+    else:
+        card["onnx_sha256"] = "0" * 64
+    directory = root / "tiny" / version
+    directory.mkdir()
+    (directory / "model.onnx").write_bytes(model)
+    (directory / "card.json").write_text(json.dumps(card), encoding="utf-8")
+    pointer = {"version": version, "previous": [source]}
+    (root / "tiny" / "champion").write_text(json.dumps(pointer), encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [
+        ("corrupt", "onnxruntime cannot load"),
+        ("truncated", "onnxruntime cannot load"),
+        ("wrong_sha256", "sha256"),
+        ("invalid_card", "not a valid model card"),
+        ("nan_output", "not finite"),
+    ],
+)
+def test_broken_new_version_is_refused_logged_counted_and_old_keeps_serving(
+    registry_copy: Path,
+    published: Published,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    fault: str,
+    reason: str,
+) -> None:
+    """Reload (explicit and by the watcher) refuses the version; v1 answers throughout."""
+    settings = make_settings(registry_copy, tmp_path, admin_token="t0ken")
+    records = tiny_records(published.data, 0, 3)
+    app = create_app(settings)
+    with TestClient(app) as c:
+        write_broken_version(registry_copy, published.version, "v2", fault)
+        with caplog.at_level(logging.ERROR, logger="softsensor"):
+            r = c.post("/v1/models/tiny/reload", headers=AUTH)
+            app.state.service.watch_once()  # the watcher sees the same champion: no recount
+        assert r.status_code == 503, r.text
+        assert r.json()["error"] == "model_load_failed" and "v2" in r.json()["detail"]
+        refusals = [
+            rec.getMessage() for rec in caplog.records if "refused version v2" in rec.message
+        ]
+        assert len(refusals) == 1 and reason in refusals[0], refusals
+        after = c.post("/v1/predict", json={"records": records})
+        assert after.status_code == 200 and after.json()["model_version"] == published.version
+        assert np.isfinite(after.json()["rows"][-1]["estimate"])
+        m = _metrics(c)
+        assert m[("softsensor_model_reload_refusals_total", (("model", "tiny"),))] == 1
+        assert m[("softsensor_model_ready", (("model", "tiny"),))] == 1
+        info = ("model", "tiny"), ("sha256", published_sha(published)), ("version", "v1")
+        assert m[("softsensor_model_info", info)] == 1
+
+
+def published_sha(published: Published) -> str:
+    return Registry(published.root).verify("tiny", published.version).onnx_sha256
+
+
+def test_missing_champion_at_start_up_is_not_ready_until_it_appears(
+    registry_copy: Path, published: Published, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The pointer names v9, not in the registry: live, not ready, one clear log line; the
+    watcher keeps looking and serves v9 as soon as it is written."""
+    pointer = registry_copy / "tiny" / "champion"
+    pointer.write_text(json.dumps({"version": "v9", "previous": ["v1"]}), encoding="utf-8")
+    settings = make_settings(registry_copy, tmp_path, watch_interval_s=0.1)
+    with caplog.at_level(logging.INFO, logger="softsensor"), TestClient(create_app(settings)) as c:
+        assert c.get("/v2/health/live").status_code == 200
+        assert c.get("/v2/health/ready").status_code == 503
+        assert (
+            c.post("/v1/predict", json={"records": tiny_records(published.data, 0, 3)}).status_code
+            == 503
+        )
+        assert _metrics(c)[("softsensor_model_ready", (("model", "tiny"),))] == 0
+        time.sleep(0.5)  # a few watcher passes: still one log line
+        lines = [r.getMessage() for r in caplog.records if "not in registry" in r.getMessage()]
+        assert len(lines) == 1, lines
+        assert "champion pointer names version v9" in lines[0] and "NOT READY" in lines[0]
+        registry = Registry(registry_copy)
+        src = registry.version_dir("tiny", published.version)
+        files = {f: (src / f).read_bytes() for f in ("model.onnx", "card.json", "card.md")}
+        card = json.loads(files["card.json"])
+        card["version"] = "v9"
+        files["card.json"] = json.dumps(card).encode()
+        registry.write_version("tiny", "v9", files)
+        deadline = time.monotonic() + 10
+        while c.get("/v2/health/ready").status_code != 200:
+            assert time.monotonic() < deadline, "v9 was not picked up"
+            time.sleep(0.05)
+        r = c.post("/v1/predict", json={"records": tiny_records(published.data, 0, 3)})
+        assert r.status_code == 200 and r.json()["model_version"] == "v9"
+        assert _metrics(c)[("softsensor_model_ready", (("model", "tiny"),))] == 1
+
+
+def test_frozen_out_of_range_and_silent_analyzer_are_flagged_and_measured(
+    published: Published, tmp_path: Path
+) -> None:
+    """A stuck sensor, a wild value and an analyzer that stops: every row still gets a finite
+    estimate, with flags saying what is wrong, and /metrics says it too."""
+    settings = make_settings(published.root, tmp_path, frozen_after_s=120)
+    t0 = time.time() - 600  # near now, so the wall-clock metrics mean something
+    rows = []
+    with TestClient(create_app(settings)) as c:
+        for i in range(11):
+            values = {
+                "a": 10.0,  # stuck
+                "b": 500.0 if i == 7 else float(i % 4),  # one wild value, valid range -100..100
+                "q": 1.0 + 0.01 * i if i < 5 else None,  # the analyzer stops after 5 samples
+            }
+            record = {"timestamp": t0 + 60 * i, "values": values}
+            r = c.post("/v1/predict", json={"stream": "unit-1", "records": [record]})
+            assert r.status_code == 200, r.text
+            rows.append(r.json()["rows"][0])
+        assert all(np.isfinite(row["estimate_corrected"]) for row in rows)
+        assert rows[-1]["flags"]["frozen"] == ["a"]
+        assert rows[1]["flags"]["frozen"] == []  # unchanged for 60 s only
+        assert [row["flags"]["imputed"] for row in rows] == [[]] * 5 + [["q"]] * 6
+        assert rows[7]["flags"]["out_of_range"] == ["b"]
+        assert all(row["flags"]["out_of_range"] == [] for i, row in enumerate(rows) if i != 7)
+        lab = {"results": [{"sample_time": t0 + 240, "value": 1.05}]}
+        assert c.post("/v1/lab-results", json=lab).status_code == 200
+        m = _metrics(c)
+
+    def feature(name: str, key: str) -> float:
+        return m[(name, (("feature", key), ("model", "tiny")))]
+
+    stuck = feature("softsensor_feature_unchanged_seconds", "a")
+    assert 480 <= stuck < 560  # since row 2: rows 0 and 1 lack lag history, so drift skips them
+    assert feature("softsensor_feature_unchanged_seconds", "ab") < 120  # b keeps it moving
+    assert feature("softsensor_feature_out_of_range_total", "ab") == 1  # (a + b) / 2 = 255
+    assert m[("softsensor_imputed_values_total", (("model", "tiny"), ("signal", "q")))] == 6
+    assert 0 <= m[("softsensor_lab_result_age_seconds", (("model", "tiny"),))] < 60
