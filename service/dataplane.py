@@ -281,7 +281,7 @@ class SoftSensorService:
             )
         else:
             bias = self._restored_bias(model)
-        return ModelSlot(
+        slot = ModelSlot(
             model=model,
             drift_feed=DriftFeed(DriftMonitor(card, window=self.settings.drift_window)),
             rows_counter=self.metrics.rows.labels(model.name),
@@ -289,6 +289,13 @@ class SoftSensorService:
             residual_alarm=PageHinkley.from_spread(residual_sigma(card)),
             predictions=PredictionLog(self.settings.prediction_log_size),
         )
+        # The analyzer's last word (an outage alarm watches its age) outlives swaps and restarts.
+        if previous is not None:
+            slot.last_lab_value = previous.last_lab_value
+            slot.last_lab_received = previous.last_lab_received
+        elif self.store is not None and (last := self.store.latest(model.name)) is not None:
+            slot.last_lab_value, slot.last_lab_received = last.value, last.received
+        return slot
 
     def _bias_config(self, card: ModelCard) -> BiasConfig:
         s = self.settings

@@ -333,6 +333,17 @@ class LabStore:
             rows = self._lab.execute(query, (_text("model", model),)).fetchall()
         return [_record(r) for r in rows]
 
+    def latest(self, model: str) -> LabRecord | None:
+        """The result received last for a model (accepted or not): after a restart, the
+        age of the analyzer's last word is known again."""
+        query = (
+            "SELECT model, sample_time, value, received, estimate, residual, accepted, reason"
+            " FROM lab_results WHERE model = ? ORDER BY received DESC, sample_time DESC LIMIT 1"
+        )
+        with self._lab_lock, self._errors("read the latest lab result"):
+            row = self._lab.execute(query, (_text("model", model),)).fetchone()
+        return None if row is None else _record(row)
+
     # ------------------------------------------------------------------ predictions
 
     def record_predictions(

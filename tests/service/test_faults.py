@@ -193,3 +193,21 @@ def test_frozen_out_of_range_and_silent_analyzer_are_flagged_and_measured(
     assert feature("softsensor_feature_out_of_range_total", "ab") == 1  # (a + b) / 2 = 255
     assert m[("softsensor_imputed_values_total", (("model", "tiny"), ("signal", "q")))] == 6
     assert 0 <= m[("softsensor_lab_result_age_seconds", (("model", "tiny"),))] < 60
+
+
+def test_analyzer_age_survives_a_restart(published: Published, tmp_path: Path) -> None:
+    """The outage alarm watches the age of the last lab result: a restart must not blank it
+    (it is read back from the store), or an outage spanning a restart would go unseen."""
+    settings = make_settings(published.root, tmp_path)
+    t0 = time.time() - 600
+    with TestClient(create_app(settings)) as c:
+        for i in range(4):
+            record = {"timestamp": t0 + 60 * i, "values": {"a": 1.0 + i, "b": 2.0, "q": 1.0}}
+            assert c.post("/v1/predict", json={"records": [record]}).status_code == 200
+        lab = {"results": [{"sample_time": t0 + 120, "value": 1.25}]}
+        assert c.post("/v1/lab-results", json=lab).status_code == 200
+    time.sleep(0.2)
+    with TestClient(create_app(settings)) as c:
+        m = _metrics(c)
+    assert m[("softsensor_lab_value", (("model", "tiny"),))] == 1.25
+    assert 0.2 <= m[("softsensor_lab_result_age_seconds", (("model", "tiny"),))] < 60
