@@ -6,12 +6,13 @@ SOFTSENSOR := $(VENV)/bin/softsensor
 DEBUTANIZER ?= ../shared/datasets/debutanizer/debutanizer_data.txt
 RUN ?= runs/quickstart
 
-.PHONY: install tools quickstart quickstart-debutanizer test lint bench-debutanizer bench-column clean
+.PHONY: install tools quickstart quickstart-debutanizer test lint bench-debutanizer bench-column \
+	bench-paper bench-paper-quick clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[train,dev]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[train,dev,bench]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -57,6 +58,14 @@ bench-debutanizer: install
 bench-column: install
 	$(PY) -m bench.protocol --simulate-days 7 --data bench/results/column_a/column_a.csv \
 		--seeds 5 --noise 0 --out bench/results/column_a
+
+# The paper's evaluation (docs/benchmarks.md, "Reproducing the paper"): every method on the
+# debutanizer, simulated Column A and MNIST over 5 seeds, plus CA's ablations. Resumes.
+bench-paper: install
+	$(PY) -m bench.paper
+
+bench-paper-quick: install
+	$(PY) -m bench.paper --quick
 
 clean:
 	rm -rf $(VENV) runs

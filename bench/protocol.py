@@ -35,7 +35,8 @@ DEBUTANIZER = REPO.parent / "shared" / "datasets" / "debutanizer" / "debutanizer
 BASELINES = ("gmp", "magnitude", "random")
 
 
-def _slim(metrics: dict[str, Any]) -> dict[str, Any]:
+def slim_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The figures a benchmark table needs, without configs and per-row detail."""
     keep = (
         "method",
         "seed",
@@ -86,14 +87,36 @@ def run_seed(job: tuple[int, float, RunConfig, str, str]) -> list[dict[str, Any]
             dense_best_val_loss=dense["best_val_loss"],
         )
         rows.append(run_experiment(ds, cfg).metrics)
+    rows += score_linear(ds, seed, noise)
+    return [slim_metrics(r) if "pruning_rate" in r else r for r in rows]
+
+
+def score_linear(ds: Dataset, seed: int, noise: float) -> list[dict[str, Any]]:
+    """Ridge (alpha by validation) and, if the spec has analyzer lags, persistence of the
+    latest analyzer value: the linear baselines a network must beat to be worth deploying."""
     ridge = fit_ridge(ds.train.x, ds.train.y, ds.validation.x, ds.validation.y)
-    linear = [("ridge", ridge.predict(ds.validation.x), ridge.predict(ds.test.x))]
+    linear = [
+        (
+            "ridge",
+            ridge.predict(ds.train.x),
+            ridge.predict(ds.validation.x),
+            ridge.predict(ds.test.x),
+        )
+    ]
     latest = persistence_column(ds)
     if latest is not None:
-        linear.append(("persistence", ds.validation.x[:, latest], ds.test.x[:, latest]))
-    for name, pred_val, pred_test in linear:
+        linear.append(
+            (
+                "persistence",
+                ds.train.x[:, latest],
+                ds.validation.x[:, latest],
+                ds.test.x[:, latest],
+            )
+        )
+    rows = []
+    for name, pred_train, pred_val, pred_test in linear:
         t, v = score(ds.test.y, pred_test), score(ds.validation.y, pred_val)
-        row = {
+        row: dict[str, Any] = {
             "method": name,
             "seed": seed,
             "noise": noise,
@@ -101,12 +124,13 @@ def run_seed(job: tuple[int, float, RunConfig, str, str]) -> list[dict[str, Any]
             "test_mae": t.mae,
             "test_r2": t.r2,
             "val_rmse": v.rmse,
+            "train_rmse": score(ds.train.y, pred_train).rmse,
         }
         if ds.spec.target.truth is not None:
             truth = score(ds.test.truth[ds.spec.target.truth], pred_test)
             row |= {"test_truth_rmse": truth.rmse, "test_truth_r2": truth.r2}
         rows.append(row)
-    return [_slim(r) if "pruning_rate" in r else r for r in rows]
+    return rows
 
 
 def persistence_column(ds: Dataset) -> int | None:

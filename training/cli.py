@@ -427,6 +427,35 @@ def _run_simulate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     return 0
 
 
+def _add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("bench", help="run a benchmark suite from bench/ (needs the repository)")
+    suites = p.add_subparsers(dest="suite", required=True, metavar="SUITE")
+    paper = suites.add_parser(
+        "paper",
+        help="reproduce the paper's evaluation: every method, dataset and seed, plus ablations",
+        description="Writes JSON/CSV results, markdown tables and PNG plots; resumes.",
+    )
+    try:
+        from bench.paper import add_arguments  # argparse only: no torch imported here
+    except ImportError:
+        # The serving image ships service/ and training/ only: every other subcommand must
+        # still work there, and this one says why it cannot.
+        paper.set_defaults(handler=_bench_missing, parser=paper)
+        return
+    add_arguments(paper)
+    paper.set_defaults(handler=_run_bench_paper, parser=paper)
+
+
+def _bench_missing(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    parser.error("the benchmark suites (bench/) are not installed here; run from the repository")
+
+
+def _run_bench_paper(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from bench.paper import run
+
+    return run(args, " ".join(["softsensor", *sys.argv[1:]]))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="softsensor", description="Soft sensor for distillation columns."
@@ -437,6 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_models_parser(sub)
     _add_retrain_parser(sub)
     _add_serve_parser(sub)
+    _add_bench_parser(sub)
     return parser
 
 

@@ -16,7 +16,7 @@ from training.appraisal import CAPruner
 from training.config import METHODS, CAConfig, NetworkConfig, TrainConfig
 from training.data import Dataset
 from training.evaluation import score
-from training.network import count_dense_parameters
+from training.network import count_dense_parameters, match_widths
 from training.pruning import DensePruner, GMPPruner, MagnitudePruner, Pruner, RandomPruner
 from training.shrink import ShrunkNetwork, shrink
 from training.trainer import TrainResult, train
@@ -37,15 +37,23 @@ class RunConfig:
     # Best validation loss of a dense run on the same data and seed: defines the
     # learning-speed target (epochs to reach 1.1x of it).
     dense_best_val_loss: float | None = None
+    # Method "small-dense": the parameter count (weights + biases) to size the dense network
+    # to, normally what CA kept on the same data and seed.
+    target_params: int | None = None
+
+
+# A dense network narrowed to a pruned network's parameter count: a baseline, not a pruner,
+# so it is not among the CLI's training methods.
+SMALL_DENSE = "small-dense"
 
 
 def make_pruner(cfg: RunConfig) -> Pruner:
     """The pruner a method name stands for, with the run's knobs."""
-    if cfg.method not in METHODS:
+    if cfg.method not in (*METHODS, SMALL_DENSE):
         raise ValueError(f"method must be one of {', '.join(METHODS)}, not {cfg.method!r}")
     if cfg.method == "ca":
         return CAPruner(cfg.ca)
-    if cfg.method == "dense":
+    if cfg.method in ("dense", SMALL_DENSE):
         return DensePruner()
     if cfg.method == "magnitude":
         return MagnitudePruner(cfg.target_sparsity)
@@ -56,6 +64,17 @@ def make_pruner(cfg: RunConfig) -> Pruner:
     if cfg.method == "gmp":
         return GMPPruner(cfg.target_sparsity)
     return RandomPruner(cfg.target_sparsity, seed=cfg.seed)
+
+
+def resolve_network(cfg: RunConfig, n_inputs: int, n_outputs: int) -> NetworkConfig:
+    """The network a run trains: the configured one, or for small-dense the same shape
+    narrowed to ``cfg.target_params`` parameters."""
+    if cfg.method != SMALL_DENSE:
+        return cfg.network
+    if cfg.target_params is None:
+        raise ValueError("method 'small-dense' needs target_params (use what CA kept)")
+    widths = match_widths(n_inputs, cfg.network.hidden, n_outputs, cfg.target_params)
+    return replace(cfg.network, hidden=widths)
 
 
 @dataclass
@@ -79,13 +98,14 @@ def epochs_to_target(val_losses: Sequence[float], reference: float | None) -> in
 def run_experiment(dataset: Dataset, cfg: RunConfig) -> RunReport:
     """Train one method on one dataset and measure it; the test split is only scored here."""
     pruner = make_pruner(cfg)
+    network = resolve_network(cfg, len(dataset.feature_names), 1)
     train_cfg = replace(cfg.train, seed=cfg.seed)  # the run's seed governs init and order
     result = train(
         dataset.train.x,
         dataset.train.y,
         dataset.validation.x,
         dataset.validation.y,
-        cfg.network,
+        network,
         pruner,
         train_cfg,
     )
@@ -93,7 +113,7 @@ def run_experiment(dataset: Dataset, cfg: RunConfig) -> RunReport:
     rate = model.pruning_rate()
     per_layer = model.pruning_rate_per_layer()
     shrunk = shrink(model)
-    sizes = [len(dataset.feature_names), *cfg.network.hidden, 1]
+    sizes = [len(dataset.feature_names), *network.hidden, 1]
     nonzero, _ = shrunk.count_parameters()
     val_losses = [h.val_loss for h in result.history]
     reference = cfg.dense_best_val_loss
@@ -118,7 +138,7 @@ def run_experiment(dataset: Dataset, cfg: RunConfig) -> RunReport:
         "pruning_rate_per_layer": per_layer,
         "neurons_removed": [
             width - len(kept)
-            for width, kept in zip(cfg.network.hidden, shrunk.hidden_kept, strict=True)
+            for width, kept in zip(network.hidden, shrunk.hidden_kept, strict=True)
         ],
         "inputs_removed": [
             name for i, name in enumerate(dataset.feature_names) if i not in shrunk.inputs_kept
@@ -133,7 +153,7 @@ def run_experiment(dataset: Dataset, cfg: RunConfig) -> RunReport:
         "train_seconds": result.train_seconds,
         "seconds_per_epoch": result.train_seconds / max(1, result.epochs_run),
         "pruner": result.pruner_config,
-        "network": {"hidden": list(cfg.network.hidden), "activation": cfg.network.activation},
+        "network": {"hidden": list(network.hidden), "activation": network.activation},
         "training": asdict(train_cfg),
         "feature_names": dataset.feature_names,
         "rows": {

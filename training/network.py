@@ -8,6 +8,7 @@ after every optimizer step so that pruned weights are exactly zero when exported
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -122,3 +123,39 @@ class MaskedMLP(nn.Module):
 def count_dense_parameters(sizes: Sequence[int]) -> int:
     """Parameters of a dense MLP with the given layer sizes (inputs, hidden..., outputs)."""
     return sum(a * b + b for a, b in itertools.pairwise(sizes))
+
+
+def match_widths(
+    n_inputs: int, hidden: Sequence[int], n_outputs: int, target_params: int
+) -> tuple[int, ...]:
+    """Hidden widths in the proportions of ``hidden`` whose dense MLP has about
+    ``target_params`` parameters (weights and biases).
+
+    This builds the "small dense" baseline: a network born as small as a pruned one ended up,
+    which tells whether pruning found something that plain down-sizing does not. The scale is
+    solved on the continuous parameter count (which grows monotonically with it), then every
+    floor/ceiling rounding of the widths is tried and the closest count wins.
+
+    >>> match_widths(10, (64, 64), 1, 1939)
+    (38, 38)
+    """
+    if not hidden or any(h < 1 for h in hidden):
+        raise ValueError(f"hidden widths must be positive integers, got {list(hidden)}")
+    if target_params < 1:
+        raise ValueError(f"target parameter count must be positive, got {target_params}")
+
+    def continuous(scale: float) -> float:
+        sizes = [float(n_inputs), *(scale * h for h in hidden), float(n_outputs)]
+        return sum(a * b + b for a, b in itertools.pairwise(sizes))
+
+    lo, hi = 0.0, 1.0
+    while continuous(hi) < target_params:
+        hi *= 2.0
+    for _ in range(60):  # bisection to well below one neuron's worth of parameters
+        mid = (lo + hi) / 2.0
+        lo, hi = (mid, hi) if continuous(mid) < target_params else (lo, mid)
+    options = [sorted({max(1, math.floor(hi * h)), max(1, math.ceil(hi * h))}) for h in hidden]
+    return min(
+        (tuple(w) for w in itertools.product(*options)),
+        key=lambda w: abs(count_dense_parameters([n_inputs, *w, n_outputs]) - target_params),
+    )

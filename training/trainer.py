@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
+from numpy.typing import NDArray
+from torch.nn import functional as F  # noqa: N812
 from tqdm.auto import tqdm
 
 from service.features import FloatArray
@@ -62,14 +65,33 @@ class TrainResult:
             out = self.model(z).double().numpy()
         return self.y_scaler.inverse_transform(out).ravel()
 
+    def predict_classes(self, x: FloatArray) -> NDArray[np.int64]:
+        """Most likely class per raw feature row (classification runs)."""
+        z = torch.as_tensor(self.x_scaler.transform(x), dtype=torch.float32)
+        self.model.eval()
+        with torch.no_grad():
+            classes = self.model(z).argmax(dim=1).numpy()
+        return np.asarray(classes, dtype=np.int64)
+
     def history_dicts(self) -> list[dict[str, Any]]:
         return [asdict(r) for r in self.history]
 
 
-def _mse(model: MaskedMLP, x: torch.Tensor, y: torch.Tensor) -> float:
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _squared_error(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return torch.mean((out - y) ** 2)
+
+
+def _cross_entropy(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(out, y)
+
+
+def _evaluate(model: MaskedMLP, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn) -> float:
     model.eval()
     with torch.no_grad():
-        return float(torch.mean((model(x) - y) ** 2))
+        return float(loss_fn(model(x), y))
 
 
 class Trainer:
@@ -92,13 +114,24 @@ class Trainer:
         torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)
         self.config, self.pruner = config, pruner
-        self.x_scaler = Standardizer().fit(x_train)
-        self.y_scaler = Standardizer().fit(y_train)
+        self.x_scaler = Standardizer().fit(x_train, pooled=config.input_scaling == "pooled")
         self.xt = torch.as_tensor(self.x_scaler.transform(x_train), dtype=torch.float32)
-        self.yt = torch.as_tensor(self.y_scaler.transform(y_train), dtype=torch.float32)
         self.xv = torch.as_tensor(self.x_scaler.transform(x_val), dtype=torch.float32)
-        self.yv = torch.as_tensor(self.y_scaler.transform(y_val), dtype=torch.float32)
-        self.model = MaskedMLP(self.xt.shape[1], 1, network)
+        self.loss_fn: LossFn
+        if config.task == "classification":
+            # Integer labels 0..K-1, one output (logit) per class; nothing to scale.
+            self.y_scaler = Standardizer.identity(1)
+            self.yt = torch.as_tensor(np.asarray(y_train).ravel(), dtype=torch.long)
+            self.yv = torch.as_tensor(np.asarray(y_val).ravel(), dtype=torch.long)
+            n_outputs = int(max(self.yt.max(), self.yv.max())) + 1
+            self.loss_fn = _cross_entropy
+        else:
+            self.y_scaler = Standardizer().fit(y_train)
+            self.yt = torch.as_tensor(self.y_scaler.transform(y_train), dtype=torch.float32)
+            self.yv = torch.as_tensor(self.y_scaler.transform(y_val), dtype=torch.float32)
+            n_outputs = 1
+            self.loss_fn = _squared_error
+        self.model = MaskedMLP(self.xt.shape[1], n_outputs, network)
         self.optimizer = torch.optim.Adam(
             self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay, foreach=True
         )
@@ -125,7 +158,7 @@ class Trainer:
         for start in range(0, n, batch):
             idx = perm[start : start + batch]
             optimizer.zero_grad(set_to_none=True)
-            loss = torch.mean((model(self.xt[idx]) - self.yt[idx]) ** 2)
+            loss = self.loss_fn(model(self.xt[idx]), self.yt[idx])
             loss.backward()  # type: ignore[no-untyped-call]
             pruner.after_backward(model)
             optimizer.step()
@@ -140,7 +173,7 @@ class Trainer:
         epoch = len(self.history)
         model = self.model
         train_loss = self._fit_one_epoch()
-        val_loss = _mse(model, self.xv, self.yv)
+        val_loss = _evaluate(model, self.xv, self.yv, self.loss_fn)
         pruned = self.pruner.end_epoch(epoch, model, self.optimizer, val_loss)
         cleaned = CleanupStats()
         if pruned:
@@ -148,7 +181,7 @@ class Trainer:
             self.totals.dead_neurons += cleaned.dead_neurons
             self.totals.folded_neurons += cleaned.folded_neurons
             self.totals.connections_removed += cleaned.connections_removed
-            val_loss = _mse(model, self.xv, self.yv)
+            val_loss = _evaluate(model, self.xv, self.yv, self.loss_fn)
         if epoch >= self.pruner.final_epoch - 1:  # masks can no longer change after this epoch
             if val_loss < self.best_loss:
                 self.best_loss, self.best_epoch = val_loss, epoch

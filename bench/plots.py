@@ -1,0 +1,334 @@
+"""The suite's figures as PNG files.
+
+Built on matplotlib's ``Figure`` directly (no pyplot): it renders with the Agg canvas, needs
+no display and keeps no global figure state between plots.
+
+Each function draws one figure from the run rows or records and returns the path it wrote, or
+None when the runs it needs are not there (a dataset skipped or left out with --only).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from bench.report import ORDER, TITLE
+from bench.suite import DEFAULT_VARIANT
+
+COLORS = {
+    "ca": "#d62728",
+    "dense": "#1f77b4",
+    "small-dense": "#17becf",
+    "gmp": "#2ca02c",
+    "magnitude": "#ff7f0e",
+    "random": "#7f7f7f",
+    "ridge": "#9467bd",
+    "persistence": "#8c564b",
+}
+TABLES = ("debutanizer", "column_a")
+
+
+def _figure(rows: int, cols: int, **kw: Any) -> tuple[Figure, Any]:
+    fig = Figure(figsize=kw.pop("figsize"), layout="constrained")
+    return fig, fig.subplots(rows, cols, **kw)
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    return path
+
+
+def _main(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in rows if r["variant"] == DEFAULT_VARIANT]
+
+
+def plot_error_vs_rate(rows: list[dict[str, Any]], path: Path) -> Path | None:
+    """Test RMSE against pruning rate, one point per run, a panel per dataset and noise."""
+    rows = _main(rows)
+    panels = [
+        (d, n) for d in TABLES for n in sorted({r["noise"] for r in rows if r["dataset"] == d})
+    ]
+    if not panels:
+        return None
+    cols = max(sum(1 for d2, _ in panels if d2 == d) for d in TABLES)
+    used = [d for d in TABLES if any(p[0] == d for p in panels)]
+    fig, axes = _figure(len(used), cols, figsize=(3.6 * cols, 3.2 * len(used)), squeeze=False)
+    for i, dataset in enumerate(used):
+        noises = [n for d, n in panels if d == dataset]
+        for j in range(cols):
+            ax = axes[i][j]
+            if j >= len(noises):
+                ax.set_visible(False)
+                continue
+            cell = [r for r in rows if r["dataset"] == dataset and r["noise"] == noises[j]]
+            for method in ORDER:
+                pts = [r for r in cell if r["method"] == method]
+                if not pts:
+                    continue
+                if method in ("ridge", "persistence"):
+                    y = float(np.mean([r["test_rmse"] for r in pts]))
+                    ax.axhline(y, color=COLORS[method], ls="--", lw=1, label=method)
+                    continue
+                ax.scatter(
+                    [100 * (r.get("effective_rate") or 0.0) for r in pts],
+                    [r["test_rmse"] for r in pts],
+                    s=18,
+                    color=COLORS[method],
+                    label=method,
+                    alpha=0.8,
+                )
+            ax.set_title(f"{TITLE[dataset]}, noise {noises[j]:g}", fontsize=9)
+            ax.set_xlabel("pruning rate %")
+            ax.set_ylabel("test RMSE")
+            ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    return _save(fig, path)
+
+
+def _mean_curve(
+    histories: Sequence[list[dict[str, float]]], key: str, *, hold_last: bool
+) -> tuple[Any, Any]:
+    """Mean over seeds per epoch. Runs stop early at different epochs: a quantity that stays
+    put once a run stops (its sparsity) is held at its last value; any other curve ends where
+    the first run stopped, so the mean never silently changes which seeds it averages."""
+    length = max(len(h) for h in histories) if hold_last else min(len(h) for h in histories)
+    grid = np.empty((len(histories), length))
+    for i, h in enumerate(histories):
+        values = [e[key] for e in h][:length]
+        grid[i] = values + [values[-1]] * (length - len(values))
+    return np.arange(1, length + 1), grid.mean(axis=0)
+
+
+def plot_learning(records: list[dict[str, Any]], path: Path) -> Path | None:
+    """Validation loss and sparsity per epoch (mean over seeds) for CA, dense and GMP, at
+    noise 0: how fast each method learns and when CA prunes."""
+    datasets = [
+        d
+        for d in (*TABLES, "mnist")
+        if any(r["metrics"]["dataset"] == d and "history" in r for r in records)
+    ]
+    if not datasets:
+        return None
+    fig, axes = _figure(2, len(datasets), figsize=(4.2 * len(datasets), 6), squeeze=False)
+    for j, dataset in enumerate(datasets):
+        for method in ("dense", "ca", "gmp"):
+            hist = [
+                r["history"]
+                for r in records
+                if r["metrics"]["dataset"] == dataset
+                and r["metrics"]["method"] == method
+                and float(r["metrics"]["noise"]) == 0.0
+                and r.get("variant", DEFAULT_VARIANT) == DEFAULT_VARIANT
+            ]
+            if not hist:
+                continue
+            x, loss = _mean_curve(hist, "val_loss", hold_last=False)
+            axes[0][j].plot(x, loss, color=COLORS[method], label=method)
+            x, sparsity = _mean_curve(hist, "sparsity", hold_last=True)
+            axes[1][j].plot(x, 100 * sparsity, color=COLORS[method], label=method)
+        loss_name = "cross-entropy" if dataset == "mnist" else "MSE (standardized)"
+        axes[0][j].set_title(f"{TITLE[dataset]}, noise 0", fontsize=9)
+        axes[0][j].set_ylabel(f"validation {loss_name}")
+        axes[1][j].set_ylabel("pruning rate %")
+        axes[1][j].set_xlabel("epoch")
+        for ax in axes[:, j]:
+            ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_noise(summary: list[dict[str, Any]], path: Path) -> Path | None:
+    """Test RMSE (mean +- std over seeds) against the input noise level, per method."""
+    datasets = [d for d in TABLES if any(e["dataset"] == d for e in summary)]
+    if not datasets:
+        return None
+    fig, axes = _figure(1, len(datasets), figsize=(5 * len(datasets), 3.8), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets, strict=True):
+        for k, method in enumerate(ORDER):
+            pts = sorted(
+                (
+                    (e["noise"], e["test_rmse"])
+                    for e in summary
+                    if e["dataset"] == dataset
+                    and e["method"] == method
+                    and e["variant"] == DEFAULT_VARIANT
+                    and "test_rmse" in e
+                ),
+                key=lambda p: p[0],
+            )
+            if not pts:
+                continue
+            x = np.array([p[0] for p in pts]) + (k - 3.5) * 0.0012  # small dodge
+            ax.errorbar(
+                x,
+                [p[1]["mean"] for p in pts],
+                yerr=[p[1]["std"] for p in pts],
+                color=COLORS[method],
+                marker="o",
+                ms=3,
+                capsize=2,
+                lw=1,
+                label=method,
+            )
+        ax.set_title(TITLE[dataset], fontsize=9)
+        ax.set_xlabel("input noise sigma (data units)")
+        ax.set_ylabel("test RMSE")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    return _save(fig, path)
+
+
+def plot_connectivity(records: list[dict[str, Any]], dataset: str, path: Path) -> Path | None:
+    """What CA kept at noise 0: the surviving network of seed 0 (left) and, over all seeds,
+    how many first-layer connections each input keeps (right): which sensors matter."""
+    runs = sorted(
+        (
+            r
+            for r in records
+            if "structure" in r
+            and r["metrics"]["dataset"] == dataset
+            and float(r["metrics"]["noise"]) == 0.0
+        ),
+        key=lambda r: r["metrics"]["seed"],
+    )
+    if not runs:
+        return None
+    names = runs[0]["structure"]["feature_names"]
+    masks = [
+        np.array([[c == "1" for c in row] for row in layer])
+        for layer in runs[0]["structure"]["masks"]
+    ]
+    fig, (net_ax, bar_ax) = _figure(
+        1, 2, figsize=(12, max(4.0, 0.28 * len(names) + 1)), gridspec_kw={"width_ratios": [3, 2]}
+    )
+    sizes = [masks[0].shape[1], *(m.shape[0] for m in masks)]
+
+    def ys(n: int) -> Any:
+        return np.linspace(0, 1, n) if n > 1 else np.array([0.5])
+
+    alive = [masks[0].any(axis=0)]
+    for i in range(len(masks) - 1):
+        alive.append(masks[i].any(axis=1) & masks[i + 1].any(axis=0))
+    alive.append(np.ones(sizes[-1], dtype=bool))
+    for layer, mask in enumerate(masks):
+        y_in, y_out = ys(sizes[layer]), ys(sizes[layer + 1])
+        for o, i in zip(*np.nonzero(mask), strict=True):
+            net_ax.plot(
+                [layer, layer + 1], [y_in[i], y_out[o]], color="#d62728", lw=0.4, alpha=0.35
+            )
+    for layer, n in enumerate(sizes):
+        y = ys(n)
+        kept = alive[layer]
+        net_ax.scatter(np.full(n, layer)[kept], y[kept], s=14, color="black", zorder=3)
+        net_ax.scatter(
+            np.full(n, layer)[~kept],
+            y[~kept],
+            s=14,
+            facecolors="none",
+            edgecolors="#bbbbbb",
+            zorder=3,
+        )
+    for i, name in enumerate(names):
+        net_ax.text(-0.08, ys(len(names))[i], name, ha="right", va="center", fontsize=7)
+    labels = ["inputs", *(f"hidden {k + 1}" for k in range(len(masks) - 1)), "output"]
+    net_ax.set_xticks(range(len(sizes)), labels)
+    net_ax.set_yticks([])
+    net_ax.set_xlim(-0.9, len(sizes) - 0.8)
+    kept_hidden = ", ".join(f"{int(a.sum())}/{a.size}" for a in alive[1:-1])
+    net_ax.set_title(
+        f"{TITLE[dataset]}, CA seed {runs[0]['metrics']['seed']}: "
+        f"{runs[0]['metrics']['pruning_rate']:.0%} pruned, hidden neurons kept {kept_hidden}",
+        fontsize=9,
+    )
+    # connections kept from each input into the first hidden layer, one row per seed
+    per_input = np.array(
+        [
+            [sum(row[i] == "1" for row in r["structure"]["masks"][0]) for i in range(len(names))]
+            for r in runs
+        ]
+    )
+    used = (per_input > 0).mean(axis=0)
+    order = np.arange(len(names))[::-1]
+    bar_ax.barh(order, per_input.mean(axis=0), color="#d62728", alpha=0.6)
+    for seed_counts in per_input:  # one dot per seed: the spread without a symmetric error bar
+        bar_ax.scatter(seed_counts, order, s=8, color="black", zorder=3)
+
+    bar_ax.set_yticks(
+        order, [f"{n} (kept in {u:.0%})" for n, u in zip(names, used, strict=True)], fontsize=7
+    )
+    bar_ax.set_xlabel(
+        f"first-layer connections kept (of {masks[0].shape[0]}), mean over {len(runs)} seeds"
+    )
+    bar_ax.grid(alpha=0.3, axis="x")
+    return _save(fig, path)
+
+
+def plot_mnist(
+    rows: list[dict[str, Any]], records: list[dict[str, Any]], path: Path
+) -> Path | None:
+    """MNIST test accuracy against pruning rate per run, and which pixels CA still reads."""
+    cell = [r for r in _main(rows) if r["dataset"] == "mnist"]
+    if not cell:
+        return None
+    kept = [
+        r["metrics"]["input_connections"]
+        for r in records
+        if r["metrics"]["dataset"] == "mnist"
+        and r["metrics"]["method"] == "ca"
+        and "input_connections" in r["metrics"]
+    ]
+    # The pixel map needs per-pixel counts, which runs made before they were recorded lack.
+    if kept:
+        fig, (ax, img_ax) = _figure(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [3, 2]})
+    else:
+        fig, ax = _figure(1, 1, figsize=(6, 4))
+    for method in ORDER:
+        pts = [r for r in cell if r["method"] == method]
+        if pts:
+            ax.scatter(
+                [100 * (r.get("effective_rate") or 0.0) for r in pts],
+                [100 * (1 - r["test_error"]) for r in pts],
+                s=20,
+                color=COLORS[method],
+                label=method,
+                alpha=0.8,
+            )
+    ax.set_xlabel("pruning rate %")
+    ax.set_ylabel("test accuracy %")
+    ax.set_title("MNIST 784-300-100-10", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    if kept:
+        side = math.isqrt(len(kept[0]))
+        share = np.mean(kept, axis=0).reshape(side, side)
+        shown = img_ax.imshow(share, cmap="magma", vmin=0)
+        fig.colorbar(shown, ax=img_ax, fraction=0.046)
+        img_ax.set_title(
+            f"first-layer connections CA keeps per pixel ({len(kept)} seeds)", fontsize=9
+        )
+        img_ax.set_xticks([])
+        img_ax.set_yticks([])
+    return _save(fig, path)
+
+
+def plot_all(
+    rows: list[dict[str, Any]],
+    summary: list[dict[str, Any]],
+    records: list[dict[str, Any]],
+    directory: Path,
+) -> list[Path]:
+    """Every figure the suite publishes; the ones without data are left out."""
+    made = [
+        plot_error_vs_rate(rows, directory / "rmse_vs_pruning_rate.png"),
+        plot_learning(records, directory / "learning_speed.png"),
+        plot_noise(summary, directory / "rmse_vs_noise.png"),
+        *(plot_connectivity(records, d, directory / f"connectivity_{d}.png") for d in TABLES),
+        plot_mnist(rows, records, directory / "mnist_accuracy_vs_pruning_rate.png"),
+    ]
+    return [p for p in made if p is not None]
