@@ -25,9 +25,7 @@ import argparse
 import json
 import os
 import platform
-import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,101 +37,8 @@ import httpx
 import numpy as np
 
 from bench.protocol import REPO
+from bench.wrk import LUA, free_port, make_model, raw_signals, rss_kib, run_wrk
 from service.atomic import write_atomic
-from service.registry import Registry
-from training.config import CAConfig, NetworkConfig, TrainConfig
-from training.data import load_dataset
-from training.experiment import RunConfig, run_experiment
-from training.publish import publish
-from training.simulator import simulate
-from training.spec import load_spec
-
-# POST the body in $BODY; with $RATE set, pace requests on a fixed schedule of $RATE per
-# second (per wrk thread): each request waits for the next free slot, never for a reply.
-LUA = """
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-local f = io.open(os.getenv("BODY"), "r")
-wrk.body = f:read("*a")
-f:close()
-local rate = tonumber(os.getenv("RATE") or "0")
-if rate > 0 then
-  local ffi = require("ffi")
-  ffi.cdef[[
-    typedef struct { long tv_sec; long tv_nsec; } softsensor_timespec;
-    int clock_gettime(int clk_id, softsensor_timespec *tp);
-  ]]
-  local ts = ffi.new("softsensor_timespec")
-  local function now_ms()
-    ffi.C.clock_gettime(1, ts)  -- CLOCK_MONOTONIC
-    return tonumber(ts.tv_sec) * 1000 + tonumber(ts.tv_nsec) / 1e6
-  end
-  local interval, start, sent = 1000 / rate, nil, 0
-  function delay()
-    local now = now_ms()
-    start = start or now
-    local due = start + sent * interval
-    sent = sent + 1
-    return math.max(0, math.floor(due - now + 0.5))
-  end
-end
-"""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def rss_kib(pid: int) -> int:
-    """Resident set size of a process, from /proc (what the kernel charges it)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for pid {pid}")
-
-
-def make_model(work: Path) -> tuple[Path, list[str]]:
-    """Two simulated days of Column A, a short CA training, registered as column_a/bench."""
-    data, spec = simulate(2, 3, work / "column.csv")
-    ds = load_dataset(load_spec(spec), data)
-    cfg = RunConfig(
-        network=NetworkConfig(), train=TrainConfig(epochs=30, progress=False), ca=CAConfig()
-    )
-    registry = Registry(work / "models")
-    publish(ds, run_experiment(ds, cfg), registry, "column_a", version="bench")
-    card = registry.verify("column_a", "bench")
-    return data, [s.name for s in card.signals if s.used and s.derived_from is None]
-
-
-def run_wrk(
-    url: str, body: Path, lua: Path, seconds: float, conc: int, rate: float | None
-) -> dict[str, Any]:
-    """One wrk run; ``rate`` paces it (None: as fast as the server answers)."""
-    env = {**os.environ, "BODY": str(body), "RATE": f"{rate:.3f}" if rate else "0"}
-    cmd = ["wrk", "-t1", f"-c{conc}", f"-d{seconds:.0f}s", "--timeout", "10s", "--latency"]
-    out = subprocess.run(
-        [*cmd, "-s", str(lua), url], env=env, capture_output=True, text=True, check=True
-    ).stdout
-
-    def ms(label: str) -> float:
-        m = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", out, flags=re.M)
-        if not m:
-            return float("nan")
-        return float(m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[m.group(2)]
-
-    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    return {
-        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
-        "requests": requests,
-        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
-        "socket_errors": sum(int(g) for g in errors.groups()) if errors else 0,
-        "p50_ms": ms("50"),
-        "p99_ms": ms("99"),
-    }
 
 
 def bodies(work: Path, data: Path, raw: list[str], batch: int) -> dict[str, Path]:
@@ -162,7 +67,8 @@ def main() -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install wrk")
     work = Path(tempfile.mkdtemp(prefix="softsensor-load-"))
-    data, raw = make_model(work)
+    data, card = make_model(work)
+    raw = raw_signals(card)
     lua = work / "load.lua"
     lua.write_text(LUA)
     paths = bodies(work, data, raw, args.batch)

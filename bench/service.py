@@ -19,9 +19,7 @@ import argparse
 import json
 import os
 import platform
-import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,40 +32,10 @@ import httpx
 import numpy as np
 
 from bench.protocol import REPO
+from bench.wrk import LUA, free_port, make_model, raw_signals, rss_kib, run_wrk
 from service.atomic import write_atomic
 from service.registry import MODEL_FILE, Registry
 from service.runtime import load_model
-from training.config import CAConfig, NetworkConfig, TrainConfig
-from training.data import load_dataset
-from training.experiment import RunConfig, run_experiment
-from training.publish import publish
-from training.simulator import simulate
-from training.spec import load_spec
-
-POST_LUA = """
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-local f = io.open(os.getenv("BODY"), "r")
-wrk.body = f:read("*a")
-f:close()
-"""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def make_model(work: Path) -> tuple[Path, Any]:
-    data, spec = simulate(2, 3, work / "column.csv")
-    ds = load_dataset(load_spec(spec), data)
-    cfg = RunConfig(
-        network=NetworkConfig(), train=TrainConfig(epochs=30, progress=False), ca=CAConfig()
-    )
-    registry = Registry(work / "models")
-    publish(ds, run_experiment(ds, cfg), registry, "column_a", version="bench")
-    return data, registry.verify("column_a", "bench")
 
 
 def start(cmd: list[str], env: dict[str, str], port: int, path: str) -> subprocess.Popen[bytes]:
@@ -83,41 +51,6 @@ def start(cmd: list[str], env: dict[str, str], port: int, path: str) -> subproce
     raise SystemExit(f"server did not start: {' '.join(cmd)}")
 
 
-def run_wrk(url: str, body: Path, lua: Path, seconds: float, conc: int) -> dict[str, float]:
-    env = {**os.environ, "BODY": str(body)}
-    out = subprocess.run(
-        ["wrk", "-t1", f"-c{conc}", f"-d{seconds:.0f}s", "--latency", "-s", str(lua), url],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-
-    def ms(label: str) -> float:
-        m = re.search(rf"{label}%\s+([\d.]+)(us|ms|s)", out)
-        if not m:
-            return float("nan")
-        return float(m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[m.group(2)]
-
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {
-        "rps": rps,
-        "p50_ms": ms("50"),
-        "p99_ms": ms("99"),
-        "requests": total,
-        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
-    }
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -131,9 +64,9 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="softsensor-bench-"))
     data, card = make_model(work)
     lua = work / "post.lua"
-    lua.write_text(POST_LUA)
+    lua.write_text(LUA)
     frame = np.genfromtxt(data, delimiter=",", names=True, dtype=None, encoding="utf-8")
-    raw = [s.name for s in card.signals if s.used and s.derived_from is None]
+    raw = raw_signals(card)
     last = {s: float(frame[s][-1]) for s in raw}
     ours_body = work / "ours.json"
     ours_body.write_text(json.dumps({"model": "column_a", "records": [{"values": last}]}))
@@ -186,19 +119,19 @@ def main() -> None:
         ref_url = f"http://127.0.0.1:{ref_port}/predict"
         our_url = f"http://127.0.0.1:{our_port}/v1/predict"
         for url, body in ((ref_url, ref_body), (our_url, ours_body)):  # warm-up
-            run_wrk(url, body, lua, 2, args.concurrency)
+            run_wrk(url, body, lua, 2, args.concurrency, None)
         rss_warm = rss_kib(ours.pid)
         for _ in range(args.rounds):
             results["single_row"]["reference"].append(
-                run_wrk(ref_url, ref_body, lua, args.seconds, args.concurrency)
+                run_wrk(ref_url, ref_body, lua, args.seconds, args.concurrency, None)
             )
             results["single_row"]["service"].append(
-                run_wrk(our_url, ours_body, lua, args.seconds, args.concurrency)
+                run_wrk(our_url, ours_body, lua, args.seconds, args.concurrency, None)
             )
         rss_before = rss_kib(ours.pid)
         rate = statistics.median(r["rps"] for r in results["single_row"]["service"])
         soak_s = min(900.0, 1.25 * args.rss_requests / rate)  # wrk runs by time, not count
-        soak = run_wrk(our_url, ours_body, lua, soak_s, args.concurrency)
+        soak = run_wrk(our_url, ours_body, lua, soak_s, args.concurrency, None)
         rss_after = rss_kib(ours.pid)
         results["rss"] = {
             "after_warmup_kib": rss_warm,
