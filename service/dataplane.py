@@ -159,8 +159,7 @@ class DriftFeed:
                 self.monitor.observe(
                     np.vstack(self._x), np.concatenate(self._y), np.concatenate(self._t)
                 )
-            if self._x:
-                self._x, self._y, self._t, self._rows = [], [], [], 0
+            self._x, self._y, self._t, self._rows = [], [], [], 0
             self._since = time.monotonic()
         return self.monitor
 

@@ -40,11 +40,15 @@ class Assembled:
     """Feature rows for the request's records, in order, and what is doubtful about each."""
 
     x: Floats
-    missing_history: NDArray[np.bool_]  # the first ``padded`` rows
-    padded: int
+    padded: int  # the first rows, whose lags reach back before the first real sample
     imputed: NDArray[np.bool_]  # [n, S]: value not sent, carried forward
     out_of_range: NDArray[np.bool_]  # [n, S]: value outside the signal's valid range
     filled: Series  # the request's rows after imputation (what the stream remembers)
+
+    @property
+    def missing_history(self) -> NDArray[np.bool_]:
+        """Per row: its lags were filled with invented history (the first ``padded`` rows)."""
+        return np.arange(len(self.x)) < self.padded
 
 
 def forward_fill(values: Floats, fallbacks: Floats, bad: NDArray[np.bool_] | None = None) -> Floats:
@@ -81,12 +85,9 @@ def assemble(model: LoadedModel, batch: Series, history: Series | None) -> Assem
     else:
         padded = np.vstack([np.repeat(filled[:1], pad, axis=0), filled]) if pad else filled
         x = model.plan.assemble(padded)[-n:]
-    missing = np.zeros(n, dtype=bool)
-    missing[:pad] = True  # these rows reach back before the first real sample
     outside = (raw < model.low) | (raw > model.high)  # NaN compares False, silently
     return Assembled(
         x=x,
-        missing_history=missing,
         padded=min(pad, n),
         imputed=imputed,
         out_of_range=outside,
