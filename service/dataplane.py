@@ -12,14 +12,17 @@ import math
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from service.bias import BiasConfig, BiasFilter, residual_sigma
 from service.card import ModelCard
+from service.coalescer import PredictCoalescer
 from service.drift import DriftMonitor, PageHinkley
 from service.errors import (
     BadInputError,
@@ -31,7 +34,7 @@ from service.errors import (
 )
 from service.metrics import ServiceMetrics
 from service.registry import Registry, RegistryError
-from service.rows import Assembled, Floats, Series, assemble
+from service.rows import Assembled, Floats, Series, assemble_many
 from service.runtime import LoadedModel, ModelLoadError, load_model
 from service.schemas import (
     LabOutcome,
@@ -80,23 +83,39 @@ def _row_flags(rows: Assembled, i: int, names: tuple[str, ...], doubtful: bool) 
     }
 
 
-def _non_finite(model: LoadedModel, rows: Assembled, estimate: Floats) -> ServiceError:
+def _non_finite(
+    model: LoadedModel, rows: Assembled, estimate: Floats, history: Series | None
+) -> ServiceError:
     """The error for estimates that came out NaN or infinite.
 
     A verified model gives finite estimates on plausible inputs (its load-time probe checks
-    that), so when a row with values outside their valid range gives none, the values are
-    to blame (a historian's 1e30 "bad value" overflows the float32 graph): a 422 naming the
-    signals. Otherwise it is the model's fault, a 500.
+    that), so when values outside their valid range fed a row that gives none, the values
+    are to blame (a historian's 1e30 "bad value" overflows the float32 graph): a 422 naming
+    the signals. The value may be a lag: an earlier row of the request, or of the stream's
+    remembered history. Otherwise it is the model's fault, a 500.
     """
     bad = np.flatnonzero(~np.isfinite(estimate))
-    outside = rows.out_of_range[bad].any(axis=0)
+    outside = rows.out_of_range[: bad[-1] + 1].any(axis=0)  # the rows up to the last bad one
+    if history is not None and len(history):
+        outside |= ((history.values < model.low) | (history.values > model.high)).any(axis=0)
     if outside.any():
         names = [model.raw_signals[j] for j in np.flatnonzero(outside)]
         return BadInputError(
-            f"records {bad[:5].tolist()}: values of {names} lie so far outside their valid "
-            "range that the model gives no finite estimate"
+            f"records {bad[:5].tolist()}: values of {names} (in these records or in the "
+            "history their lags use) lie so far outside their valid range that the model "
+            "gives no finite estimate"
         )
     return ServiceError(f"model {model.name} {model.version} gave a non-finite estimate")
+
+
+@dataclass
+class _Part:
+    """One predict request, read and checked, waiting to be scored with the others."""
+
+    req: PredictRequest
+    batch: Series
+    stamps: Any  # as sent, echoed back
+    history: Series | None
 
 
 class PredictionLog:
@@ -219,6 +238,9 @@ class SoftSensorService:
         self._refused: dict[str, str] = {}  # name -> version last refused (log once)
         self._missing: dict[str, str] = {}  # name -> champion not (yet) in the registry
         self._reload_lock = threading.Lock()
+        self.coalescer = PredictCoalescer(
+            self.predict_many, settings.coalesce_requests, metrics.batch_requests
+        )
         metrics.watch(lambda: list(self.slots.values()), lambda: list(self.served))
 
     # ---- lifecycle -------------------------------------------------------------------
@@ -479,36 +501,113 @@ class SoftSensorService:
 
     def predict(self, req: PredictRequest) -> dict[str, Any]:
         """Estimates for the request's rows, as a JSON-ready payload (records or columns,
-        like the request)."""
-        slot = self.slot(req.model)
-        model = slot.model
+        like the request); a problem with the request is raised."""
+        answer = self.predict_many([req])[0]
+        if isinstance(answer, ServiceError):
+            raise answer
+        return answer
+
+    def predict_many(self, reqs: Sequence[PredictRequest]) -> list[dict[str, Any] | ServiceError]:
+        """Answers for requests that arrived together, each exactly what it gets alone.
+
+        The requests for one model are assembled and scored in one onnxruntime call: for
+        one-row requests the fixed cost of a call outweighs the row. A request's mistake
+        is its own answer (an error), not its neighbours'. A stream named twice is the only
+        order that matters: its second request needs the first one's rows, so everything
+        gathered before it is finished first.
+        """
+        answers: list[dict[str, Any] | ServiceError | None] = [None] * len(reqs)
+        groups: dict[int, tuple[ModelSlot, list[tuple[int, _Part]]]] = {}
+        streams: set[tuple[str, str]] = set()
+        for i, req in enumerate(reqs):
+            try:
+                slot = self.slot(req.model)
+                key = (slot.model.name, req.stream or "")
+                if req.stream is not None and key in streams:
+                    for group in groups.values():
+                        self._score(*group, answers)
+                    groups, streams = {}, set()
+                part = self._part(slot.model, req)
+            except ServiceError as exc:
+                answers[i] = exc
+                continue
+            if req.stream is not None:
+                streams.add(key)
+            groups.setdefault(id(slot), (slot, []))[1].append((i, part))
+        for group in groups.values():
+            self._score(*group, answers)
+        done = [a for a in answers if a is not None]
+        if len(done) != len(reqs):
+            raise RuntimeError("a predict request was left without an answer")
+        return done
+
+    def _part(self, model: LoadedModel, req: PredictRequest) -> _Part:
         batch, stamps = self._series(model, req)
         history = None
         if req.stream is not None:
             self.streams.check_order(model.name, req.stream, float(batch.times[0]))
             history = self.streams.history(model.name, req.stream)
-        rows = assemble(model, batch, history)
+        return _Part(req, batch, stamps, history)
+
+    def _score(
+        self,
+        slot: ModelSlot,
+        items: list[tuple[int, _Part]],
+        answers: list[dict[str, Any] | ServiceError | None],
+    ) -> None:
+        """Assemble and score one model's requests together, then answer each."""
+        model = slot.model
+        rows = assemble_many(model, [(p.batch, p.history) for _, p in items])
         estimate = model.predict(rows.x)
-        if not np.isfinite(estimate).all():
-            raise _non_finite(model, rows, estimate)
-        if req.stream is not None:
-            self.streams.append(model.name, req.stream, rows.filled, model.history)
-        p = rows.padded  # padded rows hold invented history: not evidence of drift
-        if p < len(estimate):
-            slot.drift_feed.add(rows.x[p:], estimate[p:], batch.times[p:])
-        slot.predictions.add(batch.times, estimate)
-        slot.rows_counter.inc(len(estimate))
+        kept = np.ones(len(estimate), dtype=bool)
+        if not np.isfinite(estimate).all():  # refuse only the requests it happened to
+            for (i, p), part, (a, b) in zip(items, rows.parts, rows.bounds, strict=True):
+                if not np.isfinite(estimate[a:b]).all():
+                    answers[i] = _non_finite(model, part, estimate[a:b], p.history)
+                    kept[a:b] = False
+                    if p.req.stream is not None:  # the samples happened: the stream moves on,
+                        # and an absurd value leaves its history after ``history`` samples
+                        self.streams.append(model.name, p.req.stream, part.filled, model.history)
+            if not kept.any():
+                return
+        # Then each request as if it came alone: the frozen-sensor check in its answer sees
+        # the drift state its predecessors left, no more.
+        for (i, p), part, (a, b) in zip(items, rows.parts, rows.bounds, strict=True):
+            if answers[i] is not None:  # refused above
+                continue
+            if p.req.stream is not None:
+                self.streams.append(model.name, p.req.stream, part.filled, model.history)
+            pad = part.padded  # padded rows hold invented history: not evidence of drift
+            if pad < b - a:
+                slot.drift_feed.add(part.x[pad:], estimate[a + pad : b], p.batch.times[pad:])
+            slot.predictions.add(p.batch.times, estimate[a:b])
+            answers[i] = self._answer(slot, p, part, estimate[a:b], rows.doubtful[a:b])
+        slot.rows_counter.inc(int(kept.sum()))
+        if rows.imputed.any():  # a sensor or the analyzer not reporting
+            for j, count in enumerate(rows.imputed[kept].sum(axis=0).tolist()):
+                if count:
+                    self.metrics.imputed.labels(model.name, model.raw_signals[j]).inc(count)
+
+    def _answer(
+        self,
+        slot: ModelSlot,
+        p: _Part,
+        rows: Assembled,
+        estimate: Floats,
+        doubtful: NDArray[np.bool_],
+    ) -> dict[str, Any]:
+        """One request's JSON-ready answer: records or columns, like the request."""
+        model = slot.model
+        req, stamps = p.req, p.stamps
         bias = slot.bias.bias
         lo_key, hi_key = self.settings.interval_quantiles
         q = model.card.residual_quantiles
         q_low, q_high = q.get(lo_key, 0.0), q.get(hi_key, 0.0)
-        frozen = slot.frozen_signals(float(batch.times[-1]), self.settings.frozen_after_s)
-        doubtful = np.any(rows.imputed | rows.out_of_range, axis=1)  # a value to name
-        flagged = (rows.missing_history | doubtful).nonzero()[0]
-        if flagged.size and rows.imputed.any():  # a sensor or the analyzer not reporting
-            for j, count in enumerate(rows.imputed.sum(axis=0).tolist()):
-                if count:
-                    self.metrics.imputed.labels(model.name, model.raw_signals[j]).inc(count)
+        frozen = slot.frozen_signals(float(p.batch.times[-1]), self.settings.frozen_after_s)
+        n, padded = len(estimate), rows.padded
+        flagged = list(range(padded))  # lags padded: always flagged
+        if padded < n:
+            flagged += (np.flatnonzero(doubtful[padded:]) + padded).tolist()
         names = model.raw_signals
         head = {
             "model": model.name,
@@ -519,9 +618,7 @@ class SoftSensorService:
         if req.columns is not None:
             corrected = estimate + bias
             slot.last_estimate = float(corrected[-1])
-            flags = [
-                _row_flags(rows, int(i), names, doubtful[i]) | {"row": int(i)} for i in flagged
-            ]
+            flags = [_row_flags(rows, i, names, doubtful[i]) | {"row": i} for i in flagged]
             return head | {
                 "timestamp": stamps if req.timestamp is not None else None,
                 # Arrays, not lists: the JSON writer (orjson) renders them without making a
@@ -536,10 +633,7 @@ class SoftSensorService:
         # Records: a dictionary per row is built anyway, so the arithmetic rides along in
         # Python floats (the same IEEE additions as the array form, without its per-call cost).
         quiet = {"out_of_range": [], "frozen": frozen, "imputed": [], "missing_history": False}
-        flag_of = {
-            i: _row_flags(rows, i, names, doubtful[i]) | {"frozen": frozen}
-            for i in flagged.tolist()
-        }
+        flag_of = {i: _row_flags(rows, i, names, doubtful[i]) | {"frozen": frozen} for i in flagged}
         version = model.version
         out = []
         for i, e in enumerate(estimate.tolist()):

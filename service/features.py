@@ -130,15 +130,6 @@ class FeaturePlan:
             out[j] = by_signal[col, start : start + n_rows]
         return out.T
 
-    def assemble_steady(self, values: FloatArray) -> FloatArray:
-        """Rows as if each row's history were that row itself (lags repeat the value).
-
-        What ``assemble`` gives after padding a lone sample with copies of itself, without
-        building the padded matrix: the one-row request with no history left.
-        """
-        full = self.derive(values)
-        return np.asarray(full[:, self._cols], dtype=np.float64)
-
 
 def derive_signals(
     values: Mapping[str, FloatArray], derived: Sequence[DerivedSignal]

@@ -151,6 +151,12 @@ class ServiceMetrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
         )
         self.rows = Counter("softsensor_predicted_rows", "Rows estimated", ["model"], registry=r)
+        self.batch_requests = Histogram(
+            "softsensor_predict_batch_requests",
+            "Predict requests scored together in one call (those that arrived together)",
+            registry=r,
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+        )
         self.lab_results = Counter(
             "softsensor_lab_results",
             "Lab results received, by what became of them",

@@ -2,11 +2,13 @@
 
 Lagged features are built by ``service.features.FeaturePlan``, the same code training used,
 over the stream's remembered history followed by the request's rows. Everything is a matrix
-operation over the model's raw signals, so one row costs little more than a thousand.
+operation over the model's raw signals, so one row costs little more than a thousand, and
+the requests that arrive together are assembled in one pass (``assemble_many``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,6 +67,99 @@ def forward_fill(values: Floats, fallbacks: Floats, bad: NDArray[np.bool_] | Non
     return np.where(idx >= 0, filled, fallbacks[None, :])
 
 
+@dataclass
+class Assembly:
+    """Several requests' rows, assembled together for one onnxruntime call.
+
+    Row ``k`` of ``x`` belongs to the request whose ``bounds`` span contains it; ``parts``
+    holds each request's own view (its rows, flags and filled values).
+    """
+
+    x: Floats
+    imputed: NDArray[np.bool_]
+    doubtful: NDArray[np.bool_]  # per row: a value was imputed or out of range
+    bounds: list[tuple[int, int]]
+    parts: list[Assembled]
+
+
+def _runs(starts: NDArray[np.intp], sizes: NDArray[np.intp]) -> NDArray[np.intp]:
+    """``starts[k], starts[k] + 1, ...`` for ``sizes[k]`` values each, concatenated."""
+    offsets = np.repeat(np.cumsum(sizes) - sizes, sizes)
+    return np.asarray(np.repeat(starts, sizes) + np.arange(int(sizes.sum())) - offsets)
+
+
+def assemble_many(model: LoadedModel, parts: Sequence[tuple[Series, Series | None]]) -> Assembly:
+    """Rows for several requests at once; each request's lags see only its own window.
+
+    Every request gets what it would get alone: its history (if any) followed by its rows,
+    forward filled, padded in front with copies of its oldest row until its first row has
+    full history. The windows are stacked and assembled in one pass and only the requests'
+    own rows are kept. A lag never reaches into another request's window, because each
+    window holds at least ``history`` rows before its first own row.
+    """
+    h = model.history
+    one = len(parts) == 1
+    raw = parts[0][0].values if one else np.concatenate([b.values for b, _ in parts])
+    imputed = np.isnan(raw)
+    outside = (raw < model.low) | (raw > model.high)  # NaN compares False, silently
+    holes = bool(imputed.any())
+    blocks: list[Floats] = []  # per request: its history rows (if any), then its own rows
+    owns: list[Floats] = []
+    lengths: list[int] = []
+    pads: list[int] = []
+    counts: list[int] = []
+    row = 0
+    for batch, history in parts:
+        n = len(batch)
+        own = raw[row : row + n]
+        kept = 0 if history is None else len(history)
+        if history is not None and kept:  # remembered rows are filled already
+            blocks.append(history.values)
+            if holes:
+                own = forward_fill(np.vstack([history.values, own]), model.fallbacks)[kept:]
+        elif holes:
+            own = forward_fill(own, model.fallbacks, imputed[row : row + n])
+        blocks.append(own)
+        owns.append(own)
+        lengths.append(kept + n)
+        pads.append(max(0, h - kept))
+        counts.append(n)
+        row += n
+    stacked = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+    if one and not pads[0]:
+        x = model.plan.assemble(stacked)[-counts[0] :]
+    else:
+        # Window k: its segment's first row repeated pads[k] times, then the segment.
+        size = np.add(lengths, pads, dtype=np.intp)
+        first = np.cumsum(lengths, dtype=np.intp) - lengths
+        window = np.maximum(
+            _runs(first - np.asarray(pads, dtype=np.intp), size), np.repeat(first, size)
+        )
+        rows = model.plan.assemble(stacked[window])
+        if one:
+            x = rows[-counts[0] :]
+        else:  # each request's rows are the last counts[k] of its window
+            n_k = np.asarray(counts, dtype=np.intp)
+            x = rows[_runs(np.cumsum(size) - h - n_k, n_k)]
+    bounds: list[tuple[int, int]] = []
+    assembled: list[Assembled] = []
+    row = 0
+    for (batch, _), n, pad, own in zip(parts, counts, pads, owns, strict=True):
+        bounds.append((row, row + n))
+        assembled.append(
+            Assembled(
+                x=x[row : row + n],
+                padded=min(pad, n),
+                imputed=imputed[row : row + n],
+                out_of_range=outside[row : row + n],
+                filled=Series(batch.times, own),
+            )
+        )
+        row += n
+    doubtful = np.any(imputed | outside, axis=1)
+    return Assembly(x, imputed, doubtful, bounds, assembled)
+
+
 def assemble(model: LoadedModel, batch: Series, history: Series | None) -> Assembled:
     """Rows for every record of ``batch``; history supplies the lags of the first ones.
 
@@ -72,24 +167,4 @@ def assemble(model: LoadedModel, batch: Series, history: Series | None) -> Assem
     lags reach before the first known sample repeats the oldest one (flag
     ``missing_history``). Values outside the card's valid range are flagged, not changed.
     """
-    n = len(batch)
-    raw = batch.values
-    imputed = np.isnan(raw)
-    if history is not None and len(history):  # remembered rows are filled already
-        filled = forward_fill(np.vstack([history.values, raw]), model.fallbacks)
-    else:
-        filled = forward_fill(raw, model.fallbacks, imputed)
-    pad = max(0, model.history + n - len(filled))
-    if len(filled) == 1:  # a lone sample: every lag is the sample itself
-        x = model.plan.assemble_steady(filled)
-    else:
-        padded = np.vstack([np.repeat(filled[:1], pad, axis=0), filled]) if pad else filled
-        x = model.plan.assemble(padded)[-n:]
-    outside = (raw < model.low) | (raw > model.high)  # NaN compares False, silently
-    return Assembled(
-        x=x,
-        padded=min(pad, n),
-        imputed=imputed,
-        out_of_range=outside,
-        filled=Series(batch.times, filled[-n:]),
-    )
+    return assemble_many(model, [(batch, history)]).parts[0]

@@ -48,6 +48,12 @@ class Settings(BaseSettings):
     fast_predict: bool = Field(
         default=True, description="answer POST /v1/predict in the ASGI gate (same checks)"
     )
+    coalesce_requests: int = Field(
+        default=64,
+        ge=1,
+        description="predict requests that arrive together are scored in one call, up to "
+        "this many (1 = one by one)",
+    )
     cors_origins: list[str] = Field(default_factory=list, description="no CORS unless listed")
 
     @field_validator("admin_token", mode="after")

@@ -51,8 +51,11 @@ def test_batch_estimates_equal_the_rows_training_assembled(
 def test_stateful_stream_gives_the_same_estimates_row_by_row(
     client: TestClient, published: Published
 ) -> None:
-    """One record at a time under a stream id equals the batch: history is remembered."""
+    """One record at a time under a stream id equals the batch: history is remembered, and
+    a reading not sent (null) is carried forward from the stream's last one."""
     records = tiny_records(published.data, 0, 12)
+    records[4]["values"]["b"] = None
+    records[7]["values"]["a"] = records[8]["values"]["a"] = None
     batch = client.post("/v1/predict", json={"records": records}).json()["rows"]
     single = []
     for rec in records:
@@ -61,7 +64,8 @@ def test_stateful_stream_gives_the_same_estimates_row_by_row(
         single.append(r.json()["rows"][0])
     for a, b in zip(batch, single, strict=True):
         assert a["estimate"] == pytest.approx(b["estimate"], abs=1e-9)
-        assert a["flags"]["missing_history"] == b["flags"]["missing_history"]
+        assert a["flags"] == b["flags"]
+    assert single[8]["flags"]["imputed"] == ["a"]
     back = client.post("/v1/predict", json={"stream": "unit-1", "records": [records[3]]})
     assert back.status_code == 409 and "stream 'unit-1'" in back.json()["detail"]
 

@@ -184,6 +184,36 @@ def test_wrong_numbers_are_a_clear_4xx(
     assert client.get("/v1/lab-results").json() == []  # nothing was half applied
 
 
+def test_an_absurd_value_in_a_stream_passes_and_the_stream_recovers(client: TestClient) -> None:
+    """A historian's 1e300 "bad value" in the analyzer signal q, which the model reads two
+    two samples later (lag 2): that sample itself is scored (q is flagged), the one whose
+    lag holds it is refused with a 422 naming q, and the stream then scores again. A refused
+    sample still moves the stream on; before, the stream stayed stuck behind the value."""
+    import warnings
+
+    def post(minute: int, q: float) -> Any:
+        body = {
+            "stream": "unit-9",
+            "records": [
+                {"timestamp": 60.0 * minute, "values": {"a": 1.0, "b": 2.0, "q": q}},
+            ],
+        }
+        return client.post("/v1/predict", json=body)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # numpy: 1e300 overflows float32
+        statuses = [post(1, 3.0).status_code, post(2, 3.0).status_code]
+        absurd = post(3, 1e300)
+        assert absurd.status_code == 200, absurd.text
+        assert absurd.json()["rows"][0]["flags"]["out_of_range"] == ["q"]
+        statuses.append(post(4, 3.0).status_code)
+        refused = post(5, 3.0)
+        statuses += [post(minute, 3.0).status_code for minute in (6, 7)]
+    assert statuses == [200, 200, 200, 200, 200]
+    assert refused.status_code == 422, refused.text
+    assert "['q']" in refused.json()["detail"] and "history" in refused.json()["detail"]
+
+
 def test_null_reading_means_not_available_not_an_error(
     client: TestClient, published: Published
 ) -> None:

@@ -60,15 +60,6 @@ def test_assembly_equals_the_definition_row_by_row(case: tuple[FeaturePlan, np.n
             assert math.isclose(x[k, j], expected, rel_tol=1e-9, abs_tol=1e-6)
 
 
-@given(plans())
-def test_steady_rows_equal_a_window_of_copies(case: tuple[FeaturePlan, np.ndarray]) -> None:
-    """The lone-sample shortcut gives what assembling the sample repeated gives."""
-    plan, values = case
-    for row in values[:3]:
-        padded = np.repeat(row[None, :], plan.history + 1, axis=0)
-        assert np.allclose(plan.assemble_steady(row[None, :]), plan.assemble(padded))
-
-
 @given(
     arrays(
         np.float64,
