@@ -2,7 +2,9 @@
 
 1. one-row predictions over HTTP keep-alive at fixed concurrency: the service against the
    minimal reference app (``bench/reference_app.py``: FastAPI + onnxruntime, no validation,
-   no metrics), one worker each, same load generator (wrk), measured alternately;
+   no metrics), one worker each, same load generator (wrk), measured alternately; a third
+   server, the service with coalescing off (``SOFTSENSOR_COALESCE_REQUESTS=1``), shows what
+   scoring the requests that arrive together in one call gives;
 2. batch predictions of 1k, 10k and 100k rows end to end, against onnxruntime alone on the
    same rows;
 3. the serving process's RSS after warm-up and after 100k more requests.
@@ -30,6 +32,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.protocol import REPO
 from bench.wrk import LUA, free_port, make_model, raw_signals, rss_kib, run_wrk
@@ -49,6 +52,16 @@ def start(cmd: list[str], env: dict[str, str], port: int, path: str) -> subproce
             time.sleep(0.2)
     proc.kill()
     raise SystemExit(f"server did not start: {' '.join(cmd)}")
+
+
+def batch_sizes(port: int) -> tuple[float, float]:
+    """(requests, calls) the service has scored so far, from its own Prometheus metrics."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    found = {}
+    for family in text_string_to_metric_families(text):
+        if family.name == "softsensor_predict_batch_requests":
+            found = {s.name.rsplit("_", 1)[-1]: s.value for s in family.samples}
+    return found.get("sum", 0.0), found.get("count", 0.0)
 
 
 def main() -> None:
@@ -82,7 +95,7 @@ def main() -> None:
         "SOFTSENSOR_MAX_BATCH_ROWS": "200000",
         "SOFTSENSOR_MAX_BODY_BYTES": str(256 << 20),
     }
-    ref_port, our_port = free_port(), free_port()
+    ref_port, our_port, solo_port = free_port(), free_port(), free_port()
     uvicorn = [
         sys.executable,
         "-m",
@@ -97,37 +110,38 @@ def main() -> None:
     ref = start(
         [*uvicorn, "bench.reference_app:create", "--port", str(ref_port)], env, ref_port, "/docs"
     )
-    ours = start(
-        [
-            sys.executable,
-            "-m",
-            "training.cli",
-            "serve",
-            "--registry",
-            str(work / "models"),
-            "--state-dir",
-            str(work / "state"),
-            "--port",
-            str(our_port),
-        ],
-        env,
-        our_port,
-        "/v2/health/live",
-    )
-    results: dict[str, Any] = {"single_row": {"reference": [], "service": []}}
+
+    def serve(port: int, state: str, extra: dict[str, str]) -> subprocess.Popen[bytes]:
+        cmd = [sys.executable, "-m", "training.cli", "serve", "--registry", str(work / "models")]
+        cmd += ["--state-dir", str(work / state), "--port", str(port)]
+        return start(cmd, {**env, **extra}, port, "/v2/health/live")
+
+    ours = serve(our_port, "state", {})
+    solo = serve(solo_port, "state-solo", {"SOFTSENSOR_COALESCE_REQUESTS": "1"})
+    servers = {"reference": ref, "service": ours, "service_one_by_one": solo}
+    urls = {
+        "reference": (f"http://127.0.0.1:{ref_port}/predict", ref_body),
+        "service": (f"http://127.0.0.1:{our_port}/v1/predict", ours_body),
+        "service_one_by_one": (f"http://127.0.0.1:{solo_port}/v1/predict", ours_body),
+    }
+    results: dict[str, Any] = {"single_row": {name: [] for name in urls}}
     try:
-        ref_url = f"http://127.0.0.1:{ref_port}/predict"
-        our_url = f"http://127.0.0.1:{our_port}/v1/predict"
-        for url, body in ((ref_url, ref_body), (our_url, ours_body)):  # warm-up
+        our_url = urls["service"][0]
+        for url, body in urls.values():  # warm-up
             run_wrk(url, body, lua, 2, args.concurrency, None)
         rss_warm = rss_kib(ours.pid)
+        calls_before = batch_sizes(our_port)
         for _ in range(args.rounds):
-            results["single_row"]["reference"].append(
-                run_wrk(ref_url, ref_body, lua, args.seconds, args.concurrency, None)
-            )
-            results["single_row"]["service"].append(
-                run_wrk(our_url, ours_body, lua, args.seconds, args.concurrency, None)
-            )
+            for name, (url, body) in urls.items():
+                results["single_row"][name].append(
+                    run_wrk(url, body, lua, args.seconds, args.concurrency, None)
+                )
+        calls_after = batch_sizes(our_port)
+        results["single_row"]["requests_per_call"] = (calls_after[0] - calls_before[0]) / (
+            calls_after[1] - calls_before[1]
+        )
+        solo.terminate()
+        solo.wait(timeout=20)
         rss_before = rss_kib(ours.pid)
         rate = statistics.median(r["rps"] for r in results["single_row"]["service"])
         soak_s = min(900.0, 1.25 * args.rss_requests / rate)  # wrk runs by time, not count
@@ -147,7 +161,9 @@ def main() -> None:
             cols = {s: np.tile(frame[s], reps)[:n].tolist() for s in raw}
             times = []
             with httpx.Client(timeout=300) as client:
-                for rep in range(3):  # new sample times each time: live data, not a backfill
+                # New sample times each time: live data, not a backfill. The first post is a
+                # warm-up (the process grows its heap for the size), then five are timed.
+                for rep in range(6):
                     stamps = (2.0e9 + 60.0 * (np.arange(n) + (rep + 1) * 10 * n)).tolist()
                     payload = json.dumps(
                         {"model": "column_a", "timestamp": stamps, "columns": cols}
@@ -156,7 +172,8 @@ def main() -> None:
                     r = client.post(  # returns once the whole answer has arrived
                         our_url, content=payload, headers={"content-type": "application/json"}
                     )
-                    times.append(time.perf_counter() - t0)
+                    if rep:
+                        times.append(time.perf_counter() - t0)
                     assert r.status_code == 200, r.text[:300]
                     assert len(r.json()["estimate"]) == n  # parsed outside the timing
             matrix = np.column_stack([np.asarray(cols[s]) for s in raw])
@@ -182,13 +199,20 @@ def main() -> None:
             )
         results["batch"] = batch
     finally:
-        for proc in (ref, ours):
-            proc.terminate()
-            proc.wait(timeout=20)
+        for proc in servers.values():
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=20)
     rows = results["single_row"]
-    ratios = [s["rps"] / r["rps"] for s, r in zip(rows["service"], rows["reference"], strict=True)]
+
+    def ratios_of(name: str) -> list[float]:
+        pairs = zip(rows[name], rows["reference"], strict=True)
+        return [s["rps"] / r["rps"] for s, r in pairs]
+
+    ratios = ratios_of("service")
     results["single_row"]["throughput_ratio"] = ratios
     results["single_row"]["throughput_ratio_median"] = statistics.median(ratios)
+    results["single_row"]["one_by_one_ratio"] = ratios_of("service_one_by_one")
     results["command"] = (
         f"python -m bench.service --rounds {args.rounds} --seconds "
         f"{args.seconds:g} --concurrency {args.concurrency}"
@@ -199,14 +223,19 @@ def main() -> None:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     write_atomic(args.out / "results.json", json.dumps(results, indent=1) + "\n")
-    for name in ("reference", "service"):
+    for name in urls:
         rr = rows[name]
         print(
-            f"{name:9s} rps {[round(r['rps']) for r in rr]}  p50 ms "
+            f"{name:18s} rps {[round(r['rps']) for r in rr]}  p50 ms "
             f"{[r['p50_ms'] for r in rr]}  p99 ms {[r['p99_ms'] for r in rr]}  "
             f"non-2xx {sum(r['non_2xx'] for r in rr)}"
         )
     print(f"throughput ratio service/reference: {[round(r, 2) for r in ratios]}")
+    print(
+        "  with coalescing off: "
+        f"{[round(r, 2) for r in rows['one_by_one_ratio']]}; coalesced requests per "
+        f"onnxruntime call: {rows['requests_per_call']:.1f}"
+    )
     for b in results["batch"]:
         print(
             f"batch {b['rows']:>6} rows: {b['rows_per_second']:,.0f} rows/s over HTTP, "

@@ -126,21 +126,20 @@ def assemble_many(model: LoadedModel, parts: Sequence[tuple[Series, Series | Non
         counts.append(n)
         row += n
     stacked = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
-    if one and not pads[0]:
+    if one:  # a long series is copied at most once here
+        if pads[0]:
+            stacked = np.concatenate([np.repeat(stacked[:1], pads[0], axis=0), stacked])
         x = model.plan.assemble(stacked)[-counts[0] :]
     else:
-        # Window k: its segment's first row repeated pads[k] times, then the segment.
+        # Window k: its segment's first row repeated pads[k] times, then the segment; each
+        # request's rows are the last counts[k] of its window.
         size = np.add(lengths, pads, dtype=np.intp)
         first = np.cumsum(lengths, dtype=np.intp) - lengths
         window = np.maximum(
             _runs(first - np.asarray(pads, dtype=np.intp), size), np.repeat(first, size)
         )
-        rows = model.plan.assemble(stacked[window])
-        if one:
-            x = rows[-counts[0] :]
-        else:  # each request's rows are the last counts[k] of its window
-            n_k = np.asarray(counts, dtype=np.intp)
-            x = rows[_runs(np.cumsum(size) - h - n_k, n_k)]
+        n_k = np.asarray(counts, dtype=np.intp)
+        x = model.plan.assemble(stacked[window])[_runs(np.cumsum(size) - h - n_k, n_k)]
     bounds: list[tuple[int, int]] = []
     assembled: list[Assembled] = []
     row = 0
