@@ -130,6 +130,20 @@ class FeaturePlan:
             out[j] = by_signal[col, start : start + n_rows]
         return out.T
 
+    def assemble_at(
+        self, values: FloatArray, rows: NDArray[np.intp], first: NDArray[np.intp]
+    ) -> FloatArray:
+        """Feature rows for the time steps ``rows`` of ``values``; row ``k`` reads nothing
+        before ``first[k]``: a lag that reaches further takes the value at ``first[k]``.
+
+        That is ``assemble`` of a series padded in front with copies of its first row,
+        for several short series stacked in one matrix, in one gather: the requests that
+        arrive together, each with its own window.
+        """
+        full = self.derive(values)
+        t = np.maximum(rows[:, None] - self._lags[None, :], first[:, None])
+        return np.asarray(full[t, self._cols[None, :]])
+
 
 def derive_signals(
     values: Mapping[str, FloatArray], derived: Sequence[DerivedSignal]

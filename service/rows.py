@@ -82,20 +82,13 @@ class Assembly:
     parts: list[Assembled]
 
 
-def _runs(starts: NDArray[np.intp], sizes: NDArray[np.intp]) -> NDArray[np.intp]:
-    """``starts[k], starts[k] + 1, ...`` for ``sizes[k]`` values each, concatenated."""
-    offsets = np.repeat(np.cumsum(sizes) - sizes, sizes)
-    return np.asarray(np.repeat(starts, sizes) + np.arange(int(sizes.sum())) - offsets)
-
-
 def assemble_many(model: LoadedModel, parts: Sequence[tuple[Series, Series | None]]) -> Assembly:
     """Rows for several requests at once; each request's lags see only its own window.
 
     Every request gets what it would get alone: its history (if any) followed by its rows,
     forward filled, padded in front with copies of its oldest row until its first row has
-    full history. The windows are stacked and assembled in one pass and only the requests'
-    own rows are kept. A lag never reaches into another request's window, because each
-    window holds at least ``history`` rows before its first own row.
+    full history. The requests' segments are stacked and their rows gathered in one pass,
+    each lag stopping at its own segment's first row (which is what the padding gives).
     """
     h = model.history
     one = len(parts) == 1
@@ -103,12 +96,12 @@ def assemble_many(model: LoadedModel, parts: Sequence[tuple[Series, Series | Non
     imputed = np.isnan(raw)
     outside = (raw < model.low) | (raw > model.high)  # NaN compares False, silently
     holes = bool(imputed.any())
-    blocks: list[Floats] = []  # per request: its history rows (if any), then its own rows
+    blocks: list[Floats] = []  # segment k: request k's history rows (if any), then its rows
     owns: list[Floats] = []
-    lengths: list[int] = []
     pads: list[int] = []
-    counts: list[int] = []
-    row = 0
+    at: list[int] = []  # in the stacked segments: each request row ...
+    first: list[int] = []  # ... and the first row of its segment
+    row = start = 0
     for batch, history in parts:
         n = len(batch)
         own = raw[row : row + n]
@@ -121,29 +114,27 @@ def assemble_many(model: LoadedModel, parts: Sequence[tuple[Series, Series | Non
             own = forward_fill(own, model.fallbacks, imputed[row : row + n])
         blocks.append(own)
         owns.append(own)
-        lengths.append(kept + n)
         pads.append(max(0, h - kept))
-        counts.append(n)
+        if not one:
+            at.extend(range(start + kept, start + kept + n))
+            first.extend([start] * n)
         row += n
-    stacked = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+        start += kept + n
     if one:  # a long series is copied at most once here
+        stacked = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
         if pads[0]:
             stacked = np.concatenate([np.repeat(stacked[:1], pads[0], axis=0), stacked])
-        x = model.plan.assemble(stacked)[-counts[0] :]
+        x = model.plan.assemble(stacked)[-len(raw) :]
     else:
-        # Window k: its segment's first row repeated pads[k] times, then the segment; each
-        # request's rows are the last counts[k] of its window.
-        size = np.add(lengths, pads, dtype=np.intp)
-        first = np.cumsum(lengths, dtype=np.intp) - lengths
-        window = np.maximum(
-            _runs(first - np.asarray(pads, dtype=np.intp), size), np.repeat(first, size)
+        stacked = raw if len(blocks) == len(parts) and not holes else np.concatenate(blocks)
+        x = model.plan.assemble_at(
+            stacked, np.array(at, dtype=np.intp), np.array(first, dtype=np.intp)
         )
-        n_k = np.asarray(counts, dtype=np.intp)
-        x = model.plan.assemble(stacked[window])[_runs(np.cumsum(size) - h - n_k, n_k)]
     bounds: list[tuple[int, int]] = []
     assembled: list[Assembled] = []
     row = 0
-    for (batch, _), n, pad, own in zip(parts, counts, pads, owns, strict=True):
+    for (batch, _), pad, own in zip(parts, pads, owns, strict=True):
+        n = len(own)
         bounds.append((row, row + n))
         assembled.append(
             Assembled(

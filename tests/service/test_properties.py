@@ -60,6 +60,28 @@ def test_assembly_equals_the_definition_row_by_row(case: tuple[FeaturePlan, np.n
             assert math.isclose(x[k, j], expected, rel_tol=1e-9, abs_tol=1e-6)
 
 
+@given(plans(), st.data())
+def test_stacked_series_assemble_as_each_padded_alone(
+    case: tuple[FeaturePlan, np.ndarray], data: st.DataObject
+) -> None:
+    """``assemble_at`` over short series stacked in one matrix (the requests that arrive
+    together) gives, for each series, what ``assemble`` gives for that series alone, padded
+    in front with copies of its first row."""
+    plan, values = case
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(values)), max_size=4)))
+    bounds = [(a, b) for a, b in zip([0, *cuts], [*cuts, len(values)], strict=True) if b > a]
+    at = [t for a, b in bounds for t in range(a, b)]
+    first = [a for a, b in bounds for _ in range(a, b)]
+    x = plan.assemble_at(values, np.array(at, dtype=np.intp), np.array(first, dtype=np.intp))
+    alone = [
+        plan.assemble(np.vstack([np.repeat(values[a : a + 1], plan.history, axis=0), values[a:b]]))
+        for a, b in bounds
+    ]
+    expected = np.vstack(alone) if alone else np.zeros((0, len(plan.features)))
+    assert x.shape == expected.shape
+    assert np.allclose(x, expected, rtol=1e-12, atol=1e-9)
+
+
 @given(
     arrays(
         np.float64,
