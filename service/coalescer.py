@@ -29,13 +29,18 @@ ScoreMany = Callable[[Sequence[PredictRequest]], list[dict[str, Any] | ServiceEr
 class PredictCoalescer:
     """Queues predict requests and scores each turn's queue in one call.
 
-    Belongs to one event loop (the server's); ``max_requests`` bounds how many are scored
-    in one call, so one turn's work stays bounded however large the backlog.
+    Belongs to one event loop (the server's). A call takes at most ``max_requests``
+    requests and, beyond the first, no more than ``max_rows`` rows in all: every request
+    of a call waits for the whole call, so only requests that are cheap alone are worth
+    gathering (for a hundred rows, the fixed cost of a call is already small).
     """
 
-    def __init__(self, score_many: ScoreMany, max_requests: int, sizes: Histogram) -> None:
+    def __init__(
+        self, score_many: ScoreMany, max_requests: int, max_rows: int, sizes: Histogram
+    ) -> None:
         self._score_many = score_many
         self.max_requests = max_requests
+        self.max_rows = max_rows
         self._sizes = sizes
         self._queue: list[tuple[PredictRequest, asyncio.Future[dict[str, Any]]]] = []
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop a flush is due on
@@ -54,8 +59,14 @@ class PredictCoalescer:
         return await answer
 
     def _flush(self) -> None:
-        batch = self._queue[: self.max_requests]
-        del self._queue[: self.max_requests]
+        take = rows = 0
+        for req, _ in self._queue[: self.max_requests]:
+            rows += req.rows
+            if take and rows > self.max_rows:
+                break
+            take += 1
+        batch = self._queue[:take]
+        del self._queue[:take]
         if self._queue:  # the rest at the next turn, after the replies to this batch
             asyncio.get_running_loop().call_soon(self._flush)
         else:

@@ -239,7 +239,10 @@ class SoftSensorService:
         self._missing: dict[str, str] = {}  # name -> champion not (yet) in the registry
         self._reload_lock = threading.Lock()
         self.coalescer = PredictCoalescer(
-            self.predict_many, settings.coalesce_requests, metrics.batch_requests
+            self.predict_many,
+            settings.coalesce_requests,
+            settings.coalesce_rows,
+            metrics.batch_requests,
         )
         metrics.watch(lambda: list(self.slots.values()), lambda: list(self.served))
 

@@ -43,6 +43,13 @@ class PredictRequest(_Body):
         default=None, description="columnar: one list of values per signal"
     )
 
+    @property
+    def rows(self) -> int:
+        """How many rows the request carries."""
+        if self.records is not None:
+            return len(self.records)
+        return len(next(iter(self.columns.values()), ())) if self.columns else 0
+
     @model_validator(mode="after")
     def _one_layout(self) -> PredictRequest:
         if (self.records is None) == (self.columns is None):

@@ -54,6 +54,12 @@ class Settings(BaseSettings):
         description="predict requests that arrive together are scored in one call, up to "
         "this many (1 = one by one)",
     )
+    coalesce_rows: int = Field(
+        default=64,
+        ge=1,
+        description="rows in all that requests scored together may carry (a larger request "
+        "is scored on its own)",
+    )
     cors_origins: list[str] = Field(default_factory=list, description="no CORS unless listed")
 
     @field_validator("admin_token", mode="after")

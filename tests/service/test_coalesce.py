@@ -27,7 +27,7 @@ from service.dataplane import SoftSensorService
 from service.errors import ServiceError
 from service.metrics import ServiceMetrics
 from service.schemas import PredictRequest
-from tests.service.conftest import Published, make_settings, start_server
+from tests.service.conftest import Published, make_settings, start_server, tiny_records
 
 SIGNALS = ("a", "b", "q")
 T0 = 1.8e9
@@ -200,6 +200,30 @@ def test_requests_queued_in_one_turn_are_scored_in_one_call(
             assert isinstance(answer, dict), answer
             _same(_plain(answer), _plain(svc.predict(reqs[i])), f"request {i}")
             assert answer["rows"][0]["flags"]["missing_history"] is True
+    svc.stop()
+
+
+def test_a_call_gathers_only_what_fits_its_row_budget(published: Published, tmp_path: Path) -> None:
+    """Every request of a call waits for all of it, so a call stops short of ``max_rows``
+    (but always takes one request, however large)."""
+    svc = _service(published, tmp_path, coalesce_rows=4)
+    records = tiny_records(published.data, 0, 12)
+    sizes = [1, 1, 3, 5, 1, 1]
+    reqs, start = [], 0
+    for n in sizes:
+        reqs.append(PredictRequest.model_validate({"records": records[start : start + n]}))
+        start += n
+
+    async def all_at_once() -> list[dict[str, Any]]:
+        return await asyncio.gather(*(svc.coalescer.score(r) for r in reqs))
+
+    answers = asyncio.run(all_at_once())
+    assert [len(a["rows"]) for a in answers] == sizes
+    reg = svc.metrics.registry
+    # Calls: [1, 1] (3 more would make 5 rows), [3], [5] (alone: over the budget), [1, 1].
+    assert reg.get_sample_value("softsensor_predict_batch_requests_count") == 4
+    assert reg.get_sample_value("softsensor_predict_batch_requests_bucket", {"le": "1.0"}) == 2
+    assert reg.get_sample_value("softsensor_predict_batch_requests_sum") == 6
     svc.stop()
 
 
