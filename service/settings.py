@@ -55,10 +55,10 @@ class Settings(BaseSettings):
         "this many (1 = one by one)",
     )
     coalesce_rows: int = Field(
-        default=64,
+        default=16,
         ge=1,
-        description="rows in all that requests scored together may carry (a larger request "
-        "is scored on its own)",
+        description="only requests of at most this many rows are scored together; a larger "
+        "one is scored on its own",
     )
     cors_origins: list[str] = Field(default_factory=list, description="no CORS unless listed")
 

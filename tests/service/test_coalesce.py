@@ -203,12 +203,12 @@ def test_requests_queued_in_one_turn_are_scored_in_one_call(
     svc.stop()
 
 
-def test_a_call_gathers_only_what_fits_its_row_budget(published: Published, tmp_path: Path) -> None:
-    """Every request of a call waits for all of it, so a call stops short of ``max_rows``
-    (but always takes one request, however large)."""
-    svc = _service(published, tmp_path, coalesce_rows=4)
+def test_only_small_requests_wait_for_company(published: Published, tmp_path: Path) -> None:
+    """A request over ``max_rows`` rows is scored at once, on its own; the small ones that
+    arrived with it are still scored together."""
+    svc = _service(published, tmp_path, coalesce_rows=2)
     records = tiny_records(published.data, 0, 12)
-    sizes = [1, 1, 3, 5, 1, 1]
+    sizes = [1, 2, 3, 1, 5]
     reqs, start = [], 0
     for n in sizes:
         reqs.append(PredictRequest.model_validate({"records": records[start : start + n]}))
@@ -219,11 +219,13 @@ def test_a_call_gathers_only_what_fits_its_row_budget(published: Published, tmp_
 
     answers = asyncio.run(all_at_once())
     assert [len(a["rows"]) for a in answers] == sizes
+    for got, req in zip(answers, reqs, strict=True):
+        _same(_plain(got), _plain(svc.predict(req)))
     reg = svc.metrics.registry
-    # Calls: [1, 1] (3 more would make 5 rows), [3], [5] (alone: over the budget), [1, 1].
-    assert reg.get_sample_value("softsensor_predict_batch_requests_count") == 4
+    # Calls: [3] and [5] at once, alone; then [1, 2, 1] together.
+    assert reg.get_sample_value("softsensor_predict_batch_requests_count") == 3
     assert reg.get_sample_value("softsensor_predict_batch_requests_bucket", {"le": "1.0"}) == 2
-    assert reg.get_sample_value("softsensor_predict_batch_requests_sum") == 6
+    assert reg.get_sample_value("softsensor_predict_batch_requests_sum") == 5
     svc.stop()
 
 
