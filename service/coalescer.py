@@ -33,7 +33,9 @@ class PredictCoalescer:
     are queued, at most ``max_requests`` of them per call: for a hundred rows the fixed cost
     of a call is already small, and a large request that waited in the queue would find its
     parsed values out of the CPU caches (measured: 100-row requests lost 20% throughput).
-    A larger request is scored at once, as a call of its own.
+    A larger request is scored at once, as a call of its own, so it may overtake small ones
+    read in the same turn; those came over other connections, where HTTP defines no order
+    either (a stream is ordered by its sample times, and a stale sample gets a 409).
     """
 
     def __init__(

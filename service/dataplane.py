@@ -562,19 +562,16 @@ class SoftSensorService:
         model = slot.model
         rows = assemble_many(model, [(p.batch, p.history) for _, p in items])
         estimate = model.predict(rows.x)
-        kept = np.ones(len(estimate), dtype=bool)
         if not np.isfinite(estimate).all():  # refuse only the requests it happened to
             for (i, p), part, (a, b) in zip(items, rows.parts, rows.bounds, strict=True):
                 if not np.isfinite(estimate[a:b]).all():
                     answers[i] = _non_finite(model, part, estimate[a:b], p.history)
-                    kept[a:b] = False
                     if p.req.stream is not None:  # the samples happened: the stream moves on,
                         # and an absurd value leaves its history after ``history`` samples
                         self.streams.append(model.name, p.req.stream, part.filled, model.history)
-            if not kept.any():
-                return
         # Then each request as if it came alone: the frozen-sensor check in its answer sees
         # the drift state its predecessors left, no more.
+        scored, imputed = 0, []
         for (i, p), part, (a, b) in zip(items, rows.parts, rows.bounds, strict=True):
             if answers[i] is not None:  # refused above
                 continue
@@ -585,9 +582,12 @@ class SoftSensorService:
                 slot.drift_feed.add(part.x[pad:], estimate[a + pad : b], p.batch.times[pad:])
             slot.predictions.add(p.batch.times, estimate[a:b])
             answers[i] = self._answer(slot, p, part, estimate[a:b], rows.doubtful[a:b])
-        slot.rows_counter.inc(int(kept.sum()))
-        if rows.imputed.any():  # a sensor or the analyzer not reporting
-            for j, count in enumerate(rows.imputed[kept].sum(axis=0).tolist()):
+            scored += b - a
+            if rows.holes:
+                imputed.append(part.imputed.sum(axis=0))
+        slot.rows_counter.inc(scored)
+        if imputed:  # a sensor or the analyzer not reporting
+            for j, count in enumerate(np.sum(imputed, axis=0).tolist()):
                 if count:
                     self.metrics.imputed.labels(model.name, model.raw_signals[j]).inc(count)
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from service.features import BULK_VALUES
 from service.runtime import LoadedModel
 
 Floats = NDArray[np.float64]
@@ -78,6 +79,7 @@ class Assembly:
     x: Floats
     imputed: NDArray[np.bool_]
     doubtful: NDArray[np.bool_]  # per row: a value was imputed or out of range
+    holes: bool  # some value was imputed
     bounds: list[tuple[int, int]]
     parts: list[Assembled]
 
@@ -93,6 +95,8 @@ def assemble_many(model: LoadedModel, parts: Sequence[tuple[Series, Series | Non
     h = model.history
     one = len(parts) == 1
     raw = parts[0][0].values if one else np.concatenate([b.values for b, _ in parts])
+    # A long series (a bulk request) is assembled by slices; anything else by one gather.
+    bulk = one and len(raw) * len(model.features) > BULK_VALUES
     imputed = np.isnan(raw)
     outside = (raw < model.low) | (raw > model.high)  # NaN compares False, silently
     holes = bool(imputed.any())
@@ -115,12 +119,12 @@ def assemble_many(model: LoadedModel, parts: Sequence[tuple[Series, Series | Non
         blocks.append(own)
         owns.append(own)
         pads.append(max(0, h - kept))
-        if not one:
+        if not bulk:
             at.extend(range(start + kept, start + kept + n))
             first.extend([start] * n)
         row += n
         start += kept + n
-    if one:  # a long series is copied at most once here
+    if bulk:  # copied at most once here
         stacked = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
         if pads[0]:
             stacked = np.concatenate([np.repeat(stacked[:1], pads[0], axis=0), stacked])
@@ -147,7 +151,7 @@ def assemble_many(model: LoadedModel, parts: Sequence[tuple[Series, Series | Non
         )
         row += n
     doubtful = np.any(imputed | outside, axis=1)
-    return Assembly(x, imputed, doubtful, bounds, assembled)
+    return Assembly(x, imputed, doubtful, holes, bounds, assembled)
 
 
 def assemble(model: LoadedModel, batch: Series, history: Series | None) -> Assembled:
