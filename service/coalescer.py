@@ -3,13 +3,15 @@
 Under load, the event loop reads several requests from different connections before it
 runs any of them. Scoring them one by one pays onnxruntime's fixed cost per call and
 numpy's per call overhead once per request, for a single row each. The coalescer queues
-the requests read in one pass of the loop and scores them in the next, in one call to
-``SoftSensorService.predict_many``, which answers each request exactly as it would have
-been answered alone.
+the requests and scores the queue in one call to ``SoftSensorService.predict_many``, which
+answers each request exactly as it would have been answered alone, once the loop has made
+two more passes: the requests it reads from the sockets in the meantime join the queue.
 
-Unlike Triton's dynamic batcher or MLServer's adaptive batching, it never waits for more
-requests: a request alone is scored at the next turn of the loop, so a quiet service
-answers as fast as before, and a busy one gets batches the size of its backlog.
+Unlike Triton's dynamic batcher or MLServer's adaptive batching, it never waits for a time
+or a batch size: a lone request is scored after two passes of an idle loop (microseconds),
+so a quiet service answers as fast as before, and a busy one gets batches the size of its
+backlog. Scoring after one pass instead gave half the batch size (7 against 15 requests at
+16 connections) and a throughput that kept dropping by a quarter for seconds at a time.
 """
 
 from __future__ import annotations
@@ -62,10 +64,14 @@ class PredictCoalescer:
                 stale.cancel()
             self._queue.clear()
             self._loop = loop
-            loop.call_soon(self._flush)
+            loop.call_soon(self._flush_soon)
         answer: asyncio.Future[dict[str, Any]] = loop.create_future()
         self._queue.append((req, answer))
         return await answer
+
+    def _flush_soon(self) -> None:
+        """One more pass of the loop first: requests read from the sockets meanwhile join."""
+        asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
         batch = self._queue[: self.max_requests]
