@@ -29,14 +29,14 @@ ScoreMany = Callable[[Sequence[PredictRequest]], list[dict[str, Any] | ServiceEr
 
 
 class PredictCoalescer:
-    """Queues small predict requests and scores each turn's queue in one call.
+    """Queues small predict requests and scores the queue in one call, two loop passes on.
 
     Belongs to one event loop (the server's). Only requests of at most ``max_rows`` rows
     are queued, at most ``max_requests`` of them per call: for a hundred rows the fixed cost
     of a call is already small, and a large request that waited in the queue would find its
     parsed values out of the CPU caches (measured: 100-row requests lost 20% throughput).
     A larger request is scored at once, as a call of its own, so it may overtake small ones
-    read in the same turn; those came over other connections, where HTTP defines no order
+    read just before it; those came over other connections, where HTTP defines no order
     either (a stream is ordered by its sample times, and a stale sample gets a 409).
     """
 
@@ -51,7 +51,7 @@ class PredictCoalescer:
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop a flush is due on
 
     async def score(self, req: PredictRequest) -> dict[str, Any]:
-        """The answer to ``req``, scored with whatever else arrived in the same turn."""
+        """The answer to ``req``, scored with whatever else arrives before the queue's call."""
         if req.rows > self.max_rows:  # alone, now
             self._sizes.observe(1)
             result = self._score_many([req])[0]
