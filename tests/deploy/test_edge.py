@@ -140,7 +140,8 @@ def test_prometheus_scrapes_the_compose_service() -> None:
 
 
 def test_dashboard_has_the_expected_panels() -> None:
-    """Estimate vs lab, bias, PSI per sensor, latency quantiles and request rate are there."""
+    """Estimate vs lab, bias, PSI per sensor, latency quantiles, request rate and the
+    coalescer's batch sizes are there."""
     panels = _panel_exprs(_dashboard())
     wanted = {
         "Estimate vs lab": ["softsensor_estimate", "softsensor_lab_value"],
@@ -150,6 +151,11 @@ def test_dashboard_has_the_expected_panels() -> None:
         "Request rate": ["softsensor_http_requests_total"],
         "Seconds since each sensor changed": ["softsensor_feature_unchanged_seconds"],
         "Model ready": ["softsensor_model_ready"],
+        "Requests per onnxruntime call (coalescing)": [
+            "softsensor_predict_batch_requests_sum",
+            "softsensor_predict_batch_requests_count",
+            "softsensor_predict_batch_requests_bucket",
+        ],
     }
     for title, metrics in wanted.items():
         assert title in panels, f"no panel {title!r}"
