@@ -64,7 +64,10 @@ class LoadedModel:
 
     def predict(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
         """Estimates for assembled rows (card feature order, engineering units)."""
-        rows = np.ascontiguousarray(x, dtype=np.float32)  # bulk assembly gives F order
+        # A value beyond float32's range becomes inf, the estimate non-finite, and the caller
+        # answers 422 naming the signal: numpy's overflow warning would only add log noise.
+        with np.errstate(over="ignore"):
+            rows = np.ascontiguousarray(x, dtype=np.float32)  # bulk assembly gives F order
         out = self.session.run([self.output_name], {self.input_name: rows})[0]
         return np.asarray(out, dtype=np.float64).reshape(-1)
 
