@@ -60,9 +60,7 @@ class PredictCoalescer:
             return result
         loop = asyncio.get_running_loop()
         if self._loop is not loop:  # nothing due, or due on a loop that has gone (tests)
-            for _, stale in self._queue:
-                stale.cancel()
-            self._queue.clear()
+            self._queue.clear()  # a gone loop's requests: nobody waits for them any more
             self._loop = loop
             loop.call_soon(self._flush_soon)
         answer: asyncio.Future[dict[str, Any]] = loop.create_future()
