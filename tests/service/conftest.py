@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -91,6 +92,18 @@ def client(published: Published, tmp_path: Path) -> Iterator[TestClient]:
         yield c
 
 
+def copy_version(root: Path, source: str, version: str) -> Registry:
+    """Register the model of ``source`` again as ``version`` (a good new version to swap in)."""
+    registry = Registry(root)
+    src = registry.version_dir("tiny", source)
+    files = {f: (src / f).read_bytes() for f in ("model.onnx", "card.json", "card.md")}
+    card = json.loads(files["card.json"])
+    card["version"] = version
+    files["card.json"] = json.dumps(card).encode()
+    registry.write_version("tiny", version, files)
+    return registry
+
+
 def tiny_records(data: Path, start: int = 0, stop: int | None = None) -> list[dict[str, Any]]:
     """Rows of the tiny CSV as predict records (a, b and the analyzer value q)."""
     lines = data.read_text().splitlines()[1:]
@@ -120,6 +133,7 @@ def expected_estimates(published: Published) -> dict[int, float]:
 __all__ = [
     "Published",
     "ServerProcess",
+    "copy_version",
     "expected_estimates",
     "free_port",
     "make_settings",

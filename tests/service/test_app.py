@@ -16,7 +16,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from service.app import create_app
 from service.registry import Registry
-from tests.service.conftest import Published, expected_estimates, make_settings, tiny_records
+from tests.service.conftest import (
+    Published,
+    copy_version,
+    expected_estimates,
+    make_settings,
+    tiny_records,
+)
 
 
 def _metrics(client: TestClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -292,14 +298,9 @@ def test_admin_endpoints_need_the_token(published: Published, tmp_path: Path) ->
 def test_hot_reload_swaps_good_versions_and_refuses_broken_ones(
     registry_copy: Path, published: Published, tmp_path: Path
 ) -> None:
-    registry = Registry(registry_copy)
     v1 = published.version
-    src = registry.version_dir("tiny", v1)
-    files = {f: (src / f).read_bytes() for f in ("model.onnx", "card.json", "card.md")}
-    card = json.loads(files["card.json"])
-    card["version"] = "v2"
-    files["card.json"] = json.dumps(card).encode()
-    registry.write_version("tiny", "v2", files)
+    registry = copy_version(registry_copy, v1, "v2")
+    card = json.loads((registry.version_dir("tiny", v1) / "card.json").read_text())
     settings = make_settings(registry_copy, tmp_path, admin_token="t")
     auth = {"authorization": "Bearer t"}
     with TestClient(create_app(settings)) as c:

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from service.app import create_app
 from service.registry import Registry
-from tests.service.conftest import Published, make_settings, tiny_records
+from tests.service.conftest import Published, copy_version, make_settings, tiny_records
 
 AUTH = {"authorization": "Bearer t0ken"}
 Metrics = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -139,13 +139,7 @@ def test_missing_champion_at_start_up_is_not_ready_until_it_appears(
         lines = [r.getMessage() for r in caplog.records if "not in registry" in r.getMessage()]
         assert len(lines) == 1, lines
         assert "champion pointer names version v9" in lines[0] and "NOT READY" in lines[0]
-        registry = Registry(registry_copy)
-        src = registry.version_dir("tiny", published.version)
-        files = {f: (src / f).read_bytes() for f in ("model.onnx", "card.json", "card.md")}
-        card = json.loads(files["card.json"])
-        card["version"] = "v9"
-        files["card.json"] = json.dumps(card).encode()
-        registry.write_version("tiny", "v9", files)
+        copy_version(registry_copy, published.version, "v9")
         deadline = time.monotonic() + 10
         while c.get("/v2/health/ready").status_code != 200:
             assert time.monotonic() < deadline, "v9 was not picked up"

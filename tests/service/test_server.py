@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -14,8 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.registry import Registry
-from tests.service.conftest import Published, tiny_records
+from tests.service.conftest import Published, copy_version, tiny_records
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -92,14 +90,7 @@ def test_real_server_predicts_stores_and_picks_up_a_new_champion(
         assert outcome["accepted"] and outcome["bias"] > 0
         assert "softsensor_bias" in client.get("/metrics").text
         # a new version becomes champion on disk: the watcher swaps it in, no request needed
-        registry = Registry(root)
-        src = registry.version_dir("tiny", published.version)
-        files = {f: (src / f).read_bytes() for f in ("model.onnx", "card.json", "card.md")}
-        card = json.loads(files["card.json"])
-        card["version"] = "v2"
-        files["card.json"] = json.dumps(card).encode()
-        registry.write_version("tiny", "v2", files)
-        registry.promote("tiny", "v2")
+        copy_version(root, published.version, "v2").promote("tiny", "v2")
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if client.get("/v1/models").json()[0]["version"] == "v2":
