@@ -37,7 +37,7 @@ import httpx
 import numpy as np
 
 from bench.protocol import REPO
-from bench.wrk import LUA, free_port, make_model, raw_signals, rss_kib, run_wrk
+from bench.wrk import LUA, free_port, make_model, raw_signals, require_wrk, rss_kib, run_wrk
 from service.atomic import write_atomic
 
 
@@ -64,8 +64,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=100, help="rows per batch request")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "load")
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        raise SystemExit("wrk is needed: apt-get install wrk")
+    require_wrk()
     work = Path(tempfile.mkdtemp(prefix="softsensor-load-"))
     data, card = make_model(work)
     raw = raw_signals(card)

@@ -35,7 +35,7 @@ import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.protocol import REPO
-from bench.wrk import LUA, free_port, make_model, raw_signals, rss_kib, run_wrk
+from bench.wrk import LUA, free_port, make_model, raw_signals, require_wrk, rss_kib, run_wrk
 from service.atomic import write_atomic
 from service.registry import MODEL_FILE, Registry
 from service.runtime import load_model
@@ -72,8 +72,7 @@ def main() -> None:
     parser.add_argument("--rss-requests", type=int, default=100_000)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "service")
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        raise SystemExit("wrk is needed: apt-get install wrk")
+    require_wrk()
     work = Path(tempfile.mkdtemp(prefix="softsensor-bench-"))
     data, card = make_model(work)
     lua = work / "post.lua"

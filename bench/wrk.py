@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 import subprocess
 from pathlib import Path
@@ -54,6 +55,12 @@ if rate > 0 then
   end
 end
 """
+
+
+def require_wrk() -> None:
+    """Stop with the install command when the load generator is missing."""
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is needed: apt-get install wrk")
 
 
 def free_port() -> int:
