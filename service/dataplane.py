@@ -566,17 +566,15 @@ class SoftSensorService:
             for (i, p), part, (a, b) in zip(items, rows.parts, rows.bounds, strict=True):
                 if not np.isfinite(estimate[a:b]).all():
                     answers[i] = _non_finite(model, part, estimate[a:b], p.history)
-                    if p.req.stream is not None:  # the samples happened: the stream moves on,
-                        # and an absurd value leaves its history after ``history`` samples
-                        self.streams.append(model.name, p.req.stream, part.filled, model.history)
         # Then each request as if it came alone: the frozen-sensor check in its answer sees
         # the drift state its predecessors left, no more.
         scored, imputed = 0, []
         for (i, p), part, (a, b) in zip(items, rows.parts, rows.bounds, strict=True):
+            if p.req.stream is not None:  # also when refused: the samples happened, the stream
+                # moves on, and an absurd value leaves its history after ``history`` samples
+                self.streams.append(model.name, p.req.stream, part.filled, model.history)
             if answers[i] is not None:  # refused above
                 continue
-            if p.req.stream is not None:
-                self.streams.append(model.name, p.req.stream, part.filled, model.history)
             pad = part.padded  # padded rows hold invented history: not evidence of drift
             if pad < b - a:
                 slot.drift_feed.add(part.x[pad:], estimate[a + pad : b], p.batch.times[pad:])

@@ -77,7 +77,6 @@ class Assembly:
     """
 
     x: Floats
-    imputed: NDArray[np.bool_]
     doubtful: NDArray[np.bool_]  # per row: a value was imputed or out of range
     holes: bool  # some value was imputed
     bounds: list[tuple[int, int]]
@@ -91,6 +90,10 @@ def assemble_many(model: LoadedModel, parts: Sequence[tuple[Series, Series | Non
     forward filled, padded in front with copies of its oldest row until its first row has
     full history. The requests' segments are stacked and their rows gathered in one pass,
     each lag stopping at its own segment's first row (which is what the padding gives).
+
+    A missing value is carried forward from the last one seen (flag ``imputed``); a row
+    whose lags reach before the first known sample repeats the oldest one (flag
+    ``missing_history``). Values outside the card's valid range are flagged, not changed.
     """
     h = model.history
     one = len(parts) == 1
@@ -151,14 +154,4 @@ def assemble_many(model: LoadedModel, parts: Sequence[tuple[Series, Series | Non
         )
         row += n
     doubtful = np.any(imputed | outside, axis=1)
-    return Assembly(x, imputed, doubtful, holes, bounds, assembled)
-
-
-def assemble(model: LoadedModel, batch: Series, history: Series | None) -> Assembled:
-    """Rows for every record of ``batch``; history supplies the lags of the first ones.
-
-    A missing value is carried forward from the last one seen (flag ``imputed``); a row whose
-    lags reach before the first known sample repeats the oldest one (flag
-    ``missing_history``). Values outside the card's valid range are flagged, not changed.
-    """
-    return assemble_many(model, [(batch, history)]).parts[0]
+    return Assembly(x, doubtful, holes, bounds, assembled)
