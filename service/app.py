@@ -141,10 +141,8 @@ async def score_body(service: SoftSensorService, body: bytes) -> bytes:
     parsed = read_predict(body)
     if len(body) > BIG_BODY:
         payload = await asyncio.to_thread(service.predict, parsed)
-    elif service.coalescer.max_requests > 1:
-        payload = await service.coalescer.score(parsed)
     else:
-        payload = service.predict(parsed)
+        payload = await service.coalescer.score(parsed)
     return orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
