@@ -32,9 +32,10 @@ class PredictCoalescer:
     """Queues small predict requests and scores the queue in one call, two loop passes on.
 
     Belongs to one event loop (the server's). Only requests of at most ``max_rows`` rows
-    are queued, at most ``max_requests`` of them per call (with 1, none is): for a hundred rows the fixed cost
-    of a call is already small, and a large request that waited in the queue would find its
-    parsed values out of the CPU caches (measured: 100-row requests lost 20% throughput).
+    are queued, at most ``max_requests`` of them per call (with 1, none is): for a hundred
+    rows the fixed cost of a call is already small, and a large request that waited in the
+    queue would find its parsed values out of the CPU caches (measured: 100-row requests
+    lost 20% throughput).
     A larger request is scored at once, as a call of its own, so it may overtake small ones
     read just before it; those came over other connections, where HTTP defines no order
     either (a stream is ordered by its sample times, and a stale sample gets a 409).
