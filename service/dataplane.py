@@ -27,6 +27,7 @@ from service.drift import DriftMonitor, PageHinkley
 from service.errors import (
     BadInputError,
     ConflictError,
+    ModelFaultError,
     ModelNotFoundError,
     NotReadyError,
     PayloadTooLargeError,
@@ -105,7 +106,7 @@ def _non_finite(
             "history their lags use) lie so far outside their valid range that the model "
             "gives no finite estimate"
         )
-    return ServiceError(f"model {model.name} {model.version} gave a non-finite estimate")
+    return ModelFaultError(f"model {model.name} {model.version} gave a non-finite estimate")
 
 
 @dataclass

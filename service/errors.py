@@ -53,6 +53,14 @@ class ModelNotFoundError(ServiceError):
     error = "model_not_found"
 
 
+class ModelFaultError(ServiceError):
+    """The model gave no usable estimate for inputs it should handle: the server's fault,
+    the same 500 on every protocol, and logged."""
+
+    status = 500
+    error = "model_fault"
+
+
 class NotReadyError(ServiceError):
     """No verified model is loaded (yet): try again later."""
 

@@ -16,8 +16,8 @@ from fastapi.responses import JSONResponse
 
 from service.errors import (
     BadInputError,
+    ModelFaultError,
     ModelNotFoundError,
-    NotReadyError,
     PayloadTooLargeError,
 )
 from service.schemas import (
@@ -135,6 +135,10 @@ def _matrix(body: V2InferRequest, width: int, input_name: str) -> np.ndarray:
         data = np.asarray(tensor.data, dtype=np.float64).reshape(-1)
     except (TypeError, ValueError) as exc:
         raise V2BadRequestError(f"inputs[0].data: not a numeric array ({exc})") from exc
+    except OverflowError as exc:  # a JSON integer beyond float64, e.g. 2**1024
+        raise V2BadRequestError(
+            "inputs[0].data: an integer too large for a floating-point number"
+        ) from exc
     n = tensor.shape[0]
     if data.size != n * width:
         raise V2BadRequestError(
@@ -173,7 +177,7 @@ def infer(name: str, body: V2InferRequest, request: Request) -> V2InferResponse:
                 f"inputs[0].data: values of {names} lie so far outside their valid range "
                 "that the model gives no finite estimate"
             )
-        raise NotReadyError(f"model {m.name} {m.version} gave a non-finite estimate")
+        raise ModelFaultError(f"model {m.name} {m.version} gave a non-finite estimate")
     slot.drift_feed.add(x, estimate, np.full(len(estimate), time.time()))
     slot.rows_counter.inc(len(estimate))
     return V2InferResponse(

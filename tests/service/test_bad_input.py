@@ -169,6 +169,15 @@ RAW = {"content-type": "application/json"}
         # values so far out of range that the float32 graph overflows: the client's, not a 500
         ("/v1/predict", {"records": [{"values": {"a": 1e300, "b": 1, "q": 1}}]}, 422, "['a']"),
         ("/v2/models/tiny/infer", _v2([1e300, 1.0, 2.0, 3.0]), 400, "valid range"),
+        # integers no float can hold: JSON allows them, numpy's cast overflows
+        ("/v2/models/tiny/infer", v2_text(f"[{2**1024}, 1, 2, 3]"), 400, "data"),
+        ("/v2/models/tiny/infer", v2_text(f"[[{-(2**1100)}, 1, 2, 3]]"), 400, "data"),
+        (
+            "/v1/predict",
+            '{"records": [{"values": {"a": ' + str(2**1024) + ', "b": 1, "q": 1}}]}',
+            422,
+            "a",
+        ),
     ],
 )
 def test_wrong_numbers_are_a_clear_4xx(

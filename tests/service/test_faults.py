@@ -44,6 +44,24 @@ def _nan_graph(width: int) -> bytes:
     return bytes(model.SerializeToString())
 
 
+def _sqrt_graph(width: int, floor: float) -> bytes:
+    """sqrt(x[:, 0] - floor): finite at the reference means (above ``floor``), NaN for
+    plausible inputs below it, as a model with a numerical fault would be."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", width])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 1])
+    w = helper.make_tensor("w", TensorProto.FLOAT, [width, 1], [1.0] + [0.0] * (width - 1))
+    c = helper.make_tensor("c", TensorProto.FLOAT, [], [floor])
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["first"]),
+        helper.make_node("Sub", ["first", "c"], ["shifted"]),
+        helper.make_node("Sqrt", ["shifted"], ["y"]),
+    ]
+    graph = helper.make_graph(nodes, "sqrt", [x], [y], [w, c])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model, full_check=True)
+    return bytes(model.SerializeToString())
+
+
 def write_broken_version(root: Path, source: str, version: str, fault: str) -> None:
     """Write ``version`` by hand (the registry's writer would refuse most of these) with one
     fault, and make it the champion."""
@@ -58,6 +76,8 @@ def write_broken_version(root: Path, source: str, version: str, fault: str) -> N
         model = model[: len(model) // 2]
     elif fault == "nan_output":
         model = _nan_graph(len(card["features"]))
+    elif fault == "nan_below_mean":
+        model = _sqrt_graph(len(card["features"]), card["reference"][0]["mean"] - 1.0)
     elif fault == "invalid_card":
         card["features"] = "every sensor there is"
     if fault != "wrong_sha256":
@@ -205,3 +225,30 @@ def test_analyzer_age_survives_a_restart(published: Published, tmp_path: Path) -
         m = _metrics(c)
     assert m[("softsensor_lab_value", (("model", "tiny"),))] == 1.25
     assert 0.2 <= m[("softsensor_lab_result_age_seconds", (("model", "tiny"),))] < 60
+
+
+def test_a_model_fault_is_the_same_500_on_v1_and_v2(
+    registry_copy: Path, published: Published, tmp_path: Path
+) -> None:
+    """A model that loads (finite at the reference means) but gives NaN for plausible inputs
+    is the server's fault on both protocols: the same status and error code, not a 503 that
+    tells the client to retry, and not a 422 that blames the client's values."""
+    write_broken_version(registry_copy, published.version, "v2", "nan_below_mean")
+    with TestClient(create_app(make_settings(registry_copy, tmp_path))) as c:
+        card = c.get("/v1/models").json()[0]["card"]
+        assert card["version"] == "v2"
+        low = card["reference"][0]["mean"] - 5.0  # inside a's valid range, below the floor
+        records = tiny_records(published.data, 0, 3)
+        for rec in records:
+            rec["values"]["a"] = low
+        v1 = c.post("/v1/predict", json={"records": records})
+        row = [low, *[ref["mean"] for ref in card["reference"][1:]]]
+        v2 = c.post(
+            "/v2/models/tiny/infer",
+            json={
+                "inputs": [{"name": "x", "shape": [1, len(row)], "datatype": "FP64", "data": row}]
+            },
+        )
+    assert v1.status_code == v2.status_code == 500, (v1.text, v2.text)
+    assert v1.json()["error"] == v2.json()["error"] == "model_fault"
+    assert "non-finite" in v1.json()["detail"] and "non-finite" in v2.json()["detail"]
