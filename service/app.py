@@ -33,6 +33,7 @@ from service.errors import (
     PayloadTooLargeError,
     ServiceError,
     UnauthorizedError,
+    UnsupportedMediaTypeError,
 )
 from service.metrics import ServiceMetrics
 from service.oip import router as v2_router
@@ -84,11 +85,11 @@ admin = APIRouter(
     prefix="/v1/models",
     tags=["admin"],
     dependencies=[Depends(require_admin)],
-    responses={c: {"model": ErrorBody} for c in (400, 401, 403, 404, 409, 413, 422, 503)},
+    responses={c: {"model": ErrorBody} for c in (400, 401, 403, 404, 409, 413, 415, 422, 503)},
 )
 ops = APIRouter(tags=["operations"])
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (400, 404, 409, 413, 422, 503)
+    code: {"model": ErrorBody} for code in (400, 404, 409, 413, 415, 422, 503)
 }
 
 
@@ -294,6 +295,27 @@ def install_error_handlers(app: FastAPI) -> None:
 JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
+def json_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
+    """The request's headers with its body declared JSON, or UnsupportedMediaTypeError.
+
+    Every endpoint that takes a body takes JSON. A missing Content-Type means JSON, as
+    KServe and Triton servers read it (Triton's own HTTP client sends none); any other media
+    type is refused, so a cross-site form (text/plain, urlencoded, multipart), which a
+    browser sends without a CORS preflight, never reaches a route.
+    """
+    headers: list[tuple[bytes, bytes]] = list(scope.get("headers") or ())
+    for name, value in headers:
+        if name == b"content-type":
+            media = value.split(b";", 1)[0].strip().lower()
+            if media == b"application/json" or media.endswith(b"+json"):
+                return headers
+            shown = media.decode("latin-1")[:80]
+            raise UnsupportedMediaTypeError(
+                f"content-type {shown!r} is not accepted: send application/json"
+            )
+    return [*headers, *JSON_HEADERS]
+
+
 async def _send_json(send: Send, status: int, payload: bytes) -> None:
     headers = [*JSON_HEADERS, (b"content-length", str(len(payload)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -301,7 +323,8 @@ async def _send_json(send: Send, status: int, payload: bytes) -> None:
 
 
 class ServiceGate:
-    """Outermost ASGI layer: body limit (413), request metrics, and the predict fast path.
+    """Outermost ASGI layer: body limit (413), JSON bodies only (415), request metrics, and
+    the predict fast path.
 
     The body limit is checked on Content-Length before anything is read, and again while
     reading, so a chunked upload cannot get past it. ``POST /v1/predict`` is answered here,
@@ -356,6 +379,8 @@ class ServiceGate:
             for name, value in scope.get("headers") or ():
                 if name == b"content-length" and int(value) > self.limit:
                     raise PayloadTooLargeError(f"body of {int(value)} bytes exceeds {self.limit}")
+            if scope["method"] in ("POST", "PUT", "PATCH"):
+                scope = dict(scope, headers=json_headers(scope))
             if self.fast_predict and scope["path"] == "/v1/predict" and scope["method"] == "POST":
                 endpoint = "/v1/predict"
                 await self._predict(receive_limited, send_wrapper)

@@ -48,6 +48,13 @@ class PayloadTooLargeError(ServiceError):
     error = "payload_too_large"
 
 
+class UnsupportedMediaTypeError(ServiceError):
+    """A body that is not JSON: refused before it is read (a cross-site form cannot post)."""
+
+    status = 415
+    error = "unsupported_media_type"
+
+
 class ModelNotFoundError(ServiceError):
     status = 404
     error = "model_not_found"

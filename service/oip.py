@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 router = APIRouter(
     prefix="/v2",
     tags=["open inference protocol v2"],
-    responses={c: {"model": ErrorBody} for c in (400, 404, 413, 422, 503)},
+    responses={c: {"model": ErrorBody} for c in (400, 404, 413, 415, 422, 500, 503)},
 )
 
 
