@@ -37,7 +37,8 @@ from service.errors import (
 )
 from service.metrics import ServiceMetrics
 from service.oip import router as v2_router
-from service.registry import RegistryError
+from service.registry import LoadCheck, RegistryError
+from service.runtime import load_problem
 from service.schemas import (
     ColumnarPredictResponse,
     ErrorBody,
@@ -198,15 +199,21 @@ def reload_model(name: str, service: Service) -> dict[str, str]:
     return {"model": name, "version": service.reload(name)}
 
 
+def _load_check(service: SoftSensorService) -> LoadCheck:
+    return functools.partial(load_problem, service.registry)
+
+
 @admin.post("/{name}/promote")
 def promote_model(name: str, body: PromoteRequest, service: Service) -> dict[str, str]:
-    service.registry.promote(name, body.version)
+    """Make a version the champion, once it has loaded and scored a test row (else 409)."""
+    service.registry.promote(name, body.version, check=_load_check(service))
     return {"model": name, "version": service.reload(name)}
 
 
 @admin.post("/{name}/rollback")
 def rollback_model(name: str, service: Service) -> dict[str, str]:
-    service.registry.rollback(name)
+    """Back to the newest previous version that loads and scores a test row."""
+    service.registry.rollback(name, check=_load_check(service))
     return {"model": name, "version": service.reload(name)}
 
 

@@ -29,7 +29,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -48,6 +48,9 @@ CHAMPION_FILE = "champion"
 REQUIRED_FILES = (MODEL_FILE, CARD_FILE)
 MAX_PREVIOUS = 20
 STALE_AFTER = timedelta(minutes=30)
+# (name, version) -> why the service could not serve that version, or None: the loader's
+# check, passed in so that the registry itself needs no onnxruntime.
+LoadCheck = Callable[[str, str], str | None]
 
 # The same patterns as ModelCard.name / ModelCard.version: a first character that is not
 # "." and no "/" make path traversal impossible and keep temporary entries out of listings.
@@ -410,24 +413,34 @@ class Registry:
             raise RegistryError(final, f"cannot write version: {exc}") from exc
         return final
 
-    def promote(self, name: str, version: str) -> ChampionPointer:
+    def promote(self, name: str, version: str, check: LoadCheck | None = None) -> ChampionPointer:
         """Make ``version`` the champion; the current one goes on top of ``previous``.
 
         The version must exist and verify (a champion the service would refuse is no
-        champion). Promoting the current champion changes nothing. The history is bounded
-        to :data:`MAX_PREVIOUS` entries and holds each version once.
+        champion), and pass ``check`` when given: the service's loader, so that a version
+        onnxruntime cannot load or score is refused (409) before the pointer moves, rather
+        than found out at the next restart. Promoting the current champion changes nothing.
+        The history is bounded to :data:`MAX_PREVIOUS` entries and holds each version once.
         """
         self.verify(name, version)
         with self._locked(name):
             current = self.pointer(name)
             if current is not None and current.version == version:
                 return current
+            problem = None if check is None else check(name, version)
+            if problem is not None:
+                raise RegistryError(
+                    self._version_path(name, version),
+                    f"version {version} of {name!r} was not promoted: {problem}",
+                    status=409,
+                )
             history = [] if current is None else [current.version, *current.previous]
             previous = tuple(v for v in dict.fromkeys(history) if v != version)
             return self._write_pointer(name, version, previous[:MAX_PREVIOUS])
 
-    def rollback(self, name: str) -> str:
-        """Switch back to the most recent previous version that still exists and verifies.
+    def rollback(self, name: str, check: LoadCheck | None = None) -> str:
+        """Switch back to the most recent previous version that still exists, verifies and
+        passes ``check`` (see :meth:`promote`).
 
         Versions skipped on the way (deleted or corrupt) and the champion rolled back from
         leave the history, so a second rollback goes further back rather than forth.
@@ -441,7 +454,9 @@ class Registry:
                     self._pointer_path(name), f"model {name!r} has no champion to roll back"
                 )
             for index, candidate in enumerate(current.previous):
-                if self._usable(name, candidate):
+                if self._usable(name, candidate) and (
+                    check is None or check(name, candidate) is None
+                ):
                     self._write_pointer(name, candidate, current.previous[index + 1 :])
                     return candidate
             raise RegistryError(

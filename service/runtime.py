@@ -141,3 +141,13 @@ def load_model(registry: Registry, name: str, version: str) -> LoadedModel:
             f"{name} {version}: test inference on the reference means is not finite"
         )
     return loaded
+
+
+def load_problem(registry: Registry, name: str, version: str) -> str | None:
+    """Why ``version`` could not be served (load and test inference), or None if it can:
+    the check a promote or rollback runs before the champion pointer moves."""
+    try:
+        load_model(registry, name, version)
+    except ModelLoadError as exc:
+        return exc.detail
+    return None

@@ -4,6 +4,7 @@ them, so ``softsensor serve`` works in the serving image where torch is not inst
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from collections.abc import Sequence
@@ -321,6 +322,8 @@ def _add_models_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
 
 
 def _run_models(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from service.runtime import load_problem
+
     registry = _open_registry(args)
     if args.action == "list":
         for name in registry.names():
@@ -336,12 +339,12 @@ def _run_models(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
         card = registry.verify(args.name, version)
         print(card.model_dump_json(indent=2))
         return 0
+    check = functools.partial(load_problem, registry)  # loads and scores before it moves
     if args.action == "promote":
-        registry.verify(args.name, args.version)
-        registry.promote(args.name, args.version)
+        registry.promote(args.name, args.version, check=check)
         print(f"{args.name}: champion is now {args.version}")
         return 0
-    version = registry.rollback(args.name)
+    version = registry.rollback(args.name, check=check)
     print(f"{args.name}: rolled back; champion is now {version}")
     return 0
 

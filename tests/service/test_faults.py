@@ -252,3 +252,68 @@ def test_a_model_fault_is_the_same_500_on_v1_and_v2(
     assert v1.status_code == v2.status_code == 500, (v1.text, v2.text)
     assert v1.json()["error"] == v2.json()["error"] == "model_fault"
     assert "non-finite" in v1.json()["detail"] and "non-finite" in v2.json()["detail"]
+
+
+def _write_unloadable(root: Path, source: str, version: str) -> None:
+    """A registered ``version`` whose card vouches for bytes onnxruntime cannot load."""
+    src = Registry(root).version_dir("tiny", source)
+    model = (src / "model.onnx").read_bytes()
+    third = len(model) // 3
+    model = model[:third] + b"\xff" * third + model[2 * third :]
+    card = json.loads((src / "card.json").read_text(encoding="utf-8"))
+    card["version"] = version
+    card["onnx_sha256"] = hashlib.sha256(model).hexdigest()
+    files = {"model.onnx": model, "card.json": json.dumps(card).encode()}
+    Registry(root).write_version("tiny", version, files)
+
+
+def test_promote_to_a_version_that_cannot_load_leaves_the_champion(
+    registry_copy: Path, published: Published, tmp_path: Path
+) -> None:
+    """Promote (API) loads the version and runs a test inference before the pointer moves:
+    refused with 409 naming the reason, the old champion keeps serving, and a restart is
+    still ready. Before, the pointer moved and the restarted service was not ready."""
+    _write_unloadable(registry_copy, published.version, "v2")
+    settings = make_settings(registry_copy, tmp_path, admin_token="t0ken")
+    with TestClient(create_app(settings)) as c:
+        r = c.post("/v1/models/tiny/promote", json={"version": "v2"}, headers=AUTH)
+        assert r.status_code == 409, r.text
+        assert "v2" in r.json()["detail"] and "onnxruntime cannot load" in r.json()["detail"]
+        assert (
+            c.post("/v1/predict", json={"records": tiny_records(published.data, 0, 3)}).json()[
+                "model_version"
+            ]
+            == published.version
+        )
+    assert Registry(registry_copy).champion("tiny") == published.version
+    with TestClient(create_app(settings)) as c:
+        assert c.get("/v2/health/ready").status_code == 200
+
+
+def test_cli_promote_to_a_version_that_cannot_load_is_refused(
+    registry_copy: Path, published: Published, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from training.cli import main
+
+    _write_unloadable(registry_copy, published.version, "v2")
+    argv = ["models", "promote", "--registry", str(registry_copy), "tiny", "v2"]
+    assert main(argv) == 1
+    assert "not promoted" in capsys.readouterr().err
+    assert Registry(registry_copy).champion("tiny") == published.version
+
+
+def test_rollback_skips_a_previous_version_that_cannot_load(
+    registry_copy: Path, published: Published, tmp_path: Path
+) -> None:
+    """v1 -> v2 (unloadable, pointer written by hand as an older release would have) -> v3:
+    rollback from v3 passes over v2 to v1, the newest previous version that loads."""
+    _write_unloadable(registry_copy, published.version, "v2")
+    copy_version(registry_copy, published.version, "v3")
+    pointer = {"version": "v3", "previous": ["v2", published.version]}
+    (registry_copy / "tiny" / "champion").write_text(json.dumps(pointer), encoding="utf-8")
+    settings = make_settings(registry_copy, tmp_path, admin_token="t0ken")
+    with TestClient(create_app(settings)) as c:
+        r = c.post("/v1/models/tiny/rollback", headers=AUTH)
+        assert r.status_code == 200, r.text
+        assert r.json()["version"] == published.version
+    assert Registry(registry_copy).champion("tiny") == published.version
