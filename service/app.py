@@ -12,8 +12,9 @@ import functools
 import hmac
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
 from http import HTTPStatus
+from pathlib import Path, PurePath
 from typing import Annotated, Any
 
 import orjson
@@ -25,6 +26,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service.card import ModelCard
 from service.columnar import read_predict
 from service.dataplane import SoftSensorService, to_posix
 from service.errors import (
@@ -176,6 +178,14 @@ def get_lab_results(
     return service.list_lab_results(model, start, limit)
 
 
+def public_card(card: ModelCard) -> dict[str, Any]:
+    """The card as anyone may read it: the training file by its name, not its path on the
+    machine that trained the model."""
+    out = card.model_dump(mode="json")
+    out["data"]["source"] = PurePath(out["data"]["source"]).name
+    return out
+
+
 @v1.get("/models")
 def list_models(service: Service) -> list[dict[str, Any]]:
     """The served models: name, version, readiness and the full model card."""
@@ -187,7 +197,7 @@ def list_models(service: Service) -> list[dict[str, Any]]:
                 "name": name,
                 "ready": slot is not None,
                 "version": None if slot is None else slot.model.version,
-                "card": None if slot is None else slot.model.card.model_dump(mode="json"),
+                "card": None if slot is None else public_card(slot.model.card),
             }
         )
     return out
@@ -250,20 +260,31 @@ def install_openapi(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def error_body(exc: Exception) -> tuple[int, dict[str, Any]]:
-    """The one mapping from a failure to (HTTP status, ``{"error", "detail"}``)."""
+def _field_part(part: int | str) -> str:
+    """One step of a validation error's location; a client's own key (a signal name) may be
+    any length, and is cut so that the answer stays short."""
+    text = str(part)
+    return text if len(text) <= 64 else f"{text[:64]}...({len(text)} chars)"
+
+
+def error_body(exc: Exception, roots: Sequence[Path] = ()) -> tuple[int, dict[str, Any]]:
+    """The one mapping from a failure to (HTTP status, ``{"error", "detail"}``).
+
+    ``roots`` are the directories whose paths an answer may show relative to them (the
+    registry and the state directory); no answer holds an absolute path of the server.
+    """
     if isinstance(exc, ServiceError):
         if exc.status >= 500:
             log.error("%s: %s", exc.error, exc.detail)
         return exc.status, {"error": exc.error, "detail": exc.detail}
-    if isinstance(exc, RegistryError):
-        return exc.status, {"error": "registry", "detail": str(exc)}
-    if isinstance(exc, StoreError):
-        return exc.status, {"error": "store", "detail": str(exc)}
+    if isinstance(exc, RegistryError | StoreError):
+        log.log(logging.ERROR if exc.status >= 500 else logging.INFO, "%s", exc)
+        kind = "registry" if isinstance(exc, RegistryError) else "store"
+        return exc.status, {"error": kind, "detail": exc.public(roots)}
     if isinstance(exc, RequestValidationError | ValidationError):
         problems = [
             {
-                "field": ".".join(str(p) for p in e["loc"] if p != "body") or "body",
+                "field": ".".join(_field_part(p) for p in e["loc"] if p != "body") or "body",
                 "reason": e["msg"],
             }
             for e in exc.errors()
@@ -271,7 +292,7 @@ def error_body(exc: Exception) -> tuple[int, dict[str, Any]]:
         return 422, {"error": "bad_input", "detail": problems}
     if isinstance(exc, StarletteHTTPException):  # the framework's own: unreadable body, 404
         if isinstance(exc.__cause__, ServiceError):  # e.g. the body limit hit while reading
-            return error_body(exc.__cause__)
+            return error_body(exc.__cause__, roots)
         detail = exc.detail
         if exc.__cause__ is not None:  # e.g. RecursionError of a deeply nested JSON body
             detail = f"{detail}: {type(exc.__cause__).__name__}: {str(exc.__cause__)[:200]}"
@@ -281,11 +302,11 @@ def error_body(exc: Exception) -> tuple[int, dict[str, Any]]:
     return 500, {"error": "internal_error", "detail": "an unexpected error occurred; see logs"}
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def install_error_handlers(app: FastAPI, roots: Sequence[Path]) -> None:
     """Route every failure through ``error_body``."""
 
     async def handle(_: Request, exc: Exception) -> JSONResponse:
-        status, body = error_body(exc)
+        status, body = error_body(exc, roots)
         return JSONResponse(body, status_code=status)
 
     for kind in (
@@ -300,6 +321,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+def private_roots(settings: Settings) -> tuple[Path, ...]:
+    """The server's directories that error answers show paths relative to, deepest first."""
+    roots = {settings.registry.resolve(), settings.state_dir.resolve()}
+    roots |= {settings.registry, settings.state_dir}  # as configured, maybe relative
+    return tuple(sorted(roots, key=lambda p: len(str(p)), reverse=True))
 
 
 def json_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
@@ -345,6 +373,7 @@ class ServiceGate:
         self.limit = service.settings.max_body_bytes
         self.metrics = service.metrics
         self.fast_predict = fast_predict
+        self.roots = private_roots(service.settings)
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def _record(self, endpoint: str, method: str, status: int, seconds: float) -> None:
@@ -397,7 +426,7 @@ class ServiceGate:
         except Exception as exc:  # the fast path and the body limit answer here
             if status["started"]:  # the framework already answered (and logs it): pass it on
                 raise
-            code, body = error_body(exc)
+            code, body = error_body(exc, self.roots)
             status["code"] = code
             await _send_json(send, code, orjson.dumps(body))
         finally:
@@ -469,7 +498,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin)
     app.include_router(v2_router)
     app.include_router(ops)
-    install_error_handlers(app)
+    install_error_handlers(app, private_roots(settings))
     install_openapi(app)
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware

@@ -32,6 +32,7 @@ from service.errors import (
     NotReadyError,
     PayloadTooLargeError,
     ServiceError,
+    shown_names,
 )
 from service.metrics import ServiceMetrics
 from service.registry import Registry, RegistryError
@@ -439,9 +440,9 @@ class SoftSensorService:
                 if not keys <= known or not needed <= keys:
                     unknown, missing = sorted(keys - known), sorted(needed - keys)
                     raise BadInputError(
-                        f"records[{i}].values: unknown signals {unknown}, missing signals "
-                        f"{missing} for model {model.name!r} (send null for a value that is "
-                        "not available)"
+                        f"records[{i}].values: unknown signals {shown_names(unknown)}, "
+                        f"missing signals {missing} for model {model.name!r} (send null for a "
+                        "value that is not available)"
                     )
                 table.append([got[s] for s in names])
             try:
@@ -456,7 +457,8 @@ class SoftSensorService:
             unknown, missing = sorted(columns.keys() - known), sorted(set(names) - columns.keys())
             if unknown or missing:
                 raise BadInputError(
-                    f"columns: unknown signals {unknown}, missing signals {missing} for model "
+                    f"columns: unknown signals {shown_names(unknown)}, missing signals {missing} "
+                    f"for model "
                     f"{model.name!r}"
                 )
             n = len(columns[names[0]]) if names else 0

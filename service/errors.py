@@ -6,6 +6,7 @@ Routes raise these; one handler in ``service.app`` turns every one of them into
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -23,6 +24,29 @@ class PathError(Exception):
         self.reason = reason
         self.status: int = self.default_status if status is None else status
         super().__init__(reason if path is None else f"{path}: {reason}")
+
+    def public(self, roots: Sequence[Path]) -> str:
+        """The message for a client: paths under ``roots`` (the registry, the state
+        directory) shown relative to them, any other path by its file name only, so an
+        answer never maps the server's disk. The log keeps the full message."""
+        reason = self.reason
+        for root in roots:  # OSError texts embed the absolute path
+            reason = reason.replace(f"{root}/", "").replace(str(root), ".")
+        if self.path is None:
+            return reason
+        where = Path(self.path)
+        for root in roots:
+            if where.is_relative_to(root):
+                return f"{where.relative_to(root).as_posix() or '.'}: {reason}"
+        return f"{where.name}: {reason}"
+
+
+def shown_names(names: Sequence[str], count: int = 10, width: int = 40) -> str:
+    """Names a client sent, for an error message: at most ``count`` of them, each cut to
+    ``width`` characters, so that a 4 MB signal name gets a short answer, not a 4 MB one."""
+    cut = [n if len(n) <= width else f"{n[:width]}...({len(n)} chars)" for n in names[:count]]
+    more = f" and {len(names) - count} more" if len(names) > count else ""
+    return f"{cut}{more}"
 
 
 class ServiceError(Exception):

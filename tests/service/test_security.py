@@ -81,3 +81,45 @@ def test_cors_only_for_listed_origins(published: Published, tmp_path: Path) -> N
         assert ok.headers["access-control-allow-origin"] == "https://hmi.plant"
         other = c.get("/v1/models", headers={"origin": "https://evil.example"})
         assert "access-control-allow-origin" not in other.headers
+
+
+def test_admin_errors_name_the_version_not_the_servers_paths(
+    registry_copy: Path, tmp_path: Path
+) -> None:
+    """Registry failures answer with the model, version and reason: no absolute path of the
+    server's disk in the body (the log keeps the full path for the operator)."""
+    settings = make_settings(registry_copy, tmp_path, admin_token=TOKEN)
+    auth = {"authorization": f"Bearer {TOKEN}"}
+    with TestClient(create_app(settings)) as c:
+        answers = [
+            c.post("/v1/models/tiny/promote", json={"version": "v9"}, headers=auth),
+            c.post("/v1/models/tiny/rollback", headers=auth),
+        ]
+    for r in answers:
+        assert 400 <= r.status_code < 500, r.text
+        assert str(registry_copy) not in r.text and str(tmp_path) not in r.text, r.text
+        assert r.json()["detail"], r.text
+    assert "v9" in answers[0].json()["detail"]
+
+
+def test_anonymous_model_list_does_not_reveal_the_training_file_path(
+    published: Published, client: TestClient
+) -> None:
+    card = client.get("/v1/models").json()[0]["card"]
+    assert str(published.data.parent) not in str(card), card["data"]
+    assert card["data"]["source"] == published.data.name  # the file's name is still there
+
+
+@pytest.mark.parametrize("where", ["records", "columns"])
+def test_an_unknown_signal_name_is_not_echoed_whole(client: TestClient, where: str) -> None:
+    """A 1 MB signal name gets a short 422 that still says which field is wrong."""
+    name = "x" * 1_000_000
+    values = {"a": 1.0, "b": 2.0, "q": 3.0, name: 1.0}
+    if where == "records":
+        body: dict[str, object] = {"records": [{"values": values}]}
+    else:
+        body = {"columns": {k: [v] for k, v in values.items()}}
+    r = client.post("/v1/predict", json=body)
+    assert r.status_code == 422
+    assert len(r.content) < 2_000, len(r.content)
+    assert "unknown signals" in r.text and "xxxx" in r.text
