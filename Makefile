@@ -28,7 +28,8 @@ quickstart-debutanizer: install
 	$(SOFTSENSOR) train --spec training/specs/debutanizer.yaml --data $(DEBUTANIZER) \
 		--method ca --tau 0.55 --seed 0 --out $(RUN)/debutanizer-ca
 
-# Debian tools some tests use (promtool; podman and debootstrap for the container test).
+# Debian tools some tests use (promtool; podman and debootstrap for the container test;
+# chromium for the docs pages rendered in a real browser).
 # Best effort: a test whose tool is missing skips and says why.
 tools:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -36,6 +37,7 @@ tools:
 	  command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	  command -v podman >/dev/null || missing="$$missing podman"; \
 	  command -v debootstrap >/dev/null || missing="$$missing debootstrap"; \
+	  command -v chromium >/dev/null || missing="$$missing chromium"; \
 	  if [ -n "$$missing" ]; then \
 	    timeout 900 sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 	      apt-get install -y -qq --no-install-recommends $$missing" >/dev/null 2>&1 \

@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from service.card import ModelCard
 from service.columnar import read_predict
 from service.dataplane import SoftSensorService, to_posix
+from service.docs_pages import install_docs
 from service.errors import (
     BadInputError,
     ForbiddenError,
@@ -492,7 +493,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Real-time product-quality estimates from column sensors, with lab-result "
         "bias correction, drift metrics and the Open Inference Protocol v2.",
         lifespan=lifespan,
+        docs_url=None,  # the pages come from install_docs: no CDN on a plant network
+        redoc_url=None,
     )
+    install_docs(app)
     app.state.service = service
     app.include_router(v1)
     app.include_router(admin)
