@@ -11,18 +11,21 @@ import contextlib
 import functools
 import hmac
 import logging
+import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass, field, replace
 from http import HTTPStatus
 from pathlib import Path, PurePath
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -31,7 +34,6 @@ from service.columnar import read_predict
 from service.dataplane import SoftSensorService, to_posix
 from service.docs_pages import install_docs
 from service.errors import (
-    BadInputError,
     ForbiddenError,
     PayloadTooLargeError,
     ServiceError,
@@ -43,21 +45,23 @@ from service.oip import router as v2_router
 from service.registry import LoadCheck, RegistryError
 from service.runtime import load_problem
 from service.schemas import (
+    NAME_PATTERN,
+    POSIX_MAX,
+    POSIX_MIN,
     ColumnarPredictResponse,
     ErrorBody,
+    IsoTime,
     LabRequest,
     LabResponse,
     PredictRequest,
     PredictResponse,
     PromoteRequest,
-    Stamp,
     StoredLab,
 )
 from service.settings import Settings, get_settings
 from service.store import StoreError
 
 log = logging.getLogger("softsensor")
-STAMP: TypeAdapter[Stamp] = TypeAdapter(Stamp)
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -71,6 +75,9 @@ def get_service(request: Request) -> SoftSensorService:
 
 
 Service = Annotated[SoftSensorService, Depends(get_service)]
+# A query parameter arrives as text: numbers in it are read, within the dates a store holds.
+SinceSeconds = Annotated[float, Field(ge=POSIX_MIN, le=POSIX_MAX, allow_inf_nan=False)]
+ModelName = Annotated[str, PathParam(pattern=NAME_PATTERN, description="model name")]
 
 
 def require_admin(request: Request) -> None:
@@ -160,22 +167,14 @@ def post_lab_results(body: LabRequest, service: Service) -> LabResponse:
 @v1.get("/lab-results", response_model=list[StoredLab], responses=ERRORS)
 def get_lab_results(
     service: Service,
-    model: Annotated[str | None, Query(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")] = None,
-    since: Annotated[str | None, Query(description="ISO time or POSIX seconds")] = None,
+    model: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
+    since: Annotated[
+        SinceSeconds | IsoTime | None, Query(description="ISO time or POSIX seconds")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
 ) -> list[StoredLab]:
     """Stored lab results, newest first."""
-    start = None
-    if since is not None:
-        try:
-            start = to_posix(STAMP.validate_python(since))
-        except ValidationError:
-            try:
-                start = float(since)
-            except ValueError as exc:
-                raise BadInputError(f"since: not a time: {since!r}") from exc
-            if not abs(start) < float("inf"):  # NaN or infinite: no time at all
-                raise BadInputError(f"since: not a finite time: {since!r}") from None
+    start = None if since is None else to_posix(since)
     return service.list_lab_results(model, start, limit)
 
 
@@ -205,7 +204,7 @@ def list_models(service: Service) -> list[dict[str, Any]]:
 
 
 @admin.post("/{name}/reload")
-def reload_model(name: str, service: Service) -> dict[str, str]:
+def reload_model(name: ModelName, service: Service) -> dict[str, str]:
     """Load the champion now (verified before the swap); the old one serves meanwhile."""
     return {"model": name, "version": service.reload(name)}
 
@@ -215,14 +214,14 @@ def _load_check(service: SoftSensorService) -> LoadCheck:
 
 
 @admin.post("/{name}/promote")
-def promote_model(name: str, body: PromoteRequest, service: Service) -> dict[str, str]:
+def promote_model(name: ModelName, body: PromoteRequest, service: Service) -> dict[str, str]:
     """Make a version the champion, once it has loaded and scored a test row (else 409)."""
     service.registry.promote(name, body.version, check=_load_check(service))
     return {"model": name, "version": service.reload(name)}
 
 
 @admin.post("/{name}/rollback")
-def rollback_model(name: str, service: Service) -> dict[str, str]:
+def rollback_model(name: ModelName, service: Service) -> dict[str, str]:
     """Back to the newest previous version that loads and scores a test row."""
     service.registry.rollback(name, check=_load_check(service))
     return {"model": name, "version": service.reload(name)}
@@ -268,8 +267,21 @@ def _field_part(part: int | str) -> str:
     return text if len(text) <= 64 else f"{text[:64]}...({len(text)} chars)"
 
 
-def error_body(exc: Exception, roots: Sequence[Path] = ()) -> tuple[int, dict[str, Any]]:
-    """The one mapping from a failure to (HTTP status, ``{"error", "detail"}``).
+@dataclass(frozen=True)
+class ErrorAnswer:
+    """What a failure answers: status, ``{"error", "detail"}`` and the headers HTTP asks
+    for with that status (``WWW-Authenticate`` with a 401, ``Allow`` with a 405)."""
+
+    status: int
+    body: dict[str, Any]
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(self.body, status_code=self.status, headers=dict(self.headers))
+
+
+def error_body(exc: Exception, roots: Sequence[Path] = ()) -> ErrorAnswer:
+    """The one mapping from a failure to its answer.
 
     ``roots`` are the directories whose paths an answer may show relative to them (the
     registry and the state directory); no answer holds an absolute path of the server.
@@ -277,11 +289,11 @@ def error_body(exc: Exception, roots: Sequence[Path] = ()) -> tuple[int, dict[st
     if isinstance(exc, ServiceError):
         if exc.status >= 500:
             log.error("%s: %s", exc.error, exc.detail)
-        return exc.status, {"error": exc.error, "detail": exc.detail}
+        return ErrorAnswer(exc.status, {"error": exc.error, "detail": exc.detail}, exc.headers)
     if isinstance(exc, RegistryError | StoreError):
         log.log(logging.ERROR if exc.status >= 500 else logging.INFO, "%s", exc)
         kind = "registry" if isinstance(exc, RegistryError) else "store"
-        return exc.status, {"error": kind, "detail": exc.public(roots)}
+        return ErrorAnswer(exc.status, {"error": kind, "detail": exc.public(roots)})
     if isinstance(exc, RequestValidationError | ValidationError):
         problems = [
             {
@@ -290,7 +302,7 @@ def error_body(exc: Exception, roots: Sequence[Path] = ()) -> tuple[int, dict[st
             }
             for e in exc.errors()
         ]
-        return 422, {"error": "bad_input", "detail": problems}
+        return ErrorAnswer(422, {"error": "bad_input", "detail": problems})
     if isinstance(exc, StarletteHTTPException):  # the framework's own: unreadable body, 404
         if isinstance(exc.__cause__, ServiceError):  # e.g. the body limit hit while reading
             return error_body(exc.__cause__, roots)
@@ -298,17 +310,34 @@ def error_body(exc: Exception, roots: Sequence[Path] = ()) -> tuple[int, dict[st
         if exc.__cause__ is not None:  # e.g. RecursionError of a deeply nested JSON body
             detail = f"{detail}: {type(exc.__cause__).__name__}: {str(exc.__cause__)[:200]}"
         error = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_")
-        return exc.status_code, {"error": error, "detail": detail}
+        return ErrorAnswer(exc.status_code, {"error": error, "detail": detail}, exc.headers or {})
     log.error("unexpected error", exc_info=exc)
-    return 500, {"error": "internal_error", "detail": "an unexpected error occurred; see logs"}
+    return ErrorAnswer(
+        500, {"error": "internal_error", "detail": "an unexpected error occurred; see logs"}
+    )
+
+
+def allowed_methods(app: FastAPI, path: str, named: str) -> str:
+    """Every method the API answers at ``path`` (the Allow header of a 405): Starlette names
+    only the first matching route's (``named``), the schema knows them all."""
+    methods = {m.strip() for m in named.split(",") if m.strip()}
+    for template, operations in app.openapi().get("paths", {}).items():
+        pattern = re.sub(r"\\{[^}]+\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, path):
+            methods |= {m.upper() for m in operations if m != "parameters"}
+    return ", ".join(sorted(methods))
 
 
 def install_error_handlers(app: FastAPI, roots: Sequence[Path]) -> None:
     """Route every failure through ``error_body``."""
 
-    async def handle(_: Request, exc: Exception) -> JSONResponse:
-        status, body = error_body(exc, roots)
-        return JSONResponse(body, status_code=status)
+    async def handle(request: Request, exc: Exception) -> JSONResponse:
+        answer = error_body(exc, roots)
+        if answer.status == 405:
+            named = answer.headers.get("Allow", "")
+            allow = allowed_methods(app, request.url.path, named)
+            answer = replace(answer, headers={"Allow": allow})
+        return answer.response()
 
     for kind in (
         ServiceError,
@@ -427,9 +456,9 @@ class ServiceGate:
         except Exception as exc:  # the fast path and the body limit answer here
             if status["started"]:  # the framework already answered (and logs it): pass it on
                 raise
-            code, body = error_body(exc, self.roots)
-            status["code"] = code
-            await _send_json(send, code, orjson.dumps(body))
+            answer = error_body(exc, self.roots)
+            status["code"] = answer.status
+            await answer.response()(scope, receive, send)
         finally:
             self._record(endpoint, scope["method"], status["code"], time.perf_counter() - started)
 

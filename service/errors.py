@@ -6,7 +6,7 @@ Routes raise these; one handler in ``service.app`` turns every one of them into
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -54,6 +54,7 @@ class ServiceError(Exception):
 
     status = 500
     error = "internal_error"
+    headers: ClassVar[Mapping[str, str]] = {}  # what HTTP asks for with this status
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
@@ -102,6 +103,7 @@ class NotReadyError(ServiceError):
 class UnauthorizedError(ServiceError):
     status = 401
     error = "unauthorized"
+    headers: ClassVar[Mapping[str, str]] = {"WWW-Authenticate": 'Bearer realm="softsensor admin"'}
 
 
 class ForbiddenError(ServiceError):

@@ -8,10 +8,10 @@ Errors are ``{"error": "..."}`` with a 4xx status, as the protocol asks.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 
 from service.errors import (
@@ -21,6 +21,8 @@ from service.errors import (
     PayloadTooLargeError,
 )
 from service.schemas import (
+    NAME_PATTERN,
+    VERSION_PATTERN,
     ErrorBody,
     V2InferRequest,
     V2InferResponse,
@@ -32,6 +34,8 @@ from service.schemas import (
 if TYPE_CHECKING:
     from service.dataplane import SoftSensorService
 
+ModelName = Annotated[str, Path(pattern=NAME_PATTERN, description="model name")]
+VersionName = Annotated[str, Path(pattern=VERSION_PATTERN, description="model version")]
 router = APIRouter(
     prefix="/v2",
     tags=["open inference protocol v2"],
@@ -70,7 +74,7 @@ def ready(request: Request) -> dict[str, bool] | JSONResponse:
 
 
 @router.get("/models/{name}/ready", response_model=None)
-def model_ready(name: str, request: Request) -> dict[str, Any] | JSONResponse:
+def model_ready(name: ModelName, request: Request) -> dict[str, Any] | JSONResponse:
     service = _service(request)
     if name in service.slots:
         return {"name": name, "ready": True}
@@ -80,7 +84,7 @@ def model_ready(name: str, request: Request) -> dict[str, Any] | JSONResponse:
 
 
 @router.get("/models/{name}", response_model=V2ModelMetadata)
-def model_metadata(name: str, request: Request) -> V2ModelMetadata:
+def model_metadata(name: ModelName, request: Request) -> V2ModelMetadata:
     slot = _service(request).slot(name)
     m = slot.model
     return V2ModelMetadata(
@@ -93,7 +97,9 @@ def model_metadata(name: str, request: Request) -> V2ModelMetadata:
 
 
 @router.get("/models/{name}/versions/{version}", response_model=V2ModelMetadata)
-def model_version_metadata(name: str, version: str, request: Request) -> V2ModelMetadata:
+def model_version_metadata(
+    name: ModelName, version: VersionName, request: Request
+) -> V2ModelMetadata:
     meta = model_metadata(name, request)
     if version not in meta.versions:
         raise ModelNotFoundError(f"model {name!r} does not serve version {version!r}")
@@ -150,7 +156,7 @@ def _matrix(body: V2InferRequest, width: int, input_name: str) -> np.ndarray:
 
 
 @router.post("/models/{name}/infer", response_model=V2InferResponse)
-def infer(name: str, body: V2InferRequest, request: Request) -> V2InferResponse:
+def infer(name: ModelName, body: V2InferRequest, request: Request) -> V2InferResponse:
     service = _service(request)
     slot = service.slot(name)
     m = slot.model

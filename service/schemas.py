@@ -9,17 +9,72 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StrictFloat,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
-Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"  # a model name (the registry's rule)
+VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 StreamId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:/-]+$")]
 # Numbers first: the smart union then settles a POSIX time without trying a date parse,
 # 4x quicker on a long columnar batch (the result is the same either way).
 Stamp = StrictFloat | datetime
+# Lab sample times are stored and listed as dates: keep them inside what a datetime holds
+# (years 1..9999, a day of margin for time zones), or one bad value would break the listing.
+# The bounds are in the schema too, so a client (and a schema fuzzer) knows them.
+POSIX_MIN = datetime(1, 1, 1, tzinfo=UTC).timestamp()
+POSIX_MAX = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
+DateSeconds = Annotated[StrictFloat, Field(ge=POSIX_MIN, le=POSIX_MAX)]
+
+
+def _text_not_number(value: object) -> object:
+    """A date branch that reads ISO text only: pydantic would read a number (or numeric
+    text) as seconds or milliseconds by its size, so a number refused by the seconds
+    branch's bounds would come back through here as some other date."""
+    if isinstance(value, int | float):
+        raise ValueError("a number here is POSIX seconds, within years 1..9999")
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return value
+        raise ValueError("a number here is POSIX seconds, within years 1..9999")
+    return value
+
+
+IsoTime = Annotated[datetime, BeforeValidator(_text_not_number)]
+DateStamp = DateSeconds | IsoTime
 
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+# The examples the schema shows are requests the default model (the simulated Column A of
+# the quickstart) answers: all twelve of its sensors, at one steady-state minute.
+_COLUMN_A_READING: dict[str, JsonValue] = {
+    "T03": 82.14, "T08": 81.45, "T13": 79.75, "T21": 76.17, "T28": 73.11, "T34": 70.21,
+    "T39": 69.29, "F": 0.99, "L": 2.51, "V": 3.006, "D": 0.4819, "B": 0.4918,
+}  # fmt: skip
+_RECORDS_EXAMPLE: dict[str, JsonValue] = {
+    "model": "column_a",
+    "stream": "unit-1",
+    "records": [{"timestamp": "2026-01-01T05:00:00Z", "values": dict(_COLUMN_A_READING)}],
+}
+_COLUMNS_EXAMPLE: dict[str, JsonValue] = {
+    "model": "column_a",
+    "timestamp": [1767243600.0],
+    "columns": {name: [value] for name, value in _COLUMN_A_READING.items()},
+}
 
 
 class Record(_Body):
@@ -65,21 +120,7 @@ class PredictRequest(_Body):
     model_config = ConfigDict(
         extra="forbid",
         allow_inf_nan=False,
-        json_schema_extra={
-            "examples": [
-                {
-                    "model": "column_a",
-                    "stream": "unit-1",
-                    "records": [
-                        {
-                            "timestamp": "2026-01-01T00:00:00Z",
-                            "values": {"T03": 87.1, "T08": 80.2, "F": 1.0},
-                        }
-                    ],
-                },
-                {"timestamp": [1767225600.0], "columns": {"T03": [87.1], "F": [1.0]}},
-            ]
-        },
+        json_schema_extra={"examples": [_RECORDS_EXAMPLE, _COLUMNS_EXAMPLE]},
     )
 
 
@@ -132,12 +173,6 @@ class ColumnarPredictResponse(BaseModel):
     flags: list[RowFlags]
 
 
-# Lab sample times are stored and listed as dates: keep them inside what a datetime holds
-# (years 1..9999, a day of margin for time zones), or one bad value would break the listing.
-POSIX_MIN = datetime(1, 1, 2, tzinfo=UTC).timestamp()
-POSIX_MAX = datetime(9999, 12, 30, tzinfo=UTC).timestamp()
-
-
 def _posix(stamp: Stamp) -> float:
     """POSIX seconds of a stamp (a naive datetime is UTC), as the data plane reads it."""
     if isinstance(stamp, datetime):
@@ -146,7 +181,7 @@ def _posix(stamp: Stamp) -> float:
 
 
 class LabResult(_Body):
-    sample_time: Stamp = Field(description="when the sample was drawn (not when analysed)")
+    sample_time: DateStamp = Field(description="when the sample was drawn (not when analysed)")
     value: StrictFloat
     stream: StreamId | None = None
 
@@ -161,6 +196,21 @@ class LabResult(_Body):
 class LabRequest(_Body):
     model: Name | None = None
     results: list[LabResult] = Field(min_length=1, max_length=10_000)
+
+    model_config = ConfigDict(
+        extra="forbid",
+        allow_inf_nan=False,
+        json_schema_extra={
+            "examples": [
+                {
+                    "model": "column_a",
+                    "results": [
+                        {"sample_time": "2026-01-01T05:00:00Z", "value": 0.878, "stream": "unit-1"}
+                    ],
+                }
+            ]
+        },
+    )
 
     @model_validator(mode="after")
     def _one_result_per_sample_time(self) -> LabRequest:
@@ -215,14 +265,29 @@ class ErrorBody(BaseModel):
 # ---- Open Inference Protocol v2 (KServe / Triton HTTP) ----------------------------------
 
 
+# Numbers, flat or nested in row-major order. Checked by the route itself (iteratively, so
+# that a deep nesting cannot exhaust the stack); the schema says what it accepts.
+TensorData = Annotated[
+    list[Any],
+    WithJsonSchema(
+        {
+            "type": "array",
+            "items": {"anyOf": [{"type": "number"}, {"type": "array", "items": {}}]},
+            "description": "numbers, flat or nested, row-major; no booleans, strings or nulls",
+        }
+    ),
+]
+
+
 class V2Tensor(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
-    shape: list[Annotated[int, Field(ge=0)]]
+    # The models served take a feature matrix: [rows, features], at least one row.
+    shape: list[Annotated[int, Field(ge=1)]] = Field(min_length=2, max_length=2)
     datatype: Literal["FP32", "FP64", "FP16", "INT32", "INT64"]
     parameters: dict[str, Any] | None = None
-    data: list[Any]
+    data: TensorData
 
 
 class V2RequestOutput(BaseModel):
@@ -235,7 +300,7 @@ class V2InferRequest(BaseModel):
 
     id: str | None = None
     parameters: dict[str, Any] | None = None
-    inputs: list[V2Tensor] = Field(min_length=1)
+    inputs: list[V2Tensor] = Field(min_length=1, max_length=1)  # one feature matrix
     outputs: list[V2RequestOutput] | None = None
 
 

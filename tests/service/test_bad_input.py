@@ -139,6 +139,8 @@ RAW = {"content-type": "application/json"}
         ("/v1/lab-results", _lab(1.0, None), 422, "sample_time"),
         ("/v1/lab-results", _lab(1.0, False), 422, "sample_time"),
         ("/v1/lab-results", _lab(1.0, 1e300), 422, "sample_time"),  # no date can hold it
+        # just before year 1: refused, not read back as milliseconds (a date in 1968)
+        ("/v1/lab-results", _lab(1.0, -62_135_596_801.0), 422, "sample_time"),
         ("/v2/models/tiny/infer", _v2([True, 1.0, 2.0, 3.0]), 400, "data"),
         ("/v2/models/tiny/infer", _v2([None, 1.0, 2.0, 3.0]), 400, "data"),
         ("/v2/models/tiny/infer", _v2(["1", 1.0, 2.0, 3.0]), 400, "data"),
@@ -241,3 +243,10 @@ def test_conflicting_lab_batch_stores_nothing(client: TestClient) -> None:
     r = client.post("/v1/lab-results", json=batch)
     assert r.status_code == 409 and "already stored" in r.json()["detail"]
     assert [row["value"] for row in client.get("/v1/lab-results").json()] == [1.0]
+
+
+@pytest.mark.parametrize("since", ["-62135596801", "1e300", "nan", "yesterday", ""])
+def test_lab_listing_refuses_a_since_no_date_can_hold(client: TestClient, since: str) -> None:
+    r = client.get("/v1/lab-results", params={"since": since})
+    assert r.status_code == 422, r.text
+    assert "since" in json.dumps(r.json()["detail"])

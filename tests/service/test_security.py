@@ -123,3 +123,22 @@ def test_an_unknown_signal_name_is_not_echoed_whole(client: TestClient, where: s
     assert r.status_code == 422
     assert len(r.content) < 2_000, len(r.content)
     assert "unknown signals" in r.text and "xxxx" in r.text
+
+
+def test_401_names_its_scheme_and_405_lists_the_allowed_methods(
+    registry_copy: Path, tmp_path: Path
+) -> None:
+    """RFC 9110: a 401 carries WWW-Authenticate, a 405 carries Allow."""
+    settings = make_settings(registry_copy, tmp_path, admin_token=TOKEN)
+    with TestClient(create_app(settings)) as c:
+        r = c.post("/v1/models/tiny/reload")
+        assert r.status_code == 401
+        assert r.headers["www-authenticate"].startswith("Bearer")
+        for method, path, allowed in (
+            ("DELETE", "/v1/predict", {"POST"}),
+            ("PUT", "/v1/lab-results", {"GET", "POST"}),
+            ("TRACE", "/v2/models/tiny/infer", {"POST"}),
+        ):
+            r = c.request(method, path)
+            assert r.status_code == 405, (method, path, r.text)
+            assert {m.strip() for m in r.headers["allow"].split(",")} == allowed, r.headers
