@@ -61,6 +61,19 @@ class Settings(BaseSettings):
         "one is scored on its own",
     )
     cors_origins: list[str] = Field(default_factory=list, description="no CORS unless listed")
+    # HTTP limits of `softsensor serve` (service.http_protocol): what a client may take.
+    max_header_bytes: int = Field(
+        default=32 << 10, ge=1024, description="request line and headers, at most (else 431)"
+    )
+    header_timeout_s: float = Field(
+        default=10.0, gt=0, description="headers complete within this after a request begins"
+    )
+    body_timeout_s: float = Field(
+        default=10.0, gt=0, description="longest pause while a request body arrives (else 408)"
+    )
+    keep_alive_s: int = Field(
+        default=5, ge=1, description="an idle keep-alive connection is closed after this"
+    )
 
     @field_validator("admin_token", mode="after")
     @classmethod

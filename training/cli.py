@@ -277,6 +277,7 @@ def _run_serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
 
     import uvicorn
 
+    from service.http_protocol import GuardedHttpToolsProtocol
     from service.settings import Settings
 
     # Workers are separate processes: pass the command-line settings through the environment.
@@ -299,6 +300,8 @@ def _run_serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
         workers=settings.workers,
         log_level="info",
         access_log=False,
+        http=GuardedHttpToolsProtocol,  # header size limit, header and body read timeouts
+        timeout_keep_alive=settings.keep_alive_s,
     )
     return 0
 
