@@ -36,9 +36,7 @@ class HttpLimits:
 @cache
 def process_limits() -> HttpLimits:
     settings = get_settings()
-    return HttpLimits(
-        settings.max_header_bytes, settings.header_timeout_s, settings.body_timeout_s
-    )
+    return HttpLimits(settings.max_header_bytes, settings.header_timeout_s, settings.body_timeout_s)
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):

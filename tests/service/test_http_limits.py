@@ -94,7 +94,7 @@ def test_oversized_headers_are_refused_with_431_and_memory_stays_flat(
         b"",  # connected, nothing sent
         b"GET /v2/health/live HTTP/1.1\r\nhost: x\r\n",  # headers never finished
         b"POST /v1/lab-results HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
-        b"content-length: 100\r\n\r\n{\"results\": ",  # body cut short
+        b'content-length: 100\r\n\r\n{"results": ',  # body cut short
     ],
     ids=["silent", "partial-headers", "short-body"],
 )
