@@ -57,6 +57,7 @@ from service.schemas import (
     PredictResponse,
     PromoteRequest,
     StoredLab,
+    V2InferRequest,
 )
 from service.settings import Settings, get_settings
 from service.store import StoreError
@@ -149,13 +150,21 @@ async def predict(request: Request, service: Service) -> Response:
 
 
 async def score_body(service: SoftSensorService, body: bytes) -> bytes:
-    """A predict body in, the JSON answer out: shared by the route and the gate's fast path."""
-    parsed = read_predict(body)
+    """A predict body in, the JSON answer out: shared by the route and the gate's fast path.
+
+    A large body is read, validated and scored in a worker thread: validating tens of
+    thousands of records takes long enough to hold up every other client (readiness probes
+    included) if it runs on the event loop.
+    """
     if len(body) > BIG_BODY:
-        payload = await asyncio.to_thread(service.predict, parsed)
+        payload = await asyncio.to_thread(_score_big, service, body)
     else:
-        payload = await service.coalescer.score(parsed)
+        payload = await service.coalescer.score(read_predict(body))
     return orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _score_big(service: SoftSensorService, body: bytes) -> dict[str, Any]:
+    return service.predict(read_predict(body, service.settings.max_batch_rows))
 
 
 @v1.post("/lab-results", response_model=LabResponse, responses=ERRORS)
@@ -234,16 +243,18 @@ def metrics(service: Service) -> Response:
 
 PREDICT_MODELS: tuple[tuple[type[BaseModel], JsonSchemaMode], ...] = (
     (PredictRequest, "validation"),
+    (V2InferRequest, "validation"),
     (PredictResponse, "serialization"),
     (ColumnarPredictResponse, "serialization"),
 )
 
 
 def install_openapi(app: FastAPI) -> None:
-    """Add the predict route's bodies to the schema components.
+    """Add the bodies of the routes that read their own (predict, v2 infer) to the schema.
 
-    The route reads its body itself (for speed), so FastAPI does not see these models; the
-    route's schema refers to them by name and they are registered here once.
+    Those routes read their body themselves (for speed, and to validate a large one off the
+    event loop), so FastAPI does not see these models; the routes' schemas refer to them by
+    name and they are registered here once.
     """
     original = app.openapi
 
@@ -344,6 +355,7 @@ def install_error_handlers(app: FastAPI, roots: Sequence[Path]) -> None:
         RegistryError,
         StoreError,
         RequestValidationError,
+        ValidationError,  # a route that reads its own body (v2 infer) validates it itself
         StarletteHTTPException,
         Exception,
     ):

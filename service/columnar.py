@@ -16,6 +16,7 @@ import numpy as np
 import simdjson
 from numpy.typing import NDArray
 
+from service.errors import PayloadTooLargeError
 from service.schemas import PredictRequest
 
 BULK_BYTES = 64 * 1024  # below this, pydantic alone is as quick
@@ -25,22 +26,45 @@ _NUMBERS: Final = (
 _SCALARS = (str, int, float, type(None))
 
 
-def read_predict(body: bytes) -> PredictRequest:
-    """The validated request; raises pydantic's ``ValidationError`` naming a bad field."""
+def read_predict(body: bytes, max_rows: int | None = None) -> PredictRequest:
+    """The validated request; raises pydantic's ``ValidationError`` naming a bad field, or
+    PayloadTooLargeError when a large body holds more than ``max_rows`` rows: counted on
+    simdjson's parse, before a single row is validated."""
     if len(body) >= BULK_BYTES:
-        bulk = _read_numeric_columns(body)
-        if bulk is not None:
-            return bulk
+        try:
+            doc = simdjson.Parser().parse(body)
+        except (ValueError, RuntimeError):  # not JSON: the schema names the problem
+            doc = None
+        if isinstance(doc, simdjson.Object):
+            if max_rows is not None:
+                check_rows(_count_rows(doc), max_rows)
+            bulk = _read_numeric_columns(doc)
+            if bulk is not None:
+                return bulk
     return PredictRequest.model_validate_json(body)
 
 
-def _read_numeric_columns(body: bytes) -> PredictRequest | None:
+def check_rows(rows: int, max_rows: int) -> None:
+    """The one row limit of a request, for every layout and protocol."""
+    if rows > max_rows:
+        raise PayloadTooLargeError(f"{rows} rows exceed the limit of {max_rows} per request")
+
+
+def _count_rows(doc: simdjson.Object) -> int:
+    """Rows a parsed body carries, as the schema would count them (0 if it cannot say)."""
+    records = doc.get("records")
+    if isinstance(records, simdjson.Array):
+        return len(records)
+    columns = doc.get("columns")
+    if isinstance(columns, simdjson.Object):
+        return max((len(v) for v in columns.values() if isinstance(v, simdjson.Array)), default=0)
+    return 0
+
+
+def _read_numeric_columns(doc: simdjson.Object) -> PredictRequest | None:
     """The request with ``columns`` and ``timestamp`` as arrays, or None to let the schema
     decide (any value that is not a plain finite number, or any other doubt)."""
     try:
-        doc = simdjson.Parser().parse(body)
-        if not isinstance(doc, simdjson.Object):
-            return None
         columns = doc.get("columns")
         if not isinstance(columns, simdjson.Object) or "records" in doc:
             return None

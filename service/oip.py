@@ -7,18 +7,20 @@ Errors are ``{"error": "..."}`` with a 4xx status, as the protocol asks.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
+import simdjson
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 
+from service.columnar import BULK_BYTES, check_rows
 from service.errors import (
     BadInputError,
     ModelFaultError,
     ModelNotFoundError,
-    PayloadTooLargeError,
 )
 from service.schemas import (
     NAME_PATTERN,
@@ -155,20 +157,50 @@ def _matrix(body: V2InferRequest, width: int, input_name: str) -> np.ndarray:
     return data.reshape(n, width)
 
 
-@router.post("/models/{name}/infer", response_model=V2InferResponse)
-def infer(name: ModelName, body: V2InferRequest, request: Request) -> V2InferResponse:
+@router.post(
+    "/models/{name}/infer",
+    response_model=V2InferResponse,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/V2InferRequest"}}
+            },
+        }
+    },
+)
+async def infer(name: ModelName, request: Request) -> V2InferResponse:
+    """The body is read here, not by FastAPI: a large tensor is validated and scored in a
+    worker thread, so that it does not hold up other clients on the event loop."""
     service = _service(request)
+    body = await request.body()
+    if len(body) >= BULK_BYTES:
+        return await asyncio.to_thread(_infer, service, name, body)
+    return _infer(service, name, body)
+
+
+def _declared_rows(body: bytes) -> int:
+    """The rows a large body's tensor declares (0 if it cannot tell), from simdjson's parse:
+    the row limit is checked before a million numbers are validated one by one."""
+    try:
+        doc: Any = simdjson.Parser().parse(body)  # any shape: a wrong one raises below
+        rows = doc["inputs"][0]["shape"][0]
+    except (ValueError, RuntimeError, KeyError, IndexError, TypeError):
+        return 0
+    return rows if isinstance(rows, int) else 0
+
+
+def _infer(service: SoftSensorService, name: str, body: bytes) -> V2InferResponse:
     slot = service.slot(name)
     m = slot.model
-    if body.outputs and any(o.name != m.output_name for o in body.outputs):
+    limit = service.settings.max_batch_rows
+    if len(body) >= BULK_BYTES:
+        check_rows(_declared_rows(body), limit)
+    request = V2InferRequest.model_validate_json(body)
+    if request.outputs and any(o.name != m.output_name for o in request.outputs):
         raise V2BadRequestError(f"outputs: this model has one output, {m.output_name!r}")
-    x = _matrix(body, len(m.features), m.input_name)
-    if len(x) > service.settings.max_batch_rows:
-        raise PayloadTooLargeError(
-            f"{len(x)} rows exceed the limit of {service.settings.max_batch_rows}"
-        )
-    if len(x) == 0:
-        raise V2BadRequestError("inputs[0].shape: at least one row is needed")
+    x = _matrix(request, len(m.features), m.input_name)
+    check_rows(len(x), limit)
     estimate = m.predict(x)
     if not np.all(np.isfinite(estimate)):
         # As for /v1/predict: inputs far outside the features' valid ranges are the client's
@@ -189,7 +221,7 @@ def infer(name: ModelName, body: V2InferRequest, request: Request) -> V2InferRes
     return V2InferResponse(
         model_name=m.name,
         model_version=m.version,
-        id=body.id,
+        id=request.id,
         outputs=[
             V2OutputTensor(
                 name=m.output_name,
