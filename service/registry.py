@@ -402,12 +402,15 @@ class Registry:
         ``card.json`` whose name, version and sha256 match, because a stored version can
         never be fixed afterwards. Raises :class:`VersionExistsError` if the version is
         already there (nothing is overwritten), :class:`CorruptModelError` for bad content.
+        Temporary entries that crashed writes of this name left (older than
+        :data:`STALE_AFTER`) are removed first, so they cannot pile up over retrainings.
         """
         final = self._version_path(name, version)
         self._check_files(name, version, files, final)
         if final.exists():
             raise VersionExistsError(final, "version already exists; versions are immutable")
         try:
+            self._clean_name_dir(final.parent, time.time() - STALE_AFTER.total_seconds())
             self._publish(final, files)
         except OSError as exc:  # disk full, permissions: still one error family for the service
             raise RegistryError(final, f"cannot write version: {exc}") from exc
@@ -477,12 +480,16 @@ class Registry:
             return removed
         cutoff = time.time() - max_age.total_seconds()
         for name_dir in self.root.iterdir():
-            if not (name_dir.is_dir() and _NAME_RE.fullmatch(name_dir.name)):
-                continue
-            for entry in name_dir.iterdir():
-                if self._is_stale(entry, cutoff):
-                    self._remove(entry)
-                    removed.append(entry)
+            if name_dir.is_dir() and _NAME_RE.fullmatch(name_dir.name):
+                removed += self._clean_name_dir(name_dir, cutoff)
+        return removed
+
+    def _clean_name_dir(self, name_dir: Path, cutoff: float) -> list[Path]:
+        removed = []
+        for entry in name_dir.iterdir() if name_dir.is_dir() else ():
+            if self._is_stale(entry, cutoff):
+                self._remove(entry)
+                removed.append(entry)
         return removed
 
     # ------------------------------------------------------------------ internals

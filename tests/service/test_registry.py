@@ -459,11 +459,20 @@ def test_stale_temp_dirs_are_ignored_and_cleaned(reg: Registry) -> None:
     with pytest.raises(InvalidNameError):
         reg.version_dir("col", old.name)
 
+    reg.write_version("other", "v1", make_files("other", "v1"))  # cleans only its own name
+    assert old.exists() and pointer_tmp.exists()
+    reg.write_version("col", "v2", make_files("col", "v2"))  # a write cleans up after crashes
+    assert not old.exists() and not pointer_tmp.exists() and fresh.exists()
+    old.mkdir()
+    pointer_tmp.write_text("{}")
+    for path in (old, pointer_tmp):
+        os.utime(path, (hour_ago, hour_ago))
+
     removed = reg.clean_stale(max_age=timedelta(minutes=30))
     assert sorted(removed) == sorted([old, pointer_tmp])
     assert fresh.exists()
     assert reg.clean_stale(max_age=timedelta(0)) == [fresh]
-    assert sorted(p.name for p in name_dir.iterdir()) == [".lock", CHAMPION_FILE, "v1"]
+    assert sorted(p.name for p in name_dir.iterdir()) == [".lock", CHAMPION_FILE, "v1", "v2"]
     assert reg.champion("col") == "v1"
 
 
