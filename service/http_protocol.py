@@ -39,12 +39,17 @@ def process_limits() -> HttpLimits:
     return HttpLimits(settings.max_header_bytes, settings.header_timeout_s, settings.body_timeout_s)
 
 
+IDLE, HEADERS, BODY = 0, 1, 2  # where a connection's current request stands
+
+
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     """HttpToolsProtocol plus a header size limit and header and body read timeouts.
 
-    One watchdog timer per connection looks at the time the current request's headers began
-    and the time its body last moved; a request itself only notes ``loop.time()``, so the
-    limits cost the hot path of a one-row request next to nothing.
+    Only ``data_received`` is extended: it reads where the request stands from uvicorn's
+    own state before and after each chunk, and one watchdog timer per connection compares
+    the time the headers began, or the body last moved, with the limits. The parser's
+    per-request callbacks stay uvicorn's, so the limits cost a one-row request next to
+    nothing (overriding them cost 8 % of throughput at 16 connections).
     """
 
     limits: HttpLimits | None = None  # tests may set one; else the process's settings
@@ -53,12 +58,21 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._limits = self.limits or process_limits()
         self._header_bytes = 0
-        self._in_headers = True  # waiting for (the rest of) a request's headers
-        self._in_body = False
         self._since = 0.0  # loop time the headers began, or the body last moved
         self._refused = False
         self._watchdog: asyncio.TimerHandle | None = None
         self._period = min(self._limits.header_timeout_s, self._limits.body_timeout_s) / 4
+
+    def _phase(self) -> int:
+        """HEADERS from the connection's start or a request's first byte until its headers
+        are complete (uvicorn sets the scope's method then), BODY until the body is read."""
+        scope = self.scope
+        if scope is None or "method" not in scope:
+            return HEADERS
+        cycle = self.cycle
+        if cycle is not None and cycle.more_body and not cycle.response_complete:
+            return BODY
+        return IDLE
 
     # -- the watchdog ------------------------------------------------------------------------
 
@@ -66,11 +80,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._watchdog = None
         if self.transport.is_closing():
             return
-        waited = self.loop.time() - self._since
-        if self._in_headers and waited > self._limits.header_timeout_s:
+        phase, waited = self._phase(), self.loop.time() - self._since
+        if phase == HEADERS and waited > self._limits.header_timeout_s:
             self._refuse(408, "request headers not received in time")
             return
-        if self._in_body and waited > self._limits.body_timeout_s and not self.flow.read_paused:
+        if phase == BODY and waited > self._limits.body_timeout_s and not self.flow.read_paused:
             self._refuse(408, "request body not received in time")  # paused: the app is slow
             return
         self._watchdog = self.loop.call_later(self._period, self._check)
@@ -81,8 +95,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
-        started = self.cycle is not None and not self._in_headers and self.cycle.response_started
-        if not started and not self.transport.is_closing():
+        in_request = self._phase() != HEADERS and self.cycle is not None
+        if not (in_request and self.cycle.response_started) and not self.transport.is_closing():
             body = message.encode("ascii")
             self.transport.write(
                 b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
@@ -90,7 +104,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 % (status, _REASONS[status], len(body), body)
             )
         self.logger.warning("%s: closing the connection (%d)", message, status)
-        if self.cycle is not None and not self._in_headers:
+        if in_request:
             self.cycle.disconnected = True  # the app sees a client that went away
             self.cycle.message_event.set()
         self.transport.close()
@@ -111,34 +125,20 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return
-        in_headers = self._in_headers
+        before = self._phase()
         super().data_received(data)
-        if in_headers and self._in_headers and not self._refused:
-            # Still in the headers after the whole chunk: every byte of it was header.
-            self._header_bytes += len(data)
-            if self._header_bytes > self._limits.max_header_bytes:
-                self._refuse(431, f"request headers exceed {self._limits.max_header_bytes} bytes")
+        after = self._phase()
+        if after == IDLE or self._refused:  # the common case: whole requests per chunk
+            return
+        if after == BODY:
+            self._since = self.loop.time()
+            return
+        if before != HEADERS:  # a new request began in this chunk
+            self._since, self._header_bytes = self.loop.time(), 0
+        self._header_bytes += len(data)  # still in the headers: all of it was header
+        if self._header_bytes > self._limits.max_header_bytes:
+            self._refuse(431, f"request headers exceed {self._limits.max_header_bytes} bytes")
 
     def send_400_response(self, msg: str) -> None:
         if not self._refused:
             super().send_400_response(msg)
-
-    # -- parser callbacks --------------------------------------------------------------------
-
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self._in_headers, self._header_bytes = True, 0
-        self._since = self.loop.time()
-
-    def on_headers_complete(self) -> None:
-        self._in_headers, self._in_body = False, True
-        self._since = self.loop.time()
-        super().on_headers_complete()
-
-    def on_body(self, body: bytes) -> None:
-        self._since = self.loop.time()
-        super().on_body(body)
-
-    def on_message_complete(self) -> None:
-        self._in_body = False
-        super().on_message_complete()
