@@ -59,22 +59,28 @@ class _Layer:
 @dataclass(frozen=True)
 class _Folded:
     """The graph's layers in engineering units: the hidden chain (empty once pruning left a
-    linear model) and the linear path, both ending in the transformed target's unit."""
+    linear model) and the linear path, both ending in the transformed target's unit. Both
+    read the centered input ``x - center``."""
 
+    center: FloatArray
     chain: list[_Layer]
     linear: _Layer | None
 
 
 def fold_scaling(net: ShrunkNetwork, x_scaler: Standardizer, y_scaler: Standardizer) -> _Folded:
     """Fold z = (x - mean) / scale into the first layer of each path, and
-    t = out * scale + mean (the transformed target) into each path's output."""
+    t = out * scale + mean (the transformed target) into each path's output.
+
+    The mean is subtracted by its own node rather than folded into the biases: a tray
+    temperature near 80 degC with a spread of 0.1 would otherwise lose four digits of float32
+    precision to cancellation between W x and W mean.
+    """
     mean = x_scaler.mean_[net.inputs_kept]
     scale = x_scaler.scale_[net.inputs_kept]
     y_scale, y_mean = float(y_scaler.scale_[0]), float(y_scaler.mean_[0])
 
     def first(w: FloatArray, b: FloatArray) -> _Layer:
-        w0 = w / scale[None, :]
-        return _Layer(w0, b - w0 @ mean)
+        return _Layer(w / scale[None, :], b.copy())
 
     chain = [_Layer(w.copy(), b.copy()) for w, b in zip(net.weights, net.biases, strict=True)]
     linear = None
@@ -85,11 +91,11 @@ def fold_scaling(net: ShrunkNetwork, x_scaler: Standardizer, y_scaler: Standardi
         constant = chain[-1].bias * y_scale + y_mean
         if linear is None:
             raise ExportError("the pruned network is a constant: no input reaches the output")
-        return _Folded([], _Layer(linear.weight, linear.bias + constant))
+        return _Folded(mean, [], _Layer(linear.weight, linear.bias + constant))
     chain[0] = first(chain[0].weight, chain[0].bias)
     last = chain[-1]
     chain[-1] = _Layer(last.weight * y_scale, last.bias * y_scale + y_mean)
-    return _Folded(chain, linear)
+    return _Folded(mean, chain, linear)
 
 
 def _sparse_tensor(name: str, matrix: np.ndarray) -> onnx.SparseTensorProto:
@@ -193,7 +199,9 @@ def build_graph(
     pre = OUTPUT_NAME if transform.kind == "none" else "transformed"
     both = bool(folded.chain) and folded.linear is not None
     g = _GraphBuilder(sparse)
-    h = INPUT_NAME
+    g.inits.append(numpy_helper.from_array(folded.center.astype(np.float32), "input_center"))
+    g.nodes.append(helper.make_node("Sub", [INPUT_NAME, "input_center"], ["centered"]))
+    h = "centered"
     for i, layer in enumerate(folded.chain):
         last = i == len(folded.chain) - 1
         z = ("chain_out" if both else pre) if last else f"z{i}"
@@ -204,7 +212,7 @@ def build_graph(
             g.inits += consts
             h = f"h{i}"
     if folded.linear is not None:
-        g.affine(INPUT_NAME, folded.linear, "W_linear", "b_linear", "linear_out" if both else pre)
+        g.affine("centered", folded.linear, "W_linear", "b_linear", "linear_out" if both else pre)
     if both:
         g.nodes.append(helper.make_node("Add", ["chain_out", "linear_out"], [pre]))
     if transform.kind != "none":

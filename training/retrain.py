@@ -52,6 +52,7 @@ class RetrainReport:
     # The linear baselines fitted on the new data's train/validation split, scored on the
     # same window: a challenger that loses to the best of them is not promoted.
     linear_rmse: dict[str, float] = field(default_factory=dict)
+    beats_linear: bool | None = None
     allow_worse_than_linear: bool = False
     decision: Decision = "kept"
     reasons: list[str] = field(default_factory=list)
@@ -183,7 +184,7 @@ def retrain(
     report.checks["finite_outputs"] = bool(np.isfinite(report.challenger_rmse))
     linear_name, linear = min(report.linear_rmse.items(), key=lambda kv: kv[1])
     beats_linear = report.challenger_rmse <= linear
-    report.checks["no_worse_than_linear"] = beats_linear
+    report.beats_linear = beats_linear
     if not beats_linear:
         what = "ridge regression" if linear_name == "ridge" else "ridge on the transformed target"
         loses = (
