@@ -30,7 +30,9 @@ from bench.summary import compare, flatten, summarize, to_csv
 from service.atomic import write_atomic
 from training.spec import load_spec
 
-DEBUTANIZER_SPEC = Path(__file__).resolve().parents[1] / "training" / "specs" / "debutanizer.yaml"
+SPECS = Path(__file__).resolve().parents[1] / "training" / "specs"
+DEBUTANIZER_SPEC = SPECS / "debutanizer.yaml"
+DEBUTANIZER_LAGS_SPEC = SPECS / "debutanizer_lags.yaml"
 ABLATION_NOISE = (0.0, 0.1)  # the clean data and the noisiest level
 QUICK_NOISE = (0.0, 0.1)
 QUICK_MNIST_TRAIN = 10_000  # training images used by --quick
@@ -65,6 +67,15 @@ def plan(args: argparse.Namespace, out: Path) -> tuple[list[Job], list[str]]:
             jobs += plan_table_jobs(source, noise, seeds, bases["debutanizer"], ablation)
         else:
             skipped.append(f"debutanizer skipped: no data file at {args.debutanizer}")
+    if "debutanizer_lags" in args.only:
+        if args.debutanizer.is_file():
+            # the protocol's second track: a wide candidate set of lags, noise 0 only
+            source = Source(
+                "debutanizer_lags", "table", str(args.debutanizer), str(DEBUTANIZER_LAGS_SPEC)
+            )
+            jobs += plan_table_jobs(source, (0.0,), seeds, bases["debutanizer_lags"])
+        else:
+            skipped.append(f"debutanizer_lags skipped: no data file at {args.debutanizer}")
     if "column_a" in args.only:
         days = args.column_days or (3.0 if args.quick else 7.0)
         data = out / "data" / f"column_a_{days:g}d.csv"

@@ -204,10 +204,10 @@ class SplitSpec(_Strict):
     The test part is the most recent rows (``test`` a count or fraction), or a window of the
     file (``test: {start: ..., end: ...}`` in rows or timestamps); then ``train`` and
     ``validation`` share the rows before the window, in that order. Counts must add up to
-    the rows available.
+    the rows available; leave ``train`` out to give it whatever the other parts leave.
     """
 
-    train: float = Field(gt=0)
+    train: float | None = Field(default=None, gt=0)
     validation: float = Field(gt=0)
     test: float | TestWindow = Field(default=0.2)
 
@@ -221,15 +221,23 @@ class SplitSpec(_Strict):
         """Rows per part for ``n_rows`` assembled rows (test given as a count or fraction)."""
         if isinstance(self.test, TestWindow):
             raise TypeError("a test window is resolved against the rows' times, not counts")
-        parts = (self.train, self.validation, self.test)
-        if all(p < 1 for p in parts):
-            n_train = round(self.train * n_rows)
+        if self.validation < 1 and self.test < 1 and (self.train is None or self.train < 1):
             n_val = round(self.validation * n_rows)
-            return n_train, n_val, n_rows - n_train - n_val
-        return int(self.train), int(self.validation), int(self.test)
+            n_test = round(self.test * n_rows)
+            n_train = n_rows - n_val - n_test
+            if self.train is not None:
+                n_train = round(self.train * n_rows)
+                n_test = n_rows - n_train - n_val
+            return n_train, n_val, n_test
+        n_val, n_test = _count(self.validation, n_rows), _count(self.test, n_rows)
+        n_train = n_rows - n_val - n_test if self.train is None else _count(self.train, n_rows)
+        return n_train, n_val, n_test
 
     def before_window(self, n_rows: int) -> tuple[int, int]:
         """Train and validation rows among the ``n_rows`` before a test window."""
+        n_val = _count(self.validation, n_rows)
+        if self.train is None:
+            return n_rows - n_val, n_val
         if self.train < 1 and self.validation < 1:
             if abs(self.train + self.validation - 1.0) > 1e-9:
                 raise ValueError(
@@ -238,7 +246,12 @@ class SplitSpec(_Strict):
                 )
             n_train = round(self.train * n_rows)
             return n_train, n_rows - n_train
-        return int(self.train), int(self.validation)
+        return _count(self.train, n_rows), n_val
+
+
+def _count(part: float, n_rows: int) -> int:
+    """A part given as a fraction (< 1) or a count of rows."""
+    return round(part * n_rows) if part < 1 else int(part)
 
 
 class DatasetSpec(_Strict):
