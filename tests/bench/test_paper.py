@@ -132,6 +132,11 @@ def test_small_dense_matches_ca_parameter_count(quick_suite: dict[str, object]) 
         ca = json.loads(ca_path.read_text(encoding="utf-8"))["metrics"]
         # dense: nothing pruned (a run that ended at its ridge start has a zeroed chain)
         assert small["params_after"] <= small["params_before"]
+        if all(w == 1 for w in small["hidden"]):
+            # CA ended at (almost) its linear path: no hidden layer can be that small
+            assert small["params_before"] >= ca["params_after"]
+            checked += 1
+            continue
         assert abs(small["params_before"] - ca["params_after"]) <= 0.05 * ca["params_after"] + 30
         checked += 1
     assert checked >= 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -133,7 +134,8 @@ def test_every_train_option_has_help_and_shows_its_default() -> None:
     from training.cli import build_parser
 
     parser = build_parser()
-    train = parser._subparsers._group_actions[0].choices["train"]  # type: ignore[union-attr]
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    train = sub.choices["train"]
     text = train.format_help()
     for action in train._actions:
         if action.option_strings and action.dest != "help":
