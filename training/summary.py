@@ -98,7 +98,16 @@ def summary_lines(m: dict[str, Any]) -> list[str]:
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.append("")
     ridge = m.get("baseline", {}).get("ridge")
-    if ridge is not None:
+    if (
+        ridge is not None
+        and int(m.get("ended_linear", 0)) == members
+        and m["network"].get("linear_path")
+    ):
+        lines.append(
+            "The network is the linear model: no network beat its starting ridge solution on "
+            "validation, so every one ended there (test RMSE equal to ridge's)."
+        )
+    elif ridge is not None:
         r = ridge["test"]["analyzer"]["rmse"]
         change = (m["test_rmse"] - r) / r
         lines.append(
