@@ -132,7 +132,7 @@ def _explain_parse_error(path: Path, fmt: str, skip_rows: int, exc: Exception) -
     first = _first_content_line(path, skip_rows)
     hint = (
         "; if the file starts with title or comment lines, skip them with source.skip_rows"
-        f" (here {first - 1} would skip everything above line {first})"
+        f" (here {line - 1} would skip everything above line {line})"
         if first is not None and first < line
         else ""
     )

@@ -6,7 +6,7 @@ signals, lags, the analyzer delay and the split all live here, never in code.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -178,6 +178,14 @@ class TestWindow(_Strict):
 
     start: int | datetime | None = None
     end: int | datetime | None = None
+
+    @field_validator("start", "end", mode="after")
+    @classmethod
+    def _zone(cls, value: int | datetime | None) -> int | datetime | None:
+        """A time without a zone is UTC, as the timestamps of a file without zones are."""
+        if isinstance(value, datetime) and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> TestWindow:
