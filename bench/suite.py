@@ -10,6 +10,7 @@ the longest jobs (MNIST) go first so the short ones fill the tail.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing
 import time
@@ -58,6 +59,16 @@ class Source:
     path: str  # data file (table) or directory (digits)
     spec: str = ""  # dataset spec (table)
     train_limit: int | None = None  # digits: only the first N training images (quick runs)
+    # sha256 of the spec and data files: a run made on other contents (a spec edited in
+    # place, a file simulated anew) is not taken as finished when the suite resumes
+    digest: str = ""
+
+    def with_digest(self) -> Source:
+        h = hashlib.sha256()
+        for path in (self.spec, self.path):
+            if path and Path(path).is_file():
+                h.update(Path(path).read_bytes())
+        return replace(self, digest=h.hexdigest())
 
 
 @dataclass(frozen=True)
