@@ -234,8 +234,7 @@ def render_markdown(card: ModelCard) -> str:
             for k, v in m.items()
         ),
         *(
-            f"| {name} ({b.description}) | {k} | {v.rows} | {_fmt(v.rmse)} | {_fmt(v.mae)} "
-            f"| {v.r2:.3f} |"
+            f"| {b.description} | {k} | {v.rows} | {_fmt(v.rmse)} | {_fmt(v.mae)} | {v.r2:.3f} |"
             for name, b in card.baseline.items()
             for k, v in b.metrics.items()
         ),

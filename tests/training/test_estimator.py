@@ -206,7 +206,8 @@ def test_every_run_reports_its_baselines(tmp_path: Path) -> None:
     assert card.ensemble is not None and card.ensemble.members == 2
     assert card.lag_selection["a"].candidates == [0, 1]
     text = render_markdown(card)
-    assert "RMSE (mol%)" in text and "| ridge (" in text and "| persistence (" in text
+    assert "RMSE (mol%)" in text and "| ridge regression, alpha" in text
+    assert "| latest analyzer value (q_lag2) |" in text
     assert "Inputs kept:" in text
 
 
