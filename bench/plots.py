@@ -345,7 +345,8 @@ def plot_series(records: list[dict[str, Any]], path: Path) -> Path | None:
         return None
     series = runs[0]["series"]
     if series["timestamp"]:
-        x: Any = np.array(series["timestamp"], dtype="datetime64[s]")
+        # UTC ISO times; numpy's datetime64 has no zones, so drop it after converting
+        x: Any = np.array([t[:19] for t in series["timestamp"]], dtype="datetime64[s]")
     else:
         x = np.arange(len(series["truth"]))
     truth = np.asarray(series["truth"])

@@ -123,7 +123,7 @@ def summary_lines(m: dict[str, Any]) -> list[str]:
     if m["inputs_removed"]:
         lines.append(f"No longer needed: {', '.join(m['inputs_removed'])}.")
     ended = int(m.get("ended_linear", 0))
-    if 0 < ended < members or (ended and not m["network"].get("linear_path")):
+    if 0 < ended < members:  # all of them is said above, with the comparison
         lines.append(
             f"{ended} of {members} network{'s' if members > 1 else ''} ended at the linear model"
             " (nothing reached after pruning beat the starting ridge solution on validation)."
