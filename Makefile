@@ -26,7 +26,7 @@ quickstart: install
 # The same on the real debutanizer data (needs ../shared/datasets/debutanizer).
 quickstart-debutanizer: install
 	$(SOFTSENSOR) train --spec training/specs/debutanizer.yaml --data $(DEBUTANIZER) \
-		--method ca --tau 0.55 --seed 0 --out $(RUN)/debutanizer-ca
+		--method ca --seed 0 --out $(RUN)/debutanizer-ca
 
 # Debian tools some tests use (promtool; podman and debootstrap for the container test;
 # chromium for the docs pages rendered in a real browser).
@@ -54,7 +54,9 @@ lint: install
 	$(VENV)/bin/mypy service training bench tests
 
 bench-debutanizer: install
-	$(PY) -m bench.protocol --seeds 5 --noise 0 0.05 --tau 0.55
+	$(PY) -m bench.protocol --seeds 5 --noise 0 0.05
+	$(PY) -m bench.protocol --spec training/specs/debutanizer_lags.yaml --seeds 5 --noise 0 \
+		--out bench/results/debutanizer_lags
 	$(PY) -m bench.training_overhead --repeats 5
 
 bench-column: install

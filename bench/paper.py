@@ -20,13 +20,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "datasets"
-DATASETS = ("debutanizer", "column_a", "mnist")
+DATASETS = ("debutanizer", "debutanizer_lags", "column_a", "mnist")
 FULL_OUT = REPO / "bench" / "results" / "paper"
 QUICK_OUT = REPO / "bench" / "results" / "paper-quick"
 DOC_PLOTS = REPO / "docs" / "img" / "paper"
-# Chosen on MNIST's validation part (the last 5k training images), seed 0: the lowest
-# validation error among the thresholds tried; see docs/benchmarks.md.
-MNIST_TAU = 0.4
+# Chosen on MNIST's validation part (the last 5k training images), seed 0, 30 epochs with the
+# validation-rise guard off: 0.7 pruned 93% at 1.36% validation error, 0.9 collapsed (99.5%,
+# 5.0%); see docs/tuning.md.
+MNIST_TAU = 0.7
 
 
 def _positive_int(text: str) -> int:

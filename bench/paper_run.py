@@ -30,7 +30,9 @@ from bench.summary import compare, flatten, summarize, to_csv
 from service.atomic import write_atomic
 from training.spec import load_spec
 
-DEBUTANIZER_SPEC = Path(__file__).resolve().parents[1] / "training" / "specs" / "debutanizer.yaml"
+SPECS = Path(__file__).resolve().parents[1] / "training" / "specs"
+DEBUTANIZER_SPEC = SPECS / "debutanizer.yaml"
+DEBUTANIZER_LAGS_SPEC = SPECS / "debutanizer_lags.yaml"
 ABLATION_NOISE = (0.0, 0.1)  # the clean data and the noisiest level
 QUICK_NOISE = (0.0, 0.1)
 QUICK_MNIST_TRAIN = 10_000  # training images used by --quick
@@ -61,21 +63,33 @@ def plan(args: argparse.Namespace, out: Path) -> tuple[list[Job], list[str]]:
     noise = QUICK_NOISE if args.quick else NOISE_LEVELS
     if "debutanizer" in args.only:
         if args.debutanizer.is_file():
-            source = Source("debutanizer", "table", str(args.debutanizer), str(DEBUTANIZER_SPEC))
+            source = Source(
+                "debutanizer", "table", str(args.debutanizer), str(DEBUTANIZER_SPEC)
+            ).with_digest()
             jobs += plan_table_jobs(source, noise, seeds, bases["debutanizer"], ablation)
         else:
             skipped.append(f"debutanizer skipped: no data file at {args.debutanizer}")
+    if "debutanizer_lags" in args.only:
+        if args.debutanizer.is_file():
+            # the protocol's second track: a wide candidate set of lags, noise 0 only
+            source = Source(
+                "debutanizer_lags", "table", str(args.debutanizer), str(DEBUTANIZER_LAGS_SPEC)
+            ).with_digest()
+            jobs += plan_table_jobs(source, (0.0,), seeds, bases["debutanizer_lags"])
+        else:
+            skipped.append(f"debutanizer_lags skipped: no data file at {args.debutanizer}")
     if "column_a" in args.only:
         days = args.column_days or (3.0 if args.quick else 7.0)
         data = out / "data" / f"column_a_{days:g}d.csv"
         spec = data.with_suffix(".yaml")
-        if not (data.is_file() and spec.is_file()):
-            from training.simulator import simulate
+        from training.simulator import dataset_spec, simulate
 
+        # a file simulated by an older version (another spec) is simulated again
+        if not (data.is_file() and spec.is_file() and load_spec(spec) == dataset_spec()):
             _say(f"simulating {days:g} days of Column A (seed 0) into {data}")
             simulate(days, 0, data)
         load_spec(spec)  # fail early on a spec the loader would refuse
-        source = Source("column_a", "table", str(data), str(spec))
+        source = Source("column_a", "table", str(data), str(spec)).with_digest()
         jobs += plan_table_jobs(source, noise, seeds, bases["column_a"])
     if "mnist" in args.only:
         directory: Path = args.mnist_dir

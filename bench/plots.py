@@ -28,9 +28,10 @@ COLORS = {
     "magnitude": "#ff7f0e",
     "random": "#7f7f7f",
     "ridge": "#9467bd",
+    "ridge_transformed": "#e377c2",
     "persistence": "#8c564b",
 }
-TABLES = ("debutanizer", "column_a")
+TABLES = ("debutanizer", "debutanizer_lags", "column_a")
 
 
 def _figure(rows: int, cols: int, **kw: Any) -> tuple[Figure, Any]:
@@ -71,7 +72,7 @@ def plot_error_vs_rate(rows: list[dict[str, Any]], path: Path) -> Path | None:
                 pts = [r for r in cell if r["method"] == method]
                 if not pts:
                     continue
-                if method in ("ridge", "persistence"):
+                if method in ("ridge", "ridge_transformed", "persistence"):
                     y = float(np.mean([r["test_rmse"] for r in pts]))
                     ax.axhline(y, color=COLORS[method], ls="--", lw=1, label=method)
                     continue
@@ -212,7 +213,9 @@ def plot_connectivity(records: list[dict[str, Any]], dataset: str, path: Path) -
     def ys(n: int) -> Any:
         return np.linspace(0, 1, n) if n > 1 else np.array([0.5])
 
-    alive = [masks[0].any(axis=0)]
+    linear = runs[0]["structure"].get("linear")
+    direct = np.array([c == "1" for c in linear[0]]) if linear else np.zeros(sizes[0], dtype=bool)
+    alive: list[Any] = [masks[0].any(axis=0) | direct]
     for i in range(len(masks) - 1):
         alive.append(masks[i].any(axis=1) & masks[i + 1].any(axis=0))
     alive.append(np.ones(sizes[-1], dtype=bool))
@@ -222,6 +225,8 @@ def plot_connectivity(records: list[dict[str, Any]], dataset: str, path: Path) -
             net_ax.plot(
                 [layer, layer + 1], [y_in[i], y_out[o]], color="#d62728", lw=0.4, alpha=0.35
             )
+    for k in np.flatnonzero(direct).tolist():  # the linear path: inputs straight to the output
+        net_ax.plot([0, len(masks)], [ys(sizes[0])[k], 0.5], color="#9467bd", lw=0.8, alpha=0.55)
     for layer, n in enumerate(sizes):
         y = ys(n)
         kept = alive[layer]
@@ -242,8 +247,9 @@ def plot_connectivity(records: list[dict[str, Any]], dataset: str, path: Path) -
     net_ax.set_xlim(-0.9, len(sizes) - 0.8)
     kept_hidden = ", ".join(f"{int(a.sum())}/{a.size}" for a in alive[1:-1])
     net_ax.set_title(
-        f"{TITLE[dataset]}, CA seed {runs[0]['metrics']['seed']}: "
-        f"{runs[0]['metrics']['pruning_rate']:.0%} pruned, hidden neurons kept {kept_hidden}",
+        f"{TITLE[dataset]}, CA seed {runs[0]['metrics']['seed']} (first network): "
+        f"{runs[0]['metrics']['pruning_rate']:.0%} pruned, hidden neurons kept {kept_hidden}; "
+        f"purple: linear path ({int(direct.sum())} inputs)",
         fontsize=9,
     )
     # connections kept from each input into the first hidden layer, one row per seed
@@ -253,14 +259,26 @@ def plot_connectivity(records: list[dict[str, Any]], dataset: str, path: Path) -
             for r in runs
         ]
     )
-    used = (per_input > 0).mean(axis=0)
+    linear_used = np.array(
+        [
+            [c == "1" for c in r["structure"]["linear"][0]]
+            if r["structure"].get("linear")
+            else [False] * len(names)
+            for r in runs
+        ]
+    ).mean(axis=0)
     order = np.arange(len(names))[::-1]
     bar_ax.barh(order, per_input.mean(axis=0), color="#d62728", alpha=0.6)
     for seed_counts in per_input:  # one dot per seed: the spread without a symmetric error bar
         bar_ax.scatter(seed_counts, order, s=8, color="black", zorder=3)
 
     bar_ax.set_yticks(
-        order, [f"{n} (kept in {u:.0%})" for n, u in zip(names, used, strict=True)], fontsize=7
+        order,
+        [
+            f"{n} (hidden {h:.0%}, linear {lin:.0%})"
+            for n, h, lin in zip(names, (per_input > 0).mean(axis=0), linear_used, strict=True)
+        ],
+        fontsize=7,
     )
     bar_ax.set_xlabel(
         f"first-layer connections kept (of {masks[0].shape[0]}), mean over {len(runs)} seeds"
@@ -317,6 +335,51 @@ def plot_mnist(
     return _save(fig, path)
 
 
+def plot_series(records: list[dict[str, Any]], path: Path) -> Path | None:
+    """Estimate, ridge, truth and analyzer over Column A's test days (CA, noise 0, seed 0)."""
+    runs = sorted(
+        (r for r in records if "series" in r and r["metrics"]["dataset"] == "column_a"),
+        key=lambda r: r["metrics"]["seed"],
+    )
+    if not runs:
+        return None
+    series = runs[0]["series"]
+    if series["timestamp"]:
+        # UTC ISO times; numpy's datetime64 has no zones, so drop it after converting
+        x: Any = np.array([t[:19] for t in series["timestamp"]], dtype="datetime64[s]")
+    else:
+        x = np.arange(len(series["truth"]))
+    truth = np.asarray(series["truth"])
+    est, ridge = np.asarray(series["estimate"]), np.asarray(series["ridge"])
+    unit = series.get("unit", "")
+    fig, (ax, err_ax) = _figure(
+        2, 1, figsize=(11, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1.4]}
+    )
+    ax.plot(x, truth, color="black", lw=1.4, label="true composition")
+    ax.scatter(x, series["analyzer"], s=9, color="#7f7f7f", label="analyzer", zorder=3)
+    ax.plot(x, est, color=COLORS["ca"], lw=1.1, label="CA network (served estimate)")
+    ax.plot(x, ridge, color=COLORS["ridge"], lw=1.0, ls="--", label="ridge regression")
+    ax.set_ylabel(f"bottoms impurity ({unit})")
+
+    def rmse(a: Any) -> float:
+        return float(np.sqrt(np.mean((a - truth) ** 2)))
+
+    ax.set_title(
+        f"Column A test days, seed {runs[0]['metrics']['seed']}: RMSE vs truth "
+        f"network {rmse(est):.4f}, ridge {rmse(ridge):.4f} {unit}",
+        fontsize=9,
+    )
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    err_ax.plot(x, est - truth, color=COLORS["ca"], lw=1.0, label="network - truth")
+    err_ax.plot(x, ridge - truth, color=COLORS["ridge"], lw=1.0, ls="--", label="ridge - truth")
+    err_ax.axhline(0, color="black", lw=0.6)
+    err_ax.set_ylabel(f"error ({unit})")
+    err_ax.legend(fontsize=7)
+    err_ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
 def plot_all(
     rows: list[dict[str, Any]],
     summary: list[dict[str, Any]],
@@ -330,5 +393,6 @@ def plot_all(
         plot_noise(summary, directory / "rmse_vs_noise.png"),
         *(plot_connectivity(records, d, directory / f"connectivity_{d}.png") for d in TABLES),
         plot_mnist(rows, records, directory / "mnist_accuracy_vs_pruning_rate.png"),
+        plot_series(records, directory / "column_a_test_days.png"),
     ]
     return [p for p in made if p is not None]

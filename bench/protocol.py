@@ -5,7 +5,7 @@ latest analyzer value, over seeds and input-noise levels, on any dataset spec.
 Runs go two at a time (one per core, one thread each). Per seed: dense first (its best
 validation loss sets the learning-speed target), then CA, then the baselines at CA's sparsity.
 
-    python -m bench.protocol --seeds 5 --noise 0 0.05 --tau 0.55            # debutanizer
+    python -m bench.protocol --seeds 5 --noise 0 0.05                       # debutanizer
     python -m bench.protocol --spec S.yaml --data D.csv --out bench/results/NAME
 """
 
@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from service.atomic import write_atomic
+from training.baseline import fit_baselines
 from training.config import CAConfig, NetworkConfig, TrainConfig
 from training.data import Dataset, load_dataset
-from training.evaluation import fit_ridge, score
+from training.evaluation import score
 from training.experiment import RunConfig, run_experiment
 from training.spec import load_spec
 
@@ -92,55 +93,29 @@ def run_seed(job: tuple[int, float, RunConfig, str, str]) -> list[dict[str, Any]
 
 
 def score_linear(ds: Dataset, seed: int, noise: float) -> list[dict[str, Any]]:
-    """Ridge (alpha by validation) and, if the spec has analyzer lags, persistence of the
-    latest analyzer value: the linear baselines a network must beat to be worth deploying."""
-    ridge = fit_ridge(ds.train.x, ds.train.y, ds.validation.x, ds.validation.y)
-    linear = [
-        (
-            "ridge",
-            ridge.predict(ds.train.x),
-            ridge.predict(ds.validation.x),
-            ridge.predict(ds.test.x),
-        )
-    ]
-    latest = persistence_column(ds)
-    if latest is not None:
-        linear.append(
-            (
-                "persistence",
-                ds.train.x[:, latest],
-                ds.validation.x[:, latest],
-                ds.test.x[:, latest],
-            )
-        )
+    """The linear baselines every run fits (training.baseline: ridge with alpha by validation,
+    ridge on the transformed target when the spec has one, persistence of the latest analyzer
+    value when the inputs hold one), as benchmark rows."""
     rows = []
-    for name, pred_train, pred_val, pred_test in linear:
-        t, v = score(ds.test.y, pred_test), score(ds.validation.y, pred_val)
+    for b in fit_baselines(ds):
+        pred_test = b.predict(ds, ds.test.x)
+        t = score(ds.test.y, pred_test)
+        v = score(ds.validation.y, b.predict(ds, ds.validation.x))
         row: dict[str, Any] = {
-            "method": name,
+            "method": b.name,
             "seed": seed,
             "noise": noise,
             "test_rmse": t.rmse,
             "test_mae": t.mae,
             "test_r2": t.r2,
             "val_rmse": v.rmse,
-            "train_rmse": score(ds.train.y, pred_train).rmse,
+            "train_rmse": score(ds.train.y, b.predict(ds, ds.train.x)).rmse,
         }
         if ds.spec.target.truth is not None:
             truth = score(ds.test.truth[ds.spec.target.truth], pred_test)
             row |= {"test_truth_rmse": truth.rmse, "test_truth_r2": truth.r2}
         rows.append(row)
     return rows
-
-
-def persistence_column(ds: Dataset) -> int | None:
-    """The feature holding the latest analyzer value known online, if the spec has one."""
-    lags = [
-        (int(name.rsplit("_lag", 1)[1]), i)
-        for i, name in enumerate(ds.feature_names)
-        if name.startswith(f"{ds.spec.target.name}_lag")
-    ]
-    return min(lags)[1] if lags else None
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
@@ -191,6 +166,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "debutanizer")
     parser.add_argument("--epochs", type=int, default=TrainConfig().epochs)
     parser.add_argument("--tau", type=float, default=CAConfig().tau)
+    parser.add_argument("--members", type=int, default=RunConfig().members)
     args = parser.parse_args()
     spec: Path = args.spec
     if args.simulate_days is not None:
@@ -203,6 +179,7 @@ def main() -> None:
         network=NetworkConfig(),
         train=TrainConfig(progress=False, epochs=args.epochs),
         ca=replace(CAConfig(), tau=args.tau),
+        members=args.members,
     )
     jobs = [(s, n, base, str(spec), str(args.data)) for n in args.noise for s in range(args.seeds)]
     started = time.perf_counter()

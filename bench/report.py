@@ -10,7 +10,17 @@ from typing import Any
 
 from bench.suite import ABLATIONS, DEFAULT_VARIANT
 
-ORDER = ("ca", "dense", "small-dense", "gmp", "magnitude", "random", "ridge", "persistence")
+ORDER = (
+    "ca",
+    "dense",
+    "small-dense",
+    "gmp",
+    "magnitude",
+    "random",
+    "ridge",
+    "ridge_transformed",
+    "persistence",
+)
 LABEL = {
     "ca": "**CA**",
     "dense": "dense",
@@ -19,9 +29,15 @@ LABEL = {
     "magnitude": "magnitude one-shot at CA's sparsity",
     "random": "random at CA's sparsity",
     "ridge": "ridge (alpha by validation)",
+    "ridge_transformed": "ridge on the transformed target (alpha by validation)",
     "persistence": "persistence (latest analyzer value)",
 }
-TITLE = {"debutanizer": "Debutanizer", "column_a": "Simulated Column A", "mnist": "MNIST"}
+TITLE = {
+    "debutanizer": "Debutanizer",
+    "debutanizer_lags": "Debutanizer, second track (candidate lags)",
+    "column_a": "Simulated Column A",
+    "mnist": "MNIST",
+}
 
 
 def _cell(entry: dict[str, Any] | None, name: str, scale: float = 1.0, digits: int = 4) -> str:
@@ -162,7 +178,7 @@ def _ablation_table(
 def render(summary: list[dict[str, Any]], comparisons: list[dict[str, Any]], seeds: int) -> str:
     """Every table of the suite as one markdown document."""
     out: list[str] = []
-    for dataset in ("debutanizer", "column_a", "mnist"):
+    for dataset in ("debutanizer", "debutanizer_lags", "column_a", "mnist"):
         if not any(e["dataset"] == dataset for e in summary):
             continue
         out.append(f"### {TITLE[dataset]}\n")

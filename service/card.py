@@ -76,6 +76,9 @@ class TargetCard(_Strict):
     valid_range: ValidRange
     analyzer_delay_samples: int = Field(ge=0)
     sample_interval_s: float | None = Field(default=None, gt=0)
+    # What the network was fitted to ("log": ln(y - low), "logit": ln((y - low) / (high - y))
+    # on valid_range). The graph inverts it: the model's output is in ``unit`` regardless.
+    transform: Literal["none", "log", "logit"] = "none"
 
 
 class DataSummary(_Strict):
@@ -93,6 +96,8 @@ class DataSummary(_Strict):
     noise_sigma: float = 0.0
     values_out_of_range: int = 0
     values_filled: int = 0
+    # Analyzer values outside the target's declared range, left out as labels (warned).
+    target_out_of_range: int = 0
 
 
 class ReferenceStats(_Strict):
@@ -137,6 +142,31 @@ class PruningReport(_Strict):
     params_after: int
 
 
+class BaselineCard(_Strict):
+    """A simple alternative scored on the same features and split as the model."""
+
+    description: str
+    alpha: float | None = None  # ridge: the penalty chosen on validation
+    feature: str | None = None  # persistence: the lagged analyzer value it repeats
+    metrics: dict[Literal["validation", "test"], RegressionMetrics]
+
+
+class LagSelection(_Strict):
+    """The lags of one signal offered to the network, and those pruning kept."""
+
+    candidates: list[int]
+    kept: list[int]
+
+
+class EnsembleCard(_Strict):
+    """Networks trained from different seeds, averaged inside the one ONNX graph."""
+
+    members: int = Field(ge=1)
+    seeds: list[int]
+    pruning_rate: list[float]  # per member
+    ended_linear: list[bool]  # per member: nothing beat its starting ridge solution
+
+
 class ModelCard(_Strict):
     """Everything known about one model version."""
 
@@ -157,6 +187,12 @@ class ModelCard(_Strict):
     pruning: PruningReport
     residual_quantiles: dict[str, float]
     training: dict[str, Any]
+    # Linear baselines fitted on the same features and split (ridge, persistence): what the
+    # model must beat to be worth serving.
+    baseline: dict[str, BaselineCard] = Field(default_factory=dict)
+    # Per signal, the lags offered and the lags the pruned model still reads.
+    lag_selection: dict[str, LagSelection] = Field(default_factory=dict)
+    ensemble: EnsembleCard | None = None
 
     @model_validator(mode="after")
     def _check_consistency(self) -> ModelCard:
@@ -169,26 +205,81 @@ class ModelCard(_Strict):
         return self
 
 
+def _fmt(value: float) -> str:
+    return f"{value:.4g}"
+
+
 def render_markdown(card: ModelCard) -> str:
-    """The card for people: what the model estimates, from what, how well, and how small."""
+    """The card for people: what the model estimates, from what, how well against the simple
+    alternatives, and how small."""
     m = card.metrics
+    unit = card.target.unit
+    transform = (
+        ""
+        if card.target.transform == "none"
+        else f" The network is fitted to {card.target.transform}({card.target.name}); the "
+        "model file turns it back into the unit above."
+    )
     lines = [
         f"# {card.name} {card.version}",
         "",
-        f"Estimates **{card.target.name}** ({card.target.unit}); the analyzer reports it "
-        f"{card.target.analyzer_delay_samples} samples late. Created {card.created.isoformat()}.",
+        f"Estimates **{card.target.name}** ({unit}); the analyzer reports it "
+        f"{card.target.analyzer_delay_samples} samples late. Created {card.created.isoformat()}."
+        + transform,
         "",
-        "| split | rows | RMSE | MAE | R2 |",
-        "|---|---|---|---|---|",
-        *(f"| {k} | {v.rows} | {v.rmse:.4g} | {v.mae:.4g} | {v.r2:.3f} |" for k, v in m.items()),
+        f"| model | split | rows | RMSE ({unit}) | MAE ({unit}) | R2 |",
+        "|---|---|---|---|---|---|",
+        *(
+            f"| this model | {k} | {v.rows} | {_fmt(v.rmse)} | {_fmt(v.mae)} | {v.r2:.3f} |"
+            for k, v in m.items()
+        ),
+        *(
+            f"| {b.description} | {k} | {v.rows} | {_fmt(v.rmse)} | {_fmt(v.mae)} | {v.r2:.3f} |"
+            for name, b in card.baseline.items()
+            for k, v in b.metrics.items()
+        ),
         "",
+    ]
+    if "ridge" in card.baseline and "test" in m:
+        ridge = card.baseline["ridge"].metrics["test"].rmse
+        change = (m["test"].rmse - ridge) / ridge
+        lines += [
+            f"On the test split this model's RMSE is {abs(change):.1%} "
+            f"{'below' if change < 0 else 'above'} ridge regression's.",
+            "",
+        ]
+    if card.ensemble is not None and card.ensemble.members > 1:
+        linear = sum(card.ensemble.ended_linear)
+        lines += [
+            f"Ensemble of {card.ensemble.members} pruned networks (seeds "
+            f"{', '.join(map(str, card.ensemble.seeds))}), averaged inside the model file"
+            + (
+                f"; {linear} of them ended at the linear model (nothing beat ridge on validation)"
+                if linear
+                else ""
+            )
+            + ".",
+            "",
+        ]
+    lines += [
         f"Pruning: {card.pruning.method}, {card.pruning.pruning_rate:.1%} of connections removed "
         f"(per layer: {', '.join(f'{r:.0%}' for r in card.pruning.pruning_rate_per_layer)}); "
         f"neurons removed per hidden layer: {', '.join(map(str, card.pruning.neurons_removed))}; "
         f"parameters {card.pruning.params_before} -> {card.pruning.params_after}; "
         f"ONNX {card.onnx_bytes} bytes (dense architecture: {card.dense_onnx_bytes}).",
         "",
-        "Sensors no longer needed: " + (", ".join(card.pruning.inputs_removed) or "none") + ".",
+        "Inputs kept: "
+        + (
+            "; ".join(
+                f"{signal} at lag {', '.join(map(str, sel.kept))} (of {len(sel.candidates)})"
+                for signal, sel in card.lag_selection.items()
+                if sel.kept
+            )
+            or ", ".join(f.name for f in card.features)
+        )
+        + ".",
+        "",
+        "Inputs no longer needed: " + (", ".join(card.pruning.inputs_removed) or "none") + ".",
         "",
         "| input | unit | valid range |",
         "|---|---|---|",

@@ -125,12 +125,16 @@ class CAPruner(Pruner):
         self.appraisals_ += 1
         c = self.cfg
         layers = model.masked_layers()
+        # The output neuron keeps its strongest input on the layer that feeds it directly: the
+        # linear path when there is one (the chain may then vanish and leave a linear model),
+        # else the chain's last layer.
+        guarded = layers[-1]
         removed = 0
         for i, layer in enumerate(layers):
             active = layer.mask.bool()
             r = self.relative_importance(i, layer)
             candidates = self._candidates(i, r, active) & active
-            if c.keep_strongest_input and i == len(layers) - 1:
+            if c.keep_strongest_input and layer is guarded:
                 strongest = r.masked_fill(~active, -1.0).argmax(dim=1)
                 candidates[torch.arange(r.shape[0]), strongest] = False
             n_active = int(active.sum())

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict
 from datetime import datetime
 
 import numpy as np
 
 from service.card import (
+    BaselineCard,
     DataSummary,
+    EnsembleCard,
     FeatureCard,
+    LagSelection,
     ModelCard,
     PruningReport,
     ReferenceStats,
@@ -61,6 +63,34 @@ def _valid(bounds: tuple[float, float]) -> ValidRange:
     return ValidRange(low=bounds[0], high=bounds[1])
 
 
+def lag_selection(dataset: Dataset, inputs_kept: list[int]) -> dict[str, LagSelection]:
+    """Per signal, the lags the spec offered and the lags the pruned model kept."""
+    features = dataset.spec.lag_features()
+    out: dict[str, LagSelection] = {}
+    for i, f in enumerate(features):
+        entry = out.setdefault(f.signal, LagSelection(candidates=[], kept=[]))
+        entry.candidates.append(f.lag)
+        if i in inputs_kept:
+            entry.kept.append(f.lag)
+    return out
+
+
+def baseline_cards(report: RunReport) -> dict[str, BaselineCard]:
+    """The run's ``baseline`` block, against the analyzer, as card entries."""
+    cards = {}
+    for name, entry in report.metrics["baseline"].items():
+        cards[name] = BaselineCard(
+            description=entry["description"],
+            alpha=entry.get("alpha"),
+            feature=entry.get("feature"),
+            metrics={
+                part: RegressionMetrics(**entry[part]["analyzer"])
+                for part in ("validation", "test")
+            },
+        )
+    return cards
+
+
 def build_card(
     dataset: Dataset,
     report: RunReport,
@@ -99,9 +129,8 @@ def build_card(
         )
         for d in spec.derived
     ]
-    result = report.result
     pred = {
-        part: result.predict(getattr(dataset, part).x) for part in ("train", "validation", "test")
+        part: report.predict(getattr(dataset, part).x) for part in ("train", "validation", "test")
     }
     residuals = dataset.validation.y - pred["validation"]
     x_train = dataset.train.x
@@ -130,6 +159,7 @@ def build_card(
             valid_range=_valid(spec.target.range),
             analyzer_delay_samples=spec.target.analyzer_delay,
             sample_interval_s=spec.source.sample_interval_s,
+            transform=spec.target.transform,
         ),
         data=DataSummary(
             source=dataset.source,
@@ -144,6 +174,7 @@ def build_card(
             noise_sigma=dataset.noise_sigma,
             values_out_of_range=dataset.values_out_of_range,
             values_filled=dataset.values_filled,
+            target_out_of_range=dataset.target_out_of_range,
         ),
         reference=[
             reference_stats(f.name, x_train[:, i])
@@ -174,7 +205,15 @@ def build_card(
             "epochs": m["epochs"],
             "best_epoch": m["best_epoch"],
             "train_seconds": m["train_seconds"],
-            "cleanup": asdict(result.cleanup),
+            "cleanup": m["cleanup"],
             "spec": spec.model_dump(mode="json"),
         },
+        baseline=baseline_cards(report),
+        lag_selection=lag_selection(dataset, exported.inputs_kept),
+        ensemble=EnsembleCard(
+            members=len(report.members),
+            seeds=[r["seed"] for r in m["member_runs"]],
+            pruning_rate=[r["pruning_rate"] for r in m["member_runs"]],
+            ended_linear=[r["ended_linear"] for r in m["member_runs"]],
+        ),
     )

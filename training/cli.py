@@ -12,27 +12,52 @@ from pathlib import Path
 from typing import Any
 
 
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+
+
 def _positive_int(text: str) -> int:
-    value = int(text)
+    value = _integer(text)
     if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = _integer(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+    return value
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+
+
+def _fraction(text: str) -> float:
+    value = _number(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text!r}")
     return value
 
 
 def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from exc
+    value = _number(text)
     if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
     return value
 
 
 def _positive_float(text: str) -> float:
     value = _non_negative_float(text)
     if value == 0:
-        raise argparse.ArgumentTypeError("must be > 0")
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
     return value
 
 
@@ -57,26 +82,48 @@ def _widths(text: str) -> tuple[int, ...]:
     return values
 
 
+class _Help(argparse.HelpFormatter):
+    """Shows an option's default after its help text, where it has a meaningful one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if action.required or default is None or isinstance(default, bool):
+            return text
+        if default is argparse.SUPPRESS or "%(default)" in text:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def _add_train_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from training.config import METHODS, CAConfig, NetworkConfig, TrainConfig
+    from training.config import ENSEMBLE_MEMBERS, METHODS, CAConfig, NetworkConfig, TrainConfig
 
     net, tc, ca = NetworkConfig(), TrainConfig(), CAConfig()
-    p = sub.add_parser("train", help="train (and prune) a soft sensor on a historian export")
+    p = sub.add_parser(
+        "train",
+        help="train (and prune) a soft sensor on a historian export",
+        description="Train the network on the spec's train split while it is pruned, choose "
+        "checkpoints on validation, score it, ridge regression and persistence on the test "
+        "split, and write metrics.json (optionally register the exported model).",
+        formatter_class=_Help,
+    )
     p.add_argument("--spec", required=True, type=Path, help="dataset spec (YAML)")
     p.add_argument("--data", required=True, type=Path, help="data file the spec describes")
-    p.add_argument("--method", choices=METHODS, default="ca", help="pruning method (default ca)")
-    p.add_argument("--seed", type=int, default=tc.seed)
+    p.add_argument("--method", choices=METHODS, default="ca", help="pruning method")
+    p.add_argument(
+        "--seed", type=_integer, default=tc.seed, help="seed of the first network (and noise)"
+    )
     p.add_argument(
         "--noise",
         type=_non_negative_float,
         default=0.0,
-        help="extra Gaussian noise on the inputs, in data units",
+        help="extra Gaussian noise on the inputs, in data units (benchmarks)",
     )
     p.add_argument(
         "--target-sparsity",
         type=_sparsity,
         default=None,
-        help="final sparsity for the baselines (one value, or one per layer)",
+        help="final sparsity for the gmp/magnitude/random baselines (one value, or one per layer)",
     )
     p.add_argument(
         "--dense-reference",
@@ -92,48 +139,131 @@ def _add_train_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="export to ONNX and write a new version of model NAME into the registry",
     )
     _add_registry_option(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     g = p.add_argument_group("network and optimization")
-    g.add_argument("--hidden", type=_widths, default=tuple(net.hidden), help="e.g. 64,64")
-    g.add_argument("--activation", default=net.activation)
-    g.add_argument("--epochs", type=_positive_int, default=tc.epochs)
-    g.add_argument("--batch-size", type=_positive_int, default=tc.batch_size)
-    g.add_argument("--lr", type=float, default=tc.lr)
-    g.add_argument("--weight-decay", type=_non_negative_float, default=tc.weight_decay)
-    g.add_argument("--early-stopping", type=_positive_int, default=tc.early_stopping)
-    g.add_argument("--quiet", action="store_true", help="no progress bar")
-    c = p.add_argument_group("connection appraisal (method ca)")
-    c.add_argument("--tau", type=float, default=ca.tau)
-    c.add_argument("--patience", type=_positive_int, default=ca.patience)
-    c.add_argument("--criterion", choices=("activity", "magnitude", "taylor"), default=ca.criterion)
-    c.add_argument(
-        "--consistency", choices=("consecutive", "window", "leaky"), default=ca.consistency
+    g.add_argument(
+        "--members",
+        type=_positive_int,
+        default=ENSEMBLE_MEMBERS,
+        help="networks trained from different seeds and averaged in one model",
     )
-    c.add_argument("--beta", type=float, default=ca.beta)
-    c.add_argument("--min-density", type=float, default=ca.min_density)
-    c.add_argument("--stop-after-val-rises", type=int, default=ca.stop_after_val_rises)
+    g.add_argument(
+        "--hidden",
+        type=_widths,
+        default=",".join(map(str, net.hidden)),
+        help="hidden layer widths, comma-separated",
+    )
+    g.add_argument(
+        "--activation",
+        choices=("tanh", "relu", "sigmoid", "gelu", "elu"),
+        default=net.activation,
+        help="activation of the hidden layers",
+    )
+    g.add_argument(
+        "--no-linear-path",
+        dest="linear_path",
+        action="store_false",
+        help="no linear path from the inputs to the output beside the hidden layers",
+    )
+    g.add_argument(
+        "--start-random",
+        dest="start_at_linear",
+        action="store_false",
+        help="start from random weights instead of the ridge solution",
+    )
+    g.add_argument("--epochs", type=_positive_int, default=tc.epochs, help="planned epochs")
+    g.add_argument(
+        "--batch-size", type=_positive_int, default=tc.batch_size, help="rows per optimizer step"
+    )
+    g.add_argument("--lr", type=_positive_float, default=tc.lr, help="Adam learning rate")
+    g.add_argument(
+        "--weight-decay",
+        type=_non_negative_float,
+        default=tc.weight_decay,
+        help="L2 penalty on the hidden layers",
+    )
+    g.add_argument(
+        "--linear-weight-decay",
+        type=_non_negative_float,
+        default=tc.linear_weight_decay,
+        help="L2 penalty on the linear path",
+    )
+    g.add_argument(
+        "--input-noise",
+        type=_non_negative_float,
+        default=tc.input_noise,
+        help="Gaussian jitter (standardized units) on what the hidden layers see",
+    )
+    g.add_argument(
+        "--early-stopping",
+        type=_positive_int,
+        default=tc.early_stopping,
+        help="stop after this many epochs without a better validation RMSE (masks final)",
+    )
+    c = p.add_argument_group("connection appraisal (method ca)")
+    c.add_argument(
+        "--tau", type=_positive_float, default=ca.tau, help="relative-importance threshold"
+    )
+    c.add_argument(
+        "--patience",
+        type=_positive_int,
+        default=ca.patience,
+        help="appraisals in a row below tau before a connection is pruned",
+    )
+    c.add_argument(
+        "--criterion",
+        choices=("activity", "magnitude", "taylor"),
+        default=ca.criterion,
+        help="what a connection's contribution measures",
+    )
+    c.add_argument(
+        "--consistency",
+        choices=("consecutive", "window", "leaky"),
+        default=ca.consistency,
+        help="how 'consistently below tau' is judged",
+    )
+    c.add_argument("--beta", type=_fraction, default=ca.beta, help="smoothing of contributions")
+    c.add_argument(
+        "--min-density",
+        type=_fraction,
+        default=ca.min_density,
+        help="never prune a layer below this share of its connections",
+    )
+    c.add_argument(
+        "--stop-after-val-rises",
+        type=_non_negative_int,
+        default=ca.stop_after_val_rises,
+        help="stop appraising after this many rising validation RMSEs in a row (0: never)",
+    )
+    t = p.add_argument_group("automatic recipe (Optuna, validation split only)")
+    t.add_argument(
+        "--tune",
+        action="store_true",
+        help="choose width, learning rate, weight decays, input noise and tau on validation "
+        "before training the ensemble",
+    )
+    t.add_argument(
+        "--tune-minutes",
+        type=_positive_float,
+        default=8.0,
+        help="wall-clock budget of the search (the final ensemble comes after it)",
+    )
+    t.add_argument("--tune-trials", type=_positive_int, default=60, help="at most this many trials")
     p.set_defaults(handler=_run_train, parser=p)
 
 
 def _run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from dataclasses import replace
+    import time
 
     from service.atomic import write_atomic
     from training.config import CAConfig, NetworkConfig, TrainConfig
     from training.data import load_dataset
-    from training.experiment import RunConfig, run_experiment
+    from training.experiment import RunConfig, make_pruner, run_experiment
     from training.spec import load_spec
+    from training.summary import summary_lines
 
+    started = time.perf_counter()
     try:
-        ca = replace(
-            CAConfig(),
-            tau=args.tau,
-            patience=args.patience,
-            criterion=args.criterion,
-            consistency=args.consistency,
-            beta=args.beta,
-            min_density=args.min_density,
-            stop_after_val_rises=args.stop_after_val_rises,
-        )
         dense_best = None
         if args.dense_reference is not None:
             ref = json.loads(args.dense_reference.read_text(encoding="utf-8"))
@@ -143,34 +273,87 @@ def _run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
             seed=args.seed,
             noise=args.noise,
             target_sparsity=args.target_sparsity,
-            network=NetworkConfig(hidden=args.hidden, activation=args.activation),
+            network=NetworkConfig(
+                hidden=args.hidden, activation=args.activation, linear_path=args.linear_path
+            ),
             train=TrainConfig(
                 epochs=args.epochs,
                 batch_size=args.batch_size,
                 lr=args.lr,
                 weight_decay=args.weight_decay,
+                linear_weight_decay=args.linear_weight_decay,
+                start_at_linear=args.start_at_linear,
+                input_noise=args.input_noise,
                 early_stopping=args.early_stopping,
                 seed=args.seed,
                 progress=not args.quiet,
             ),
-            ca=ca,
+            ca=CAConfig(
+                tau=args.tau,
+                patience=args.patience,
+                criterion=args.criterion,
+                consistency=args.consistency,
+                beta=args.beta,
+                min_density=args.min_density,
+                stop_after_val_rises=args.stop_after_val_rises,
+            ),
             dense_best_val_loss=dense_best,
+            members=args.members,
         )
-        from training.experiment import make_pruner
-
         make_pruner(cfg)  # fail on inconsistent options before reading any data
     except (ValueError, KeyError, OSError) as exc:
         parser.error(str(exc))
     spec = load_spec(args.spec)
     dataset = load_dataset(spec, args.data, noise_sigma=args.noise, seed=args.seed)
+    for warning in dataset.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    tuned = None
+    if args.tune:
+        from training.tuning import tune
+
+        tuned = tune(
+            dataset,
+            cfg,
+            seconds=args.tune_minutes * 60.0,
+            trials=args.tune_trials,
+            log=None if args.quiet else lambda line: print(line, file=sys.stderr),
+        )
+        cfg = tuned.config
     report = run_experiment(dataset, cfg)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    metrics = {**report.metrics, "spec": str(args.spec), "data": str(args.data)}
+    metrics = {
+        **report.metrics,
+        "spec": str(args.spec),
+        "data": str(args.data),
+        "data_checks": {
+            "rows_read": dataset.rows_read,
+            "values_out_of_range": dataset.values_out_of_range,
+            "target_out_of_range": dataset.target_out_of_range,
+            "values_filled": dataset.values_filled,
+            "warnings": dataset.warnings,
+        },
+        "wall_seconds": time.perf_counter() - started,
+    }
+    if tuned is not None:
+        metrics["tuning"] = {
+            "best_val_rmse": tuned.best_val_rmse,
+            "params": tuned.params,
+            "trials": tuned.trials,
+            "seconds": tuned.seconds,
+            "stopped_by": tuned.stopped_by,
+        }
     write_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-    write_atomic(out / "history.json", json.dumps(report.result.history_dicts()) + "\n")
+    history = [m.history_dicts() for m in report.members]
+    write_atomic(out / "history.json", json.dumps(history) + "\n")
     _save_checkpoint(report, out / "checkpoint.pt")
-    _print_summary(metrics)
+    for line in summary_lines(metrics):
+        print(line)
+    if tuned is not None:
+        print(
+            f"Tuning: {len(tuned.trials)} trials in {tuned.seconds:.0f} s (stopped by "
+            f"{tuned.stopped_by}); chosen {tuned.params}"
+        )
     if args.register:
         from training.publish import publish
 
@@ -183,6 +366,7 @@ def _run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
             f"parity {published.exported.max_parity_error:.2g})"
             + ("; now champion" if published.champion else "")
         )
+    print(f"wall time {time.perf_counter() - started:.1f} s")
     return 0
 
 
@@ -207,8 +391,12 @@ def _add_retrain_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     p = sub.add_parser(
         "retrain",
         help="train a challenger on new data; promote it only if clearly better than the champion",
-        description="Exit codes: 0 done (promoted or kept), 1 failed, 2 usage error, "
-        "3 challenger rejected by its sanity checks.",
+        description="The challenger is also compared with ridge regression fitted on the same "
+        "new data: one that loses to it on the held-out window is never promoted (unless "
+        "--allow-worse-than-linear). Exit codes: 0 done (promoted or kept), 1 failed, "
+        "2 usage error, 3 challenger rejected (sanity checks, or no champion and worse than "
+        "linear).",
+        formatter_class=_Help,
     )
     p.add_argument("--name", required=True, help="registered model name")
     p.add_argument("--spec", required=True, type=Path, help="dataset spec (YAML)")
@@ -223,14 +411,19 @@ def _add_retrain_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         "--margin",
         type=_non_negative_float,
         default=0.02,
-        help="relative RMSE improvement required to promote (default 0.02)",
+        help="relative RMSE improvement over the champion required to promote",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--allow-worse-than-linear",
+        action="store_true",
+        help="promote a challenger even if ridge regression beats it on the held-out window",
+    )
+    p.add_argument("--seed", type=_integer, default=0, help="seed of the challenger's training")
     p.add_argument(
         "--report-dir",
         type=Path,
         default=Path("reports"),
-        help="where the JSON and markdown report go (default ./reports)",
+        help="where the JSON and markdown report go",
     )
     _add_registry_option(p)
     p.set_defaults(handler=_run_retrain, parser=p)
@@ -249,12 +442,22 @@ def _run_retrain(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         margin=args.margin,
         seed=args.seed,
         lab_results=args.lab_results,
+        allow_worse_than_linear=args.allow_worse_than_linear,
     )
     json_path, md_path = write_report(report, args.report_dir)
+
+    def fmt(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.4g} {report.unit}".rstrip()
+
+    linear = ", ".join(f"{k.replace('_', ' ')} {fmt(v)}" for k, v in report.linear_rmse.items())
     print(
-        f"{args.name}: {report.decision} (champion {report.champion_rmse}, challenger "
-        f"{report.challenger_rmse}); report {json_path}, {md_path}"
+        f"{args.name}: {report.decision} (RMSE on the held-out window: champion "
+        f"{fmt(report.champion_rmse)}, challenger {fmt(report.challenger_rmse)}"
+        + (f", {linear}" if linear else "")
+        + f"); report {json_path}, {md_path}"
     )
+    for reason in report.reasons:
+        print(f"  {reason}")
     return EXIT_REJECTED if report.decision == "rejected" else EXIT_DONE
 
 
@@ -266,7 +469,7 @@ def _add_serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     _add_registry_option(p)
     p.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=None, help="port (default 8000)")
+    p.add_argument("--port", type=_positive_int, default=None, help="port (default 8000)")
     p.add_argument("--workers", type=_positive_int, default=None, help="processes (default 1)")
     p.add_argument("--state-dir", type=Path, default=None, help="lab-result store directory")
     p.set_defaults(handler=_run_serve, parser=p)
@@ -360,13 +563,15 @@ def _save_checkpoint(report: Any, path: Path) -> None:
     from service.atomic import write_atomic
 
     buf = io.BytesIO()
+    ensemble = report.ensemble
     torch.save(
         {
-            "state_dict": report.result.model.state_dict(),
-            "x_mean": report.result.x_scaler.mean_,
-            "x_scale": report.result.x_scaler.scale_,
-            "y_mean": report.result.y_scaler.mean_,
-            "y_scale": report.result.y_scaler.scale_,
+            "state_dicts": [m.model.state_dict() for m in report.members],
+            "x_mean": ensemble.x_scaler.mean_,
+            "x_scale": ensemble.x_scaler.scale_,
+            "y_mean": ensemble.y_scaler.mean_,
+            "y_scale": ensemble.y_scaler.scale_,
+            "target_transform": report.metrics["target_transform"],
             "metrics": report.metrics,
         },
         buf,
@@ -374,40 +579,14 @@ def _save_checkpoint(report: Any, path: Path) -> None:
     write_atomic(path, buf.getvalue())
 
 
-def _print_summary(m: dict[str, Any]) -> None:
-    rows = [
-        ("method", m["method"]),
-        ("seed", m["seed"]),
-        ("noise", m["noise"]),
-        ("test RMSE", f"{m['test_rmse']:.4f}"),
-        ("test MAE", f"{m['test_mae']:.4f}"),
-        ("test R2", f"{m['test_r2']:.3f}"),
-        ("validation RMSE", f"{m['val_rmse']:.4f}"),
-        ("pruning rate", f"{m['pruning_rate']:.1%}"),
-        ("per layer", ", ".join(f"{r:.0%}" for r in m["pruning_rate_per_layer"])),
-        ("neurons removed", ", ".join(str(n) for n in m["neurons_removed"])),
-        ("inputs removed", ", ".join(m["inputs_removed"]) or "none"),
-        ("parameters", f"{m['params_before']} -> {m['params_after']}"),
-        ("epochs (best)", f"{m['epochs']} ({m['best_epoch']})"),
-        ("epochs to target", m["epochs_to_target"] if m["epochs_to_target"] else "n/a"),
-        ("train seconds", f"{m['train_seconds']:.1f}"),
-    ]
-    if "test_truth_rmse" in m:
-        rows[4:4] = [
-            ("test RMSE vs truth", f"{m['test_truth_rmse']:.4f}"),
-            ("test R2 vs truth", f"{m['test_truth_r2']:.3f}"),
-        ]
-    width = max(len(k) for k, _ in rows)
-    for key, value in rows:
-        print(f"{key:<{width}}  {value}")
-
-
 def _add_simulate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
-        "simulate", help="simulate Skogestad's Column A and write historian data + its spec"
+        "simulate",
+        help="simulate Skogestad's Column A and write historian data + its spec",
+        formatter_class=_Help,
     )
     p.add_argument("--days", type=_positive_float, default=7.0, help="days of operation")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_integer, default=0, help="seed of disturbances and sensor noise")
     p.add_argument(
         "--out",
         required=True,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -34,9 +35,16 @@ def score(y_true: FloatArray, y_pred: FloatArray) -> Scores:
     return Scores(float(np.sqrt(np.mean(err**2))), float(np.mean(np.abs(err))), r2, int(t.size))
 
 
+RIDGE_ALPHAS = tuple(float(a) for a in 10.0 ** np.arange(-4, 4.5, 0.5))
+
+
 @dataclass
 class RidgeModel:
-    """Closed-form ridge on standardized inputs, alpha chosen on the validation split."""
+    """Ridge on standardized inputs (scikit-learn), alpha chosen on the validation split.
+
+    ``coef_`` and ``intercept_`` are in standardized input units, so the network's linear
+    path can start exactly here.
+    """
 
     alpha: float
     mean_: FloatArray
@@ -53,20 +61,29 @@ def fit_ridge(
     y_train: FloatArray,
     x_val: FloatArray,
     y_val: FloatArray,
-    alphas: tuple[float, ...] = tuple(10.0 ** np.arange(-4, 4.5, 0.5)),
+    alphas: tuple[float, ...] = RIDGE_ALPHAS,
+    inverse: Callable[[FloatArray], FloatArray] | None = None,
 ) -> RidgeModel:
-    """Ridge regression; the test split is never seen here."""
-    mean = x_train.mean(axis=0)
-    std = x_train.std(axis=0)
+    """Ridge regression with the alpha of lowest validation RMSE; the test split is never
+    seen here. Inputs are standardized on the training split (population spread, as the
+    network's own scaler), so one alpha grid suits every unit. With ``inverse``, ``y_train``
+    is a transformed target and each alpha is judged on ``inverse(prediction)`` against
+    ``y_val`` in the target's own unit."""
+    from sklearn.linear_model import Ridge
+
+    mean = np.asarray(x_train, dtype=np.float64).mean(axis=0)
+    std = np.asarray(x_train, dtype=np.float64).std(axis=0)
     scale = np.where(std > 0, std, 1.0)
     z = (x_train - mean) / scale
-    y_mean = float(y_train.mean())
     best: RidgeModel | None = None
     best_rmse = np.inf
     for alpha in alphas:
-        coef = np.linalg.solve(z.T @ z + alpha * np.eye(z.shape[1]), z.T @ (y_train - y_mean))
-        model = RidgeModel(float(alpha), mean, scale, coef, y_mean)
-        rmse = score(y_val, model.predict(x_val)).rmse
+        fitted = Ridge(alpha=alpha).fit(z, y_train)
+        model = RidgeModel(
+            float(alpha), mean, scale, np.asarray(fitted.coef_), float(fitted.intercept_)
+        )
+        pred = model.predict(x_val)
+        rmse = score(y_val, pred if inverse is None else inverse(pred)).rmse
         if rmse < best_rmse:
             best, best_rmse = model, rmse
     assert best is not None

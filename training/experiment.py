@@ -12,13 +12,16 @@ from typing import Any
 
 import numpy as np
 
+from service.features import FloatArray
 from training.appraisal import CAPruner
-from training.config import METHODS, CAConfig, NetworkConfig, TrainConfig
+from training.baseline import Baseline, baseline_block, fit_baselines
+from training.config import ENSEMBLE_MEMBERS, METHODS, CAConfig, NetworkConfig, TrainConfig
 from training.data import Dataset
+from training.ensemble import Ensemble, member_seeds, merge
 from training.evaluation import score
 from training.network import count_dense_parameters, match_widths
 from training.pruning import DensePruner, GMPPruner, MagnitudePruner, Pruner, RandomPruner
-from training.shrink import ShrunkNetwork, shrink
+from training.shrink import ShrunkNetwork, dense_architecture, shrink
 from training.trainer import TrainResult, train
 
 
@@ -38,8 +41,10 @@ class RunConfig:
     # learning-speed target (epochs to reach 1.1x of it).
     dense_best_val_loss: float | None = None
     # Method "small-dense": the parameter count (weights + biases) to size the dense network
-    # to, normally what CA kept on the same data and seed.
+    # to, normally what CA kept on the same data and seed (for the whole ensemble).
     target_params: int | None = None
+    # Networks trained from different seeds and averaged (one ONNX graph); 1 = a single one.
+    members: int = ENSEMBLE_MEMBERS
 
 
 # A dense network narrowed to a pruned network's parameter count: a baseline, not a pruner,
@@ -68,23 +73,40 @@ def make_pruner(cfg: RunConfig) -> Pruner:
 
 def resolve_network(cfg: RunConfig, n_inputs: int, n_outputs: int) -> NetworkConfig:
     """The network a run trains: the configured one, or for small-dense the same shape
-    narrowed to ``cfg.target_params`` parameters."""
+    narrowed to ``cfg.target_params`` parameters (shared among the members)."""
     if cfg.method != SMALL_DENSE:
         return cfg.network
     if cfg.target_params is None:
         raise ValueError("method 'small-dense' needs target_params (use what CA kept)")
-    widths = match_widths(n_inputs, cfg.network.hidden, n_outputs, cfg.target_params)
+    linear = (n_inputs + 1) * n_outputs if cfg.network.linear_path else 0
+    per_member = max(1, round(cfg.target_params / cfg.members) - linear)
+    widths = match_widths(n_inputs, cfg.network.hidden, n_outputs, per_member)
     return replace(cfg.network, hidden=widths)
 
 
 @dataclass
 class RunReport:
-    """A finished run: the trained network, its shrunk form and the figures."""
+    """A finished run: the trained members, their merged shrunk form and the figures."""
 
     config: RunConfig
-    result: TrainResult
-    shrunk: ShrunkNetwork
+    members: list[TrainResult]
+    shrunk: ShrunkNetwork  # every member's surviving structure merged: what is exported
+    dense: ShrunkNetwork  # the same members unpruned, for sizing
     metrics: dict[str, Any]
+    baselines: list[Baseline] = field(default_factory=list)
+
+    @property
+    def result(self) -> TrainResult:
+        """The first member (trained with the run's own seed): its history and model."""
+        return self.members[0]
+
+    @property
+    def ensemble(self) -> Ensemble:
+        return Ensemble(self.members)
+
+    def predict(self, x: FloatArray) -> FloatArray:
+        """The run's estimate in the target's unit (the members' mean)."""
+        return self.ensemble.predict(x)
 
 
 def epochs_to_target(val_losses: Sequence[float], reference: float | None) -> int | None:
@@ -95,38 +117,83 @@ def epochs_to_target(val_losses: Sequence[float], reference: float | None) -> in
     return int(hits[0]) + 1 if hits.size else None
 
 
+def train_members(dataset: Dataset, cfg: RunConfig, network: NetworkConfig) -> list[TrainResult]:
+    """Train the run's members, each with its own seed (member 0 with the run's)."""
+    members = []
+    for i, seed in enumerate(member_seeds(cfg.seed, cfg.members)):
+        label = cfg.method if cfg.members == 1 else f"{cfg.method} {i + 1}/{cfg.members}"
+        members.append(
+            train(
+                dataset.train.x,
+                dataset.train.y,
+                dataset.validation.x,
+                dataset.validation.y,
+                network,
+                make_pruner(replace(cfg, seed=seed)),
+                replace(cfg.train, seed=seed),  # the member's seed governs init and order
+                dataset.spec.target.target_transform(),
+                unit=dataset.spec.target.unit,
+                desc=label,
+            )
+        )
+    return members
+
+
+def _member_figures(
+    result: TrainResult, shrunk: ShrunkNetwork, hidden: Sequence[int]
+) -> dict[str, Any]:
+    model = result.model
+    val = [h.val_rmse for h in result.history]
+    return {
+        "seed": result.seed,
+        "pruning_rate": model.pruning_rate(),
+        "pruning_rate_per_layer": model.pruning_rate_per_layer(),
+        "neurons_removed": [
+            width - len(kept) for width, kept in zip(hidden, shrunk.hidden_kept, strict=True)
+        ],
+        "inputs_kept": len(shrunk.inputs_kept),
+        "params_after": shrunk.count_parameters()[0],
+        "epochs": result.epochs_run,
+        "best_epoch": result.best_epoch + 1,
+        "best_val_rmse": None if result.best_epoch < 0 else val[result.best_epoch],
+        "ended_linear": result.ended_linear,
+    }
+
+
 def run_experiment(dataset: Dataset, cfg: RunConfig) -> RunReport:
     """Train one method on one dataset and measure it; the test split is only scored here."""
-    pruner = make_pruner(cfg)
+    make_pruner(cfg)  # refuse inconsistent settings before any training
     network = resolve_network(cfg, len(dataset.feature_names), 1)
-    train_cfg = replace(cfg.train, seed=cfg.seed)  # the run's seed governs init and order
-    result = train(
-        dataset.train.x,
-        dataset.train.y,
-        dataset.validation.x,
-        dataset.validation.y,
-        network,
-        pruner,
-        train_cfg,
-    )
-    model = result.model
-    rate = model.pruning_rate()
-    per_layer = model.pruning_rate_per_layer()
-    shrunk = shrink(model)
+    members = train_members(dataset, cfg, network)
+    # A member's dense shape is taken before shrink's clean-up touches its masks.
+    dense = merge([dense_architecture(m.model) for m in members])
+    shrunk_each = [shrink(m.model) for m in members]
+    shrunk = merge(shrunk_each)
+    ensemble = Ensemble(members)
+    first = members[0]
+    rates = [m.model.pruning_rate() for m in members]
+    per_layer = np.mean([m.model.pruning_rate_per_layer() for m in members], axis=0).tolist()
     sizes = [len(dataset.feature_names), *network.hidden, 1]
     nonzero, _ = shrunk.count_parameters()
-    val_losses = [h.val_loss for h in result.history]
+    val_losses = [h.val_loss for h in first.history]
     reference = cfg.dense_best_val_loss
     if reference is None and cfg.method == "dense":
-        reference = val_losses[result.best_epoch]  # dense is its own reference
-    test = score(dataset.test.y, result.predict(dataset.test.x))
-    val = score(dataset.validation.y, result.predict(dataset.validation.x))
-    train_scores = score(dataset.train.y, result.predict(dataset.train.x))
+        reference = val_losses[first.best_epoch]  # dense is its own reference
+    test = score(dataset.test.y, ensemble.predict(dataset.test.x))
+    val = score(dataset.validation.y, ensemble.predict(dataset.validation.x))
+    train_scores = score(dataset.train.y, ensemble.predict(dataset.train.x))
+    figures = [
+        _member_figures(m, sh, network.hidden) for m, sh in zip(members, shrunk_each, strict=True)
+    ]
+    linear_params = (len(dataset.feature_names) + 1) if network.linear_path else 0
+    train_seconds = sum(m.train_seconds for m in members)
+    epochs_run = sum(m.epochs_run for m in members)
     metrics: dict[str, Any] = {
         "method": cfg.method,
         "seed": cfg.seed,
         "noise": cfg.noise,
         "dataset": dataset.spec.name,
+        "unit": dataset.spec.target.unit,
         "test_rmse": test.rmse,
         "test_mae": test.mae,
         "test_r2": test.r2,
@@ -134,39 +201,52 @@ def run_experiment(dataset: Dataset, cfg: RunConfig) -> RunReport:
         "val_mae": val.mae,
         "val_r2": val.r2,
         "train_rmse": train_scores.rmse,
-        "pruning_rate": rate,
+        "pruning_rate": float(np.mean(rates)),
         "pruning_rate_per_layer": per_layer,
         "neurons_removed": [
-            width - len(kept)
-            for width, kept in zip(network.hidden, shrunk.hidden_kept, strict=True)
+            int(sum(f["neurons_removed"][i] for f in figures)) for i in range(len(network.hidden))
         ],
         "inputs_removed": [
             name for i, name in enumerate(dataset.feature_names) if i not in shrunk.inputs_kept
         ],
-        "params_before": count_dense_parameters(sizes),
+        "inputs_kept": [dataset.feature_names[i] for i in shrunk.inputs_kept],
+        "params_before": (count_dense_parameters(sizes) + linear_params) * cfg.members,
         "params_after": nonzero,
-        "epochs": result.epochs_run,
-        "best_epoch": result.best_epoch + 1,
-        "best_val_loss": val_losses[result.best_epoch],
+        "members": cfg.members,
+        "member_runs": figures,
+        "ended_linear": sum(f["ended_linear"] for f in figures),
+        "epochs": first.epochs_run,
+        "best_epoch": first.best_epoch + 1,
+        "best_val_loss": val_losses[first.best_epoch],
         "val_loss_auc": float(np.mean(val_losses)),
         "epochs_to_target": epochs_to_target(val_losses, reference),
-        "train_seconds": result.train_seconds,
-        "seconds_per_epoch": result.train_seconds / max(1, result.epochs_run),
-        "pruner": result.pruner_config,
-        "network": {"hidden": list(network.hidden), "activation": network.activation},
-        "training": asdict(train_cfg),
+        "train_seconds": train_seconds,
+        "seconds_per_epoch": train_seconds / max(1, epochs_run),
+        "pruner": first.pruner_config,
+        "network": {
+            "hidden": list(network.hidden),
+            "activation": network.activation,
+            "linear_path": network.linear_path,
+        },
+        "training": asdict(replace(cfg.train, seed=cfg.seed)),
+        "target_transform": dataset.spec.target.transform,
         "feature_names": dataset.feature_names,
         "rows": {
             "train": len(dataset.train),
             "validation": len(dataset.validation),
             "test": len(dataset.test),
         },
-        "cleanup": asdict(result.cleanup),
+        "cleanup": {
+            key: sum(getattr(m.cleanup, key) for m in members)
+            for key in ("dead_neurons", "folded_neurons", "connections_removed")
+        },
     }
     truth = dataset.spec.target.truth
     if truth is not None:
         # Simulated data: also score against the true quality, not only the noisy analyzer.
         for part_name, part in (("val", dataset.validation), ("test", dataset.test)):
-            s = score(part.truth[truth], result.predict(part.x))
+            s = score(part.truth[truth], ensemble.predict(part.x))
             metrics |= {f"{part_name}_truth_rmse": s.rmse, f"{part_name}_truth_r2": s.r2}
-    return RunReport(cfg, result, shrunk, metrics)
+    baselines = fit_baselines(dataset)
+    metrics["baseline"] = baseline_block(dataset, baselines)
+    return RunReport(cfg, members, shrunk, dense, metrics, baselines)

@@ -2,9 +2,12 @@
 
 The graph takes the *kept* features in engineering units (float32 [N, k]) and returns the
 estimate in the target's unit ([N, 1]). Input standardization is folded into the first layer
-and output de-standardization into the last, so the graph is a plain MatMul/Add chain whose
-removed neurons and inputs are physically gone. A weight matrix is stored sparsely (values and
-linear indices) when that serializes smaller than dense. Sparse weights are ``Constant`` nodes
+of each path (hidden chain and linear path) and output de-standardization into their last, so
+the graph is a plain MatMul/Add chain whose removed neurons and inputs are physically gone;
+the target transform's inverse (Exp, or Sigmoid and a scale) follows the sum of the paths.
+An ensemble arrives here already merged into one network (``training.ensemble``).
+A weight matrix is stored sparsely (values and linear indices) when that serializes smaller
+than dense. Sparse weights are ``Constant`` nodes
 with a ``sparse_value``: ONNX's type system gives a graph-level ``sparse_initializer`` the type
 sparse_tensor, which MatMul does not accept, so such a graph fails
 ``onnx.checker.check_model(full_check=True)``; a sparse Constant yields a dense tensor and passes.
@@ -22,9 +25,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 from service.features import FloatArray
 from training.errors import SoftSensorError
-from training.network import MaskedMLP
 from training.scaling import Standardizer
 from training.shrink import ShrunkNetwork
+from training.target import TargetTransform
 
 OPSET = 17  # widely supported by onnxruntime builds on edge boxes
 IR_VERSION = 8
@@ -53,20 +56,46 @@ class _Layer:
     bias: FloatArray
 
 
-def fold_scaling(
-    net: ShrunkNetwork, x_scaler: Standardizer, y_scaler: Standardizer
-) -> list[_Layer]:
-    """Fold z = (x - mean) / scale into layer 0 and y = z * scale + mean into the last layer."""
+@dataclass(frozen=True)
+class _Folded:
+    """The graph's layers in engineering units: the hidden chain (empty once pruning left a
+    linear model) and the linear path, both ending in the transformed target's unit. Both
+    read the centered input ``x - center``."""
+
+    center: FloatArray
+    chain: list[_Layer]
+    linear: _Layer | None
+
+
+def fold_scaling(net: ShrunkNetwork, x_scaler: Standardizer, y_scaler: Standardizer) -> _Folded:
+    """Fold z = (x - mean) / scale into the first layer of each path, and
+    t = out * scale + mean (the transformed target) into each path's output.
+
+    The mean is subtracted by its own node rather than folded into the biases: a tray
+    temperature near 80 degC with a spread of 0.1 would otherwise lose four digits of float32
+    precision to cancellation between W x and W mean.
+    """
     mean = x_scaler.mean_[net.inputs_kept]
     scale = x_scaler.scale_[net.inputs_kept]
-    layers = [_Layer(w.copy(), b.copy()) for w, b in zip(net.weights, net.biases, strict=True)]
-    first = layers[0]
-    w0 = first.weight / scale[None, :]
-    layers[0] = _Layer(w0, first.bias - w0 @ mean)
-    last = layers[-1]
     y_scale, y_mean = float(y_scaler.scale_[0]), float(y_scaler.mean_[0])
-    layers[-1] = _Layer(last.weight * y_scale, last.bias * y_scale + y_mean)
-    return layers
+
+    def first(w: FloatArray, b: FloatArray) -> _Layer:
+        return _Layer(w / scale[None, :], b.copy())
+
+    chain = [_Layer(w.copy(), b.copy()) for w, b in zip(net.weights, net.biases, strict=True)]
+    linear = None
+    if net.linear is not None and net.linear_bias is not None:
+        lin = first(net.linear, net.linear_bias)
+        linear = _Layer(lin.weight * y_scale, lin.bias * y_scale)
+    if not net.has_chain:  # only the chain's output bias is left: a constant
+        constant = chain[-1].bias * y_scale + y_mean
+        if linear is None:
+            raise ExportError("the pruned network is a constant: no input reaches the output")
+        return _Folded(mean, [], _Layer(linear.weight, linear.bias + constant))
+    chain[0] = first(chain[0].weight, chain[0].bias)
+    last = chain[-1]
+    chain[-1] = _Layer(last.weight * y_scale, last.bias * y_scale + y_mean)
+    return _Folded(mean, chain, linear)
 
 
 def _sparse_tensor(name: str, matrix: np.ndarray) -> onnx.SparseTensorProto:
@@ -99,47 +128,110 @@ def _activation_nodes(
     raise ExportError(f"activation {kind!r} has no ONNX export")
 
 
-def build_graph(
-    layers: list[_Layer], activation: str, n_inputs: int, *, sparse: bool, name: str
-) -> tuple[onnx.ModelProto, list[str]]:
-    """MatMul + Add per layer, activation between; returns the model and its sparse weights."""
-    nodes: list[onnx.NodeProto] = []
-    dense_inits: list[onnx.TensorProto] = []
-    sparse_names: list[str] = []
-    h = INPUT_NAME
-    for i, layer in enumerate(layers):
-        w_name, b_name = f"W{i}", f"b{i}"
+def _inverse_nodes(
+    transform: TargetTransform, x: str
+) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """The target transform's inverse, from the transformed estimate ``x`` to OUTPUT_NAME."""
+
+    def const(name: str, value: float) -> onnx.TensorProto:
+        return numpy_helper.from_array(np.array([value], np.float32), name)
+
+    if transform.kind == "log":  # y = exp(z) + low
+        if transform.low == 0:
+            return [helper.make_node("Exp", [x], [OUTPUT_NAME])], []
+        return [
+            helper.make_node("Exp", [x], ["exp"]),
+            helper.make_node("Add", ["exp", "target_low"], [OUTPUT_NAME]),
+        ], [const("target_low", transform.low)]
+    if transform.kind == "logit":  # y = low + (high - low) sigmoid(z)
+        nodes = [
+            helper.make_node("Sigmoid", [x], ["fraction"]),
+            helper.make_node(
+                "Mul",
+                ["fraction", "target_span"],
+                [OUTPUT_NAME if transform.low == 0 else "scaled"],
+            ),
+        ]
+        consts = [const("target_span", transform.high - transform.low)]
+        if transform.low != 0:
+            nodes.append(helper.make_node("Add", ["scaled", "target_low"], [OUTPUT_NAME]))
+            consts.append(const("target_low", transform.low))
+        return nodes, consts
+    raise ExportError(f"no inverse needed for target transform {transform.kind!r}")
+
+
+class _GraphBuilder:
+    """Collects nodes and initializers; weights go sparse where that serializes smaller."""
+
+    def __init__(self, sparse: bool) -> None:
+        self.sparse = sparse
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self.sparse_names: list[str] = []
+
+    def affine(self, x: str, layer: _Layer, w_name: str, b_name: str, out: str) -> None:
+        """out = x @ W + b, with W stored dense or sparse."""
         w = layer.weight.T.astype(np.float32)  # (in x out) for MatMul(h, W)
         dense_w = numpy_helper.from_array(w, w_name)
-        sparse_w = _sparse_tensor(w_name, w) if sparse else None
+        sparse_w = _sparse_tensor(w_name, w) if self.sparse else None
         if sparse_w is not None and sparse_w.ByteSize() < dense_w.ByteSize():
-            nodes.append(helper.make_node("Constant", [], [w_name], sparse_value=sparse_w))
-            sparse_names.append(w_name)
+            self.nodes.append(helper.make_node("Constant", [], [w_name], sparse_value=sparse_w))
+            self.sparse_names.append(w_name)
         else:
-            dense_inits.append(dense_w)
-        dense_inits.append(numpy_helper.from_array(layer.bias.astype(np.float32), b_name))
-        last = i == len(layers) - 1
-        z = OUTPUT_NAME if last else f"z{i}"
-        nodes.append(helper.make_node("MatMul", [h, w_name], [f"m{i}"]))
-        nodes.append(helper.make_node("Add", [f"m{i}", b_name], [z]))
+            self.inits.append(dense_w)
+        self.inits.append(numpy_helper.from_array(layer.bias.astype(np.float32), b_name))
+        self.nodes.append(helper.make_node("MatMul", [x, w_name], [f"{out}_m"]))
+        self.nodes.append(helper.make_node("Add", [f"{out}_m", b_name], [out]))
+
+
+def build_graph(
+    folded: _Folded,
+    activation: str,
+    n_inputs: int,
+    *,
+    sparse: bool,
+    name: str,
+    transform: TargetTransform | None = None,
+) -> tuple[onnx.ModelProto, list[str]]:
+    """MatMul + Add per layer, activation between, plus the linear path added at the output
+    and the target transform's inverse; returns the model and its sparse weights."""
+    transform = transform or TargetTransform()
+    pre = OUTPUT_NAME if transform.kind == "none" else "transformed"
+    both = bool(folded.chain) and folded.linear is not None
+    g = _GraphBuilder(sparse)
+    g.inits.append(numpy_helper.from_array(folded.center.astype(np.float32), "input_center"))
+    g.nodes.append(helper.make_node("Sub", [INPUT_NAME, "input_center"], ["centered"]))
+    h = "centered"
+    for i, layer in enumerate(folded.chain):
+        last = i == len(folded.chain) - 1
+        z = ("chain_out" if both else pre) if last else f"z{i}"
+        g.affine(h, layer, f"W{i}", f"b{i}", z)
         if not last:
             act_nodes, consts = _activation_nodes(activation, z, f"h{i}")
-            nodes += act_nodes
-            dense_inits += consts
+            g.nodes += act_nodes
+            g.inits += consts
             h = f"h{i}"
+    if folded.linear is not None:
+        g.affine("centered", folded.linear, "W_linear", "b_linear", "linear_out" if both else pre)
+    if both:
+        g.nodes.append(helper.make_node("Add", ["chain_out", "linear_out"], [pre]))
+    if transform.kind != "none":
+        nodes, consts = _inverse_nodes(transform, pre)
+        g.nodes += nodes
+        g.inits += consts
     graph = helper.make_graph(
-        nodes,
+        g.nodes,
         name,
         [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["N", n_inputs])],
         [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["N", 1])],
-        initializer=dense_inits,
+        initializer=g.inits,
     )
     model = helper.make_model(
         graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="softsensor"
     )
     model.ir_version = IR_VERSION
     onnx.checker.check_model(model, full_check=True)
-    return model, sparse_names
+    return model, g.sparse_names
 
 
 def run_onnx(model_bytes: bytes, x: FloatArray) -> FloatArray:
@@ -151,46 +243,38 @@ def run_onnx(model_bytes: bytes, x: FloatArray) -> FloatArray:
     return np.asarray(out, dtype=np.float64).ravel()
 
 
-def _dense_architecture(model: MaskedMLP) -> ShrunkNetwork:
-    """The unpruned shape (every neuron and input) with the trained weights, for sizing."""
-    layers = model.masked_layers()
-    weights = [(layer.weight * layer.mask).detach().double().numpy() for layer in layers]
-    biases = [layer.bias.detach().double().numpy() for layer in layers]
-    n_in = layers[0].in_features
-    hidden = [list(range(layer.out_features)) for layer in layers[:-1]]
-    return ShrunkNetwork(weights, biases, model.config.activation, list(range(n_in)), hidden)
-
-
 def export_onnx(
-    model: MaskedMLP,
     net: ShrunkNetwork,
+    dense: ShrunkNetwork,
     x_scaler: Standardizer,
     y_scaler: Standardizer,
     check_rows: FloatArray,
     reference: FloatArray,
     tolerance: float,
     name: str = "softsensor",
+    transform: TargetTransform | None = None,
 ) -> ExportedModel:
-    """Export and verify: onnxruntime on ``check_rows`` (all features, raw units) must match
-    ``reference`` (the torch estimate) within ``tolerance``, or nothing is returned.
+    """Export ``net`` and verify: onnxruntime on ``check_rows`` (all features, raw units) must
+    match ``reference`` (the torch estimate) within ``tolerance``, or nothing is returned.
+    ``dense`` is the same model unpruned, exported only to report what pruning saved.
     """
-    if not net.inputs_kept or any(len(k) == 0 for k in net.hidden_kept):
+    if not net.inputs_kept:
         raise ExportError(
             "the pruned network no longer connects any input to the output: it would be a "
             "constant; retrain with a lower tau or a minimum density"
         )
-    layers = fold_scaling(net, x_scaler, y_scaler)
+    folded = fold_scaling(net, x_scaler, y_scaler)
     graph, sparse_names = build_graph(
-        layers, net.activation, len(net.inputs_kept), sparse=True, name=name
+        folded, net.activation, len(net.inputs_kept), sparse=True, name=name, transform=transform
     )
     model_bytes = graph.SerializeToString()
-    dense_net = _dense_architecture(model)
     dense_graph, _ = build_graph(
-        fold_scaling(dense_net, x_scaler, y_scaler),
-        dense_net.activation,
-        len(dense_net.inputs_kept),
+        fold_scaling(dense, x_scaler, y_scaler),
+        dense.activation,
+        len(dense.inputs_kept),
         sparse=False,
         name=name,
+        transform=transform,
     )
     estimate = run_onnx(model_bytes, np.asarray(check_rows)[:, net.inputs_kept])
     error = float(np.max(np.abs(estimate - np.asarray(reference).ravel())))

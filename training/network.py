@@ -68,7 +68,13 @@ class MaskedLinear(nn.Linear):
 
 
 class MaskedMLP(nn.Module):
-    """Input -> hidden layers (masked linear + activation) -> one linear output."""
+    """Input -> hidden layers (masked linear + activation) -> linear output, plus an optional
+    linear path from the inputs straight to the output: ``out = mlp(x) + linear(x)``.
+
+    The linear path makes the family contain the linear model, so pruning can end at it (or at
+    a linear model plus a few neurons) when the data supports nothing more. Both paths are
+    masked and appraised alike; an input is deselected only once neither path uses it.
+    """
 
     def __init__(self, n_inputs: int, n_outputs: int, config: NetworkConfig) -> None:
         super().__init__()
@@ -81,19 +87,55 @@ class MaskedMLP(nn.Module):
         self.config = config
         sizes = [n_inputs, *config.hidden, n_outputs]
         self.layers = nn.ModuleList(MaskedLinear(a, b) for a, b in itertools.pairwise(sizes))
+        self.linear = MaskedLinear(n_inputs, n_outputs) if config.linear_path else None
         self.act = ACTIVATIONS[config.activation]()
-        # Cached: the hot loop asks for it every step, and module attribute lookup is slow.
-        self._masked = [layer for layer in self.layers if isinstance(layer, MaskedLinear)]
+        # Cached: the hot loop asks for them every step, and module attribute lookup is slow.
+        self._chain = [layer for layer in self.layers if isinstance(layer, MaskedLinear)]
+        self._masked = [*self._chain, *([self.linear] if self.linear is not None else [])]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        *hidden, last = self._masked
+    def forward(self, x: torch.Tensor, chain_noise: torch.Tensor | None = None) -> torch.Tensor:
+        """``chain_noise`` (training only) jitters what the hidden chain sees, not the linear
+        path: noise on a linear model's inputs only shrinks its coefficients (errors in
+        variables), while on the chain it asks for a smooth correction."""
+        *hidden, last = self._chain
+        h = x if chain_noise is None else x + chain_noise
         for layer in hidden:
-            x = self.act(layer(x))
-        out: torch.Tensor = last(x)
+            h = self.act(layer(h))
+        out: torch.Tensor = last(h)
+        if self.linear is not None:
+            out = out + self.linear(x)
         return out
 
     def masked_layers(self) -> list[MaskedLinear]:
+        """Every prunable layer: the hidden chain in order, then the linear path if any."""
         return self._masked
+
+    def chain_layers(self) -> list[MaskedLinear]:
+        """The layers of the hidden chain only (input -> hidden ... -> output)."""
+        return self._chain
+
+    @torch.no_grad()
+    def start_at_linear(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        """Begin training at a given linear model: the linear path takes ``weight`` and
+        ``bias``, the chain's output layer starts at zero, so ``out(x) == linear(x)``.
+
+        With checkpoints chosen on validation, a run that starts at the ridge solution can
+        only keep something at least as good on validation as ridge itself.
+        """
+        if self.linear is None:
+            raise ValueError("start_at_linear needs the linear path (linear_path=True)")
+        self.linear.weight.copy_(weight.reshape(self.linear.weight.shape))
+        self.linear.bias.copy_(bias.reshape(self.linear.bias.shape))
+        last = self._chain[-1]
+        last.weight.zero_()
+        last.bias.zero_()
+
+    def inputs_in_use(self) -> torch.Tensor:
+        """Boolean per input: some active connection of either path still reads it."""
+        used = self._chain[0].mask.any(dim=0)
+        if self.linear is not None:
+            used = used | self.linear.mask.any(dim=0)
+        return used
 
     @torch.no_grad()
     def apply_masks(self) -> None:

@@ -68,15 +68,16 @@ def prune_to_density(
     sparsity: float,
     optimizer: torch.optim.Optimizer | None,
 ) -> int:
-    """Prune the lowest-scoring active connections until the layer reaches ``sparsity``."""
+    """Prune the lowest-scoring active connections until the layer reaches ``sparsity``
+    (1.0 empties it: a layer CA removed entirely, as when a run ended at its linear path)."""
     total = layer.mask.numel()
-    keep = max(1, total - round(sparsity * total))
+    keep = 0 if sparsity >= 1.0 else max(1, total - round(sparsity * total))
     active = int(layer.mask.sum().item())
     excess = active - keep
     if excess <= 0:
         return 0
     masked_score = score.masked_fill(layer.mask == 0, math.inf).flatten()
-    victims = torch.topk(masked_score, excess, largest=False).indices
+    victims = torch.topk(masked_score, min(excess, total), largest=False).indices
     drop = torch.zeros(total, dtype=torch.bool)
     drop[victims] = True
     return prune_connections(layer, drop.view_as(layer.mask), optimizer)
@@ -91,8 +92,8 @@ def layer_sparsities(target: float | Sequence[float], n_layers: int) -> list[flo
         if len(values) != n_layers:
             raise ValueError(f"target sparsity needs {n_layers} values, got {len(values)}")
     for v in values:
-        if not 0.0 <= v < 1.0:
-            raise ValueError(f"target sparsity must be in [0, 1), got {v}")
+        if not 0.0 <= v <= 1.0:
+            raise ValueError(f"target sparsity must be in [0, 1], got {v}")
     return values
 
 

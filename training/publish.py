@@ -37,20 +37,23 @@ class Published:
 
 def export_run(dataset: Dataset, report: RunReport) -> ExportedModel:
     """Export the run's shrunk network, verified on the validation and test rows."""
-    rows = np.vstack([dataset.validation.x, dataset.test.x])
-    reference = report.result.predict(rows)
+    # The graph reads float32: the reference sees the same rounded inputs, so the check
+    # measures the graph's arithmetic, not the input format.
+    rows = np.vstack([dataset.validation.x, dataset.test.x]).astype(np.float32).astype(np.float64)
+    reference = report.predict(rows)
     y = np.concatenate([dataset.train.y, dataset.validation.y, dataset.test.y])
     span = float(np.ptp(y)) or 1.0
-    result = report.result
+    ensemble = report.ensemble
     return export_onnx(
-        result.model,
         report.shrunk,
-        result.x_scaler,
-        result.y_scaler,
+        report.dense,
+        ensemble.x_scaler,
+        ensemble.y_scaler,
         rows,
         reference,
         tolerance=PARITY * span,
         name=dataset.spec.name,
+        transform=ensemble.transform,
     )
 
 
@@ -62,8 +65,10 @@ def publish(
     *,
     version: str | None = None,
     now: datetime | None = None,
+    make_first_champion: bool = True,
 ) -> Published:
-    """Export, build the card, write the version; make it champion if there is none."""
+    """Export, build the card, write the version; make it champion if there is none (unless
+    ``make_first_champion`` is off: the retraining job decides that itself)."""
     created = now or datetime.now(UTC)
     exported = export_run(dataset, report)
     digest = hashlib.sha256(exported.onnx_bytes).hexdigest()
@@ -76,7 +81,7 @@ def publish(
     }
     path = registry.write_version(name, version, files)
     registry.verify(name, version)
-    champion = registry.champion(name) is None
+    champion = make_first_champion and registry.champion(name) is None
     if champion:
         registry.promote(name, version)
     return Published(name, version, path, card, exported, champion)

@@ -44,10 +44,16 @@ class RetrainReport:
     data_sha256: str
     window_rows: int
     margin: float
+    unit: str = ""
     champion: str | None = None
     champion_rmse: float | None = None
     challenger: str | None = None
     challenger_rmse: float | None = None
+    # The linear baselines fitted on the new data's train/validation split, scored on the
+    # same window: a challenger that loses to the best of them is not promoted.
+    linear_rmse: dict[str, float] = field(default_factory=dict)
+    beats_linear: bool | None = None
+    allow_worse_than_linear: bool = False
     decision: Decision = "kept"
     reasons: list[str] = field(default_factory=list)
     checks: dict[str, bool] = field(default_factory=dict)
@@ -70,8 +76,12 @@ def run_config_from_card(card: ModelCard | None, seed: int) -> RunConfig:
     train_fields = set(TrainConfig.__dataclass_fields__)
     optimizer = {k: v for k, v in dict(t.get("optimizer", {})).items() if k in train_fields}
     train_cfg = replace(TrainConfig(**optimizer), seed=seed, progress=False)
+    net = t["network"]
     network = NetworkConfig(
-        hidden=tuple(t["network"]["hidden"]), activation=t["network"]["activation"]
+        hidden=tuple(net["hidden"]),
+        activation=net["activation"],
+        # cards written before the linear path existed describe a plain chain
+        linear_path=bool(net.get("linear_path", False)),
     )
     return RunConfig(
         method=method,
@@ -80,6 +90,7 @@ def run_config_from_card(card: ModelCard | None, seed: int) -> RunConfig:
         train=train_cfg,
         ca=ca,
         target_sparsity=pruner.get("target_sparsity"),
+        members=card.ensemble.members if card.ensemble is not None else 1,
     )
 
 
@@ -119,8 +130,13 @@ def retrain(
     margin: float = 0.02,
     seed: int = 0,
     lab_results: Path | None = None,
+    allow_worse_than_linear: bool = False,
 ) -> RetrainReport:
-    """Train, compare on the newest held-out window (the test part), decide. Never half done."""
+    """Train, compare on the newest held-out window (the test part), decide. Never half done.
+
+    A challenger is promoted only if it is also no worse than the best linear baseline
+    (ridge, fitted on the same new data) on the window, unless ``allow_worse_than_linear``.
+    """
     started = datetime.now(UTC)
     dataset: Dataset = load_dataset(
         spec, data, seed=seed, lab_results=read_lab_results(lab_results)
@@ -130,8 +146,10 @@ def retrain(
         started=started.isoformat(),
         data=str(data),
         data_sha256=dataset.sha256,
+        unit=spec.target.unit,
         window_rows=len(dataset.test),
         margin=margin,
+        allow_worse_than_linear=allow_worse_than_linear,
     )
     champion = registry.champion(name)
     champion_card = None
@@ -146,8 +164,13 @@ def retrain(
             report.reasons.append(f"champion cannot be evaluated: {exc}")
     cfg = run_config_from_card(champion_card, seed)
     run = run_experiment(dataset, cfg)
+    report.linear_rmse = {
+        b: entry["test"]["analyzer"]["rmse"]
+        for b, entry in run.metrics["baseline"].items()
+        if b.startswith("ridge")
+    }
     try:
-        published = publish(dataset, run, registry, name)
+        published = publish(dataset, run, registry, name, make_first_champion=False)
     except (ExportError, RegistryError) as exc:
         report.decision = "rejected"
         report.checks["export_parity_and_card"] = False
@@ -159,7 +182,25 @@ def retrain(
         registry, name, published.version, dataset.test, dataset.feature_names
     )
     report.checks["finite_outputs"] = bool(np.isfinite(report.challenger_rmse))
-    if published.champion:
+    linear_name, linear = min(report.linear_rmse.items(), key=lambda kv: kv[1])
+    beats_linear = report.challenger_rmse <= linear
+    report.beats_linear = beats_linear
+    if not beats_linear:
+        what = "ridge regression" if linear_name == "ridge" else "ridge on the transformed target"
+        loses = (
+            f"challenger RMSE {report.challenger_rmse:.4g} is worse than {what}'s {linear:.4g} "
+            "on the held-out window"
+        )
+        if not allow_worse_than_linear:
+            report.decision = "kept" if champion is not None else "rejected"
+            report.reasons.append(
+                f"{loses}: not promoted (a linear model would serve better; pass "
+                "--allow-worse-than-linear to promote it anyway)"
+            )
+            return _finish(report)
+        report.reasons.append(f"{loses}; promotion allowed by --allow-worse-than-linear")
+    if champion is None:
+        registry.promote(name, published.version)
         report.decision = "promoted"
         report.reasons.append("no champion existed: the challenger is the first")
     elif report.champion_rmse is None:
@@ -199,10 +240,14 @@ def render_report(report: RetrainReport) -> str:
             f"Started {report.started}, finished {report.finished}. Data {report.data} "
             f"(sha256 {report.data_sha256[:12]}...), held-out window {report.window_rows} rows.",
             "",
-            "| model | version | RMSE on the window |",
+            f"| model | version | RMSE on the window ({report.unit}) |",
             "|---|---|---|",
             f"| champion | {report.champion or 'none'} | {fmt(report.champion_rmse)} |",
             f"| challenger | {report.challenger or 'none'} | {fmt(report.challenger_rmse)} |",
+            *(
+                f"| {name.replace('_', ' ')} (new data, same split) | - | {fmt(value)} |"
+                for name, value in report.linear_rmse.items()
+            ),
             "",
             f"Margin required: {report.margin:.0%}. Checks: "
             + (

@@ -37,7 +37,7 @@ def clean_up(model: MaskedMLP, optimizer: torch.optim.Optimizer | None = None) -
     that constant is folded into the next layer's bias and its outgoing connections go.
     """
     stats = CleanupStats()
-    layers = model.masked_layers()
+    layers = model.chain_layers()  # the linear path has no hidden neurons to clean up
     changed = True
     while changed:
         changed = False
@@ -65,7 +65,10 @@ def clean_up(model: MaskedMLP, optimizer: torch.optim.Optimizer | None = None) -
 class ShrunkNetwork:
     """Dense weights of the surviving structure, in float64, ready for export.
 
-    ``weights[l]`` is (out x in) as in torch. ``inputs_kept`` indexes the original features.
+    ``weights[l]`` is (out x in) as in torch, for the hidden chain; ``linear`` is the linear
+    path's (out x in) weight and ``linear_bias`` its bias, both over the kept inputs.
+    ``inputs_kept`` indexes the original features. A chain whose hidden neurons are all gone
+    leaves only its output bias: the model is then linear.
     """
 
     weights: list[FloatArray]
@@ -73,24 +76,34 @@ class ShrunkNetwork:
     activation: str
     inputs_kept: list[int]
     hidden_kept: list[list[int]] = field(default_factory=list)
+    linear: FloatArray | None = None
+    linear_bias: FloatArray | None = None
+
+    @property
+    def has_chain(self) -> bool:
+        """False once pruning removed every hidden neuron (a linear model remains)."""
+        return all(len(k) > 0 for k in self.hidden_kept)
 
     def predict(self, x: FloatArray) -> FloatArray:
         """Forward pass in numpy on the full feature matrix (unused columns are ignored)."""
-        h = np.asarray(x, dtype=np.float64)[:, self.inputs_kept]
+        z = np.asarray(x, dtype=np.float64)[:, self.inputs_kept]
         act = _NUMPY_ACTIVATIONS[self.activation]
+        h = z
         for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             h = h @ w.T + b
             if i < len(self.weights) - 1:
                 h = act(h)
+        if self.linear is not None and self.linear_bias is not None:
+            h = h + z @ self.linear.T + self.linear_bias
         return h
 
     def count_parameters(self) -> tuple[int, int]:
         """(nonzero weights + biases, all entries of the dense shrunk matrices + biases)."""
-        nonzero = sum(
-            int(np.count_nonzero(w)) + b.size
-            for w, b in zip(self.weights, self.biases, strict=True)
-        )
-        dense = sum(w.size + b.size for w, b in zip(self.weights, self.biases, strict=True))
+        pairs = list(zip(self.weights, self.biases, strict=True))
+        if self.linear is not None and self.linear_bias is not None:
+            pairs.append((self.linear, self.linear_bias))
+        nonzero = sum(int(np.count_nonzero(w)) + b.size for w, b in pairs)
+        dense = sum(w.size + b.size for w, b in pairs)
         return nonzero, dense
 
 
@@ -117,14 +130,40 @@ _NUMPY_ACTIVATIONS: dict[str, Callable[[FloatArray], FloatArray]] = {
 def shrink(model: MaskedMLP) -> ShrunkNetwork:
     """Clean up, then cut every removed neuron and unused input out of the matrices."""
     clean_up(model)
-    layers = model.masked_layers()
-    keep_in = torch.nonzero(layers[0].mask.any(dim=0)).flatten().tolist()
+    layers = model.chain_layers()
+    keep_in = torch.nonzero(model.inputs_in_use()).flatten().tolist()
     kept_hidden = [torch.nonzero(layer.mask.any(dim=0)).flatten().tolist() for layer in layers[1:]]
     rows: list[list[int]] = [*kept_hidden, list(range(layers[-1].out_features))]
     cols: list[list[int]] = [keep_in, *kept_hidden]
     weights, biases = [], []
     for layer, r, c in zip(layers, rows, cols, strict=True):
-        w = (layer.weight * layer.mask).double().numpy()
-        weights.append(w[np.ix_(r, c)] if r and c else np.zeros((len(r), len(c))))
+        weights.append(_dense_block(layer, r, c))
         biases.append(layer.bias.double().numpy()[r])
-    return ShrunkNetwork(weights, biases, model.config.activation, keep_in, kept_hidden)
+    linear = linear_bias = None
+    if model.linear is not None:
+        linear = _dense_block(model.linear, list(range(model.linear.out_features)), keep_in)
+        linear_bias = model.linear.bias.double().numpy().copy()
+    return ShrunkNetwork(
+        weights, biases, model.config.activation, keep_in, kept_hidden, linear, linear_bias
+    )
+
+
+def _dense_block(layer: torch.nn.Linear, rows: list[int], cols: list[int]) -> FloatArray:
+    w = (layer.weight * getattr(layer, "mask", 1.0)).double().numpy()
+    return w[np.ix_(rows, cols)] if rows and cols else np.zeros((len(rows), len(cols)))
+
+
+def dense_architecture(model: MaskedMLP) -> ShrunkNetwork:
+    """The unpruned shape (every neuron and input) with the trained weights, for sizing."""
+    layers = model.chain_layers()
+    weights = [(layer.weight * layer.mask).detach().double().numpy() for layer in layers]
+    biases = [layer.bias.detach().double().numpy() for layer in layers]
+    n_in = layers[0].in_features
+    hidden = [list(range(layer.out_features)) for layer in layers[:-1]]
+    linear = linear_bias = None
+    if model.linear is not None:
+        linear = (model.linear.weight * model.linear.mask).detach().double().numpy()
+        linear_bias = model.linear.bias.detach().double().numpy()
+    return ShrunkNetwork(
+        weights, biases, model.config.activation, list(range(n_in)), hidden, linear, linear_bias
+    )

@@ -553,6 +553,8 @@ def spec_dict(config: SimulationConfig | None = None, fmt: str = "csv") -> dict[
             "analyzer_delay": dead,
             "stamped_at": "report",
             "truth": TRUTH[0],
+            # The bottoms impurity: its log is close to linear in the tray temperatures.
+            "transform": "log",
             "description": (
                 f"bottoms analyzer (GC): sample every {cfg.analyzer.period_minutes:g} min, "
                 f"reported {cfg.analyzer.dead_minutes:g} min later, NaN in between"

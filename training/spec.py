@@ -6,14 +6,23 @@ signals, lags, the analyzer delay and the split all live here, never in code.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from service.features import DerivedSignal, LagFeature
 from training.errors import SpecError
+from training.target import TargetTransform
 
 
 class _Strict(BaseModel):
@@ -32,6 +41,9 @@ class SourceSpec(_Strict):
     ignore: list[str] = Field(default_factory=list)
     # Nominal sampling interval in seconds, recorded in the model card.
     sample_interval_s: float | None = Field(default=None, gt=0)
+    # Lines at the top of the file to skip before the header (csv) or the numbers
+    # (whitespace): titles, comments, units. Blank lines count, as an editor shows them.
+    skip_rows: int = Field(default=0, ge=0)
 
 
 class MissingSpec(_Strict):
@@ -92,35 +104,162 @@ class TargetSpec(_Strict):
     stamped_at: Literal["sample", "report"] = "sample"
     # Column with the true value at every row (simulated data only): scored, never trained on.
     truth: str | None = None
+    # What the network is fitted to, on the declared range [low, high]: "log" is ln(y - low)
+    # (an impurity near its bound: close to linear in tray temperatures), "logit" is
+    # ln((y - low) / (high - y)) (a fraction, linear near either end). The inverse is built
+    # into the exported graph, so the service still sees engineering units.
+    transform: Literal["none", "log", "logit"] = "none"
     description: str = ""
     missing: MissingSpec | None = None
+
+    def target_transform(self) -> TargetTransform:
+        return TargetTransform(self.transform, self.range[0], self.range[1])
+
+
+def expand_lags(value: object) -> object:
+    """Lags as a list of ints, a range ``"a..b"`` (both ends included) or ``"a..b:step"``,
+    or a list mixing them: a wide candidate set that pruning selects from.
+
+    >>> expand_lags("0..30:10")
+    [0, 10, 20, 30]
+    >>> expand_lags([0, "4..6"])
+    [0, 4, 5, 6]
+    """
+    items = value if isinstance(value, list) else [value]
+    out: list[object] = []
+    for item in items:
+        if not isinstance(item, str):
+            out.append(item)
+            continue
+        text = item.replace(" ", "")
+        span, _, step_text = text.partition(":")
+        first, sep, last = span.partition("..")
+        try:
+            if not sep:
+                out.append(int(span))
+                continue
+            a, b, step = int(first), int(last), int(step_text or 1)
+        except ValueError:
+            raise ValueError(
+                f"lags: {item!r} is not a lag, a range like '0..30' or a stepped range like "
+                "'0..30:5'"
+            ) from None
+        if step < 1 or b < a:
+            raise ValueError(f"lags: range {item!r} needs start <= end and a step >= 1")
+        out.extend(range(a, b + 1, step))
+    return out
 
 
 class FeatureSpec(_Strict):
     """A signal used as input at the given lags (0 = the row's own time)."""
 
     signal: str
+    # A list, or ranges such as "0..30" or "0..30:5": a wide candidate set is fine, the
+    # pruning keeps the lags that matter and the model card lists them.
     lags: list[int] = Field(default_factory=lambda: [0], min_length=1)
+
+    @field_validator("lags", mode="before")
+    @classmethod
+    def _expand(cls, value: object) -> object:
+        return expand_lags(value)
+
+    @model_validator(mode="after")
+    def _unique(self) -> FeatureSpec:
+        dupes = sorted({lag for lag in self.lags if self.lags.count(lag) > 1})
+        if dupes:
+            raise ValueError(f"lags of {self.signal!r} repeat {dupes}")
+        return self
+
+
+class TestWindow(_Strict):
+    """The test part given as a window of the file: data rows (1-based, as in error messages)
+    or timestamps (the spec's timestamp column), both ends inclusive. An open end runs to
+    the first or last row."""
+
+    start: int | datetime | None = None
+    end: int | datetime | None = None
+
+    @field_validator("start", "end", mode="after")
+    @classmethod
+    def _zone(cls, value: int | datetime | None) -> int | datetime | None:
+        """A time without a zone is UTC, as the timestamps of a file without zones are."""
+        if isinstance(value, datetime) and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> TestWindow:
+        if self.start is None and self.end is None:
+            raise ValueError("a test window needs a start, an end, or both")
+        kinds = {type(v) is int for v in (self.start, self.end) if v is not None}
+        if len(kinds) > 1:
+            raise ValueError("start and end must both be rows or both be timestamps")
+        if self.start is not None and self.end is not None and not self.start <= self.end:  # type: ignore[operator]
+            raise ValueError(f"start ({self.start}) must not be after end ({self.end})")
+        for v in (self.start, self.end):
+            if isinstance(v, int) and v < 1:
+                raise ValueError(f"rows are counted from 1, got {v}")
+        return self
+
+    @property
+    def by_time(self) -> bool:
+        return any(isinstance(v, datetime) for v in (self.start, self.end))
 
 
 class SplitSpec(_Strict):
     """Chronological split of the assembled rows: counts, or fractions summing to 1.
 
-    The test part is always the most recent. Counts must add up to the rows available.
+    The test part is the most recent rows (``test`` a count or fraction), or a window of the
+    file (``test: {start: ..., end: ...}`` in rows or timestamps); then ``train`` and
+    ``validation`` share the rows before the window, in that order. Counts must add up to
+    the rows available; leave ``train`` out to give it whatever the other parts leave.
     """
 
-    train: float = Field(gt=0)
+    train: float | None = Field(default=None, gt=0)
     validation: float = Field(gt=0)
-    test: float = Field(gt=0)
+    test: float | TestWindow = Field(default=0.2)
+
+    @model_validator(mode="after")
+    def _check_parts(self) -> SplitSpec:
+        if isinstance(self.test, float | int) and self.test <= 0:
+            raise ValueError("test must be > 0 (a count, a fraction or a window)")
+        return self
 
     def counts(self, n_rows: int) -> tuple[int, int, int]:
-        """Rows per part for ``n_rows`` assembled rows."""
-        parts = (self.train, self.validation, self.test)
-        if all(p < 1 for p in parts):
-            n_train = round(self.train * n_rows)
+        """Rows per part for ``n_rows`` assembled rows (test given as a count or fraction)."""
+        if isinstance(self.test, TestWindow):
+            raise TypeError("a test window is resolved against the rows' times, not counts")
+        if self.validation < 1 and self.test < 1 and (self.train is None or self.train < 1):
             n_val = round(self.validation * n_rows)
-            return n_train, n_val, n_rows - n_train - n_val
-        return int(self.train), int(self.validation), int(self.test)
+            n_test = round(self.test * n_rows)
+            n_train = n_rows - n_val - n_test
+            if self.train is not None:
+                n_train = round(self.train * n_rows)
+                n_test = n_rows - n_train - n_val
+            return n_train, n_val, n_test
+        n_val, n_test = _count(self.validation, n_rows), _count(self.test, n_rows)
+        n_train = n_rows - n_val - n_test if self.train is None else _count(self.train, n_rows)
+        return n_train, n_val, n_test
+
+    def before_window(self, n_rows: int) -> tuple[int, int]:
+        """Train and validation rows among the ``n_rows`` before a test window."""
+        n_val = _count(self.validation, n_rows)
+        if self.train is None:
+            return n_rows - n_val, n_val
+        if self.train < 1 and self.validation < 1:
+            if abs(self.train + self.validation - 1.0) > 1e-9:
+                raise ValueError(
+                    f"with a test window, train and validation fractions must add up to 1, "
+                    f"got {self.train} + {self.validation}"
+                )
+            n_train = round(self.train * n_rows)
+            return n_train, n_rows - n_train
+        return _count(self.train, n_rows), n_val
+
+
+def _count(part: float, n_rows: int) -> int:
+    """A part given as a fraction (< 1) or a count of rows."""
+    return round(part * n_rows) if part < 1 else int(part)
 
 
 class DatasetSpec(_Strict):
@@ -155,11 +294,13 @@ class DatasetSpec(_Strict):
                 raise ValueError(f"feature uses unknown signal {f.signal!r}")
             if any(lag < 0 for lag in f.lags):
                 raise ValueError(f"lags of {f.signal!r} must be >= 0")
-            delay = self.target.analyzer_delay if self.target.stamped_at == "sample" else 0
+            # Either stamping: a lag below the delay is refused (for a file stamped at report
+            # time the loader would also find no row where such a lag and a label coexist).
+            delay = self.target.analyzer_delay
             if f.signal == self.target.name and min(f.lags) < delay:
                 raise ValueError(
                     f"target {f.signal!r} used at lag {min(f.lags)}, below its analyzer delay "
-                    f"of {delay} samples: that value is not known online"
+                    f"of {delay} samples: that value is not known online; use lags >= {delay}"
                 )
         if self.target.truth is not None and self.target.truth not in self.truth:
             raise ValueError(f"target.truth {self.target.truth!r} must be listed under truth")

@@ -20,10 +20,12 @@ from tqdm.auto import tqdm
 
 from service.features import FloatArray
 from training.config import NetworkConfig, TrainConfig
+from training.evaluation import fit_ridge
 from training.network import MaskedMLP
-from training.pruning import Pruner
+from training.pruning import Pruner, prune_connections
 from training.scaling import Standardizer
 from training.shrink import CleanupStats, clean_up
+from training.target import TargetTransform
 
 
 @dataclass
@@ -32,7 +34,8 @@ class EpochRecord:
 
     epoch: int
     train_loss: float
-    val_loss: float
+    val_loss: float  # the training loss on validation (standardized, transformed target)
+    val_rmse: float | None  # validation RMSE in the target's unit (regression only)
     sparsity: float
     sparsity_per_layer: list[float]
     pruned: int  # connections removed by the pruner this epoch
@@ -52,18 +55,28 @@ class TrainResult:
     train_seconds: float
     pruner_config: dict[str, Any]
     cleanup: CleanupStats = field(default_factory=CleanupStats)
+    transform: TargetTransform = field(default_factory=TargetTransform)
+    # The run started at the ridge solution and nothing it reached once its masks were final
+    # was better on validation: it ended at that linear model (hidden chain removed).
+    ended_linear: bool = False
+    start_val_rmse: float | None = None  # validation RMSE of the starting linear model
+    seed: int = 0
 
     @property
     def epochs_run(self) -> int:
         return len(self.history)
 
-    def predict(self, x: FloatArray) -> FloatArray:
-        """Estimate in the target's unit for raw (unscaled) feature rows."""
+    def predict_transformed(self, x: FloatArray) -> FloatArray:
+        """Estimate in the transformed target's space (before the inverse transform)."""
         z = torch.as_tensor(self.x_scaler.transform(x), dtype=torch.float32)
         self.model.eval()
         with torch.no_grad():
             out = self.model(z).double().numpy()
         return self.y_scaler.inverse_transform(out).ravel()
+
+    def predict(self, x: FloatArray) -> FloatArray:
+        """Estimate in the target's unit for raw (unscaled) feature rows."""
+        return self.transform.inverse(self.predict_transformed(x))
 
     def predict_classes(self, x: FloatArray) -> NDArray[np.int64]:
         """Most likely class per raw feature row (classification runs)."""
@@ -110,14 +123,18 @@ class Trainer:
         network: NetworkConfig,
         pruner: Pruner,
         config: TrainConfig,
+        transform: TargetTransform | None = None,
     ) -> None:
         torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)
         self.config, self.pruner = config, pruner
+        self.transform = transform or TargetTransform()
         self.x_scaler = Standardizer().fit(x_train, pooled=config.input_scaling == "pooled")
         self.xt = torch.as_tensor(self.x_scaler.transform(x_train), dtype=torch.float32)
         self.xv = torch.as_tensor(self.x_scaler.transform(x_val), dtype=torch.float32)
+        self.y_val = np.asarray(y_val, dtype=np.float64).ravel()  # engineering units
         self.loss_fn: LossFn
+        self.regression = config.task == "regression"
         if config.task == "classification":
             # Integer labels 0..K-1, one output (logit) per class; nothing to scale.
             self.y_scaler = Standardizer.identity(1)
@@ -126,17 +143,37 @@ class Trainer:
             n_outputs = int(max(self.yt.max(), self.yv.max())) + 1
             self.loss_fn = _cross_entropy
         else:
-            self.y_scaler = Standardizer().fit(y_train)
-            self.yt = torch.as_tensor(self.y_scaler.transform(y_train), dtype=torch.float32)
-            self.yv = torch.as_tensor(self.y_scaler.transform(y_val), dtype=torch.float32)
+            t_train = self.transform.forward(y_train)
+            self.y_scaler = Standardizer().fit(t_train)
+            self.yt = torch.as_tensor(self.y_scaler.transform(t_train), dtype=torch.float32)
+            self.yv = torch.as_tensor(
+                self.y_scaler.transform(self.transform.forward(y_val)), dtype=torch.float32
+            )
             n_outputs = 1
             self.loss_fn = _squared_error
         self.model = MaskedMLP(self.xt.shape[1], n_outputs, network)
-        self.optimizer = torch.optim.Adam(
-            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay, foreach=True
-        )
+        self.start_val_rmse: float | None = None
+        if self.model.linear is not None and config.start_at_linear and self.regression:
+            self._start_at_ridge()
+            self.start_state = copy.deepcopy(self.model.state_dict())
+            self.start_val_rmse = self._val_rmse()
+        groups: list[dict[str, Any]] = [
+            {
+                "params": [p for layer in self.model.chain_layers() for p in layer.parameters()],
+                "weight_decay": config.weight_decay,
+            }
+        ]
+        if self.model.linear is not None:
+            groups.append(
+                {
+                    "params": list(self.model.linear.parameters()),
+                    "weight_decay": config.linear_weight_decay,
+                }
+            )
+        self.optimizer = torch.optim.Adam(groups, lr=config.lr, foreach=True)
         pruner.start(self.model, self.optimizer, config.epochs)
         self.order_gen = torch.Generator().manual_seed(config.seed)
+        self.noise_gen = torch.Generator().manual_seed(config.seed + 7919)
         self.history: list[EpochRecord] = []
         self.totals = CleanupStats()
         self.best_loss = np.inf
@@ -145,9 +182,35 @@ class Trainer:
         self.stopped = False
         self.seconds = 0.0
 
+    def _start_at_ridge(self) -> None:
+        """Linear path at the ridge solution (alpha by validation, in the standardized and
+        transformed space the network is fitted in), the hidden chain's output at zero."""
+        x_train, y_train = self.xt.double().numpy(), self.yt.double().numpy().ravel()
+        x_val = self.xv.double().numpy()
+        ridge = fit_ridge(x_train, y_train, x_val, self.y_val, inverse=self._to_unit)
+        weight = ridge.coef_ / ridge.scale_
+        bias = ridge.intercept_ - float(weight @ ridge.mean_)
+        self.model.start_at_linear(
+            torch.as_tensor(weight, dtype=torch.float32), torch.tensor([bias], dtype=torch.float32)
+        )
+        self.ridge_alpha = ridge.alpha
+
     @property
     def done(self) -> bool:
         return self.stopped or len(self.history) >= self.config.epochs
+
+    def _to_unit(self, z: FloatArray) -> FloatArray:
+        """Network output (standardized, transformed) -> the target's unit."""
+        return self.transform.inverse(self.y_scaler.inverse_transform(z).ravel())
+
+    def _val_rmse(self) -> float | None:
+        """Validation RMSE in the target's unit: what checkpoints are chosen on."""
+        if not self.regression:
+            return None
+        self.model.eval()
+        with torch.no_grad():
+            z = self.model(self.xv).double().numpy()
+        return float(np.sqrt(np.mean((self._to_unit(z) - self.y_val) ** 2)))
 
     def _fit_one_epoch(self) -> float:
         model, optimizer, pruner = self.model, self.optimizer, self.pruner
@@ -155,10 +218,15 @@ class Trainer:
         model.train()
         perm = torch.randperm(n, generator=self.order_gen)
         loss_sum = 0.0
+        noise = self.config.input_noise
         for start in range(0, n, batch):
             idx = perm[start : start + batch]
+            xb = self.xt[idx]
+            jitter = None
+            if noise > 0:  # in standardized units, on the hidden chain's inputs only
+                jitter = noise * torch.randn(xb.shape, generator=self.noise_gen)
             optimizer.zero_grad(set_to_none=True)
-            loss = self.loss_fn(model(self.xt[idx]), self.yt[idx])
+            loss = self.loss_fn(model(xb, jitter), self.yt[idx])
             loss.backward()  # type: ignore[no-untyped-call]
             pruner.after_backward(model)
             optimizer.step()
@@ -174,7 +242,11 @@ class Trainer:
         model = self.model
         train_loss = self._fit_one_epoch()
         val_loss = _evaluate(model, self.xv, self.yv, self.loss_fn)
-        pruned = self.pruner.end_epoch(epoch, model, self.optimizer, val_loss)
+        val_rmse = self._val_rmse()
+        # Regression runs are judged in the target's unit (what the plant sees); with no
+        # target transform this ranks epochs exactly as the validation loss does.
+        judged = val_loss if val_rmse is None else val_rmse
+        pruned = self.pruner.end_epoch(epoch, model, self.optimizer, judged)
         cleaned = CleanupStats()
         if pruned:
             cleaned = clean_up(model, self.optimizer)
@@ -182,9 +254,11 @@ class Trainer:
             self.totals.folded_neurons += cleaned.folded_neurons
             self.totals.connections_removed += cleaned.connections_removed
             val_loss = _evaluate(model, self.xv, self.yv, self.loss_fn)
+            val_rmse = self._val_rmse()
+            judged = val_loss if val_rmse is None else val_rmse
         if epoch >= self.pruner.final_epoch - 1:  # masks can no longer change after this epoch
-            if val_loss < self.best_loss:
-                self.best_loss, self.best_epoch = val_loss, epoch
+            if judged < self.best_loss:
+                self.best_loss, self.best_epoch = judged, epoch
                 self.best_state = copy.deepcopy(model.state_dict())
             elif epoch - self.best_epoch >= self.config.early_stopping:
                 self.stopped = True
@@ -192,6 +266,7 @@ class Trainer:
             epoch=epoch,
             train_loss=train_loss,
             val_loss=val_loss,
+            val_rmse=val_rmse,
             sparsity=model.pruning_rate(),
             sparsity_per_layer=model.pruning_rate_per_layer(),
             pruned=pruned,
@@ -203,8 +278,23 @@ class Trainer:
         return record
 
     def finish(self) -> TrainResult:
-        """Restore the best final-mask checkpoint and package the result."""
-        self.model.load_state_dict(self.best_state)
+        """Restore the best final-mask checkpoint and package the result.
+
+        A run that started at the ridge solution keeps it if nothing reached later is better
+        on validation: the chain is then removed (a dense baseline keeps its zeroed chain,
+        so that it stays unpruned) and the model is that linear one.
+        """
+        ended_linear = self.start_val_rmse is not None and not self.best_loss < self.start_val_rmse
+        if ended_linear:
+            self.model.load_state_dict(self.start_state)
+            if self.pruner.name != "dense":
+                last = self.model.chain_layers()[-1]
+                prune_connections(last, last.mask.bool(), None)
+                cleaned = clean_up(self.model)
+                self.totals.dead_neurons += cleaned.dead_neurons
+                self.totals.connections_removed += cleaned.connections_removed
+        else:
+            self.model.load_state_dict(self.best_state)
         self.model.eval()
         return TrainResult(
             model=self.model,
@@ -215,6 +305,10 @@ class Trainer:
             train_seconds=self.seconds,
             pruner_config=self.pruner.config(),
             cleanup=self.totals,
+            transform=self.transform,
+            ended_linear=ended_linear,
+            start_val_rmse=self.start_val_rmse,
+            seed=self.config.seed,
         )
 
 
@@ -226,16 +320,27 @@ def train(
     network: NetworkConfig,
     pruner: Pruner,
     config: TrainConfig,
+    transform: TargetTransform | None = None,
+    *,
+    unit: str = "",
+    desc: str | None = None,
 ) -> TrainResult:
     """Fit the network while ``pruner`` shapes it; returns the best final-mask checkpoint.
 
     Same data, config and seed give the same result (single-threaded, seeded init and order).
+    The progress bar shows the validation RMSE in the target's ``unit``, as the report does.
     """
-    trainer = Trainer(x_train, y_train, x_val, y_val, network, pruner, config)
-    bar = tqdm(total=config.epochs, desc=pruner.name, disable=not config.progress, leave=False)
+    trainer = Trainer(x_train, y_train, x_val, y_val, network, pruner, config, transform)
+    bar = tqdm(
+        total=config.epochs, desc=desc or pruner.name, disable=not config.progress, leave=False
+    )
     while not trainer.done:
         record = trainer.run_epoch()
         bar.update()
-        bar.set_postfix(val=f"{record.val_loss:.4f}", pruned=f"{record.sparsity:.0%}")
+        if record.val_rmse is None:
+            bar.set_postfix(val_loss=f"{record.val_loss:.4f}", pruned=f"{record.sparsity:.0%}")
+        else:
+            shown = f"{record.val_rmse:.4g} {unit}".strip()
+            bar.set_postfix_str(f"val RMSE {shown}, pruned {record.sparsity:.0%}")
     bar.close()
     return trainer.finish()

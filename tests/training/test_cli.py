@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -47,10 +48,13 @@ def test_train_writes_metrics_history_and_checkpoint(
     assert metrics["method"] == "ca" and metrics["seed"] == 2 and metrics["noise"] == 0.01
     assert metrics["pruner"]["tau"] == 0.5 and metrics["pruner"]["patience"] == 3
     history = json.loads((out / "history.json").read_text())
-    assert len(history) == metrics["epochs"]
+    assert len(history) == metrics["members"] and len(history[0]) == metrics["epochs"]
     assert (out / "checkpoint.pt").stat().st_size > 0
     printed = capsys.readouterr().out
-    assert "test RMSE" in printed and f"{metrics['test_rmse']:.4f}" in printed
+    assert "test RMSE" in printed and f"{metrics['test_rmse']:.4g}" in printed
+    ridge = metrics["baseline"]["ridge"]["test"]["analyzer"]["rmse"]
+    assert f"{ridge:.4g}" in printed and "ridge regression" in printed
+    assert "Inputs kept:" in printed
 
 
 def test_dense_reference_sets_epochs_to_target(tiny: tuple[Path, Path], tmp_path: Path) -> None:
@@ -87,9 +91,12 @@ def test_dense_reference_sets_epochs_to_target(tiny: tuple[Path, Path], tmp_path
         (["--method", "prune-it-all"], "invalid choice"),
         (["--noise", "-1"], "must be >= 0"),
         (["--target-sparsity", "1.5"], "sparsity must be in"),
-        (["--epochs", "zero"], "invalid _positive_int value"),
+        (["--epochs", "ten"], "argument --epochs: must be an integer, got 'ten'"),
+        (["--epochs", "0"], "argument --epochs: must be a positive integer, got '0'"),
         (["--method", "gmp"], "needs a target sparsity"),
-        (["--tau", "-2"], "invalid CA setting tau"),
+        (["--tau", "-2"], "argument --tau: must be >= 0, got '-2'"),
+        (["--lr", "fast"], "argument --lr: must be a number, got 'fast'"),
+        (["--seed", "x"], "argument --seed: must be an integer, got 'x'"),
         (["--bogus"], "unrecognized arguments"),
     ],
 )
@@ -119,6 +126,31 @@ def test_bad_options_are_usage_errors(
     assert proc.returncode == 2
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
+    assert "_positive_int" not in proc.stderr and "_integer" not in proc.stderr
+
+
+def test_every_train_option_has_help_and_shows_its_default() -> None:
+    """`softsensor train --help` explains each flag; knobs show their default value."""
+    from training.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    train = sub.choices["train"]
+    text = train.format_help()
+    for action in train._actions:
+        if action.option_strings and action.dest != "help":
+            assert action.help, f"{action.option_strings[0]} has no help text"
+    for flag, default in (
+        ("--seed", "0"),
+        ("--hidden", "64,64"),
+        ("--epochs", "100"),
+        ("--tau", "0.5"),
+        ("--patience", "3"),
+        ("--members", "5"),
+        ("--weight-decay", "0.003"),
+    ):
+        block = text.split(f"\n  {flag} ", 1)[1].split("\n  --", 1)[0]
+        assert f"(default: {default})" in " ".join(block.split()), flag
 
 
 def test_bad_data_is_a_clean_error(
@@ -146,6 +178,8 @@ def test_quickstart_path_simulate_then_train_estimates_the_truth(tmp_path: Path)
     m = json.loads((out / "metrics.json").read_text())
     assert m["test_truth_r2"] >= 0.9
     assert m["pruning_rate"] > 0.3
+    # the network beats ridge regression against the true composition
+    assert m["test_truth_rmse"] < m["baseline"]["ridge"]["test"]["truth"]["rmse"]
 
 
 def test_simulate_refuses_a_yaml_data_path(tmp_path: Path) -> None:

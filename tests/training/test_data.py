@@ -83,7 +83,9 @@ def test_non_numeric_value_names_column_and_row(tiny: tuple[Path, Path]) -> None
     """A text cell in a numeric column."""
     spec, data = tiny
     _edit(data, 17, "b", "BAD")
-    with pytest.raises(DataError, match=r"tiny.csv, column 'b', row 17: non-numeric value 'BAD'"):
+    with pytest.raises(
+        DataError, match=r"tiny.csv, column 'b', row 17 \(line 18\): non-numeric value 'BAD'"
+    ):
         _load(spec, data)
 
 
@@ -91,7 +93,7 @@ def test_timestamp_out_of_order(tiny: tuple[Path, Path]) -> None:
     """A sample stamped earlier than the one before it."""
     spec, data = tiny
     _edit(data, 9, "time", "2026-01-01T00:01:00Z")
-    with pytest.raises(DataError, match=r"column 'time', row 9: .* out of order"):
+    with pytest.raises(DataError, match=r"column 'time', row 9 \(line 10\): .* out of order"):
         _load(spec, data)
 
 
@@ -99,7 +101,7 @@ def test_timestamp_duplicated(tiny: tuple[Path, Path]) -> None:
     """Two samples with the same stamp."""
     spec, data = tiny
     _edit(data, 9, "time", "2026-01-01T00:07:00Z")
-    with pytest.raises(DataError, match=r"column 'time', row 9: .* duplicated"):
+    with pytest.raises(DataError, match=r"column 'time', row 9 \(line 10\): .* duplicated"):
         _load(spec, data)
 
 
@@ -107,7 +109,7 @@ def test_unparseable_timestamp(tiny: tuple[Path, Path]) -> None:
     """A stamp that is not a time."""
     spec, data = tiny
     _edit(data, 4, "time", "yesterday")
-    with pytest.raises(DataError, match=r"column 'time', row 4: not a timestamp"):
+    with pytest.raises(DataError, match=r"column 'time', row 4 \(line 5\): not a timestamp"):
         _load(spec, data)
 
 
@@ -134,7 +136,9 @@ def test_non_finite_fails_under_error_policy(tiny: tuple[Path, Path], bad: str) 
     """NaN, inf and blanks are refused unless the spec declares a policy."""
     spec, data = tiny
     _edit(data, 20, "a", bad)
-    with pytest.raises(DataError, match=r"column 'a', row 20: NaN/inf .*policy is 'error'"):
+    with pytest.raises(
+        DataError, match=r"column 'a', row 20 \(line 21\): NaN/inf .*policy is 'error'"
+    ):
         _load(spec, data)
 
 
@@ -142,7 +146,9 @@ def test_out_of_range_value_fails_under_error_policy(tiny: tuple[Path, Path]) ->
     """A value outside the signal's valid range is a sensor fault, treated like a NaN."""
     spec, data = tiny
     _edit(data, 30, "a", "500")
-    with pytest.raises(DataError, match=r"column 'a', row 30: value outside the valid range"):
+    with pytest.raises(
+        DataError, match=r"column 'a', row 30 \(line 31\): value outside the valid range"
+    ):
         _load(spec, data)
 
 
@@ -172,7 +178,9 @@ def test_ffill_policy_fills_short_gaps_and_refuses_long_ones(tiny: tuple[Path, P
     row = int(np.flatnonzero(ds.train.index == 20)[0])
     assert ds.train.x[row, 0] == pytest.approx(float(before))
     _edit(data, 22, "a", "nan")
-    with pytest.raises(DataError, match=r"column 'a', row 22: .*gap of 3 samples, max_fill is 2"):
+    with pytest.raises(
+        DataError, match=r"column 'a', row 22 \(line 23\): .*gap of 3 samples, max_fill is 2"
+    ):
         _load(spec, data)
 
 

@@ -28,8 +28,10 @@ def trained(tiny: tuple[Path, Path]) -> tuple[Dataset, RunReport]:
     ds = load_dataset(load_spec(spec), data)
     cfg = RunConfig(
         network=NetworkConfig(hidden=(16, 8)),
-        train=TrainConfig(epochs=30, batch_size=8, lr=3e-3, progress=False),
+        # a random start and two members: a pruned chain, a linear path, and an ensemble
+        train=TrainConfig(epochs=30, batch_size=8, lr=3e-3, progress=False, start_at_linear=False),
         ca=CAConfig(tau=0.8, stop_after_val_rises=0),
+        members=2,
     )
     return ds, run_experiment(ds, cfg)
 
@@ -41,7 +43,7 @@ def test_export_passes_checker_and_matches_torch(trained: tuple[Dataset, RunRepo
     model = onnx.load_from_string(exported.onnx_bytes)
     onnx.checker.check_model(model, full_check=True)
     rows = np.vstack([ds.validation.x, ds.test.x])
-    torch_out = report.result.predict(rows)
+    torch_out = report.predict(rows)
     onnx_out = run_onnx(exported.onnx_bytes, rows[:, exported.inputs_kept])
     y = np.concatenate([ds.train.y, ds.validation.y, ds.test.y])
     assert np.max(np.abs(onnx_out - torch_out)) <= 1e-5 * np.ptp(y)
@@ -69,12 +71,12 @@ def test_removed_neurons_and_inputs_are_gone_from_the_graph(
 def test_sparse_storage_is_used_where_smaller() -> None:
     """A mostly-zero matrix is stored sparsely, and the graph still computes the same."""
     from training.scaling import Standardizer
-    from training.shrink import shrink
+    from training.shrink import dense_architecture, shrink
 
     torch.manual_seed(0)
     from training.network import MaskedMLP
 
-    model = MaskedMLP(40, 1, NetworkConfig(hidden=(30,)))
+    model = MaskedMLP(40, 1, NetworkConfig(hidden=(30,), linear_path=False))
     layer = model.masked_layers()[0]
     drop = torch.rand(layer.mask.shape, generator=torch.Generator().manual_seed(0)) < 0.9
     drop[:, 0] = False  # every neuron keeps an input and every input stays in use
@@ -82,11 +84,12 @@ def test_sparse_storage_is_used_where_smaller() -> None:
     prune_connections(layer, drop, None)
     x = np.random.default_rng(0).normal(size=(64, 40))
     xs, ys = Standardizer().fit(x), Standardizer().fit(np.arange(64.0))
+    dense = dense_architecture(model)
     net = shrink(model)
     with torch.no_grad():
         z = torch.as_tensor(xs.transform(x), dtype=torch.float32)
         ref = ys.inverse_transform(model(z).double().numpy()).ravel()
-    exported = export_onnx(model, net, xs, ys, x, ref, tolerance=1e-4)
+    exported = export_onnx(net, dense, xs, ys, x, ref, tolerance=1e-4)
     assert "W0" in exported.sparse_initializers
     assert len(exported.onnx_bytes) < 0.6 * exported.dense_onnx_bytes
 
@@ -94,22 +97,26 @@ def test_sparse_storage_is_used_where_smaller() -> None:
 def test_export_refuses_a_graph_that_disagrees(trained: tuple[Dataset, RunReport]) -> None:
     """If onnxruntime and torch disagree, export fails and returns nothing."""
     ds, report = trained
-    r = report.result
+    e = report.ensemble
     rows = ds.test.x
-    wrong = r.predict(rows) + 1.0
+    wrong = report.predict(rows) + 1.0
     with pytest.raises(ExportError, match="disagrees with torch"):
-        export_onnx(r.model, report.shrunk, r.x_scaler, r.y_scaler, rows, wrong, 1e-5)
+        export_onnx(report.shrunk, report.dense, e.x_scaler, e.y_scaler, rows, wrong, 1e-5)
 
 
 def test_export_refuses_a_collapsed_network(trained: tuple[Dataset, RunReport]) -> None:
+    """With the first hidden layer and the linear path gone, no input reaches the output."""
     ds, report = trained
     r = report.result
-    for layer in r.model.masked_layers()[:1]:
+    model = r.model
+    for layer in (model.chain_layers()[0], model.linear):
+        assert layer is not None
         prune_connections(layer, torch.ones_like(layer.mask, dtype=torch.bool), None)
-    from training.shrink import shrink
+    from training.shrink import dense_architecture, shrink
 
+    dense = dense_architecture(model)
     with pytest.raises(ExportError, match="no longer connects any input"):
-        export_onnx(r.model, shrink(r.model), r.x_scaler, r.y_scaler, ds.test.x, ds.test.y, 1.0)
+        export_onnx(shrink(model), dense, r.x_scaler, r.y_scaler, ds.test.x, ds.test.y, 1.0)
 
 
 def test_publish_writes_a_verified_version_and_champion(

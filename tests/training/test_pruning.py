@@ -20,7 +20,7 @@ from training.pruning import (
 
 def _model(seed: int = 0, hidden: tuple[int, ...] = (8, 6)) -> MaskedMLP:
     torch.manual_seed(seed)
-    return MaskedMLP(5, 1, NetworkConfig(hidden=hidden))
+    return MaskedMLP(5, 1, NetworkConfig(hidden=hidden, linear_path=False))
 
 
 def _adam(model: MaskedMLP) -> torch.optim.Adam:

@@ -93,8 +93,57 @@ def test_cli_promotes_and_writes_reports(
     assert body["decision"] in ("promoted", "kept")
     expected = body["challenger"] if body["decision"] == "promoted" else "v1"
     assert registry_with_champion.champion("col") == expected
-    assert (body["challenger_rmse"] < body["champion_rmse"]) == (body["decision"] == "promoted")
+    better = body["challenger_rmse"] < body["champion_rmse"] and body["beats_linear"]
+    assert better == (body["decision"] == "promoted")
+    assert set(body["linear_rmse"]) >= {"ridge"}
     assert json_report.with_suffix(".md").read_text().startswith("# Retraining col")
+
+
+# A recipe that cannot learn much: two hidden neurons from random weights, no linear path.
+WEAK = RunConfig(
+    network=NetworkConfig(hidden=(2,), linear_path=False),
+    train=TrainConfig(epochs=10, lr=1e-2, batch_size=64, progress=False, start_at_linear=False),
+    members=1,
+)
+
+
+@pytest.fixture
+def weak_champion(column: tuple[Path, Path], tmp_path: Path) -> Registry:
+    """A champion of the weak recipe, trained on inputs drowned in noise: a challenger of the
+    same recipe on clean data beats it, and ridge beats both."""
+    spec, data = column
+    ds = load_dataset(load_spec(spec), data, noise_sigma=5.0)
+    registry = Registry(tmp_path / "weak")
+    publish(ds, run_experiment(ds, WEAK), registry, "col", version="v1")
+    return registry
+
+
+@pytest.mark.parametrize("allow", [False, True])
+def test_a_challenger_worse_than_ridge_is_not_promoted_unless_allowed(
+    weak_champion: Registry, column: tuple[Path, Path], allow: bool
+) -> None:
+    """Ridge on the same new data beats the weak recipe's challenger: it stays unpromoted
+    (and the report says why) unless --allow-worse-than-linear; then the usual rule holds."""
+    spec, data = column
+    report = retrain(
+        weak_champion,
+        "col",
+        load_spec(spec),
+        data,
+        margin=0.0,
+        seed=1,
+        allow_worse_than_linear=allow,
+    )
+    assert report.challenger_rmse is not None and report.champion_rmse is not None
+    assert report.beats_linear is False
+    assert report.challenger_rmse > report.linear_rmse["ridge"]
+    assert report.challenger_rmse < report.champion_rmse
+    if allow:
+        assert report.decision == "promoted" and weak_champion.champion("col") != "v1"
+        assert any("--allow-worse-than-linear" in r for r in report.reasons)
+    else:
+        assert report.decision == "kept" and weak_champion.champion("col") == "v1"
+        assert any("worse than ridge regression" in r for r in report.reasons)
 
 
 def test_cli_fails_with_exit_1_on_bad_data(

@@ -29,7 +29,7 @@ def _out(model: MaskedMLP, x: np.ndarray) -> np.ndarray:
 def test_clean_up_and_shrink_keep_the_function(activation: str) -> None:
     """Dead neurons go, constant ones are folded into the next bias, unused inputs are listed."""
     torch.manual_seed(0)
-    model = MaskedMLP(6, 1, NetworkConfig(hidden=(8, 5), activation=activation))
+    model = MaskedMLP(6, 1, NetworkConfig(hidden=(8, 5), activation=activation, linear_path=False))
     with torch.no_grad():
         for layer in model.masked_layers():
             layer.bias.uniform_(-1, 1)
@@ -59,7 +59,7 @@ def test_clean_up_and_shrink_keep_the_function(activation: str) -> None:
 def test_clean_up_cascades_through_layers() -> None:
     """Removing a neuron can make one in the layer before dead; clean-up follows the chain."""
     torch.manual_seed(0)
-    model = MaskedMLP(3, 1, NetworkConfig(hidden=(2, 2)))
+    model = MaskedMLP(3, 1, NetworkConfig(hidden=(2, 2), linear_path=False))
     first, second, last = model.masked_layers()
     drop_last = torch.tensor([[True, False]])
     prune_connections(last, drop_last, None)  # hidden-2 neuron 0 dead

@@ -1,0 +1,185 @@
+"""What a new user met when training on their own data, each fixed: title lines, labels out of
+range, choosing the test window, report-stamped analyzer lags, number formats in errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import TINY_SPEC, write_tiny_csv
+from training.cli import main
+from training.data import load_dataset
+from training.errors import DataError, SpecError
+from training.spec import load_spec
+
+WHITESPACE_SPEC = """
+name: ws
+source: {format: whitespace, columns: [u, v, w, y]%s}
+signals:
+  - {name: u, unit: degC, range: [-10, 10]}
+  - {name: v, unit: degC, range: [-10, 10]}
+  - {name: w, unit: degC, range: [-10, 10]}
+target: {name: y, unit: mol%%, range: [-10, 10], analyzer_delay: 0}
+features:
+  - {signal: u, lags: [0]}
+  - {signal: v, lags: "0..1"}
+  - {signal: w, lags: [0]}
+split: {train: 0.6, validation: 0.2, test: 0.2}
+"""
+
+
+def _whitespace_file(path: Path, title: str, n: int = 40, bad_row: int | None = None) -> Path:
+    """A title line and two blank lines, then whitespace-separated numbers."""
+    rng = np.random.default_rng(0)
+    rows = [" ".join(f"{v:.4f}" for v in rng.normal(size=4)) for _ in range(n)]
+    if bad_row is not None:
+        rows[bad_row - 1] = "1.0 oops 2.0 3.0"
+    path.write_text(title + "\n\n\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+def _spec(tmp_path: Path, extra: str = "") -> Path:
+    spec = tmp_path / "ws.yaml"
+    spec.write_text(WHITESPACE_SPEC % extra, encoding="utf-8")
+    return spec
+
+
+def test_a_title_line_fails_with_its_line_and_the_remedy(tmp_path: Path) -> None:
+    """pandas blames the first data line ("Expected 3 fields in line 4"); the error now says
+    that line 1 set the count and how to skip it."""
+    data = _whitespace_file(tmp_path / "d.txt", "Column data set")
+    with pytest.raises(DataError) as err:
+        load_dataset(load_spec(_spec(tmp_path)), data)
+    text = str(err.value)
+    assert "line 4 has 4 fields but line 1 has 3" in text
+    assert "source.skip_rows" in text and "here 3 would skip everything above line 4" in text
+
+
+def test_a_title_of_as_many_words_names_skip_rows_too(tmp_path: Path) -> None:
+    data = _whitespace_file(tmp_path / "d.txt", "debutanizer data with title")
+    with pytest.raises(DataError, match=r"row 1 \(line 1\): non-numeric value .*skip_rows"):
+        load_dataset(load_spec(_spec(tmp_path)), data)
+
+
+def test_skip_rows_reads_the_file_and_errors_name_the_real_line(tmp_path: Path) -> None:
+    """With skip_rows the data loads; a bad cell in data row 7 is reported at line 10."""
+    spec = _spec(tmp_path, ", skip_rows: 1")
+    ds = load_dataset(load_spec(spec), _whitespace_file(tmp_path / "d.txt", "Title line"))
+    assert ds.rows_read == 40 and ds.feature_names == ["u", "v", "v_lag1", "w"]
+    bad = _whitespace_file(tmp_path / "b.txt", "Title line", bad_row=7)
+    with pytest.raises(DataError, match=r"column 'v', row 7 \(line 10\): non-numeric value"):
+        load_dataset(load_spec(spec), bad)
+
+
+def _tiny_with_outliers(tmp_path: Path, rows: tuple[int, ...]) -> tuple[Path, Path]:
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(TINY_SPEC.replace("range: [-100, 100], analyzer", "range: [-1, 1], analyzer"))
+    data = write_tiny_csv(tmp_path / "tiny.csv", n=80)
+    lines = data.read_text().splitlines()
+    for r in rows:
+        cells = lines[r].split(",")
+        cells[3] = "5.0"
+        lines[r] = ",".join(cells)
+    data.write_text("\n".join(lines) + "\n")
+    return spec, data
+
+
+def test_targets_out_of_range_are_counted_and_warned(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Labels outside the declared range used to vanish silently; now metrics.json counts
+    them and the run warns with the count and the range."""
+    spec, data = _tiny_with_outliers(tmp_path, (20, 30, 40))
+    ds = load_dataset(load_spec(spec), data)
+    outside = int(np.sum(np.abs(np.genfromtxt(data, delimiter=",", skip_header=1)[:, 3]) > 1))
+    assert ds.target_out_of_range == outside >= 3
+    assert f"{outside} values of target 'q'" in ds.warnings[0] and "[-1, 1] mol%" in ds.warnings[0]
+    out = tmp_path / "run"
+    args = ["train", "--spec", str(spec), "--data", str(data), "--out", str(out)]
+    assert main([*args, "--epochs", "3", "--members", "1", "--quiet"]) == 0
+    import json
+
+    checks = json.loads((out / "metrics.json").read_text())["data_checks"]
+    assert checks["target_out_of_range"] == outside
+    assert f"warning: {outside} values of target 'q'" in capsys.readouterr().err
+
+
+def test_errors_print_numbers_not_numpy_reprs(tmp_path: Path) -> None:
+    """'value outside the valid range [-100, 100]: 999', never np.float64(999.0)."""
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(TINY_SPEC)
+    data = write_tiny_csv(tmp_path / "tiny.csv")
+    lines = data.read_text().splitlines()
+    cells = lines[5].split(",")
+    cells[1] = "999"
+    lines[5] = ",".join(cells)
+    data.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError) as err:
+        load_dataset(load_spec(spec), data)
+    assert "[-100, 100]: 999 (missing-value policy" in str(err.value)
+    assert "np.float64" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("window", "first", "last"),
+    [
+        ("{start: 51}", 51, 80),
+        ("{start: 41, end: 70}", 41, 70),
+        ("{start: '2026-01-01T00:45:00Z'}", 46, 80),
+        ("{start: '2026-01-01T00:40:00', end: '2026-01-01T01:09:00Z'}", 41, 70),
+    ],
+)
+def test_the_test_window_by_rows_or_timestamps(
+    tmp_path: Path, window: str, first: int, last: int
+) -> None:
+    """Rows are the 1-based data rows of error messages; both ends are inclusive; the rows
+    before the window are split train/validation by the given shares, in time order."""
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(
+        TINY_SPEC.replace(
+            "split: {train: 0.6, validation: 0.2, test: 0.2}",
+            f"split: {{train: 0.75, validation: 0.25, test: {window}}}",
+        )
+    )
+    ds = load_dataset(load_spec(spec), write_tiny_csv(tmp_path / "tiny.csv", n=80))
+    assert ds.test.index[0] + 1 == first and ds.test.index[-1] + 1 == last
+    before = first - 1 - 2  # rows 3.. are usable (lag 2)
+    assert len(ds.train) + len(ds.validation) == before
+    assert len(ds.train) == round(0.75 * before)
+    assert ds.validation.index[-1] < ds.test.index[0]
+
+
+def test_a_test_window_with_no_rows_is_refused(tmp_path: Path) -> None:
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(TINY_SPEC.replace("test: 0.2}", "test: {start: 500}}"))
+    with pytest.raises(DataError, match=r"no usable row lies in the test window \(rows 500"):
+        load_dataset(load_spec(spec), write_tiny_csv(tmp_path / "tiny.csv"))
+
+
+def test_report_stamped_target_lag_below_the_delay_is_refused(tmp_path: Path) -> None:
+    """stamped_at: report used to accept such a lag and fail later with '0 usable rows'."""
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(
+        TINY_SPEC.replace("analyzer_delay: 2}", "analyzer_delay: 4, stamped_at: report}")
+    )
+    with pytest.raises(SpecError, match="used at lag 2, below its analyzer delay of 4"):
+        load_spec(spec)
+
+
+@pytest.mark.parametrize(
+    ("lags", "expected"),
+    [("0..3", [0, 1, 2, 3]), ("'0..30:10'", [0, 10, 20, 30]), ("[0, '4..6']", [0, 4, 5, 6])],
+)
+def test_lag_ranges_in_the_spec(tmp_path: Path, lags: str, expected: list[int]) -> None:
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(TINY_SPEC.replace("{signal: a, lags: [0, 1]}", f"{{signal: a, lags: {lags}}}"))
+    assert load_spec(spec).features[0].lags == expected
+
+
+def test_bad_lag_ranges_are_spec_errors(tmp_path: Path) -> None:
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(TINY_SPEC.replace("{signal: a, lags: [0, 1]}", "{signal: a, lags: '5..2'}"))
+    with pytest.raises(SpecError, match="needs start <= end"):
+        load_spec(spec)
