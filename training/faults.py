@@ -96,36 +96,42 @@ def feed_adjuster(
     return adjust
 
 
+def _column(frame: pd.DataFrame, name: str) -> FloatArray:
+    if name not in frame.columns:
+        raise SimulationError(f"fault on {name!r}: no such signal in the data")
+    return frame[name].to_numpy(dtype=np.float64, copy=True)
+
+
 def apply_to_frame(frame: pd.DataFrame, faults: Sequence[Fault], cfg: SimulationConfig) -> None:
-    """Apply the recorded-data faults to the historian frame, in place (truth untouched)."""
-    n = len(frame)
+    """Apply the recorded-data faults to the historian frame, in place (truth untouched).
+
+    Changed readings are quantised to the sensor's resolution, as the historian stores them.
+    """
     temperatures = temperature_columns(cfg)
 
-    def recorded(name: str, values: FloatArray) -> FloatArray:
-        """Values as the historian stores them: quantised to the sensor's resolution."""
-        kind = cfg.sensors.temperature if name in temperatures else cfg.sensors.flow
-        return np.asarray(np.round(values / kind.resolution) * kind.resolution)
+    def resolution(name: str) -> float:
+        sensor = cfg.sensors.temperature if name in temperatures else cfg.sensors.flow
+        return sensor.resolution
 
     for fault in faults:
-        span = fault.rows(cfg.sample_minutes, n)
-        if fault.kind in ("stuck", "drift") and fault.signal not in frame.columns:
-            raise SimulationError(f"fault {fault.kind}: no signal {fault.signal!r} in the data")
+        span = fault.rows(cfg.sample_minutes, len(frame))
         if fault.kind == "stuck":
-            column = frame.columns.get_loc(fault.signal)
-            frame.iloc[span, column] = frame.iloc[span.start, column]
-        elif fault.kind == "drift":
+            values = _column(frame, str(fault.signal))
+            values[span] = values[span.start]
+            frame[str(fault.signal)] = values
+        elif fault.kind in ("drift", "pressure_step"):
+            names = [str(fault.signal)] if fault.kind == "drift" else temperatures
             hours = np.arange(span.stop - span.start) * cfg.sample_minutes / 60.0
-            column = frame.columns.get_loc(fault.signal)
-            drifted = frame.iloc[span, column].to_numpy() + fault.size * hours
-            frame.iloc[span, column] = recorded(str(fault.signal), drifted)
-        elif fault.kind == "pressure_step":
-            for name in temperatures:
-                column = frame.columns.get_loc(name)
-                stepped = frame.iloc[span, column].to_numpy() + fault.size
-                frame.iloc[span, column] = recorded(name, stepped)
+            offset = fault.size * hours if fault.kind == "drift" else fault.size
+            for name in names:
+                values = _column(frame, name)
+                values[span] += offset
+                frame[name] = np.round(values / resolution(name)) * resolution(name)
         elif fault.kind == "analyzer_outage":
             for name in (TARGET, TOP_ANALYZER):
-                frame.iloc[span, frame.columns.get_loc(name)] = np.nan
+                values = _column(frame, name)
+                values[span] = np.nan
+                frame[name] = values
 
 
 def simulate_with_faults(
