@@ -25,8 +25,9 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service.clock import to_posix
 from service.columnar import read_predict
-from service.dataplane import SoftSensorService, to_posix
+from service.dataplane import SoftSensorService
 from service.errors import (
     BadInputError,
     ForbiddenError,
@@ -156,10 +157,11 @@ def post_lab_results(body: LabRequest, service: Service) -> LabResponse:
 def get_lab_results(
     service: Service,
     model: Annotated[str | None, Query(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")] = None,
+    stream: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.:/-]{1,128}$")] = None,
     since: Annotated[str | None, Query(description="ISO time or POSIX seconds")] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
 ) -> list[StoredLab]:
-    """Stored lab results, newest first."""
+    """Stored lab results, newest first; of one stream if ``stream`` is given."""
     start = None
     if since is not None:
         try:
@@ -171,7 +173,7 @@ def get_lab_results(
                 raise BadInputError(f"since: not a time: {since!r}") from exc
             if not abs(start) < float("inf"):  # NaN or infinite: no time at all
                 raise BadInputError(f"since: not a finite time: {since!r}") from None
-    return service.list_lab_results(model, start, limit)
+    return service.list_lab_results(model, start, limit, stream)
 
 
 @v1.get("/models")

@@ -7,7 +7,6 @@ Errors are ``{"error": "..."}`` with a 4xx status, as the protocol asks.
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -174,7 +173,8 @@ def infer(name: str, body: V2InferRequest, request: Request) -> V2InferResponse:
                 "that the model gives no finite estimate"
             )
         raise NotReadyError(f"model {m.name} {m.version} gave a non-finite estimate")
-    slot.drift_feed.add(x, estimate, np.full(len(estimate), time.time()))
+    # Tensors carry no stream nor time: their rows count for the default stream's drift only.
+    service.stream(slot, service.settings.default_stream).monitors.drift.add(x, estimate)
     slot.rows_counter.inc(len(estimate))
     return V2InferResponse(
         model_name=m.name,

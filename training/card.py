@@ -20,6 +20,7 @@ from service.card import (
     ValidRange,
 )
 from service.features import FloatArray
+from training.calibration import calibrate
 from training.data import Dataset
 from training.evaluation import score
 from training.experiment import RunReport
@@ -177,4 +178,5 @@ def build_card(
             "cleanup": asdict(result.cleanup),
             "spec": spec.model_dump(mode="json"),
         },
+        calibration=calibrate(dataset, exported),
     )
