@@ -234,7 +234,8 @@ def run(days: float, train_days: float, out: Path, work: Path | None = None) -> 
         result = scorecard(scenario, served, data, card_path)
     result["seconds"] = time.perf_counter() - started
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    kept = {k: v for k, v in result.items() if k != "series"}  # the rows stay out of the file
+    (out / "results.json").write_text(json.dumps(kept, indent=2) + "\n", encoding="utf-8")
     return result
 
 
@@ -246,17 +247,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--docs", action="store_true", help="also write docs/replay.md and its plot")
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.replay", description=__doc__)
-    add_arguments(p)
-    args = p.parse_args(argv)
+def run_command(args: argparse.Namespace, command: str) -> int:
+    """Run the replay as the command line asked; print the summary."""
     result = run(args.days, args.train_days, args.out, args.work)
     if args.docs:
         from bench.replay_report import write_docs
 
-        write_docs(result, args.out)
+        write_docs(result, args.out, command)
     print(json.dumps(result["summary"], indent=2))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.replay", description=__doc__)
+    add_arguments(p)
+    args = p.parse_args(argv)
+    return run_command(args, " ".join(["python -m bench.replay", *(argv or sys.argv[1:])]))
 
 
 if __name__ == "__main__":

@@ -67,7 +67,7 @@ def _masks(scenario: Scenario, n: int) -> tuple[dict[Fault, Mask], Mask, Mask]:
 
 def _ridge(scenario: Scenario, data: Path, card: ModelCard) -> dict[str, Floats]:
     """Ridge on the model's full feature set, alpha by validation, on each unit's replay."""
-    from sklearn.linear_model import Ridge
+    from sklearn.linear_model import Ridge  # type: ignore[import-untyped]
 
     spec = load_spec(data.with_suffix(".yaml"))
     ds = load_dataset(spec, data)
@@ -131,11 +131,11 @@ def scorecard(
     truth = {u: f["true_xB"].to_numpy()[start:] for u, f in scenario.frames.items()}
     analyzer = {u: f["analyzer_xB"].to_numpy()[start:] for u, f in scenario.frames.items()}
     n = len(truth[UNITS[0]])
-    windows, settling, clean_a = _masks(scenario, n)
+    windows, _settling, clean_a = _masks(scenario, n)
     clean = {UNITS[0]: clean_a, UNITS[1]: np.ones(n, dtype=bool)}
     ridge = _ridge(scenario, data, card)
 
-    def pooled(fn: Any) -> Floats:
+    def pooled(fn: Any) -> NDArray[Any]:
         return np.concatenate([fn(u) for u in UNITS])
 
     clean_all = pooled(lambda u: clean[u])
@@ -182,8 +182,8 @@ def scorecard(
             for u in UNITS
         },
     }
-    a = tables[UNITS[0]]
-    faults = [_fault(f, windows[f], a, truth[UNITS[0]], card) for f in scenario.faults]
+    unit_a = tables[UNITS[0]]
+    faults = [_fault(f, windows[f], unit_a, truth[UNITS[0]], card) for f in scenario.faults]
     labs = {u: _lab_counts(served["labs"][u]) for u in UNITS}
     summary = _summary(clean_card, faults, labs, tables)
     return {

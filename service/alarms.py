@@ -76,7 +76,9 @@ class AlarmConfig:
             frozen_after_s=frozen,
             drift_fast=calibrated.sensor_drift_fast_samples,
             drift_slow=calibrated.sensor_drift_slow_samples,
-            drift_limit=np.array(calibrated.sensor_drift_limit),
+            drift_limit=None
+            if calibrated.sensor_drift_limit is None
+            else np.array(calibrated.sensor_drift_limit),
             outside_samples=calibrated.outside_training_samples,
             bias_alarm=calibrated.bias_alarm,
             scale_floor=calibration.interval.scale_floor,

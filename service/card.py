@@ -221,9 +221,10 @@ class AlarmCalibration(_Strict):
     frozen_normal_samples: dict[str, int]
     # Sensor drift: per PCA column, EWMA over ``sensor_drift_fast_samples`` minus EWMA over
     # ``sensor_drift_slow_samples`` of its standardized SPE residual; alarm above the limit.
+    # None: the validation split was shorter than the slow window, too short to calibrate.
     sensor_drift_fast_samples: float = Field(gt=0)
     sensor_drift_slow_samples: float = Field(gt=0)
-    sensor_drift_limit: list[float]
+    sensor_drift_limit: list[float] | None
     # Inputs outside the training range for more than this many consecutive rows: drift.
     outside_training_samples: int = Field(ge=1)
     # Residual: the bias filter replayed over the validation results; the residual alarm is
@@ -287,9 +288,8 @@ class ModelCard(_Strict):
                 raise ValueError("calibration.training_range: one low and high per feature")
             if any(f not in names for f in self.calibration.inputs.features):
                 raise ValueError("calibration.inputs.features must be features of the card")
-            if len(self.calibration.alarms.sensor_drift_limit) != len(
-                self.calibration.inputs.features
-            ):
+            limits = self.calibration.alarms.sensor_drift_limit
+            if limits is not None and len(limits) != len(self.calibration.inputs.features):
                 raise ValueError("calibration.alarms.sensor_drift_limit: one per PCA column")
         return self
 

@@ -55,6 +55,11 @@ class SoftSensorService:
         """Open the store and load every served model's champion; failures leave not-ready."""
         self.store = LabStore(self.settings.state_dir / "lab_results.sqlite")
         self.models.start()
+        # Streams with lab results come back at once: their bias, alarms and analyzer age
+        # are on /metrics after a restart, not only once they send again.
+        for slot in list(self.models.slots.values()):
+            for name in self.store.streams(slot.model.name)[: self.settings.max_streams]:
+                self.stream(slot, name)
 
     def stop(self) -> None:
         if self.store is not None:

@@ -6,9 +6,7 @@ module computes the signals that reveal each of these (see the drift section of 
 
 - per feature, the population stability index (PSI) of a sliding window against the
   card's reference bins, and the number of values outside the valid range;
-- the same PSI for the predictions;
-- a two-sided Page-Hinkley test on the lab residual (lab - estimate), for a shift of the
-  model's error that bias correction would otherwise hide.
+- the same PSI for the predictions.
 
 PSI is a diagnostic, not an alarm: a window of a few hours of a slowly moving process covers
 a narrow part of the training distribution, so on normal data it reaches values near its
@@ -21,7 +19,6 @@ threads on the request path, so it is plain in-memory arithmetic with one lock p
 
 from __future__ import annotations
 
-import math
 import threading
 from collections.abc import Sequence
 
@@ -292,136 +289,3 @@ class DriftMonitor:
         """Forget every window and counter."""
         with self._lock:
             self._columns.reset()
-
-
-# --------------------------------------------------------------------------- residual test
-
-
-class PageHinkley:
-    """Two-sided Page-Hinkley test for a shift of a stream's mean (here: lab residuals).
-
-    Page, E. S. (1954) "Continuous inspection schemes", Biometrika 41, 100-115;
-    Hinkley, D. V. (1971) "Inference about the change-point from cumulative sum tests",
-    Biometrika 58, 509-523. The form below is the one common in drift detection
-    (e.g. Gama et al. 2014, "A survey on concept drift adaptation"):
-
-        m_up   += x - mean - delta;   PH_up   = m_up - min(m_up)     (upward shift)
-        m_down += x - mean + delta;   PH_down = max(m_down) - m_down (downward shift)
-
-    and the alarm goes on when either exceeds ``threshold`` (lambda). ``delta`` is the
-    shift magnitude tolerated without alarm (half the smallest shift worth detecting is
-    the textbook choice); both are in the stream's units, so :meth:`from_spread` scales
-    them by the residual's standard deviation.
-
-    ``mean`` is the in-control mean. ``None`` (default) uses the running mean of the stream
-    so far, the classic self-calibrating form; it needs many in-control samples before a
-    shift, since the running mean follows the shift afterwards. A number (e.g. 0.0, or the
-    validation residual median) makes it Page's CUSUM against a known mean, which detects
-    a shift right from the start: the better choice for sparse lab results.
-
-    No alarm before ``min_samples`` values. With ``latch`` (the default) the alarm stays on
-    until :meth:`reset`: an operator (or a model switch) acknowledges a drifted model.
-    Without it, the alarm is on while the statistic is above the threshold: with a known
-    mean that is Page's CUSUM, whose statistic drains by ``delta`` per in-control value, so
-    the alarm clears once the values are back to normal.
-    """
-
-    def __init__(
-        self,
-        delta: float,
-        threshold: float,
-        *,
-        min_samples: int = 30,
-        mean: float | None = None,
-        latch: bool = True,
-    ) -> None:
-        if not (math.isfinite(delta) and delta >= 0):
-            raise ValueError(f"delta must be finite and >= 0, got {delta}")
-        if not (math.isfinite(threshold) and threshold > 0):
-            raise ValueError(f"threshold must be finite and > 0, got {threshold}")
-        if min_samples < 1:
-            raise ValueError(f"min_samples must be at least 1, got {min_samples}")
-        if mean is not None and not math.isfinite(mean):
-            raise ValueError(f"mean must be finite or None, got {mean}")
-        self.delta = float(delta)
-        self.threshold = float(threshold)
-        self.min_samples = min_samples
-        self.known_mean = mean
-        self.latch = latch
-        self.reset()
-
-    @classmethod
-    def from_spread(
-        cls,
-        sigma: float,
-        *,
-        delta_sigmas: float = 0.5,
-        threshold_sigmas: float = 10.0,
-        min_samples: int = 30,
-        mean: float | None = None,
-    ) -> PageHinkley:
-        """Parameters relative to the residual's standard deviation ``sigma``.
-
-        With ``delta = 0.5 sigma`` and ``threshold = 10 sigma`` (CUSUM k = 0.5, h = 10),
-        simulated on Gaussian noise: about 0.5 % of runs raise a false alarm within 1000
-        in-control samples (h = 8 gave 12 %, too many for lab data that arrives for
-        years), and a shift of 1 sigma is detected after a median of 18 samples (95 %:
-        within 36), one of 2 sigma after 7 (95 %: within 10). The tests check these
-        orders of magnitude.
-        """
-        if not (math.isfinite(sigma) and sigma > 0):
-            raise ValueError(f"sigma must be finite and > 0, got {sigma}")
-        return cls(
-            delta_sigmas * sigma,
-            threshold_sigmas * sigma,
-            min_samples=min_samples,
-            mean=mean,
-        )
-
-    def reset(self) -> None:
-        """Start over: no samples, statistics zero, alarm off."""
-        self.count = 0
-        self._mean = 0.0
-        self._up = self._up_min = 0.0
-        self._down = self._down_max = 0.0
-        self._alarm = False
-
-    def update(self, x: float) -> bool:
-        """Take one value; return whether the alarm is on (it latches until reset)."""
-        if not math.isfinite(x):
-            raise ValueError(f"residual must be finite, got {x}")
-        self.count += 1
-        self._mean += (x - self._mean) / self.count
-        centre = self._mean if self.known_mean is None else self.known_mean
-        self._up += x - centre - self.delta
-        self._up_min = min(self._up_min, self._up)
-        self._down += x - centre + self.delta
-        self._down_max = max(self._down_max, self._down)
-        above = self.count >= self.min_samples and self.statistic > self.threshold
-        self._alarm = above or (self.latch and self._alarm)
-        return self._alarm
-
-    @property
-    def alarm(self) -> bool:
-        """Whether a shift was detected since the last reset."""
-        return self._alarm
-
-    @property
-    def statistic_up(self) -> float:
-        """Evidence of an upward shift (alarm when above ``threshold``)."""
-        return self._up - self._up_min
-
-    @property
-    def statistic_down(self) -> float:
-        """Evidence of a downward shift (alarm when above ``threshold``)."""
-        return self._down_max - self._down
-
-    @property
-    def statistic(self) -> float:
-        """The larger of the two one-sided statistics: what is compared to ``threshold``."""
-        return max(self.statistic_up, self.statistic_down)
-
-    @property
-    def mean(self) -> float:
-        """Running mean of the values since the last reset."""
-        return self._mean

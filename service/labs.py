@@ -85,7 +85,7 @@ class LabDesk:
             for d in decided:
                 if d.record is not None:
                     d.item.state.take_lab(d.record)
-        outcomes = [self._outcome(slot, d) for d in sorted(decided, key=lambda d: d.item.index)]
+        outcomes = [self._outcome(slot, d) for d in decided]  # in sample-time order
         return LabResponse(model=slot.model.name, outcomes=outcomes)
 
     def _decide(

@@ -214,12 +214,14 @@ class Scorer:
             else:  # no stream: judged within the request's own window
                 unchanged = ChangeTracker(len(model.raw_signals)).observe(part.filled.values, times)
                 state.advance(float(times[-1]))
-            with np.errstate(invalid="ignore"):
-                frozen = unchanged > m.config.frozen_after_s
+            with np.errstate(invalid="ignore"):  # a value not sent is imputed, not frozen
+                frozen = (unchanged > m.config.frozen_after_s) & ~part.imputed
             if p.stateful:
                 m.frozen = _names(model.raw_signals, frozen[-1])
                 if a is not None and m.sensor_drift is not None and slot.validity is not None:
-                    keep = np.all(np.isfinite(a.residual), axis=1) & ~np.any(part.out_of_range, axis=1)
+                    keep = np.all(np.isfinite(a.residual), axis=1) & ~np.any(
+                        part.out_of_range, axis=1
+                    )
                     with np.errstate(invalid="ignore"):
                         drifting = m.sensor_drift.observe(a.residual, keep) > 1.0
                     m.drifting = _names(slot.validity.pca_signals, drifting[-1])

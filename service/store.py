@@ -396,6 +396,12 @@ class LabStore:
             rows = self._lab.execute(query, (_text("model", model), _text("stream", stream)))
             return [_record(r) for r in rows.fetchall()]
 
+    def streams(self, model: str) -> builtins.list[str]:
+        """The streams of a model that have lab results (restored when the service starts)."""
+        query = "SELECT DISTINCT stream FROM lab_results WHERE model = ? ORDER BY stream"
+        with self._lab_lock, self._errors("list streams"):
+            return [r[0] for r in self._lab.execute(query, (_text("model", model),)).fetchall()]
+
     # ------------------------------------------------------------------ predictions
 
     def record_predictions(

@@ -283,7 +283,11 @@ def calibrate(dataset: Dataset, exported: ExportedModel) -> Calibration:
         [features[i].name for i in columns],
         [features[i].signal for i in columns],
     )
-    drift = np.abs(ewma(standardized, DRIFT_FAST_SAMPLES) - ewma(standardized, DRIFT_SLOW_SAMPLES))
+    drift_limit = None
+    if len(standardized) >= DRIFT_SLOW_SAMPLES:  # else too little held-out data to calibrate
+        fast, slow = ewma(standardized, DRIFT_FAST_SAMPLES), ewma(standardized, DRIFT_SLOW_SAMPLES)
+        drift = np.abs(fast - slow).max(axis=0)
+        drift_limit = np.maximum(ALARM_MARGIN * drift, DRIFT_LIMIT_FLOOR).tolist()
     low, high = rows.x.min(axis=0), rows.x.max(axis=0)
     span = high - low
     t_low, t_high = rows.x[train].min(axis=0), rows.x[train].max(axis=0)
@@ -307,7 +311,7 @@ def calibrate(dataset: Dataset, exported: ExportedModel) -> Calibration:
         frozen_normal_samples=_frozen_normal(rows.raw, rows.signals),
         sensor_drift_fast_samples=DRIFT_FAST_SAMPLES,
         sensor_drift_slow_samples=DRIFT_SLOW_SAMPLES,
-        sensor_drift_limit=np.maximum(ALARM_MARGIN * drift.max(axis=0), DRIFT_LIMIT_FLOOR).tolist(),
+        sensor_drift_limit=drift_limit,
         outside_training_samples=max(
             OUTSIDE_MIN_SAMPLES, round(ALARM_MARGIN * _longest_run(outside))
         ),

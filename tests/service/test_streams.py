@@ -43,3 +43,45 @@ def test_one_row_per_request_equals_one_window(published_long: Published, tmp_pa
     assert [row["flags"]["missing_history"] for row in single] == [True] * history + [False] * (
         len(records) - history
     )
+
+
+def test_an_absurd_timestamp_cannot_hijack_a_stream(
+    client: TestClient, published: Published
+) -> None:
+    """A row dated 9999 is refused with a 422 naming its field; the stream's clock does not
+    move, so its next real row is served (before, every later row got 409)."""
+    records = tiny_records(published.data, 0, 3)
+    assert (
+        client.post("/v1/predict", json={"stream": "u", "records": records[:1]}).status_code == 200
+    )
+    absurd = records[1] | {"timestamp": "9999-12-31T00:00:00Z"}
+    r = client.post("/v1/predict", json={"stream": "u", "records": [absurd]})
+    assert r.status_code == 422 and "records[0].timestamp" in r.text and "future" in r.text
+    columns = {"timestamp": [4e11], "columns": {k: [1.0] for k in ("a", "b", "q")}}
+    r = client.post("/v1/predict", json=columns)
+    assert r.status_code == 422 and "timestamp[0]" in r.text
+    assert (
+        client.post("/v1/predict", json={"stream": "u", "records": records[1:2]}).status_code == 200
+    )
+
+
+def test_a_jump_far_past_the_streams_clock_is_refused_unless_live(
+    published: Published, tmp_path: Path
+) -> None:
+    """In a backfill, a row a year after the stream's clock (a typo in the date) is refused;
+    a live row after an outage of any length starts the stream again."""
+    import time
+
+    records = tiny_records(published.data, 0, 2)
+    settings = make_settings(published.root, tmp_path, stream_max_jump_s=86_400.0)
+    with TestClient(create_app(settings)) as client:
+        assert (
+            client.post("/v1/predict", json={"stream": "u", "records": records[:1]}).status_code
+            == 200
+        )
+        typo = records[1] | {"timestamp": "2026-06-01T00:01:00Z"}  # months later, still past
+        r = client.post("/v1/predict", json={"stream": "u", "records": [typo]})
+        assert r.status_code == 422 and "SOFTSENSOR_STREAM_MAX_JUMP_S" in r.text
+        live = records[1] | {"timestamp": time.time() - 5.0}
+        r = client.post("/v1/predict", json={"stream": "u", "records": [live]})
+        assert r.status_code == 200, r.text
