@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -213,8 +213,15 @@ def _lab(r: httpx.Response) -> dict[str, Any]:
     return {k: o[k] for k in ("accepted", "reason", "estimate", "residual", "bias")}
 
 
-def run(days: float, train_days: float, out: Path, work: Path | None = None) -> dict[str, Any]:
-    """The whole replay; writes ``out/results.json`` and returns the scorecard."""
+def run(
+    days: float,
+    train_days: float,
+    out: Path,
+    work: Path | None = None,
+    after: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """The whole replay; writes ``out/results.json`` and returns the scorecard. ``after`` is
+    called with the service's URL once the replay is done, before the service stops."""
     from bench.replay_score import scorecard
 
     started = time.perf_counter()
@@ -228,6 +235,8 @@ def run(days: float, train_days: float, out: Path, work: Path | None = None) -> 
         service = Service(registry, base / "state", base / "service.log")
         try:
             served = replay(scenario, service.url, signals)
+            if after is not None:
+                after(service.url)
         finally:
             service.stop()
         card_path = next(registry.glob(f"{MODEL}/*/card.json"))
