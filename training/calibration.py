@@ -46,7 +46,8 @@ DRIFT_LIMIT_FLOOR = 1.0  # residual standard deviations
 OUTSIDE_MIN_SAMPLES = 30  # at least this long outside the training range before drift
 BIAS_ALARM_FLOOR_SD = 2.0  # the residual alarm at least this many innovation spreads
 BIAS_CLIP_HEADROOM = 1.25  # the bias may reach this times the alarm level (at high levels)
-CHANGE_TOLERANCE = 1e-9  # as service.drift: a smaller relative step is no change
+CHANGE_TOLERANCE = 1e-9  # as service.changes: a smaller relative step is no change
+FROZEN_QUANTILE = 0.999  # of a signal's runs of equal values: its normal repeat
 IntArray = NDArray[np.intp]
 
 
@@ -60,10 +61,11 @@ class _Rows:
     signals: tuple[str, ...]
 
 
-def _plan(dataset: Dataset, exported: ExportedModel) -> tuple[FeaturePlan, list[LagFeature]]:
-    """The exported model's feature assembly, as ``service.runtime`` builds it from a card."""
+def _plan(dataset: Dataset, kept: Sequence[int]) -> tuple[FeaturePlan, list[LagFeature]]:
+    """The feature assembly of a model using the spec's features ``kept``, as
+    ``service.runtime`` builds it from the card."""
     spec = dataset.spec
-    features = [spec.lag_features()[i] for i in exported.inputs_kept]
+    features = [spec.lag_features()[i] for i in kept]
     needed = {f.signal for f in features}
     for d in reversed(spec.derived):
         if d.name in needed:
@@ -234,12 +236,19 @@ def _longest_run(flags: NDArray[np.bool_]) -> int:
 
 
 def _frozen_normal(raw: FloatArray, signals: Sequence[str]) -> dict[str, int]:
-    """Per signal, the most sample intervals its value stayed exactly the same (NaN skipped)."""
+    """Per signal, the sample intervals a value normally stays exactly the same: the 99.9th
+    percentile over its runs of equal values (NaN skipped). A percentile, not the maximum:
+    a training file may hold a few stuck periods, and they must not become normal."""
     out = {}
     for j, name in enumerate(signals):
         v = raw[:, j][np.isfinite(raw[:, j])]
-        same = np.abs(np.diff(v)) <= CHANGE_TOLERANCE * np.maximum(1.0, np.abs(v[1:]))
-        out[name] = _longest_run(same)
+        if len(v) < 2:
+            out[name] = 0
+            continue
+        changed = np.abs(np.diff(v)) > CHANGE_TOLERANCE * np.maximum(1.0, np.abs(v[1:]))
+        starts = np.flatnonzero(np.r_[True, changed])  # first sample of each run
+        runs = np.diff(np.r_[starts, len(v)]) - 1  # unchanged intervals within each run
+        out[name] = int(np.quantile(runs, FROZEN_QUANTILE, method="higher"))
     return out
 
 
@@ -266,8 +275,8 @@ def _lab_silent_after(dataset: Dataset, delay: int) -> float | None:
 
 def calibrate(dataset: Dataset, exported: ExportedModel) -> Calibration:
     """The calibration block of the card for ``exported``, trained on ``dataset``."""
-    plan, features = _plan(dataset, exported)
     kept = list(exported.inputs_kept)
+    plan, features = _plan(dataset, kept)
     est = {
         part: run_onnx(exported.onnx_bytes, getattr(dataset, part).x[:, kept])
         for part in ("train", "validation")
