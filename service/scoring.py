@@ -28,7 +28,7 @@ from service.runtime import LoadedModel
 from service.schemas import PredictRequest
 from service.settings import Settings
 from service.slots import ModelSlot, ModelSlots
-from service.status import BAD, RowEvidence, SignalEvidence, decide
+from service.status import BAD, STATUS_NAMES, RowEvidence, SignalEvidence, decide
 from service.store import LabStore
 from service.streams import StreamState
 from service.validity import Assessment
@@ -106,6 +106,14 @@ class Scorer:
             settings.predict_max_future_s, settings.stream_max_jump_s, settings.lab_max_future_s
         )
         self._unpruned: dict[tuple[str, str], int] = {}
+        self._statuses: dict[str, list[Any]] = {}  # model -> Prometheus child per status
+
+    def _status_counters(self, model: str) -> list[Any]:
+        children = self._statuses.get(model)
+        if children is None:
+            children = [self.metrics.statuses.labels(model, s) for s in STATUS_NAMES]
+            self._statuses[model] = children
+        return children
 
     def predict_many(self, reqs: Sequence[PredictRequest]) -> list[Answer]:
         """Answers for requests that arrived together, each exactly what it gets alone.
@@ -263,6 +271,10 @@ class Scorer:
         scored = self._numbers(slot, estimate, bias)
         per_row.append(RowEvidence("clamped", scored[4]))
         statuses = decide(n, per_signal, per_row)
+        counted = self._status_counters(model.name)
+        for code, count in enumerate(np.bincount(statuses.codes, minlength=3).tolist()):
+            if count:
+                counted[code].inc(count)
         numbers = Scored(
             *scored[:4], statuses, None if a is None else a.t2, None if a is None else a.spe
         )
