@@ -38,6 +38,7 @@ import pandas as pd
 import yaml
 
 from bench.protocol import REPO
+from bench.replay_args import add_arguments
 from bench.wrk import free_port
 from training.faults import Fault, simulate_with_faults
 from training.simulator import (
@@ -246,14 +247,6 @@ def run(
     kept = {k: v for k, v in result.items() if k != "series"}  # the rows stay out of the file
     (out / "results.json").write_text(json.dumps(kept, indent=2) + "\n", encoding="utf-8")
     return result
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--days", type=float, default=30.0, help="simulated days per unit")
-    p.add_argument("--train-days", type=float, default=21.0, help="days of unit A trained on")
-    p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "replay")
-    p.add_argument("--work", type=Path, default=None, help="keep the run's files here")
-    p.add_argument("--docs", action="store_true", help="also write docs/replay.md and its plot")
 
 
 def run_command(args: argparse.Namespace, command: str) -> int:

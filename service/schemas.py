@@ -86,7 +86,8 @@ class PredictRequest(_Body):
 Status = Literal["good", "uncertain", "bad"]
 REASONS = (
     "why a row is not good (service.status): out_of_range:<signal>, outside_training:<signal>, "
-    "imputed:<signal>, frozen:<signal>, drift:<signal>, missing_history, t2, spe, clamped"
+    "imputed:<signal>, frozen:<signal>, drift:<signal>, missing_history, t2, spe, clamped, "
+    "bias_stale"
 )
 
 

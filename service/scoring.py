@@ -253,7 +253,10 @@ class Scorer:
             SignalEvidence("frozen", names, frozen),
         ]
         n = len(estimate)
-        per_row = [RowEvidence("missing_history", np.arange(n) < part.padded)]
+        per_row = [
+            RowEvidence("missing_history", np.arange(n) < part.padded),
+            RowEvidence("bias_stale", np.full(n, state.analyzer_silent())),
+        ]
         validity = slot.validity
         if a is not None and validity is not None:
             per_signal.append(

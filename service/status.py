@@ -20,6 +20,7 @@ a value not sent, carried forward                      uncertain  ``imputed:<sig
 a sensor unchanged past its frozen window              uncertain  ``frozen:<signal>``
 a sensor the stream's drift detector flags             uncertain  ``drift:<signal>``
 the estimate clamped to the target's physical range    uncertain  ``clamped``
+the stream's analyzer silent: its bias is stale        uncertain  ``bias_stale``
 ===================================================  =========  =========================
 
 DeltaV's "more than five" is of a block with up to 20 inputs, a quarter of them; a model with

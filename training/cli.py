@@ -466,7 +466,7 @@ def _add_replay_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         "scorecard (and with --docs, docs/replay.md and its plot).",
     )
     try:
-        from bench.replay import add_arguments  # no torch imported here
+        from bench.replay_args import add_arguments  # argparse only: no pandas, no torch
     except ImportError:
         p.set_defaults(handler=_bench_missing, parser=p)
         return
