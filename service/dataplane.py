@@ -17,6 +17,7 @@ from service.coalescer import PredictCoalescer
 from service.errors import NotReadyError, ServiceError
 from service.labs import LabDesk
 from service.metrics import ServiceMetrics
+from service.parts import Parts
 from service.registry import Registry
 from service.schemas import LabRequest, LabResponse, PredictRequest, StoredLab
 from service.scoring import Scorer
@@ -35,8 +36,9 @@ class SoftSensorService:
         self.models = ModelSlots(settings, metrics)
         self.store: LabStore | None = None
         self.streams = StreamStore(settings.max_streams)
-        self.scorer = Scorer(settings, self.models, self.stream, self._store, metrics)
-        self.labs = LabDesk(settings, self.models, self.stream, self._store, metrics)
+        parts = Parts(settings, self.models, self.stream, self._store, metrics)
+        self.scorer = Scorer(parts)
+        self.labs = LabDesk(parts)
         self.coalescer = PredictCoalescer(
             self.scorer.predict_many,
             settings.coalesce_requests,

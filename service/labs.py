@@ -13,17 +13,15 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from service.bias import BiasFilter
-from service.clock import TimeRules, from_posix, to_posix
+from service.clock import from_posix, to_posix
 from service.errors import ConflictError, ModelNotFoundError
-from service.metrics import ServiceMetrics
+from service.parts import Parts
 from service.schemas import LabOutcome, LabRequest, LabResponse, LabResult, StoredLab
-from service.settings import Settings
-from service.slots import ModelSlot, ModelSlots
-from service.store import LabRecord, LabStore
+from service.slots import ModelSlot
+from service.store import LabRecord
 from service.streams import StreamState
 
 NO_ESTIMATE = "no estimate near this sample time"
@@ -48,22 +46,13 @@ class _Decided:
 class LabDesk:
     """``POST`` and ``GET /v1/lab-results``."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        slots: ModelSlots,
-        streams: Callable[[ModelSlot, str], StreamState],
-        store: Callable[[], LabStore],
-        metrics: ServiceMetrics,
-    ) -> None:
-        self.settings = settings
-        self.slots = slots
-        self._stream = streams
-        self._store = store
-        self.metrics = metrics
-        self.rules = TimeRules(
-            settings.predict_max_future_s, settings.stream_max_jump_s, settings.lab_max_future_s
-        )
+    def __init__(self, parts: Parts) -> None:
+        self.settings = parts.settings
+        self.slots = parts.slots
+        self._stream = parts.stream
+        self._store = parts.store
+        self.metrics = parts.metrics
+        self.rules = parts.rules
 
     def add(self, req: LabRequest) -> LabResponse:
         """Check, decide, store durably (one transaction), then update biases and alarms."""

@@ -10,7 +10,7 @@ so a lab result for any answered row can be matched after a kill -9.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,17 +19,14 @@ from numpy.typing import NDArray
 
 from service.answers import Scored, columns_answer, records_answer
 from service.changes import ChangeTracker
-from service.clock import TimeRules
 from service.errors import BadInputError, ServiceError
-from service.metrics import ServiceMetrics
 from service.parsing import read_series, row_field
+from service.parts import Parts
 from service.rows import Assembled, Floats, Series, assemble_many
 from service.runtime import LoadedModel
 from service.schemas import PredictRequest
-from service.settings import Settings
-from service.slots import ModelSlot, ModelSlots
+from service.slots import ModelSlot
 from service.status import BAD, STATUS_NAMES, RowEvidence, SignalEvidence, decide
-from service.store import LabStore
 from service.streams import StreamState
 from service.validity import Assessment
 
@@ -89,22 +86,13 @@ def _run_length(flags: NDArray[np.bool_], before: int) -> int:
 class Scorer:
     """The predict path of the service."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        slots: ModelSlots,
-        streams: Callable[[ModelSlot, str], StreamState],
-        store: Callable[[], LabStore],
-        metrics: ServiceMetrics,
-    ) -> None:
-        self.settings = settings
-        self.slots = slots
-        self._stream = streams
-        self._store = store
-        self.metrics = metrics
-        self.rules = TimeRules(
-            settings.predict_max_future_s, settings.stream_max_jump_s, settings.lab_max_future_s
-        )
+    def __init__(self, parts: Parts) -> None:
+        self.settings = parts.settings
+        self.slots = parts.slots
+        self._stream = parts.stream
+        self._store = parts.store
+        self.metrics = parts.metrics
+        self.rules = parts.rules
         self._unpruned: dict[tuple[str, str], int] = {}
         self._statuses: dict[str, list[Any]] = {}  # model -> Prometheus child per status
 
