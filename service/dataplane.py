@@ -128,7 +128,7 @@ class SoftSensorService:
             if r.accepted and r.estimate is not None:
                 state.bias.update(r.value, r.estimate, r.sample_time, r.sample_time)
             state.take_lab(r)
-        last = self.store.latest_prediction(model.name, name)
+        last = self.store.predictions.latest(model.name, name)
         if last is not None:
             state.advance(last)
         return state

@@ -104,7 +104,7 @@ class LabDesk:
                     live.config, bias=live.bias, last_sample_time=live.last_sample_time
                 )
                 filters[state] = bias
-            estimate = store.find_prediction(
+            estimate = store.predictions.find(
                 name, item.sample_time, self.settings.lab_match_tolerance_s, state.stream
             )
             accepted, residual = False, None

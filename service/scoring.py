@@ -155,7 +155,7 @@ class Scorer:
         for slot, items in groups.values():
             self._score(slot, items, answers, log)
         if log:
-            self._store().record_batches(log)
+            self._store().predictions.record_batches(log)
             self._prune(log)
 
     def _score(
@@ -324,7 +324,7 @@ class Scorer:
                 continue
             self._unpruned[key] = 0
             cutoff = float(times[-1]) - self.settings.prediction_retention_s
-            self._store().prune_predictions(cutoff, model, stream)
+            self._store().predictions.prune(cutoff, model, stream)
 
 
 def _slice(a: Assessment | None, start: int, stop: int) -> Assessment | None:

@@ -273,6 +273,38 @@ def _lab_silent_after(dataset: Dataset, delay: int) -> float | None:
     return float((delay + max(2 * gaps.max(), 3 * np.median(gaps))) * interval)
 
 
+def _drift_limit(standardized: FloatArray) -> list[float] | None:
+    """Per PCA column, the sensor-drift limit; None with too little held-out data."""
+    if len(standardized) < DRIFT_SLOW_SAMPLES:
+        return None
+    fast, slow = ewma(standardized, DRIFT_FAST_SAMPLES), ewma(standardized, DRIFT_SLOW_SAMPLES)
+    drift = np.abs(fast - slow).max(axis=0)
+    return list(np.maximum(ALARM_MARGIN * drift, DRIFT_LIMIT_FLOOR).tolist())
+
+
+def _outside_samples(rows: _Rows, train: NDArray[np.bool_], val: NDArray[np.bool_]) -> int:
+    """How long rows may stay outside the training range: the validation span judged on the
+    training span's range, its longest stretch outside, twice (at least 30 rows)."""
+    low, high = rows.x[train].min(axis=0), rows.x[train].max(axis=0)
+    span = high - low
+    x = rows.x[val]
+    outside = ((x < low - RANGE_MARGIN * span) | (x > high + RANGE_MARGIN * span)).any(axis=1)
+    return max(OUTSIDE_MIN_SAMPLES, round(ALARM_MARGIN * _longest_run(outside)))
+
+
+def _bias_alarm(
+    dataset: Dataset, est: FloatArray, delay: int, interval: IntervalCalibration
+) -> tuple[float, float, float]:
+    """(innovation sd, bias alarm, bias clip) from the bias filter replayed on validation."""
+    corrected, innovation, bias_path = _replay_bias(
+        dataset.validation.index, dataset.validation.y, est, delay, BIAS_GAIN
+    )
+    power, floor = interval.scale_power, interval.scale_floor
+    top = float(_scale(np.array([np.quantile(np.abs(dataset.train.y), 0.99)]), floor, power)[0])
+    low, high = dataset.spec.target.range
+    return _residual_alarm(innovation, bias_path, _scale(corrected, floor, power), top, high - low)
+
+
 def calibrate(dataset: Dataset, exported: ExportedModel) -> Calibration:
     """The calibration block of the card for ``exported``, trained on ``dataset``."""
     kept = list(exported.inputs_kept)
@@ -292,50 +324,27 @@ def calibrate(dataset: Dataset, exported: ExportedModel) -> Calibration:
         [features[i].name for i in columns],
         [features[i].signal for i in columns],
     )
-    drift_limit = None
-    if len(standardized) >= DRIFT_SLOW_SAMPLES:  # else too little held-out data to calibrate
-        fast, slow = ewma(standardized, DRIFT_FAST_SAMPLES), ewma(standardized, DRIFT_SLOW_SAMPLES)
-        drift = np.abs(fast - slow).max(axis=0)
-        drift_limit = np.maximum(ALARM_MARGIN * drift, DRIFT_LIMIT_FLOOR).tolist()
-    low, high = rows.x.min(axis=0), rows.x.max(axis=0)
-    span = high - low
-    t_low, t_high = rows.x[train].min(axis=0), rows.x[train].max(axis=0)
-    t_span = t_high - t_low
-    outside = (
-        (rows.x[val] < t_low - RANGE_MARGIN * t_span)
-        | (rows.x[val] > t_high + RANGE_MARGIN * t_span)
-    ).any(axis=1)
-    target_low, target_high = dataset.spec.target.range
     interval = _interval(dataset, est, delay)
-    corrected, innovation, bias_path = _replay_bias(
-        dataset.validation.index, dataset.validation.y, est["validation"], delay, BIAS_GAIN
-    )
-    power, floor = interval.scale_power, interval.scale_floor
-    top = float(_scale(np.array([np.quantile(np.abs(dataset.train.y), 0.99)]), floor, power)[0])
-    sd, bias_alarm, bias_clip = _residual_alarm(
-        innovation, bias_path, _scale(corrected, floor, power), top, target_high - target_low
-    )
+    sd, bias_alarm, bias_clip = _bias_alarm(dataset, est["validation"], delay, interval)
     alarms = AlarmCalibration(
         margin=ALARM_MARGIN,
         frozen_normal_samples=_frozen_normal(rows.raw, rows.signals),
         sensor_drift_fast_samples=DRIFT_FAST_SAMPLES,
         sensor_drift_slow_samples=DRIFT_SLOW_SAMPLES,
-        sensor_drift_limit=drift_limit,
-        outside_training_samples=max(
-            OUTSIDE_MIN_SAMPLES, round(ALARM_MARGIN * _longest_run(outside))
-        ),
+        sensor_drift_limit=_drift_limit(standardized),
+        outside_training_samples=_outside_samples(rows, train, val),
         innovation_sd=sd,
         bias_alarm=bias_alarm,
         bias_clip=bias_clip,
         lab_silent_after_s=_lab_silent_after(dataset, delay),
     )
+    low, high = rows.x.min(axis=0), rows.x.max(axis=0)
+    margin = RANGE_MARGIN * (high - low)
     return Calibration(
         interval=interval,
         inputs=pca,
         training_range=TrainingRange(
-            margin=RANGE_MARGIN,
-            low=(low - RANGE_MARGIN * span).tolist(),
-            high=(high + RANGE_MARGIN * span).tolist(),
+            margin=RANGE_MARGIN, low=(low - margin).tolist(), high=(high + margin).tolist()
         ),
         alarms=alarms,
     )

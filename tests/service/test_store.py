@@ -103,10 +103,10 @@ def test_data_survives_reopening(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "lab.db"  # the directory is created
     with LabStore(path) as first:
         add(first, T0, 3.0)
-        first.record_predictions("col", "s1", [(T0, 2.9)])
+        first.predictions.record("col", "s1", [(T0, 2.9)])
     with LabStore(path) as second:
         assert [r.value for r in second.list()] == [3.0]
-        assert second.find_prediction("col", T0, 1.0) == 2.9
+        assert second.predictions.find("col", T0, 1.0) == 2.9
         assert not add(second, T0, 3.0)
 
 
@@ -156,29 +156,29 @@ def test_concurrent_adds_stored_exactly_once(store: LabStore) -> None:
 
 
 def test_find_nearest_prediction_within_tolerance(store: LabStore) -> None:
-    assert store.record_predictions("col", "s1", [(T0 + t, float(t)) for t in range(0, 600, 60)])
-    store.record_predictions("col", "s2", [(T0 + 95.0, -1.0)])
-    store.record_predictions("other", "s1", [(T0 + 100.0, 99.0)])
-    assert store.find_prediction("col", T0 + 100, 10.0) == -1.0  # s2's at 95 is nearest
-    assert store.find_prediction("col", T0 + 100, 10.0, stream="s1") is None
-    assert store.find_prediction("col", T0 + 100, 40.0, stream="s1") == 120.0
-    assert store.find_prediction("col", T0 + 90, 30.0, stream="s1") == 120.0  # tie: later
-    assert store.find_prediction("col", T0 + 1000, 100.0) is None
-    assert store.find_prediction("col", T0 + 540, 0.0) == 540.0  # exact hit
-    assert store.find_prediction("nobody", T0, 1e9) is None
+    assert store.predictions.record("col", "s1", [(T0 + t, float(t)) for t in range(0, 600, 60)])
+    store.predictions.record("col", "s2", [(T0 + 95.0, -1.0)])
+    store.predictions.record("other", "s1", [(T0 + 100.0, 99.0)])
+    assert store.predictions.find("col", T0 + 100, 10.0) == -1.0  # s2's at 95 is nearest
+    assert store.predictions.find("col", T0 + 100, 10.0, stream="s1") is None
+    assert store.predictions.find("col", T0 + 100, 40.0, stream="s1") == 120.0
+    assert store.predictions.find("col", T0 + 90, 30.0, stream="s1") == 120.0  # tie: later
+    assert store.predictions.find("col", T0 + 1000, 100.0) is None
+    assert store.predictions.find("col", T0 + 540, 0.0) == 540.0  # exact hit
+    assert store.predictions.find("nobody", T0, 1e9) is None
 
 
 def test_predictions_are_replaced_pruned_and_validated(store: LabStore) -> None:
-    store.record_predictions("col", "s1", [(T0, 1.0), (T0 + 60, 2.0)])
-    store.record_predictions("col", "s1", [(T0, 1.5)])  # the same time again: replaced
-    assert store.find_prediction("col", T0, 1.0) == 1.5
+    store.predictions.record("col", "s1", [(T0, 1.0), (T0 + 60, 2.0)])
+    store.predictions.record("col", "s1", [(T0, 1.5)])  # the same time again: replaced
+    assert store.predictions.find("col", T0, 1.0) == 1.5
     with pytest.raises(ValueError, match=r"rows\[1\].estimate"):
-        store.record_predictions("col", "s1", [(T0 + 120, 3.0), (T0 + 180, math.nan)])
-    assert store.find_prediction("col", T0 + 120, 1.0) is None  # nothing half stored
-    assert store.record_predictions("col", "s1", []) == 0
-    assert store.prune_predictions(T0 + 30) == 1
-    assert store.find_prediction("col", T0, 1.0) is None
-    assert store.find_prediction("col", T0 + 60, 1.0) == 2.0
+        store.predictions.record("col", "s1", [(T0 + 120, 3.0), (T0 + 180, math.nan)])
+    assert store.predictions.find("col", T0 + 120, 1.0) is None  # nothing half stored
+    assert store.predictions.record("col", "s1", []) == 0
+    assert store.predictions.prune(T0 + 30) == 1
+    assert store.predictions.find("col", T0, 1.0) is None
+    assert store.predictions.find("col", T0 + 60, 1.0) == 2.0
 
 
 # --------------------------------------------------------------------------- crash safety
