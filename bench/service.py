@@ -64,6 +64,64 @@ def batch_sizes(port: int) -> tuple[float, float]:
     return found.get("sum", 0.0), found.get("count", 0.0)
 
 
+def _per_row_us(fn: Any, rows: int, repeat: int) -> float:
+    fn()
+    t0 = time.perf_counter()
+    for _ in range(repeat):
+        fn()
+    return (time.perf_counter() - t0) / repeat / rows * 1e6
+
+
+def validity_cost(model: Any) -> dict[str, dict[str, float]]:
+    """Microseconds per row of the per-row checks, in this process: the input validity
+    (training range, T2, SPE), the status rules, and a stream's frozen and drift trackers."""
+    return {str(n): _cost_at(model, n) for n in (1, 16, 10_000)}
+
+
+def _cost_at(model: Any, n: int) -> dict[str, float]:
+    from service.alarms import AlarmConfig, SensorDrift
+    from service.changes import ChangeTracker
+    from service.status import RowEvidence, SignalEvidence, decide
+    from service.validity import input_validity
+
+    validity = input_validity(model.card)
+    assert validity is not None
+    config = AlarmConfig.from_card(model.card, model.raw_signals, 600.0)
+    rng = np.random.default_rng(0)
+    means = np.array([r.mean for r in model.card.reference])
+    x = means + 0.01 * rng.normal(size=(n, len(means)))
+    raw = rng.normal(size=(n, len(model.raw_signals)))
+    times = np.arange(n, dtype=np.float64)
+    a = validity.assess(x)
+    names = model.raw_signals
+    flags = np.zeros((n, len(names)), dtype=bool)
+    drift = SensorDrift(config) if config.drift_limit is not None else None
+    tracker = ChangeTracker(len(names))
+    clock = [0.0]
+
+    def track() -> None:
+        clock[0] += n
+        tracker.observe(raw, times + clock[0])
+        if drift is not None:
+            drift.observe(a.residual)
+
+    def status() -> None:
+        decide(
+            n,
+            [SignalEvidence(r, names, flags) for r in ("out_of_range", "imputed", "frozen")]
+            + [SignalEvidence("outside_training", validity.groups, a.outside, bad_above=3)],
+            [RowEvidence(r, a.t2 > 1e9) for r in ("missing_history", "t2", "spe", "clamped")],
+        )
+
+    repeat = 2000 if n < 100 else 20
+    cost = {
+        "assess": _per_row_us(lambda: validity.assess(x), n, repeat),
+        "status": _per_row_us(status, n, repeat),
+        "trackers": _per_row_us(track, n, repeat),
+    }
+    return cost | {"total": sum(cost.values())}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -162,8 +220,9 @@ def main() -> None:
             with httpx.Client(timeout=300) as client:
                 # New sample times each time: live data, not a backfill. The first post is a
                 # warm-up (the process grows its heap for the size), then five are timed.
+                past = time.time() - 60.0 * 70 * n  # in the past: the service refuses the future
                 for rep in range(6):
-                    stamps = (2.0e9 + 60.0 * (np.arange(n) + (rep + 1) * 10 * n)).tolist()
+                    stamps = (past + 60.0 * (np.arange(n) + (rep + 1) * 10 * n)).tolist()
                     payload = json.dumps(
                         {"model": "column_a", "timestamp": stamps, "columns": cols}
                     ).encode()
@@ -197,6 +256,9 @@ def main() -> None:
                 }
             )
         results["batch"] = batch
+        results["validity_cost_us_per_row"] = validity_cost(
+            load_model(Registry(work / "models"), "column_a", "bench")
+        )
     finally:
         for proc in servers.values():
             if proc.poll() is None:
@@ -239,6 +301,11 @@ def main() -> None:
         print(
             f"batch {b['rows']:>6} rows: {b['rows_per_second']:,.0f} rows/s over HTTP, "
             f"onnxruntime alone {b['onnxruntime_rows_per_second']:,.0f} rows/s"
+        )
+    for n, cost in results["validity_cost_us_per_row"].items():
+        print(
+            f"per-row checks, {n:>5}-row batches: "
+            + ", ".join(f"{k} {v:.2f} us" for k, v in cost.items())
         )
     r = results["rss"]
     print(

@@ -30,8 +30,9 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.card import ModelCard
+from service.clock import to_posix
 from service.columnar import read_predict
-from service.dataplane import SoftSensorService, to_posix
+from service.dataplane import SoftSensorService
 from service.docs_pages import install_docs
 from service.errors import (
     ForbiddenError,
@@ -177,14 +178,15 @@ def post_lab_results(body: LabRequest, service: Service) -> LabResponse:
 def get_lab_results(
     service: Service,
     model: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
+    stream: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.:/-]{1,128}$")] = None,
     since: Annotated[
         SinceSeconds | IsoTime | None, Query(description="ISO time or POSIX seconds")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
 ) -> list[StoredLab]:
-    """Stored lab results, newest first."""
+    """Stored lab results, newest first; of one stream if ``stream`` is given."""
     start = None if since is None else to_posix(since)
-    return service.list_lab_results(model, start, limit)
+    return service.list_lab_results(model, start, limit, stream)
 
 
 def public_card(card: ModelCard) -> dict[str, Any]:

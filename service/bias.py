@@ -95,13 +95,17 @@ class BiasConfig:
 
         With ``w`` the half-width of the central 95 % band of validation residuals
         (about 2 sigma): ``max_abs_bias = 3 w`` (an offset three times the model's normal
-        error is the most a correction may hide) and ``max_residual = 3 w + 2 w`` (a
-        result is plausible while it lies within the normal band around the largest bias
-        allowed, so a fully used bias never locks out good results).
+        error is the most a correction may hide), raised to the card's ``bias_clip`` when
+        that is higher (the correction must be able to reach the level at which the
+        residual alarm says it is doing too much), and ``max_residual =
+        max_abs_bias + 2 w`` (a result is plausible while it lies within the normal band
+        around the largest bias allowed, so a fully used bias never locks out good results).
         """
         valid = card.target.valid_range
         half_width = NormalDist().inv_cdf(1 - _PREFERRED_TAIL) * residual_sigma(card)
         max_abs_bias = BIAS_LIMIT_HALF_WIDTHS * half_width
+        if card.calibration is not None:  # the residual alarm must be reachable
+            max_abs_bias = max(max_abs_bias, card.calibration.alarms.bias_clip)
         return cls(
             max_abs_bias=max_abs_bias,
             max_residual=max_abs_bias + RESIDUAL_LIMIT_EXTRA_HALF_WIDTHS * half_width,

@@ -167,6 +167,118 @@ class EnsembleCard(_Strict):
     ended_linear: list[bool]  # per member: nothing beat its starting ridge solution
 
 
+class IntervalCalibration(_Strict):
+    """Split conformal prediction interval of the bias-corrected estimate.
+
+    On the validation split, the service's bias filter is replayed over the analyzer results
+    as they would have arrived (each one ``analyzer_delay_samples`` after its sample), and each
+    result gives a score ``(lab - corrected) / scale(corrected)`` with
+    ``scale(c) = max(|c|, scale_floor) ** scale_power``. The interval served is
+    ``corrected + [low, high] * scale(corrected)``, ``low`` and ``high`` being the scores'
+    finite-sample-corrected quantiles for ``coverage``. The scale lets the width follow the
+    estimate's level (impurity errors grow with the impurity); its power is fitted on the
+    training split, never on the rows the quantiles come from.
+    """
+
+    method: Literal["split_conformal"] = "split_conformal"
+    coverage: float = Field(gt=0, lt=1)
+    low: float
+    high: float
+    scale_power: float = Field(ge=0, le=1)
+    scale_floor: float = Field(gt=0)
+    bias_gain: float = Field(gt=0, le=1)  # the bias filter's gain in the replay
+    results: int = Field(ge=1)  # validation results the quantiles come from
+    validation_coverage: float  # share of those inside their interval (>= coverage)
+
+
+class InputPCA(_Strict):
+    """PCA of the model's input signals on the training split: Hotelling T2 and SPE (Q).
+
+    One column per input signal, at the smallest lag the model uses it (``features``), so
+    lagged copies do not outweigh the signals. ``components`` are the ``k`` loadings (rows)
+    on the standardized columns, ``variances`` their eigenvalues. The limits are the 99 %
+    quantiles of T2 and SPE on the validation split (held out), not distribution formulas:
+    process rows are neither normal nor independent. ``residual_sd`` is each column's SPE
+    residual spread on validation (its unit), which the sensor-drift detector divides by.
+    """
+
+    features: list[str]
+    signals: list[str]
+    mean: list[float]
+    scale: list[float]
+    components: list[list[float]]
+    variances: list[float]
+    explained: float = Field(gt=0, le=1)
+    limit_quantile: float = Field(gt=0, lt=1)
+    t2_limit: float = Field(gt=0)
+    spe_limit: float = Field(ge=0)
+    residual_sd: list[float]
+
+    @model_validator(mode="after")
+    def _check_shapes(self) -> InputPCA:
+        m = len(self.features)
+        if not (len(self.signals) == len(self.mean) == len(self.scale) == m):
+            raise ValueError("features, signals, mean and scale must have one entry per column")
+        if len(self.residual_sd) != m or any(len(c) != m for c in self.components):
+            raise ValueError("components and residual_sd must have one entry per column")
+        if not 1 <= len(self.components) == len(self.variances) <= m:
+            raise ValueError("need 1..columns components, one variance each")
+        if min(self.scale) <= 0 or min(self.variances) <= 0:
+            raise ValueError("scales and variances must be positive")
+        return self
+
+
+class TrainingRange(_Strict):
+    """Per feature (card order), the range of the data the model was built from: its training
+    file's rows, widened by ``margin`` of the span on each side."""
+
+    margin: float = Field(ge=0)
+    low: list[float]
+    high: list[float]
+
+
+class AlarmCalibration(_Strict):
+    """Windows and thresholds of the alarms, chosen on held-out normal operation.
+
+    Every threshold is ``margin`` times the largest value its statistic reached on the
+    validation split (or a floor from theory where that is larger), so held-out normal
+    operation stays quiet with room to spare.
+    """
+
+    margin: float = Field(ge=1)
+    # Frozen: the longest stretch each raw signal stayed exactly unchanged in the training
+    # file, in samples; a sensor is frozen only after well beyond that (and the setting).
+    frozen_normal_samples: dict[str, int]
+    # Sensor drift: per PCA column, EWMA over ``sensor_drift_fast_samples`` minus EWMA over
+    # ``sensor_drift_slow_samples`` of its standardized SPE residual; alarm above the limit.
+    # None: the validation split was shorter than the slow window, too short to calibrate.
+    sensor_drift_fast_samples: float = Field(gt=0)
+    sensor_drift_slow_samples: float = Field(gt=0)
+    sensor_drift_limit: list[float] | None
+    # Inputs outside the training range for more than this many consecutive rows: drift.
+    outside_training_samples: int = Field(ge=1)
+    # Residual: the bias filter replayed over the validation results; the residual alarm is
+    # on while |bias| exceeds ``bias_alarm`` times the interval's scale at the corrected
+    # estimate (errors grow with the level; see IntervalCalibration): a correction normal
+    # operation never needed. ``bias_clip`` (target unit) is the largest |bias| the filter
+    # may reach, above the alarm level at high estimates. ``innovation_sd``: spread of
+    # lab - corrected estimate there.
+    innovation_sd: float = Field(gt=0)
+    bias_alarm: float = Field(gt=0)
+    bias_clip: float = Field(gt=0)
+    # Analyzer silent: no new result for this long (data time) after the last sample.
+    lab_silent_after_s: float | None = Field(default=None, gt=0)
+
+
+class Calibration(_Strict):
+    """What the served number promises, computed from the exported model's own estimates."""
+
+    interval: IntervalCalibration
+    inputs: InputPCA
+    training_range: TrainingRange
+    alarms: AlarmCalibration
+
+
 class ModelCard(_Strict):
     """Everything known about one model version."""
 
@@ -193,6 +305,9 @@ class ModelCard(_Strict):
     # Per signal, the lags offered and the lags the pruned model still reads.
     lag_selection: dict[str, LagSelection] = Field(default_factory=dict)
     ensemble: EnsembleCard | None = None
+    # Calibrated interval, input validity (T2/SPE, training range) and alarm thresholds;
+    # absent in cards written before they existed (the service then falls back).
+    calibration: Calibration | None = None
 
     @model_validator(mode="after")
     def _check_consistency(self) -> ModelCard:
@@ -202,6 +317,16 @@ class ModelCard(_Strict):
                 raise ValueError(f"feature {f.name!r} uses unknown signal {f.signal!r}")
         if [r.name for r in self.reference] != [f.name for f in self.features]:
             raise ValueError("reference statistics must list the features in order")
+        if self.calibration is not None:
+            names = [f.name for f in self.features]
+            r = self.calibration.training_range
+            if not len(r.low) == len(r.high) == len(names):
+                raise ValueError("calibration.training_range: one low and high per feature")
+            if any(f not in names for f in self.calibration.inputs.features):
+                raise ValueError("calibration.inputs.features must be features of the card")
+            limits = self.calibration.alarms.sensor_drift_limit
+            if limits is not None and len(limits) != len(self.calibration.inputs.features):
+                raise ValueError("calibration.alarms.sensor_drift_limit: one per PCA column")
         return self
 
 

@@ -5,11 +5,13 @@ thermocouple freezes, or the process shifts so the estimate carries a growing of
 module computes the signals that reveal each of these (see the drift section of DESIGN.md):
 
 - per feature, the population stability index (PSI) of a sliding window against the
-  card's reference bins, the number of values outside the valid range, and how long the
-  value has not changed (a frozen sensor);
-- the same PSI for the predictions;
-- a two-sided Page-Hinkley test on the lab residual (lab - estimate), for a shift of the
-  model's error that bias correction would otherwise hide.
+  card's reference bins, and the number of values outside the valid range;
+- the same PSI for the predictions.
+
+PSI is a diagnostic, not an alarm: a window of a few hours of a slowly moving process covers
+a narrow part of the training distribution, so on normal data it reaches values near its
+maximum (about 8 for ten bins); the calibrated alarms are in ``service.alarms``. Frozen
+sensors are tracked per stream on raw signals (``service.changes``).
 
 Only numpy, the stdlib and the card schema are used: the service calls this from worker
 threads on the request path, so it is plain in-memory arithmetic with one lock per monitor.
@@ -17,9 +19,7 @@ threads on the request path, so it is plain in-memory arithmetic with one lock p
 
 from __future__ import annotations
 
-import math
 import threading
-import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -32,8 +32,6 @@ IntArray = NDArray[np.int64]
 
 DEFAULT_WINDOW = 500  # values per feature: ~50 per decile bin, enough for a stable PSI
 PSI_FLOOR = 1e-4  # proportion used for an empty bin, so ln(p_w / p_r) stays finite
-TAIL_ROWS = 64  # rows a long batch's change tracking reads first, from the newest back
-CHANGE_TOLERANCE = 1e-9  # relative: a step smaller than this is float noise, not a change
 
 # The customary reading of PSI (credit-scoring folklore, used as-is for process data).
 PSI_STABLE = 0.1
@@ -149,40 +147,6 @@ class RollingWindow:
 # --------------------------------------------------------------------------- monitors
 
 
-def _as_times(times: ArrayLike | None, n: int, field: str) -> FloatArray:
-    """The POSIX time of each of ``n`` values; ``None`` means they were all seen now."""
-    if times is None:
-        return np.full(n, time.time(), dtype=np.float64)
-    t = np.asarray(times, dtype=np.float64)
-    if t.shape != (n,):
-        raise ValueError(f"{field}: expected shape ({n},), got {t.shape}")
-    if not np.isfinite(t).all():
-        raise ValueError(f"{field}: times must be finite POSIX seconds")
-    return t
-
-
-def _forward_fill(values: FloatArray, valid: NDArray[np.bool_]) -> FloatArray:
-    """Each entry replaced by the newest valid entry at or above it in its column (NaN if
-    none): the "previous value" of every row, column by column, in a few numpy calls."""
-    rows = np.arange(len(values))[:, None]
-    source = np.maximum.accumulate(np.where(valid, rows, -1), axis=0)
-    filled = np.take_along_axis(values, np.maximum(source, 0), axis=0)
-    return np.where(source >= 0, filled, np.nan)
-
-
-def _newest_change(
-    xs: FloatArray, previous: FloatArray, ts: FloatArray, valid: NDArray[np.bool_]
-) -> FloatArray:
-    """Per column, the newest time at which a valid value moved away from the one before it
-    (or was the first one known); -inf where none did."""
-    with np.errstate(invalid="ignore"):  # NaN or inf - inf: no change
-        step = np.abs(xs - previous)
-        changed = valid & (step > CHANGE_TOLERANCE * np.maximum(1.0, np.abs(xs)))
-    first = valid & np.isnan(previous)  # nothing known before: the first value starts it
-    result: FloatArray = np.where(changed | first, ts[:, None], -np.inf).max(axis=0)
-    return result
-
-
 class _Columns:
     """Drift state of K columns, updated in one vectorized pass per batch.
 
@@ -213,12 +177,9 @@ class _Columns:
         self.out_of_range = np.zeros(k, dtype=np.int64)
         self.missing = np.zeros(k, dtype=np.int64)
         self.observed = np.zeros(k, dtype=np.int64)
-        self.last_value = np.full(k, np.nan)  # newest value in time order
-        self.last_time = np.full(k, -np.inf)  # its time
-        self.last_change = np.full(k, np.nan)  # when the value last moved (NaN: never seen)
 
-    def observe(self, x: FloatArray, t: FloatArray) -> None:
-        """Take rows ``x`` [N, K] seen at times ``t`` [N] (both already validated)."""
+    def observe(self, x: FloatArray) -> None:
+        """Take rows ``x`` [N, K] (already validated)."""
         if len(x) == 0:
             return
         present = ~np.isnan(x)
@@ -227,66 +188,6 @@ class _Columns:
         self.observed += counted
         self.out_of_range += ((x < self.low) | (x > self.high)).sum(axis=0)
         self.window.extend(x)
-        self._track_changes(x, t, present)
-
-    def _track_changes(self, x: FloatArray, t: FloatArray, present: NDArray[np.bool_]) -> None:
-        """Move each column's last-change time to its newest value that differs from the
-        value before it, in time order.
-
-        A value counts as changed when ``|new - previous| > 1e-9 * max(1, |new|)``: exact
-        repeats are what a frozen transmitter or a historian's hold-last-value sends. NaN
-        is no value (neither a change nor a repeat). Values older than a column's newest
-        (a backfill) are skipped, so a late batch cannot make a frozen sensor look alive.
-        """
-        if len(t) < 2 or bool(np.all(t[1:] >= t[:-1])):  # the service's batches: in order
-            xs, ts, in_order = x, t, present
-        else:
-            order = np.argsort(t, kind="stable")
-            xs, ts, in_order = x[order], t[order], present[order]
-        if len(xs) > TAIL_ROWS and ts[0] >= self.last_time.max() and in_order.all():
-            # A long live batch, every value new and present: its last row is the newest.
-            self._move_last_change(self._last_changes_from_tail(xs, ts))
-            self.last_value[:], self.last_time[:] = xs[-1], ts[-1]
-            return
-        valid = in_order & (ts[:, None] >= self.last_time)
-        if len(xs) == 1:  # the request path's usual case: the previous value is the last
-            previous = self.last_value[None, :]
-        elif valid.all():  # nothing to skip: each row's previous value is the row before
-            previous = np.vstack((self.last_value, xs[:-1]))
-        else:
-            stacked = np.vstack((self.last_value, xs))
-            known = np.vstack((~np.isnan(self.last_value), valid))
-            previous = _forward_fill(stacked, known)[:-1]  # the value before each row
-        self._move_last_change(_newest_change(xs, previous, ts, valid))
-        seen = valid.any(axis=0)
-        newest = len(ts) - 1 - np.argmax(valid[::-1], axis=0)  # last valid row per column
-        columns = np.flatnonzero(seen)
-        self.last_value[columns] = xs[newest[columns], columns]
-        self.last_time[columns] = ts[newest[columns]]
-
-    def _move_last_change(self, times: FloatArray) -> None:
-        moved = times > -np.inf
-        self.last_change[moved] = times[moved]
-
-    def _last_changes_from_tail(self, xs: FloatArray, ts: FloatArray) -> FloatArray:
-        """``_newest_change`` over a long in-order batch of all-valid rows, reading it from
-        the newest rows back: a live sensor's last change is in the last few rows, so only
-        the columns still unresolved (frozen ones) are read further, in growing blocks.
-        """
-        times = np.full(xs.shape[1], -np.inf)
-        pending = np.arange(xs.shape[1])
-        end, block = len(xs), TAIL_ROWS
-        while pending.size and end > 0:
-            start = max(0, end - block)
-            seg = xs[start:end, pending]
-            before = xs[start - 1, pending] if start else self.last_value[pending]
-            previous = np.vstack((before, seg[:-1]))
-            found = _newest_change(seg, previous, ts[start:end], np.ones_like(seg, dtype=bool))
-            hit = found > -np.inf
-            times[pending[hit]] = found[hit]
-            pending = pending[~hit]
-            end, block = start, block * 8
-        return times
 
     def psi(self) -> list[float]:
         """PSI of each column's window against its reference (0.0 for an empty one)."""
@@ -296,83 +197,11 @@ class _Columns:
             for j, (ref, edges) in enumerate(zip(self.reference_counts, self.edges, strict=True))
         ]
 
-    def seconds_since_change(self, now: float) -> FloatArray:
-        """``now`` minus each column's last change (never negative; NaN if never seen)."""
-        return np.maximum(now - self.last_change, 0.0)
-
     def reset(self) -> None:
-        """Forget the window, counters and change tracking; keep references and ranges."""
+        """Forget the window and counters; keep references and ranges."""
         self.window.clear()
         for counter in (self.out_of_range, self.missing, self.observed):
             counter[:] = 0
-        self.last_value[:] = np.nan
-        self.last_time[:] = -np.inf
-        self.last_change[:] = np.nan
-
-
-class FeatureMonitor:
-    """Drift signals of one signal: window PSI, out-of-range count, time since change.
-
-    Not thread-safe; :class:`DriftMonitor` is the thread-safe form for a whole model.
-    The window holds the last ``window`` values observed; NaN values take a place in it
-    but are not counted (a missing value is no evidence of drift).
-    """
-
-    def __init__(
-        self,
-        reference: ReferenceStats,
-        low: float,
-        high: float,
-        *,
-        window: int = DEFAULT_WINDOW,
-    ) -> None:
-        self.name = reference.name
-        self._columns = _Columns([reference], [low], [high], window)
-
-    def __len__(self) -> int:
-        """Values currently in the PSI window."""
-        return len(self._columns.window)
-
-    @property
-    def out_of_range_total(self) -> int:
-        """Values seen outside [low, high] (infinities included), since start."""
-        return int(self._columns.out_of_range[0])
-
-    @property
-    def missing_total(self) -> int:
-        """NaN values seen, since start: not drift, but worth a counter of their own."""
-        return int(self._columns.missing[0])
-
-    @property
-    def observed_total(self) -> int:
-        """Non-NaN values seen, since start."""
-        return int(self._columns.observed[0])
-
-    def observe(self, values: ArrayLike, times: ArrayLike | None = None) -> None:
-        """Take new values, one per time in ``times`` (POSIX s; ``None``: all now)."""
-        v = np.asarray(values, dtype=np.float64).ravel()
-        self._columns.observe(v[:, None], _as_times(times, len(v), "times"))
-
-    def psi(self) -> float:
-        """PSI of the current window against the card's reference bins (0.0 when empty)."""
-        return self._columns.psi()[0]
-
-    def seconds_since_change(self, now: float) -> float:
-        """Seconds from the last change of the value to ``now``; NaN before any value.
-
-        NaN (not 0 or inf) because "never seen" is neither fresh nor frozen; Prometheus
-        exports it as NaN and alert rules ignore it.
-        """
-        return float(self._columns.seconds_since_change(now)[0])
-
-    def is_frozen(self, now: float, limit_s: float) -> bool:
-        """Whether the value has not changed for more than ``limit_s`` seconds."""
-        since = self.seconds_since_change(now)
-        return not math.isnan(since) and since > limit_s
-
-    def reset(self) -> None:
-        """Forget the window and counters (keeps the reference and the range)."""
-        self._columns.reset()
 
 
 class DriftMonitor:
@@ -398,15 +227,10 @@ class DriftMonitor:
             window,
         )
 
-    def observe(
-        self,
-        rows: ArrayLike,
-        predictions: ArrayLike,
-        times: ArrayLike | None = None,
-    ) -> None:
+    def observe(self, rows: ArrayLike, predictions: ArrayLike) -> None:
         """Take a scored batch: ``rows`` [N, F] in the card's feature order, ``predictions``
-        [N], ``times`` [N] POSIX seconds (``None``: all now). Shapes are checked before
-        anything changes, so a bad call leaves the monitor as it was.
+        [N]. Shapes are checked before anything changes, so a bad call leaves the monitor as
+        it was.
         """
         x = np.asarray(rows, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != len(self.names):
@@ -414,13 +238,12 @@ class DriftMonitor:
         y = np.asarray(predictions, dtype=np.float64).ravel()
         if len(y) != len(x):
             raise ValueError(f"predictions: expected {len(x)} values, got {len(y)}")
-        t = _as_times(times, len(x), "times")
         # Column-major: every statistic below runs down columns, and a bulk-assembled
         # batch arrives column-major already.
         both = np.empty((len(x), x.shape[1] + 1), order="F")
         both[:, :-1], both[:, -1] = x, y
         with self._lock:
-            self._columns.observe(both, t)
+            self._columns.observe(both)
 
     @property
     def rows_in_window(self) -> int:
@@ -462,152 +285,7 @@ class DriftMonitor:
         with self._lock:
             return dict(zip(self.names, self._columns.observed[:-1].tolist(), strict=True))
 
-    def seconds_since_change(self, now: float) -> dict[str, float]:
-        """Seconds since each feature's value last changed (NaN before its first value)."""
-        with self._lock:
-            since = self._columns.seconds_since_change(now)[:-1]
-        return dict(zip(self.names, since.tolist(), strict=True))
-
-    def frozen(self, now: float, limit_s: float) -> list[str]:
-        """Names of the features whose value has not changed for more than ``limit_s``."""
-        since = self.seconds_since_change(now)
-        return [name for name, s in since.items() if s > limit_s]  # NaN compares False
-
     def reset(self) -> None:
-        """Forget every window, counter and change time (e.g. after a model reload)."""
+        """Forget every window and counter."""
         with self._lock:
             self._columns.reset()
-
-
-# --------------------------------------------------------------------------- residual test
-
-
-class PageHinkley:
-    """Two-sided Page-Hinkley test for a shift of a stream's mean (here: lab residuals).
-
-    Page, E. S. (1954) "Continuous inspection schemes", Biometrika 41, 100-115;
-    Hinkley, D. V. (1971) "Inference about the change-point from cumulative sum tests",
-    Biometrika 58, 509-523. The form below is the one common in drift detection
-    (e.g. Gama et al. 2014, "A survey on concept drift adaptation"):
-
-        m_up   += x - mean - delta;   PH_up   = m_up - min(m_up)     (upward shift)
-        m_down += x - mean + delta;   PH_down = max(m_down) - m_down (downward shift)
-
-    and the alarm goes on when either exceeds ``threshold`` (lambda). ``delta`` is the
-    shift magnitude tolerated without alarm (half the smallest shift worth detecting is
-    the textbook choice); both are in the stream's units, so :meth:`from_spread` scales
-    them by the residual's standard deviation.
-
-    ``mean`` is the in-control mean. ``None`` (default) uses the running mean of the stream
-    so far, the classic self-calibrating form; it needs many in-control samples before a
-    shift, since the running mean follows the shift afterwards. A number (e.g. 0.0, or the
-    validation residual median) makes it Page's CUSUM against a known mean, which detects
-    a shift right from the start: the better choice for sparse lab results.
-
-    No alarm before ``min_samples`` values. The alarm latches until :meth:`reset`: an
-    operator (or a model switch) acknowledges a drifted model, it does not heal by itself.
-    """
-
-    def __init__(
-        self,
-        delta: float,
-        threshold: float,
-        *,
-        min_samples: int = 30,
-        mean: float | None = None,
-    ) -> None:
-        if not (math.isfinite(delta) and delta >= 0):
-            raise ValueError(f"delta must be finite and >= 0, got {delta}")
-        if not (math.isfinite(threshold) and threshold > 0):
-            raise ValueError(f"threshold must be finite and > 0, got {threshold}")
-        if min_samples < 1:
-            raise ValueError(f"min_samples must be at least 1, got {min_samples}")
-        if mean is not None and not math.isfinite(mean):
-            raise ValueError(f"mean must be finite or None, got {mean}")
-        self.delta = float(delta)
-        self.threshold = float(threshold)
-        self.min_samples = min_samples
-        self.known_mean = mean
-        self.reset()
-
-    @classmethod
-    def from_spread(
-        cls,
-        sigma: float,
-        *,
-        delta_sigmas: float = 0.5,
-        threshold_sigmas: float = 10.0,
-        min_samples: int = 30,
-        mean: float | None = None,
-    ) -> PageHinkley:
-        """Parameters relative to the residual's standard deviation ``sigma``.
-
-        With ``delta = 0.5 sigma`` and ``threshold = 10 sigma`` (CUSUM k = 0.5, h = 10),
-        simulated on Gaussian noise: about 0.5 % of runs raise a false alarm within 1000
-        in-control samples (h = 8 gave 12 %, too many for lab data that arrives for
-        years), and a shift of 1 sigma is detected after a median of 18 samples (95 %:
-        within 36), one of 2 sigma after 7 (95 %: within 10). The tests check these
-        orders of magnitude.
-        """
-        if not (math.isfinite(sigma) and sigma > 0):
-            raise ValueError(f"sigma must be finite and > 0, got {sigma}")
-        return cls(
-            delta_sigmas * sigma,
-            threshold_sigmas * sigma,
-            min_samples=min_samples,
-            mean=mean,
-        )
-
-    def reset(self) -> None:
-        """Start over: no samples, statistics zero, alarm off."""
-        self.count = 0
-        self._mean = 0.0
-        self._up = self._up_min = 0.0
-        self._down = self._down_max = 0.0
-        self._alarm = False
-
-    def update(self, x: float) -> bool:
-        """Take one value; return whether the alarm is on (it latches until reset)."""
-        if not math.isfinite(x):
-            raise ValueError(f"residual must be finite, got {x}")
-        self.count += 1
-        self._mean += (x - self._mean) / self.count
-        centre = self._mean if self.known_mean is None else self.known_mean
-        self._up += x - centre - self.delta
-        self._up_min = min(self._up_min, self._up)
-        self._down += x - centre + self.delta
-        self._down_max = max(self._down_max, self._down)
-        if self.count >= self.min_samples and self.statistic > self.threshold:
-            self._alarm = True
-        return self._alarm
-
-    @property
-    def alarm(self) -> bool:
-        """Whether a shift was detected since the last reset."""
-        return self._alarm
-
-    @property
-    def statistic_up(self) -> float:
-        """Evidence of an upward shift (alarm when above ``threshold``)."""
-        return self._up - self._up_min
-
-    @property
-    def statistic_down(self) -> float:
-        """Evidence of a downward shift (alarm when above ``threshold``)."""
-        return self._down_max - self._down
-
-    @property
-    def statistic(self) -> float:
-        """The larger of the two one-sided statistics: what is compared to ``threshold``."""
-        return max(self.statistic_up, self.statistic_down)
-
-    @property
-    def direction(self) -> int:
-        """+1 if the upward statistic is the larger, -1 if the downward one, 0 if equal."""
-        up, down = self.statistic_up, self.statistic_down
-        return (up > down) - (up < down)
-
-    @property
-    def mean(self) -> float:
-        """Running mean of the values since the last reset."""
-        return self._mean

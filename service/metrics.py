@@ -3,132 +3,176 @@
 Operations counters are updated as requests pass; drift figures are computed when Prometheus
 scrapes, from the live monitors, so the prediction path does no extra statistics work.
 Names follow Prometheus conventions (``_total`` counters, ``_seconds`` units, base units)
-and labels stay low-cardinality: model, feature, endpoint template, status code.
+and labels stay bounded: model, stream (at most ``SOFTSENSOR_MAX_STREAMS``), feature,
+alarm, endpoint template, status code.
 """
 
 from __future__ import annotations
 
-import time
+import math
 from collections.abc import Callable, Iterable, Iterator
-from typing import Protocol
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from service.drift import DriftMonitor, PageHinkley
+from service.alarms import ALARMS
+from service.drift import DriftMonitor
 from service.runtime import LoadedModel
 
 
-class SlotView(Protocol):
-    """What the drift collector reads from a served model."""
+class StreamView(Protocol):
+    """What the drift collector reads from a stream (``service.streams.StreamState``)."""
 
-    model: LoadedModel
-    residual_alarm: PageHinkley
+    model: str
+    stream: str
+    clock: float
     last_residual: float | None
     last_estimate: float | None
     last_lab_value: float | None
-    last_lab_received: float | None
 
-    @property
-    def drift(self) -> DriftMonitor: ...
+    def drift_monitor(self) -> DriftMonitor: ...
+
+    def unchanged_seconds(self) -> dict[str, float]: ...
+
+    def alarms(self) -> list[str]: ...
+
+    def lab_age(self) -> float | None: ...
 
     @property
     def bias_value(self) -> float: ...
 
 
-class DriftCollector(Collector):
-    """Computes drift gauges at scrape time from the currently served models."""
+def _gauge(name: str, text: str, labels: list[str]) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, text, labels=labels)
 
-    def __init__(self, slots: Callable[[], Iterable[SlotView]], served: Callable[[], list[str]]):
-        self._slots = slots
+
+def _families() -> dict[str, Any]:
+    """A fresh family of each gauge and counter the collector fills, by short name."""
+    per_feature, per_stream = ["model", "stream", "feature"], ["model", "stream"]
+    psi = _gauge(
+        "softsensor_feature_psi",
+        "Population stability index of the stream's recent window against the training "
+        "reference (a diagnostic: near its maximum on a few hours of normal operation)",
+        per_feature,
+    )
+    oor = CounterMetricFamily(
+        "softsensor_feature_out_of_range",
+        "Values received outside the feature's valid range",
+        labels=per_feature,
+    )
+    still = _gauge(
+        "softsensor_feature_unchanged_seconds",
+        "Data-time seconds since the signal's value last changed on the stream (a frozen "
+        "sensor grows this)",
+        per_feature,
+    )
+    pred_psi = _gauge(
+        "softsensor_prediction_psi", "PSI of recent estimates against training", per_stream
+    )
+    bias = _gauge("softsensor_bias", "Current lab-result bias, in the target's unit", per_stream)
+    residual = _gauge(
+        "softsensor_lab_residual",
+        "Last lab value minus the raw estimate at its sample time, target unit",
+        per_stream,
+    )
+    estimate = _gauge(
+        "softsensor_estimate",
+        "Latest bias-corrected estimate served, in the target's unit",
+        per_stream,
+    )
+    lab = _gauge(
+        "softsensor_lab_value", "Latest lab or analyzer value received, target unit", per_stream
+    )
+    lab_age = _gauge(
+        "softsensor_lab_result_age_seconds",
+        "Data-time seconds from the stream's newest lab sample to its latest row (an "
+        "analyzer outage grows it; absent before the first result)",
+        per_stream,
+    )
+    alarm = _gauge(
+        "softsensor_alarm",
+        "1 while the stream's alarm is on: frozen, drift, residual, analyzer_silent "
+        "(thresholds calibrated on held-out normal operation, judged on data time)",
+        [*per_stream, "alarm"],
+    )
+    clock = _gauge(
+        "softsensor_stream_data_time_seconds",
+        "The stream's latest data time (POSIX seconds)",
+        per_stream,
+    )
+    info = _gauge(
+        "softsensor_model_info", "The model version served", ["model", "version", "sha256"]
+    )
+    ready = _gauge("softsensor_model_ready", "1 if a verified version is loaded", ["model"])
+    return {
+        "psi": psi,
+        "oor": oor,
+        "still": still,
+        "pred_psi": pred_psi,
+        "bias": bias,
+        "residual": residual,
+        "estimate": estimate,
+        "lab": lab,
+        "lab_age": lab_age,
+        "alarm": alarm,
+        "clock": clock,
+        "info": info,
+        "ready": ready,
+    }
+
+
+class DriftCollector(Collector):
+    """Computes drift gauges at scrape time from the live streams of the served models."""
+
+    def __init__(
+        self,
+        streams: Callable[[], Iterable[StreamView]],
+        models: Callable[[], Iterable[LoadedModel]],
+        served: Callable[[], list[str]],
+    ):
+        self._streams = streams
+        self._models = models
         self._served = served
 
     def collect(self) -> Iterator[Metric]:
-        now = time.time()
-        psi = GaugeMetricFamily(
-            "softsensor_feature_psi",
-            "Population stability index of the recent window against the training reference",
-            labels=["model", "feature"],
-        )
-        oor = CounterMetricFamily(
-            "softsensor_feature_out_of_range",
-            "Values received outside the feature's valid range",
-            labels=["model", "feature"],
-        )
-        still = GaugeMetricFamily(
-            "softsensor_feature_unchanged_seconds",
-            "Seconds since the feature's value last changed (a frozen sensor grows this)",
-            labels=["model", "feature"],
-        )
-        pred_psi = GaugeMetricFamily(
-            "softsensor_prediction_psi",
-            "PSI of recent estimates against training",
-            labels=["model"],
-        )
-        bias = GaugeMetricFamily(
-            "softsensor_bias", "Current lab-result bias, in the target's unit", labels=["model"]
-        )
-        residual = GaugeMetricFamily(
-            "softsensor_lab_residual",
-            "Last lab value minus the raw estimate at its sample time, target unit",
-            labels=["model"],
-        )
-        estimate = GaugeMetricFamily(
-            "softsensor_estimate",
-            "Latest bias-corrected estimate served, in the target's unit",
-            labels=["model"],
-        )
-        lab = GaugeMetricFamily(
-            "softsensor_lab_value",
-            "Latest lab or analyzer value received, target unit",
-            labels=["model"],
-        )
-        lab_age = GaugeMetricFamily(
-            "softsensor_lab_result_age_seconds",
-            "Seconds since this process last received a lab or analyzer result (an analyzer "
-            "outage grows it; absent before the first)",
-            labels=["model"],
-        )
-        alarm = GaugeMetricFamily(
-            "softsensor_residual_drift_alarm",
-            "1 while the Page-Hinkley test sees a shift in the lab residuals",
-            labels=["model"],
-        )
-        info = GaugeMetricFamily(
-            "softsensor_model_info",
-            "The model version served",
-            labels=["model", "version", "sha256"],
-        )
-        ready = GaugeMetricFamily(
-            "softsensor_model_ready", "1 if a verified version is loaded", labels=["model"]
-        )
+        f = _families()
+        psi, oor, still, pred_psi, bias = f["psi"], f["oor"], f["still"], f["pred_psi"], f["bias"]
+        residual, estimate, lab, lab_age = f["residual"], f["estimate"], f["lab"], f["lab_age"]
+        alarm, clock, info, ready = f["alarm"], f["clock"], f["info"], f["ready"]
+        for s in self._streams():
+            key = [s.model, s.stream]
+            monitor = s.drift_monitor()
+            for feature, value in monitor.feature_psi().items():
+                psi.add_metric([*key, feature], value)
+            for feature, count in monitor.out_of_range_totals().items():
+                oor.add_metric([*key, feature], count)
+            for signal, seconds in s.unchanged_seconds().items():
+                still.add_metric([*key, signal], seconds)
+            pred_psi.add_metric(key, monitor.prediction_psi())
+            bias.add_metric(key, s.bias_value)
+            optional: tuple[tuple[GaugeMetricFamily, float | None], ...] = (
+                (residual, s.last_residual),
+                (estimate, s.last_estimate),
+                (lab, s.last_lab_value),
+                (lab_age, s.lab_age()),
+                (clock, s.clock if math.isfinite(s.clock) else None),
+            )
+            for gauge, number in optional:
+                if number is not None:
+                    gauge.add_metric(key, number)
+            on = s.alarms()
+            for name in ALARMS:
+                alarm.add_metric([*key, name], 1.0 if name in on else 0.0)
         loaded = set()
-        for slot in self._slots():
-            name = slot.model.name
-            loaded.add(name)
-            for feature, value in slot.drift.feature_psi().items():
-                psi.add_metric([name, feature], value)
-            for feature, count in slot.drift.out_of_range_totals().items():
-                oor.add_metric([name, feature], count)
-            for feature, seconds in slot.drift.seconds_since_change(now).items():
-                still.add_metric([name, feature], seconds)
-            pred_psi.add_metric([name], slot.drift.prediction_psi())
-            bias.add_metric([name], slot.bias_value)
-            if slot.last_residual is not None:
-                residual.add_metric([name], slot.last_residual)
-            if slot.last_estimate is not None:
-                estimate.add_metric([name], slot.last_estimate)
-            if slot.last_lab_value is not None:
-                lab.add_metric([name], slot.last_lab_value)
-            if slot.last_lab_received is not None:
-                lab_age.add_metric([name], max(now - slot.last_lab_received, 0.0))
-            alarm.add_metric([name], 1.0 if slot.residual_alarm.alarm else 0.0)
-            info.add_metric([name, slot.model.version, slot.model.card.onnx_sha256], 1.0)
+        for model in self._models():
+            loaded.add(model.name)
+            info.add_metric([model.name, model.version, model.card.onnx_sha256], 1.0)
         for name in self._served():
             ready.add_metric([name], 1.0 if name in loaded else 0.0)
         yield from (psi, oor, still, pred_psi, bias, residual, estimate, lab, lab_age, alarm)
-        yield from (info, ready)
+        yield from (clock, info, ready)
 
 
 class ServiceMetrics:
@@ -181,9 +225,18 @@ class ServiceMetrics:
             ["model", "signal"],
             registry=r,
         )
+        self.statuses = Counter(
+            "softsensor_rows_by_status",
+            "Rows estimated, by status (good, uncertain, bad)",
+            ["model", "status"],
+            registry=r,
+        )
 
     def watch(
-        self, slots: Callable[[], Iterable[SlotView]], served: Callable[[], list[str]]
+        self,
+        streams: Callable[[], Iterable[StreamView]],
+        models: Callable[[], Iterable[LoadedModel]],
+        served: Callable[[], list[str]],
     ) -> None:
-        """Start reporting drift for the models ``slots`` returns at each scrape."""
-        self.registry.register(DriftCollector(slots, served))
+        """Start reporting the live streams' drift and the served models at each scrape."""
+        self.registry.register(DriftCollector(streams, models, served))

@@ -8,7 +8,6 @@ Errors are ``{"error": "..."}`` with a 4xx status, as the protocol asks.
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
@@ -216,7 +215,8 @@ def _infer(service: SoftSensorService, name: str, body: bytes) -> V2InferRespons
                 "that the model gives no finite estimate"
             )
         raise ModelFaultError(f"model {m.name} {m.version} gave a non-finite estimate")
-    slot.drift_feed.add(x, estimate, np.full(len(estimate), time.time()))
+    # Tensors carry no stream nor time: their rows count for the default stream's drift only.
+    service.stream(slot, service.settings.default_stream).monitors.drift.add(x, estimate)
     slot.rows_counter.inc(len(estimate))
     return V2InferResponse(
         model_name=m.name,

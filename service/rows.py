@@ -34,8 +34,9 @@ class Series:
         return len(self.times)
 
     def tail(self, n: int) -> Series:
-        n = max(n, 0)
-        return Series(self.times[len(self.times) - n :], self.values[len(self.values) - n :])
+        """The newest ``n`` rows, or all of them when there are fewer."""
+        start = max(len(self.times) - max(n, 0), 0)  # never negative: that would count from the end
+        return Series(self.times[start:], self.values[start:])
 
 
 @dataclass

@@ -124,21 +124,39 @@ class PredictRequest(_Body):
     )
 
 
+Status = Literal["good", "uncertain", "bad"]
+REASONS = (
+    "why a row is not good (service.status): out_of_range:<signal>, outside_training:<signal>, "
+    "imputed:<signal>, frozen:<signal>, drift:<signal>, missing_history, t2, spe, clamped, "
+    "bias_stale"
+)
+
+
 class Flags(BaseModel):
-    """What is doubtful about one estimate. An estimate is always given, with its flags."""
+    """What is doubtful about one estimate, read from its reasons. An estimate is always
+    given, with its status."""
 
     out_of_range: list[str] = Field(description="signals outside their valid range")
-    frozen: list[str] = Field(description="signals unchanged for longer than the limit")
+    outside_training: list[str] = Field(description="signals outside their training range")
+    frozen: list[str] = Field(description="signals unchanged for longer than their window")
     imputed: list[str] = Field(description="signals not sent, carried forward")
+    drift: list[str] = Field(description="sensors the stream's drift detector flags")
     missing_history: bool = Field(description="lags reached before the first known sample")
+    clamped: bool = Field(description="estimate clamped to the target's physical range")
 
 
 class Estimate(BaseModel):
     timestamp: datetime | float | None = Field(description="as sent")
-    estimate: float
-    estimate_corrected: float = Field(description="estimate + the lab-result bias")
-    interval: tuple[float, float] = Field(description="prediction interval of the corrected value")
+    estimate: float = Field(description="the model's estimate, within the physical range")
+    estimate_corrected: float = Field(description="estimate + the stream's lab-result bias")
+    interval: tuple[float, float] = Field(
+        description="conformal prediction interval of the corrected value (card's coverage)"
+    )
     model_version: str
+    status: Status
+    reasons: list[str] = Field(description=REASONS)
+    t2: float | None = Field(description="Hotelling T2 of the inputs (None: no calibration)")
+    spe: float | None = Field(description="SPE (Q) of the inputs (None: no calibration)")
     flags: Flags
 
 
@@ -146,30 +164,39 @@ class PredictResponse(BaseModel):
     model: str
     model_version: str
     unit: str
+    stream: str = Field(description="the stream the rows belong to ('default' if none named)")
     bias: float
+    alarms: list[str] = Field(
+        description="the stream's alarms on after these rows: frozen, drift, residual, "
+        "analyzer_silent"
+    )
     rows: list[Estimate]
 
 
-class RowFlags(BaseModel):
+class RowFlags(Flags):
     row: int
-    out_of_range: list[str]
-    imputed: list[str]
-    missing_history: bool
+    status: Status
+    reasons: list[str] = Field(description=REASONS)
 
 
 class ColumnarPredictResponse(BaseModel):
-    """The answer to a columnar request: one list per field; flags only for flagged rows."""
+    """The answer to a columnar request: one list per field; flags only for rows not good."""
 
     model: str
     model_version: str
     unit: str
+    stream: str
     bias: float
+    alarms: list[str]
     timestamp: list[Any] | None
     estimate: list[float]
     estimate_corrected: list[float]
     interval_low: list[float]
     interval_high: list[float]
-    frozen: list[str] = Field(description="signals unchanged for longer than the limit")
+    status: list[Status]
+    t2: list[float] | None
+    spe: list[float] | None
+    frozen: list[str] = Field(description="signals frozen at the last row")
     flags: list[RowFlags]
 
 
@@ -183,7 +210,9 @@ def _posix(stamp: Stamp) -> float:
 class LabResult(_Body):
     sample_time: DateStamp = Field(description="when the sample was drawn (not when analysed)")
     value: StrictFloat
-    stream: StreamId | None = None
+    stream: StreamId | None = Field(
+        default=None, description="the unit sampled; default: the model's default stream"
+    )
 
     @field_validator("sample_time")
     @classmethod
@@ -214,27 +243,28 @@ class LabRequest(_Body):
 
     @model_validator(mode="after")
     def _one_result_per_sample_time(self) -> LabRequest:
-        """Two results for one sample in one request: refused whole, before anything is
-        stored (one of them would be stored and the other a conflict, half applied)."""
-        seen: dict[float, int] = {}
+        """Two results for one sample of one stream in one request: refused whole, before
+        anything is stored (one would be stored and the other a conflict, half applied)."""
+        seen: dict[tuple[str | None, float], int] = {}
         for i, result in enumerate(self.results):
-            t = _posix(result.sample_time)
-            if t in seen:
+            key = (result.stream, _posix(result.sample_time))
+            if key in seen:
                 raise ValueError(
-                    f"results[{i}].sample_time: duplicated (same sample as results[{seen[t]}])"
+                    f"results[{i}].sample_time: duplicated (same sample as results[{seen[key]}])"
                 )
-            seen[t] = i
+            seen[key] = i
         return self
 
 
 class LabOutcome(BaseModel):
+    stream: str
     sample_time: datetime
-    stored: bool = Field(description="false: this (model, sample time) was already stored")
+    stored: bool = Field(description="false: this (model, stream, sample time) was stored already")
     accepted: bool = Field(description="used for the bias update")
     reason: str | None
     estimate: float | None
     residual: float | None
-    bias: float
+    bias: float = Field(description="the stream's bias after this result")
 
 
 class LabResponse(BaseModel):
@@ -244,6 +274,7 @@ class LabResponse(BaseModel):
 
 class StoredLab(BaseModel):
     model: str
+    stream: str
     sample_time: datetime
     value: float
     received: datetime

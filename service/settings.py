@@ -31,19 +31,56 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=8 << 20, ge=1024, description="request body limit")
     max_streams: int = Field(default=1_000, ge=1, description="stateful streams kept (LRU)")
     drift_window: int = Field(default=500, ge=10, description="values per PSI window")
-    frozen_after_s: float = Field(default=600.0, gt=0, description="unchanged this long = frozen")
+    frozen_after_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="a sensor unchanged this long (data time) is frozen; a signal the card "
+        "shows repeating longer in normal operation gets twice that",
+    )
     watch_interval_s: float = Field(
         default=5.0, ge=0, description="seconds between champion-pointer checks (0 = off)"
+    )
+    default_stream: str = Field(
+        default="default",
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9_.:/-]+$",
+        description="the stream of requests and lab results that name none",
     )
     lab_match_tolerance_s: float = Field(
         default=90.0, gt=0, description="a lab result matches a prediction this close in time"
     )
     lab_max_age_s: float = Field(
-        default=86_400.0, gt=0, description="older lab results do not move the bias (late)"
+        default=86_400.0,
+        gt=0,
+        description="lab results sampled longer than this before their stream's latest data "
+        "time do not move the bias (late)",
+    )
+    lab_max_future_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="lab results sampled later than this after their stream's latest data "
+        "time (or the wall clock) are refused",
+    )
+    predict_max_future_s: float = Field(
+        default=300.0, ge=0, description="rows stamped later than the wall clock + this: refused"
+    )
+    stream_max_jump_s: float = Field(
+        default=86_400.0,
+        gt=0,
+        description="rows more than this after their stream's latest data time are refused, "
+        "unless they are live (within this of the wall clock)",
+    )
+    prediction_retention_s: float = Field(
+        default=7 * 86_400.0,
+        gt=0,
+        description="predictions kept for lab matching, per stream, in data time",
+    )
+    clamp_inputs: bool = Field(
+        default=False, description="clip every feature into its training range before scoring"
     )
     lab_gain: float = Field(default=0.3, gt=0, le=1, description="bias filter gain per result")
     lab_trust: float = Field(default=1.0, ge=0, le=1, description="trust in lab results, 0..1")
-    prediction_log_size: int = Field(default=100_000, ge=100, description="kept per model")
     interval_quantiles: tuple[str, str] = ("0.025", "0.975")  # residual quantiles of the card
     fast_predict: bool = Field(
         default=True, description="answer POST /v1/predict in the ASGI gate (same checks)"

@@ -22,6 +22,7 @@ from service.card import (
     ValidRange,
 )
 from service.features import FloatArray
+from training.calibration import calibrate
 from training.data import Dataset
 from training.evaluation import score
 from training.experiment import RunReport
@@ -216,4 +217,5 @@ def build_card(
             pruning_rate=[r["pruning_rate"] for r in m["member_runs"]],
             ended_linear=[r["ended_linear"] for r in m["member_runs"]],
         ),
+        calibration=calibrate(dataset, exported),
     )

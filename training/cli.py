@@ -641,6 +641,30 @@ def _run_bench_paper(args: argparse.Namespace, parser: argparse.ArgumentParser) 
     return run(args, " ".join(["softsensor", *sys.argv[1:]]))
 
 
+def _add_replay_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "replay",
+        help="the plant replay: a simulated month with faults, served over HTTP, scored "
+        "against the truth (needs the repository)",
+        description="Simulates two units of Column A with faults at known times, trains the "
+        "default recipe, starts the service and feeds it as a historian does; writes the "
+        "scorecard (and with --docs, docs/replay.md and its plot).",
+    )
+    try:
+        from bench.replay_args import add_arguments  # argparse only: no pandas, no torch
+    except ImportError:
+        p.set_defaults(handler=_bench_missing, parser=p)
+        return
+    add_arguments(p)
+    p.set_defaults(handler=_run_replay, parser=p)
+
+
+def _run_replay(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from bench.replay import run_command
+
+    return run_command(args, " ".join(["softsensor", *sys.argv[1:]]))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="softsensor", description="Soft sensor for distillation columns."
@@ -652,6 +676,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_retrain_parser(sub)
     _add_serve_parser(sub)
     _add_bench_parser(sub)
+    _add_replay_parser(sub)
     return parser
 
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -340,8 +341,18 @@ class SimulationResult:
     inputs: FloatArray  # (rows, 5) inputs applied from each row's time: L, V, F, z_F, q_F
 
 
-def run(days: float, seed: int, config: SimulationConfig | None = None) -> SimulationResult:
+def run(
+    days: float,
+    seed: int,
+    config: SimulationConfig | None = None,
+    *,
+    adjust: Callable[[str, FloatArray], FloatArray] | None = None,
+) -> SimulationResult:
     """Simulate ``days`` of operation and return the historian frame (no files written).
+
+    ``adjust(name, path)`` may change a disturbance path ("feed", "z_feed", "q_feed") after
+    it is drawn, e.g. to move the operating point at a known time (``training.faults``);
+    the random numbers drawn stay the same, so the rest of the run is the unadjusted one's.
 
     >>> # res = run(1, seed=3); res.frame["true_xB"].describe()
     """
@@ -361,6 +372,11 @@ def run(days: float, seed: int, config: SimulationConfig | None = None) -> Simul
     feed = disturbance_path(rng, cfg.feed, n, dt)
     z_feed = disturbance_path(rng, cfg.z_feed, n, dt)
     q_feed = disturbance_path(rng, cfg.q_feed, n, dt)
+    if adjust is not None:
+        feed, z_feed, q_feed = (
+            adjust(name, path)
+            for name, path in (("feed", feed), ("z_feed", z_feed), ("q_feed", q_feed))
+        )
     op_cfg = cfg.operator
     move_times = _event_times(rng, n, op_cfg.moves_per_day, dt).astype(np.int64)
     move_internal = rng.random(move_times.size) < op_cfg.internal_share

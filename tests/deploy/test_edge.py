@@ -97,7 +97,8 @@ def test_promtool_accepts_the_alert_rules() -> None:
 
 
 def test_alerts_fire_when_and_only_when_specified() -> None:
-    """The rule unit tests pass: PSI > 0.25 for 15 min, alarm == 1, unchanged > 30 min, ..."""
+    """The rule unit tests pass: each stream alarm carried at once and per stream, a stream
+    silent for 15 min (wall clock) after 5 min, a model not ready after 2 min, ..."""
     result = _run(_promtool(), "test", "rules", "alerts_test.yml", cwd=PROMETHEUS)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -105,9 +106,10 @@ def test_alerts_fire_when_and_only_when_specified() -> None:
 @pytest.mark.parametrize(
     ("alert", "expr", "duration"),
     [
-        ("SoftSensorFeatureDrift", "softsensor_feature_psi > 0.25", "15m"),
-        ("SoftSensorResidualDrift", "softsensor_residual_drift_alarm == 1", None),
-        ("SoftSensorFrozenSensor", "softsensor_feature_unchanged_seconds > 1800", None),
+        ("SoftSensorInputDrift", 'softsensor_alarm{alarm="drift"} == 1', None),
+        ("SoftSensorResidualDrift", 'softsensor_alarm{alarm="residual"} == 1', None),
+        ("SoftSensorFrozenSensor", 'softsensor_alarm{alarm="frozen"} == 1', None),
+        ("SoftSensorAnalyzerSilent", 'softsensor_alarm{alarm="analyzer_silent"} == 1', None),
         ("SoftSensorModelNotReady", "softsensor_model_ready == 0", "2m"),
         ("SoftSensorDown", 'up{job="softsensor"} == 0', "2m"),
     ],
@@ -147,6 +149,8 @@ def test_dashboard_has_the_expected_panels() -> None:
         "Estimate vs lab": ["softsensor_estimate", "softsensor_lab_value"],
         "Bias": ["softsensor_bias"],
         "Input drift: PSI per sensor": ["softsensor_feature_psi"],
+        "Alarms per stream": ["softsensor_alarm"],
+        "Rows by status": ["softsensor_rows_by_status_total"],
         "Request latency (quantiles)": ["softsensor_http_request_duration_seconds_bucket"],
         "Request rate": ["softsensor_http_requests_total"],
         "Seconds since each sensor changed": ["softsensor_feature_unchanged_seconds"],

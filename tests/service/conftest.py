@@ -42,9 +42,9 @@ class Published:
     version: str
 
 
-def _train(tmp: Path, seed: int = 0) -> tuple[Dataset, object]:
+def _train(tmp: Path, seed: int = 0, spec_text: str = TINY_SPEC) -> tuple[Dataset, object]:
     spec = tmp / "tiny.yaml"
-    spec.write_text(TINY_SPEC, encoding="utf-8")
+    spec.write_text(spec_text, encoding="utf-8")
     data = write_tiny_csv(tmp / "tiny.csv", n=120, seed=seed)
     ds = load_dataset(load_spec(spec), data)
     cfg = RunConfig(
@@ -61,6 +61,20 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> Published:
     """A registry with model 'tiny' (signals a, b and the analyzer q; lags up to 2)."""
     tmp = tmp_path_factory.mktemp("published")
     ds, report = _train(tmp)
+    root = tmp / "models"
+    out = publish(ds, report, Registry(root), "tiny", version="v1")  # type: ignore[arg-type]
+    return Published(root, tmp / "tiny.csv", ds, out.version)
+
+
+# The tiny model with a longer memory: signal a at lags 0, 1 and 6 (history 6 rows).
+LONG_SPEC = TINY_SPEC.replace("{signal: a, lags: [0, 1]}", "{signal: a, lags: [0, 1, 6]}")
+
+
+@pytest.fixture(scope="session")
+def published_long(tmp_path_factory: pytest.TempPathFactory) -> Published:
+    """A registry with model 'tiny' whose lags reach 6 rows back (one-row streams need them)."""
+    tmp = tmp_path_factory.mktemp("published_long")
+    ds, report = _train(tmp, spec_text=LONG_SPEC)
     root = tmp / "models"
     out = publish(ds, report, Registry(root), "tiny", version="v1")  # type: ignore[arg-type]
     return Published(root, tmp / "tiny.csv", ds, out.version)

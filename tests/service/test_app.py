@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
-import time
 from datetime import datetime
 from pathlib import Path
 
@@ -181,11 +180,12 @@ def test_lab_results_are_stored_matched_and_idempotent(
     after = client.post("/v1/predict", json={"records": records[:3]}).json()
     assert after["bias"] == pytest.approx(outcome["bias"])
     m = _metrics(client)
-    assert m[("softsensor_bias", (("model", "tiny"),))] == pytest.approx(outcome["bias"])
-    assert m[("softsensor_lab_residual", (("model", "tiny"),))] == pytest.approx(0.05, abs=1e-6)
-    assert m[("softsensor_lab_value", (("model", "tiny"),))] == lab["results"][0]["value"]
+    key = (("model", "tiny"), ("stream", "default"))  # no stream named: the default one
+    assert m[("softsensor_bias", key)] == pytest.approx(outcome["bias"])
+    assert m[("softsensor_lab_residual", key)] == pytest.approx(0.05, abs=1e-6)
+    assert m[("softsensor_lab_value", key)] == lab["results"][0]["value"]
     last = after["rows"][-1]["estimate_corrected"]
-    assert m[("softsensor_estimate", (("model", "tiny"),))] == pytest.approx(last)
+    assert m[("softsensor_estimate", key)] == pytest.approx(last)
 
 
 def test_unmatched_lab_result_is_stored_but_not_used(client: TestClient) -> None:
@@ -199,7 +199,7 @@ def test_metrics_follow_prometheus_and_psi_matches_numpy(
 ) -> None:
     """/metrics parses with prometheus-client's parser; PSI equals a plain numpy computation."""
     records = tiny_records(published.data)
-    client.post("/v1/predict", json={"records": records})
+    client.post("/v1/predict", json={"stream": "unit-1", "records": records})
     m = _metrics(client)
     card = Registry(published.root).verify("tiny", published.version)
     ref = card.reference[0]
@@ -210,13 +210,17 @@ def test_metrics_follow_prometheus_and_psi_matches_numpy(
     p_ref = np.maximum(np.asarray(ref.counts) / sum(ref.counts), 1e-4)
     p_win = np.maximum(window / window.sum(), 1e-4)
     expected = float(np.sum((p_win - p_ref) * np.log(p_win / p_ref)))
-    labels = (("feature", card.features[0].name), ("model", "tiny"))
+    labels = (("feature", card.features[0].name), ("model", "tiny"), ("stream", "unit-1"))
     assert card.features[0].name == "a"
     assert m[("softsensor_feature_psi", labels)] == pytest.approx(expected, rel=1e-9)
     assert m[("softsensor_predicted_rows_total", (("model", "tiny"),))] == len(records)
-    frozen = ("softsensor_feature_unchanged_seconds", labels)
+    # on the stream's own clock: 'a' changed at the last record, 'b' too
+    assert m[("softsensor_feature_unchanged_seconds", labels)] == 0.0
     last = datetime.fromisoformat(str(records[-1]["timestamp"])).timestamp()
-    assert abs(m[frozen] - (time.time() - last)) < 60  # 'a' changed at the last record
+    clock = ("softsensor_stream_data_time_seconds", (("model", "tiny"), ("stream", "unit-1")))
+    assert m[clock] == last
+    alarms = {k[1][0][1]: v for k, v in m.items() if k[0] == "softsensor_alarm"}
+    assert alarms == {"frozen": 0.0, "drift": 0.0, "residual": 0.0, "analyzer_silent": 0.0}
     key = (
         "softsensor_model_info",
         (("model", "tiny"), ("sha256", card.onnx_sha256), ("version", published.version)),

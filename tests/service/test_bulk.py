@@ -1,5 +1,5 @@
-"""Large batches take bulk paths (simdjson columns, slice-copy assembly, tail-first change
-tracking); these tests hold each bulk path to the plain path's answers."""
+"""Large batches take bulk paths (simdjson columns, slice-copy assembly, vectorized change
+tracking, block EWMAs); these tests hold each bulk path to the plain path's answers."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from service.card import ReferenceStats
+from service.alarms import ewma_rows
+from service.changes import ChangeTracker
 from service.columnar import BULK_BYTES, read_predict
-from service.drift import TAIL_ROWS, _Columns
 from service.features import BULK_VALUES, FeaturePlan, LagFeature
 from service.schemas import PredictRequest
 from tests.service.conftest import Published, tiny_records
@@ -93,7 +93,8 @@ def test_big_columnar_batch_answers_as_records_do(client: TestClient, published:
     by_rec = client.post("/v1/predict", json={"model": "tiny", "records": records}).json()
     assert got["estimate"][:300] == pytest.approx([r["estimate"] for r in by_rec["rows"]])
     assert got["timestamp"] == payload["timestamp"]
-    assert [f["row"] for f in got["flags"]] == [0, 1]  # only the rows before any lag history
+    missing = [f["row"] for f in got["flags"] if f["missing_history"]]
+    assert missing == [0, 1]  # only the rows before any lag history
     assert len(got["interval_low"]) == ROWS
 
 
@@ -112,30 +113,35 @@ def test_bulk_assembly_equals_the_gather() -> None:
     assert np.array_equal(plan.assemble(big), expected(big))  # many: slice copies
 
 
-def _tracker() -> _Columns:
-    ref = ReferenceStats(
-        name="c", mean=0.0, std=1.0, min=-3.0, max=3.0, bin_edges=[-3.0, 0.0, 3.0], counts=[5, 5]
-    )
-    return _Columns([ref, ref, ref], [-10.0] * 3, [10.0] * 3, window=50)
-
-
-@pytest.mark.parametrize("frozen_from", [0, 10, 5 * TAIL_ROWS, 40 * TAIL_ROWS - 3])
-def test_tail_first_change_tracking_equals_row_by_row(frozen_from: int) -> None:
-    """Column 0 lives, column 1 freezes at ``frozen_from``, column 2 never moves."""
+@pytest.mark.parametrize("frozen_from", [0, 10, 320, 2557])
+def test_change_tracking_in_one_batch_equals_row_by_row(frozen_from: int) -> None:
+    """Column 0 lives, column 1 freezes at ``frozen_from``, column 2 never moves, column 3
+    has gaps (NaN): one bulk call gives the per-row answers of one call per row."""
     rng = np.random.default_rng(frozen_from)
-    n = 40 * TAIL_ROWS
-    x = rng.normal(size=(n, 3))
+    n = 2560
+    x = rng.normal(size=(n, 4))
     x[frozen_from:, 1] = x[frozen_from, 1]
     x[:, 2] = 1.5
-    t = 1000.0 + np.arange(n, dtype=np.float64)
-    head = slice(0, 7)
-    bulk, stepwise = _tracker(), _tracker()
-    for cols in (bulk, stepwise):
-        cols.observe(x[head], t[head])  # some history first
-    bulk.observe(x[7:], t[7:])
-    for start in range(7, n, TAIL_ROWS):  # batches short enough for the plain path
-        stepwise.observe(x[start : start + TAIL_ROWS], t[start : start + TAIL_ROWS])
-    for field in ("last_value", "last_time", "last_change", "observed", "out_of_range"):
-        assert np.array_equal(getattr(bulk, field), getattr(stepwise, field)), field
-    assert bulk.last_change[1] == t[frozen_from]
-    assert bulk.last_change[2] == t[0]  # never moved after its first value
+    x[rng.random(n) < 0.2, 3] = np.nan
+    t = 1000.0 + 60.0 * np.arange(n, dtype=np.float64)
+    bulk, stepwise = ChangeTracker(4), ChangeTracker(4)
+    whole = bulk.observe(x, t)
+    rows = np.vstack([stepwise.observe(x[i : i + 1], t[i : i + 1]) for i in range(n)])
+    np.testing.assert_array_equal(whole, rows)
+    np.testing.assert_array_equal(bulk.last_change, stepwise.last_change)
+    assert bulk.last_change[1] == t[frozen_from] and bulk.last_change[2] == t[0]
+    assert whole[-1, 1] == t[-1] - t[frozen_from] and whole[-1, 2] == t[-1] - t[0]
+
+
+@pytest.mark.parametrize("samples", [15.0, 360.0])
+def test_block_ewma_equals_the_recursion(samples: float) -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(1000, 3))
+    start = rng.normal(size=3)
+    block, last = ewma_rows(x, start, samples)
+    a, level, loop = 1 - np.exp(-1 / samples), start.copy(), []
+    for row in x:
+        level = level + a * (row - level)
+        loop.append(level)
+    np.testing.assert_allclose(block, np.array(loop), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(last, loop[-1], rtol=1e-9)

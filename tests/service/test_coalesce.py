@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import sqlite3
 import warnings
 from pathlib import Path
 from typing import Any
@@ -149,27 +150,43 @@ def test_a_batch_answers_as_its_requests_alone(twins: Any, bodies: list[dict[str
     for i, (g, w) in enumerate(zip(got, want, strict=True)):
         _same(_plain(g), _plain(w), f"request {i}")
     # ... and the state a batch leaves behind is what the requests leave one by one.
-    for name in ("unit-1", "unit-2"):
-        h_got, h_want = together.streams.history("tiny", name), alone.streams.history("tiny", name)
+    for name in ("unit-1", "unit-2", "default"):
+        slot_got, slot_want = together.slot("tiny"), alone.slot("tiny")
+        got_s, want_s = together.stream(slot_got, name), alone.stream(slot_want, name)
+        h_got, h_want = got_s.history, want_s.history
         assert (h_got is None) == (h_want is None)
         if h_got is not None and h_want is not None:
             assert np.array_equal(h_got.times, h_want.times)
             assert np.array_equal(h_got.values, h_want.values)
-    s_got, s_want = together.slots["tiny"], alone.slots["tiny"]
-    assert list(s_got.predictions._times) == list(s_want.predictions._times)
-    assert np.allclose(list(s_got.predictions._values), list(s_want.predictions._values))
-    d_got, d_want = s_got.drift, s_want.drift
-    assert d_got.rows_in_window == d_want.rows_in_window
-    assert d_got.out_of_range_totals() == d_want.out_of_range_totals()
-    psi_got, psi_want = d_got.feature_psi(), d_want.feature_psi()
-    assert psi_got.keys() == psi_want.keys()
-    assert np.allclose(list(psi_got.values()), list(psi_want.values()), equal_nan=True)
+        assert got_s.clock == want_s.clock
+        m_got, m_want = got_s.monitors, want_s.monitors
+        assert np.array_equal(m_got.changes.last_change, m_want.changes.last_change)
+        assert (m_got.outside_run, m_got.frozen) == (m_want.outside_run, m_want.frozen)
+        d_got, d_want = got_s.drift_monitor(), want_s.drift_monitor()
+        assert d_got.rows_in_window == d_want.rows_in_window
+        assert d_got.out_of_range_totals() == d_want.out_of_range_totals()
+        psi_got, psi_want = d_got.feature_psi(), d_want.feature_psi()
+        assert psi_got.keys() == psi_want.keys()
+        assert np.allclose(list(psi_got.values()), list(psi_want.values()), equal_nan=True)
+    assert _prediction_log(together) == _prediction_log(alone)
     for metric in ("softsensor_predicted_rows_total", "softsensor_imputed_values_total"):
         for sample in ("a", "b", "q", None):
             labels = {"model": "tiny"} | ({} if sample is None else {"signal": sample})
             assert together.metrics.registry.get_sample_value(
                 metric, labels
             ) == alone.metrics.registry.get_sample_value(metric, labels)
+
+
+def _prediction_log(svc: SoftSensorService) -> list[tuple[Any, ...]]:
+    """The service's durable prediction log, every row."""
+    assert svc.store is not None
+    con = sqlite3.connect(svc.store.path)
+    try:
+        return con.execute(
+            "SELECT * FROM predictions ORDER BY model, stream, sample_time"
+        ).fetchall()
+    finally:
+        con.close()
 
 
 def _lone(value: float) -> PredictRequest:

@@ -194,19 +194,21 @@ def test_frozen_out_of_range_and_silent_analyzer_are_flagged_and_measured(
         assert [row["flags"]["imputed"] for row in rows] == [[]] * 5 + [["q"]] * 6
         assert rows[7]["flags"]["out_of_range"] == ["b"]
         assert all(row["flags"]["out_of_range"] == [] for i, row in enumerate(rows) if i != 7)
-        lab = {"results": [{"sample_time": t0 + 240, "value": 1.05}]}
+        lab = {"results": [{"sample_time": t0 + 240, "value": 1.05, "stream": "unit-1"}]}
         assert c.post("/v1/lab-results", json=lab).status_code == 200
         m = _metrics(c)
 
     def feature(name: str, key: str) -> float:
-        return m[(name, (("feature", key), ("model", "tiny")))]
+        return m[(name, (("feature", key), ("model", "tiny"), ("stream", "unit-1")))]
 
-    stuck = feature("softsensor_feature_unchanged_seconds", "a")
-    assert 480 <= stuck < 560  # since row 2: rows 0 and 1 lack lag history, so drift skips them
-    assert feature("softsensor_feature_unchanged_seconds", "ab") < 120  # b keeps it moving
+    # On the stream's own clock (its last row at t0 + 600): 'a' never moved after its first.
+    assert feature("softsensor_feature_unchanged_seconds", "a") == 600
+    assert feature("softsensor_feature_unchanged_seconds", "b") == 0  # moved at the last row
     assert feature("softsensor_feature_out_of_range_total", "ab") == 1  # (a + b) / 2 = 255
     assert m[("softsensor_imputed_values_total", (("model", "tiny"), ("signal", "q")))] == 6
-    assert 0 <= m[("softsensor_lab_result_age_seconds", (("model", "tiny"),))] < 60
+    stream = (("model", "tiny"), ("stream", "unit-1"))
+    assert m[("softsensor_lab_result_age_seconds", stream)] == 360  # sampled at t0 + 240
+    assert m[("softsensor_alarm", (("alarm", "frozen"), *stream))] == 1
 
 
 def test_analyzer_age_survives_a_restart(published: Published, tmp_path: Path) -> None:
@@ -223,8 +225,10 @@ def test_analyzer_age_survives_a_restart(published: Published, tmp_path: Path) -
     time.sleep(0.2)
     with TestClient(create_app(settings)) as c:
         m = _metrics(c)
-    assert m[("softsensor_lab_value", (("model", "tiny"),))] == 1.25
-    assert 0.2 <= m[("softsensor_lab_result_age_seconds", (("model", "tiny"),))] < 60
+    stream = (("model", "tiny"), ("stream", "default"))
+    assert m[("softsensor_lab_value", stream)] == 1.25
+    # data time: the stream's newest prediction (t0 + 180) after the newest sample (t0 + 120)
+    assert m[("softsensor_lab_result_age_seconds", stream)] == 60
 
 
 def test_a_model_fault_is_the_same_500_on_v1_and_v2(

@@ -127,3 +127,52 @@ def test_admin_token_never_reaches_logs_or_metrics(
     output = server.output()
     assert "/v1/models/tiny/reload" in output  # the access log was on: requests were logged
     assert token not in output and token not in metrics
+
+
+@pytest.mark.slow
+def test_a_late_lab_result_matches_its_estimate_after_kill_9(
+    published: Published, tmp_path: Path
+) -> None:
+    """Two units predicted row by row, the server killed with SIGKILL, restarted: an analyzer
+    result for a sample estimated before the kill still matches that very estimate (the log
+    is on disk before the reply), moves unit A's bias and not unit B's, and each stream's
+    clock is back (an old row is a 409, the next one is served)."""
+    state, log = tmp_path / "state", tmp_path / "server.log"
+    records = tiny_records(published.data, 0, 14)
+    served: dict[str, list[float]] = {"unit-a": [], "unit-b": []}
+    server = start_server(published.root, state, log)
+    try:
+        server.wait_until("/v2/health/ready")
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            for rec in records[:12]:
+                for unit in served:
+                    r = client.post("/v1/predict", json={"stream": unit, "records": [rec]})
+                    assert r.status_code == 200, r.text
+                    served[unit].append(r.json()["rows"][0]["estimate"])
+        server.proc.send_signal(signal.SIGKILL)
+        server.proc.wait(timeout=10)
+    finally:
+        server.stop()
+    assert server.proc.returncode == -signal.SIGKILL
+
+    restarted = start_server(published.root, state, log)
+    try:
+        restarted.wait_until("/v2/health/ready")
+        with httpx.Client(base_url=restarted.url, timeout=10) as client:
+            lab = {"sample_time": records[8]["timestamp"], "value": served["unit-a"][8] + 0.3}
+            r = client.post("/v1/lab-results", json={"results": [lab | {"stream": "unit-a"}]})
+            assert r.status_code == 200, r.text
+            outcome = r.json()["outcomes"][0]
+            assert outcome["accepted"] and outcome["estimate"] == served["unit-a"][8]
+            assert outcome["bias"] == pytest.approx(0.3 * 0.3)
+            old = client.post("/v1/predict", json={"stream": "unit-a", "records": [records[5]]})
+            assert old.status_code == 409
+            answers = {
+                unit: client.post("/v1/predict", json={"stream": unit, "records": [records[12]]})
+                for unit in served
+            }
+            assert all(a.status_code == 200 for a in answers.values())
+            assert answers["unit-a"].json()["bias"] == pytest.approx(0.09)
+            assert answers["unit-b"].json()["bias"] == 0.0
+    finally:
+        restarted.stop()

@@ -103,10 +103,10 @@ def test_data_survives_reopening(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "lab.db"  # the directory is created
     with LabStore(path) as first:
         add(first, T0, 3.0)
-        first.record_predictions("col", "s1", [(T0, 2.9)])
+        first.predictions.record("col", "s1", [(T0, 2.9)])
     with LabStore(path) as second:
         assert [r.value for r in second.list()] == [3.0]
-        assert second.find_prediction("col", T0, 1.0) == 2.9
+        assert second.predictions.find("col", T0, 1.0) == 2.9
         assert not add(second, T0, 3.0)
 
 
@@ -156,29 +156,29 @@ def test_concurrent_adds_stored_exactly_once(store: LabStore) -> None:
 
 
 def test_find_nearest_prediction_within_tolerance(store: LabStore) -> None:
-    assert store.record_predictions("col", "s1", [(T0 + t, float(t)) for t in range(0, 600, 60)])
-    store.record_predictions("col", "s2", [(T0 + 95.0, -1.0)])
-    store.record_predictions("other", "s1", [(T0 + 100.0, 99.0)])
-    assert store.find_prediction("col", T0 + 100, 10.0) == -1.0  # s2's at 95 is nearest
-    assert store.find_prediction("col", T0 + 100, 10.0, stream="s1") is None
-    assert store.find_prediction("col", T0 + 100, 40.0, stream="s1") == 120.0
-    assert store.find_prediction("col", T0 + 90, 30.0, stream="s1") == 120.0  # tie: later
-    assert store.find_prediction("col", T0 + 1000, 100.0) is None
-    assert store.find_prediction("col", T0 + 540, 0.0) == 540.0  # exact hit
-    assert store.find_prediction("nobody", T0, 1e9) is None
+    assert store.predictions.record("col", "s1", [(T0 + t, float(t)) for t in range(0, 600, 60)])
+    store.predictions.record("col", "s2", [(T0 + 95.0, -1.0)])
+    store.predictions.record("other", "s1", [(T0 + 100.0, 99.0)])
+    assert store.predictions.find("col", T0 + 100, 10.0) == -1.0  # s2's at 95 is nearest
+    assert store.predictions.find("col", T0 + 100, 10.0, stream="s1") is None
+    assert store.predictions.find("col", T0 + 100, 40.0, stream="s1") == 120.0
+    assert store.predictions.find("col", T0 + 90, 30.0, stream="s1") == 120.0  # tie: later
+    assert store.predictions.find("col", T0 + 1000, 100.0) is None
+    assert store.predictions.find("col", T0 + 540, 0.0) == 540.0  # exact hit
+    assert store.predictions.find("nobody", T0, 1e9) is None
 
 
 def test_predictions_are_replaced_pruned_and_validated(store: LabStore) -> None:
-    store.record_predictions("col", "s1", [(T0, 1.0), (T0 + 60, 2.0)])
-    store.record_predictions("col", "s1", [(T0, 1.5)])  # the same time again: replaced
-    assert store.find_prediction("col", T0, 1.0) == 1.5
+    store.predictions.record("col", "s1", [(T0, 1.0), (T0 + 60, 2.0)])
+    store.predictions.record("col", "s1", [(T0, 1.5)])  # the same time again: replaced
+    assert store.predictions.find("col", T0, 1.0) == 1.5
     with pytest.raises(ValueError, match=r"rows\[1\].estimate"):
-        store.record_predictions("col", "s1", [(T0 + 120, 3.0), (T0 + 180, math.nan)])
-    assert store.find_prediction("col", T0 + 120, 1.0) is None  # nothing half stored
-    assert store.record_predictions("col", "s1", []) == 0
-    assert store.prune_predictions(T0 + 30) == 1
-    assert store.find_prediction("col", T0, 1.0) is None
-    assert store.find_prediction("col", T0 + 60, 1.0) == 2.0
+        store.predictions.record("col", "s1", [(T0 + 120, 3.0), (T0 + 180, math.nan)])
+    assert store.predictions.find("col", T0 + 120, 1.0) is None  # nothing half stored
+    assert store.predictions.record("col", "s1", []) == 0
+    assert store.predictions.prune(T0 + 30) == 1
+    assert store.predictions.find("col", T0, 1.0) is None
+    assert store.predictions.find("col", T0 + 60, 1.0) == 2.0
 
 
 # --------------------------------------------------------------------------- crash safety
@@ -252,3 +252,66 @@ def test_sigkill_loses_no_acknowledged_result(tmp_path: Path) -> None:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     finally:
         conn.close()
+
+
+# --------------------------------------------------------------------------- schema 2
+
+V1_SCHEMA = """
+CREATE TABLE schema_version (version INTEGER NOT NULL);
+INSERT INTO schema_version VALUES (1);
+CREATE TABLE lab_results (model TEXT NOT NULL, sample_time REAL NOT NULL, value REAL NOT NULL,
+    received REAL NOT NULL, estimate REAL, residual REAL, accepted INTEGER NOT NULL, reason TEXT,
+    PRIMARY KEY (model, sample_time));
+CREATE INDEX lab_results_time ON lab_results (sample_time);
+CREATE TABLE predictions (model TEXT NOT NULL, stream TEXT NOT NULL, sample_time REAL NOT NULL,
+    estimate REAL NOT NULL, PRIMARY KEY (model, stream, sample_time));
+INSERT INTO lab_results VALUES ('col', 1790000000.0, 1.5, 1790007200.0, 1.4, 0.1, 1, NULL);
+"""
+
+
+def test_a_version_1_file_is_migrated_to_the_default_stream(tmp_path: Path) -> None:
+    """The results a version-1 service stored (per model) become the default stream's."""
+    path = tmp_path / "lab.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(V1_SCHEMA)
+    conn.close()
+    with LabStore(path) as store:
+        (record,) = store.list("col")
+        assert (record.stream, record.value, record.accepted) == ("default", 1.5, True)
+        assert store.get("col", T0) == record
+        assert store.add("col", T0, 2.5, T0, stream="unit-b")  # same time, another stream
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+    finally:
+        conn.close()
+
+
+def test_one_transaction_per_batch_and_a_conflict_stores_nothing(store: LabStore) -> None:
+    batch = [LabRecord("col", T0 + i, 1.0, T0, None, None, False, None, "s") for i in range(5)]
+    assert store.add_many(batch) == [True] * 5
+    again = [*batch[:2], LabRecord("col", T0 + 9, 1.0, T0, None, None, False, None, "s")]
+    assert store.add_many(again) == [False, False, True]
+    clash = [LabRecord("col", T0 + 20, 1.0, T0, None, None, False, None, "s"), batch[3]]
+    clash.append(LabRecord("col", T0 + 4, 9.0, T0, None, None, False, None, "s"))
+    with pytest.raises(StoreConflictError):
+        store.add_many(clash)
+    assert store.get("col", T0 + 20, "s") is None  # the new one before the conflict: rolled back
+    assert len(store.list(limit=100)) == 6
+
+
+def test_finding_a_prediction_is_an_index_search(store: LabStore) -> None:
+    """The lookup a lab result makes searches the (model, stream, sample_time) key: its cost
+    does not grow with the log."""
+    conn = sqlite3.connect(store.path)
+    try:
+        plan = conn.execute(
+            "EXPLAIN QUERY PLAN SELECT estimate, ABS(sample_time - 1) AS d FROM predictions"
+            " WHERE model = 'm' AND stream = 's' AND sample_time BETWEEN 0 AND 2"
+            " ORDER BY d LIMIT 1"
+        ).fetchall()
+    finally:
+        conn.close()
+    detail = " ".join(str(row[-1]) for row in plan)
+    assert "SEARCH predictions USING PRIMARY KEY" in detail, detail
+    assert "sample_time>? AND sample_time<?" in detail, detail

@@ -1,0 +1,80 @@
+"""When did each sensor of a stream last change? Frozen-sensor detection on the data's clock.
+
+A stuck transmitter, or a historian tag that holds its last value, feeds the model a
+constant: the estimate looks fine and is not. Each stream tracks, per raw signal, the data
+time of the last change of its value, so a stream's own samples decide (one unit's rows never
+make another's look frozen, and a replay or backfill behaves like live operation).
+
+A value counts as changed when ``|new - previous| > 1e-9 * max(1, |new|)``: exact repeats are
+what a frozen transmitter or a hold-last-value historian sends. NaN is no value (neither a
+change nor a repeat); a signal's first value starts its clock.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+Floats = NDArray[np.float64]
+CHANGE_TOLERANCE = 1e-9  # relative: a smaller step is float noise, not a change
+
+
+class ChangeTracker:
+    """Per signal, the value and the data time of its last change. Not thread-safe (the
+    stream it belongs to serializes its rows)."""
+
+    def __init__(self, width: int) -> None:
+        self.last_value = np.full(width, np.nan)
+        self.last_change = np.full(width, -np.inf)  # -inf: never seen
+        self.last_time = -np.inf
+
+    def observe(self, values: Floats, times: Floats) -> Floats:
+        """Take rows [n, S] at ``times`` [n] (ascending); return, per row and signal, how long
+        the value had been unchanged at that row (seconds; NaN before its first value).
+
+        Rows not newer than the last one taken are skipped (a late batch cannot make a frozen
+        sensor look alive) and get NaN.
+        """
+        keep = times > self.last_time
+        if not keep.all():
+            out = np.full(values.shape, np.nan)
+            if keep.any():
+                out[keep] = self.observe(values[keep], times[keep])
+            return out
+        present = ~np.isnan(values)
+        if len(values) == 1:  # the request path's usual case
+            previous = self.last_value[None, :]
+        else:
+            previous = _carried(np.vstack([self.last_value, values]))[:-1]
+        with np.errstate(invalid="ignore"):
+            moved = np.abs(values - previous) > CHANGE_TOLERANCE * np.maximum(1.0, np.abs(values))
+        changed = present & (moved | np.isnan(previous))
+        stamps = np.where(changed, times[:, None], -np.inf)
+        since = np.maximum(np.maximum.accumulate(stamps, axis=0), self.last_change[None, :])
+        self.last_change = since[-1].copy()
+        seen = present.any(axis=0)
+        if seen.any():
+            self.last_value[seen] = _carried(values)[-1][seen]
+        self.last_time = float(times[-1])
+        with np.errstate(invalid="ignore"):
+            unchanged: Floats = times[:, None] - since
+        unchanged[np.isinf(since)] = np.nan
+        return unchanged
+
+    def seconds_since_change(self, now: float) -> Floats:
+        """Per signal, ``now`` minus its last change (never negative; NaN if never seen)."""
+        with np.errstate(invalid="ignore"):
+            since = np.maximum(now - self.last_change, 0.0)
+        since[np.isinf(self.last_change)] = np.nan
+        return since
+
+
+def _carried(values: Floats) -> Floats:
+    """Each NaN replaced by the last value above it in its column (NaN when none)."""
+    valid = ~np.isnan(values)
+    if valid.all():
+        return values
+    rows = np.arange(len(values))[:, None]
+    source = np.maximum.accumulate(np.where(valid, rows, -1), axis=0)
+    filled = np.take_along_axis(values, np.maximum(source, 0), axis=0)
+    return np.where(source >= 0, filled, np.nan)

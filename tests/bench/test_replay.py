@@ -1,0 +1,98 @@
+"""The plant replay, shortened, as a test: the served numbers meet their promises.
+
+The same code as ``python -m bench.replay`` (docs/replay.md): two simulated units, faults at
+known times in unit A, the default recipe trained on 21 days of unit A, the real service
+fed over HTTP row by row; here 4 days are replayed instead of 9, the faults shortened alike.
+About 100 s.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from bench.replay import run
+from tests.conftest import REPO
+
+
+def _readme_request() -> dict[str, Any]:
+    """The example request of the README's serving section, as a newcomer would send it."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    body = re.search(r"-d '(\{.*?\})'", text, re.S)
+    assert body, "the README has no example predict request"
+    return dict(json.loads(body.group(1)))
+
+
+@pytest.fixture(scope="module")
+def scorecard(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("replay")
+    readme: dict[str, Any] = {}
+
+    def ask_readme(url: str) -> None:
+        r = httpx.post(url + "/v1/predict", json=_readme_request(), timeout=30)
+        readme["status"], readme["body"] = r.status_code, r.json()
+
+    result = run(25, 21, out, after=ask_readme)
+    result["readme"] = readme
+    return result
+
+
+@pytest.mark.slow
+def test_clean_periods_keep_their_promises(scorecard: dict[str, Any]) -> None:
+    """Clean rows: 95 % interval covers the truth 93-97 % of the time; fewer than 1 % of rows
+    frozen or out of range; no drift or residual alarm; no request failed."""
+    clean = scorecard["clean"]
+    assert 0.93 <= clean["coverage"] <= 0.97, clean["coverage"]
+    assert clean["frozen_rows"] < 0.01 and clean["range_rows"] < 0.01
+    assert clean["alarms"]["drift"]["onsets"] == 0 and clean["alarms"]["residual"]["onsets"] == 0
+    assert scorecard["errors"] == {"unit-a": 0, "unit-b": 0}
+
+
+@pytest.mark.slow
+def test_every_fault_is_flagged_in_time(scorecard: dict[str, Any]) -> None:
+    """Each injected fault is flagged: the stuck sensor frozen within the window (600 s) plus
+    5 minutes, the drifting sensor by its drift detector, the pressure step by the residual
+    alarm, the outage by analyzer_silent, the feed move with uncertain or bad rows."""
+    delays = {f["kind"]: f["delay_min"] for f in scorecard["faults"]}
+    assert all(d is not None for d in delays.values()), delays
+    assert delays["stuck"] <= 10 + 5
+    move = next(f for f in scorecard["faults"] if f["kind"] == "feed_move")
+    assert move["status_at_new_rate"]["good"] < 0.05
+
+
+@pytest.mark.slow
+def test_bias_correction_lowers_the_error_after_the_step(scorecard: dict[str, Any]) -> None:
+    step = next(f for f in scorecard["faults"] if f["kind"] == "pressure_step")
+    assert step["rmse_corrected"] < 0.5 * step["rmse_estimate"], step
+
+
+@pytest.mark.slow
+def test_two_units_keep_their_own_bias(scorecard: dict[str, Any]) -> None:
+    """Every analyzer result of each unit matched that unit's estimate (none unmatched but
+    the first, which came before any estimate), and the biases differ."""
+    for unit, counts in scorecard["labs"].items():
+        assert counts["errors"] == 0 and counts["unmatched"] <= 1, (unit, counts)
+        assert counts["accepted"] >= 0.95 * counts["posted"], (unit, counts)
+    bias = scorecard["summary"]["final_bias"]
+    assert bias["unit-a"] != bias["unit-b"]
+
+
+@pytest.mark.slow
+def test_the_readme_request_is_answered_without_frozen_flags(scorecard: dict[str, Any]) -> None:
+    readme = scorecard["readme"]
+    assert readme["status"] == 200, readme
+    (row,) = readme["body"]["rows"]
+    assert row["flags"]["frozen"] == [] and "frozen" not in readme["body"]["alarms"]
+
+
+def test_the_readme_request_names_the_signals_of_column_a() -> None:
+    from training.simulator import FLOW_COLUMNS, SimulationConfig, temperature_columns
+
+    values = _readme_request()["records"][0]["values"]
+    assert set(values) == {*temperature_columns(SimulationConfig()), *FLOW_COLUMNS}
+    assert Path(REPO / "README.md").is_file()

@@ -1,0 +1,167 @@
+"""The card's calibration block, recomputed independently from the exported model."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service.alarms import AlarmConfig, SensorDrift
+from service.bias import BiasConfig, BiasFilter
+from service.card import ModelCard
+from service.registry import Registry
+from service.runtime import LoadedModel, load_model
+from service.validity import InputValidity
+from training.calibration import _frozen_normal, _plan, _read_rows, _replay_bias, _spans
+from training.config import CAConfig, NetworkConfig, TrainConfig
+from training.data import Dataset, load_dataset
+from training.experiment import RunConfig, run_experiment
+from training.export import run_onnx
+from training.publish import export_run, publish
+from training.simulator import simulate
+from training.spec import load_spec
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Dataset, LoadedModel]:
+    """Three simulated days of Column A, a short training, the exported model loaded."""
+    tmp = tmp_path_factory.mktemp("calibration")
+    data, spec = simulate(3, seed=5, out=tmp / "column_a.csv")
+    ds = load_dataset(load_spec(spec), data)
+    cfg = RunConfig(
+        network=NetworkConfig(hidden=(16, 16)),
+        train=TrainConfig(epochs=30, progress=False),
+        ca=CAConfig(),
+    )
+    report = run_experiment(ds, cfg)
+    registry = Registry(tmp / "models")
+    publish(ds, report, registry, "column_a", version="v1")
+    return ds, load_model(registry, "column_a", "v1")
+
+
+def _calibration(model: LoadedModel) -> object:
+    assert model.card.calibration is not None
+    return model.card.calibration
+
+
+def _estimates(ds: Dataset, model: LoadedModel, part: str) -> np.ndarray:
+    cols = [ds.feature_names.index(f.name) for f in model.card.features]
+    return model.predict(getattr(ds, part).x[:, cols])
+
+
+def test_replayed_bias_is_the_services_filter() -> None:
+    """Results arriving ``delay`` rows after their sample, through service.bias.BiasFilter."""
+    rng = np.random.default_rng(2)
+    index = np.arange(0, 400, 10)
+    y, estimate = rng.normal(size=40), rng.normal(size=40)
+    corrected, innovation, path = _replay_bias(index, y, estimate, 10, 0.3)
+    config = BiasConfig(max_abs_bias=1e9, max_residual=math.inf, gain=0.3)
+    live = BiasFilter(config)
+    for k in range(40):
+        assert corrected[k] == pytest.approx(estimate[k] + live.bias)  # the bias known at t_k
+        before = live.bias
+        assert live.update(y[k], estimate[k], float(k), float(k)).accepted  # arrives at t_k+1
+        assert innovation[k] == pytest.approx(y[k] - estimate[k] - before)
+        assert path[k] == pytest.approx(live.bias)
+
+
+def test_the_interval_quantiles_are_split_conformal_on_validation(
+    trained: tuple[Dataset, LoadedModel],
+) -> None:
+    """Recomputed from the ONNX estimates: the scores' (n + 1)-corrected quantiles, and at
+    least 95 % of the validation results inside their interval."""
+    ds, model = trained
+    interval = model.card.calibration.interval  # type: ignore[union-attr]
+    est = _estimates(ds, model, "validation")
+    delay = ds.spec.target.analyzer_delay
+    corrected, _, _ = _replay_bias(ds.validation.index, ds.validation.y, est, delay, 0.3)
+    scale = np.maximum(np.abs(corrected), interval.scale_floor) ** interval.scale_power
+    scores = np.sort((ds.validation.y - corrected) / scale)
+    n = len(scores)
+    assert interval.results == n
+    assert interval.low == pytest.approx(scores[math.floor((n + 1) * 0.025) - 1], rel=1e-6)
+    assert interval.high == pytest.approx(scores[math.ceil((n + 1) * 0.975) - 1], rel=1e-6)
+    inside = (scores >= interval.low) & (scores <= interval.high)
+    assert interval.validation_coverage == pytest.approx(inside.mean()) and inside.mean() >= 0.95
+    assert 0 <= interval.scale_power <= 1
+
+
+def test_t2_and_spe_limits_are_the_validation_99_percent(
+    trained: tuple[Dataset, LoadedModel],
+) -> None:
+    """The service's own T2/SPE on the validation span's rows: 1 % of them above each limit;
+    every row of the training file inside the training range."""
+    ds, model = trained
+    card = model.card
+    assert card.calibration is not None
+    validity = InputValidity(card, card.calibration)
+    plan, _ = _plan(ds, _kept(ds, model))
+    rows = _read_rows(ds, plan)
+    _, val = _spans(ds, rows)
+    a = validity.assess(rows.x[val])
+    for stat, limit in ((a.t2, validity.t2_limit), (a.spe, validity.spe_limit)):
+        assert np.mean(stat > limit) == pytest.approx(0.01, abs=1.5 / len(stat) + 1e-3)
+    assert not validity.assess(rows.x).outside.any()
+    pca = card.calibration.inputs
+    assert pca.explained >= 0.99 or len(pca.components) == len(pca.features) - 1
+    assert len(pca.features) == len({card.features[0].signal, *(f.signal for f in card.features)})
+
+
+def test_the_alarms_are_quiet_on_held_out_normal_data(
+    trained: tuple[Dataset, LoadedModel],
+) -> None:
+    """Replayed through the service's detectors, the validation rows stay below half of each
+    limit (the limits are twice the largest value seen there)."""
+    ds, model = trained
+    card: ModelCard = model.card
+    assert card.calibration is not None
+    config = AlarmConfig.from_card(card, model.raw_signals, 600.0)
+    plan, _ = _plan(ds, _kept(ds, model))
+    rows = _read_rows(ds, plan)
+    _, val = _spans(ds, rows)
+    residual = InputValidity(card, card.calibration).assess(rows.x[val]).residual
+    if config.drift_limit is not None:
+        assert SensorDrift(config).observe(residual).max() <= 0.5 + 1e-9
+    est = _estimates(ds, model, "validation")
+    corrected, _, bias = _replay_bias(
+        ds.validation.index, ds.validation.y, est, ds.spec.target.analyzer_delay, 0.3
+    )
+    interval = card.calibration.interval
+    scale = np.maximum(np.abs(corrected), interval.scale_floor) ** interval.scale_power
+    assert np.max(np.abs(bias) / scale) <= 0.5 * card.calibration.alarms.bias_alarm + 1e-9
+    assert BiasConfig.from_card(card).max_abs_bias >= card.calibration.alarms.bias_clip
+
+
+def test_frozen_normal_repeats_ignore_rare_stuck_periods() -> None:
+    """An analyzer input holding each value 9 intervals is normal at 9; a noisy sensor with
+    two stuck stretches of 60 in 20,000 samples is normal at 0 or 1."""
+    rng = np.random.default_rng(0)
+    held = np.repeat(rng.normal(size=2000), 10)
+    noisy = rng.normal(size=20_000).round(2)
+    noisy[5000:5060] = noisy[5000]
+    noisy[9000:9060] = noisy[9000]
+    raw = np.column_stack([held, noisy])
+    normal = _frozen_normal(raw, ["q", "T"])
+    assert normal["q"] == 9 and normal["T"] <= 1
+
+
+def _kept(ds: Dataset, model: LoadedModel) -> list[int]:
+    """The exported model's features, as indices into the spec's features."""
+    return [ds.feature_names.index(f.name) for f in model.card.features]
+
+
+def test_calibration_uses_the_onnx_graph(tmp_path: Path) -> None:
+    """The card's estimates are the ONNX graph's: export and onnxruntime agree with torch."""
+    from tests.conftest import TINY_SPEC, write_tiny_csv
+
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(TINY_SPEC, encoding="utf-8")
+    ds = load_dataset(load_spec(spec), write_tiny_csv(tmp_path / "tiny.csv", n=120))
+    report = run_experiment(ds, RunConfig(train=TrainConfig(epochs=5, progress=False)))
+    exported = export_run(ds, report)
+    x = ds.validation.x[:, exported.inputs_kept]
+    assert run_onnx(exported.onnx_bytes, x) == pytest.approx(
+        report.result.predict(ds.validation.x), abs=1e-4
+    )
