@@ -102,7 +102,7 @@ def _cost_at(model: Any, n: int) -> dict[str, float]:
     def track() -> None:
         clock[0] += n
         tracker.observe(raw, times + clock[0])
-        if drift is not None:
+        if drift is not None and a.residual is not None:
             drift.observe(a.residual)
 
     def status() -> None:

@@ -35,6 +35,8 @@ class ChangeTracker:
         Rows not newer than the last one taken are skipped (a late batch cannot make a frozen
         sensor look alive) and get NaN.
         """
+        if len(values) == 1:  # the request path's usual case, in fewer numpy calls
+            return self._observe_one(values[0], float(times[0]))
         keep = times > self.last_time
         if not keep.all():
             out = np.full(values.shape, np.nan)
@@ -42,10 +44,7 @@ class ChangeTracker:
                 out[keep] = self.observe(values[keep], times[keep])
             return out
         present = ~np.isnan(values)
-        if len(values) == 1:  # the request path's usual case
-            previous = self.last_value[None, :]
-        else:
-            previous = _carried(np.vstack([self.last_value, values]))[:-1]
+        previous = _carried(np.vstack([self.last_value, values]))[:-1]
         with np.errstate(invalid="ignore"):
             moved = np.abs(values - previous) > CHANGE_TOLERANCE * np.maximum(1.0, np.abs(values))
         changed = present & (moved | np.isnan(previous))
@@ -60,6 +59,19 @@ class ChangeTracker:
             unchanged: Floats = times[:, None] - since
         unchanged[np.isinf(since)] = np.nan
         return unchanged
+
+    def _observe_one(self, v: Floats, t: float) -> Floats:
+        if not t > self.last_time:
+            return np.full((1, len(v)), np.nan)
+        prev = self.last_value
+        with np.errstate(invalid="ignore"):
+            same = (np.abs(v - prev) <= CHANGE_TOLERANCE * np.maximum(1.0, np.abs(v))) | (v == prev)
+        present = v == v
+        self.last_change = np.where(present & ~same, t, self.last_change)
+        self.last_value = np.where(present, v, prev)
+        self.last_time = t
+        seen = self.last_change > -np.inf
+        return np.where(seen, t - self.last_change, np.nan)[None, :]
 
     def seconds_since_change(self, now: float) -> Floats:
         """Per signal, ``now`` minus its last change (never negative; NaN if never seen)."""

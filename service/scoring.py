@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from service.answers import Scored, columns_answer, records_answer
+from service.card import IntervalCalibration
 from service.changes import ChangeTracker
 from service.errors import BadInputError, ModelFaultError, ServiceError
 from service.parsing import read_series, row_field
@@ -26,7 +27,14 @@ from service.rows import Assembled, Floats, Series, assemble_many
 from service.runtime import LoadedModel
 from service.schemas import PredictRequest
 from service.slots import ModelSlot
-from service.status import BAD, STATUS_NAMES, RowEvidence, SignalEvidence, decide
+from service.status import (
+    BAD,
+    STATUS_NAMES,
+    RowEvidence,
+    SignalEvidence,
+    Statuses,
+    decide,
+)
 from service.streams import StreamState
 from service.validity import Assessment
 
@@ -169,14 +177,20 @@ class Scorer:
         model = slot.model
         rows = assemble_many(model, [(p.batch, p.history) for _, p in items])
         validity = slot.validity
-        assessment = validity.assess(rows.x) if validity is not None else None
+        drifts = any(p.stateful and p.state.monitors.sensor_drift for _, p in items)
+        assessment = validity.assess(rows.x, drifts) if validity is not None else None
         clamp = validity is not None and self.settings.clamp_inputs
         estimate = model.predict(validity.clamp(rows.x) if clamp and validity else rows.x)
         if not np.isfinite(estimate).all():  # refuse only the requests it happened to
             for (i, p), part, (a, b) in zip(items, rows.parts, rows.bounds, strict=True):
                 if not np.isfinite(estimate[a:b]).all():
                     answers[i] = _non_finite(model, part, estimate[a:b], p.history)
+        quiet = ~rows.doubtful  # rows no batch-wide evidence flags: most of them, usually
+        if assessment is not None and validity is not None:
+            quiet &= (assessment.t2 <= validity.t2_limit) & (assessment.spe <= validity.spe_limit)
+            quiet &= ~assessment.outside.any(axis=1)
         scored, imputed = 0, []
+        counts = np.zeros(3, dtype=np.int64)  # rows by status, counted once per batch
         for (i, p), part, (a, b) in zip(items, rows.parts, rows.bounds, strict=True):
             if p.stateful:  # also when refused: the samples happened, the stream moves on,
                 with p.state.lock:  # and an absurd value leaves its lags after ``history``
@@ -184,12 +198,17 @@ class Scorer:
             if answers[i] is not None:  # refused above
                 continue
             assessed = _slice(assessment, a, b)
-            answers[i] = self._finish(slot, p, part, estimate[a:b], assessed)
+            answers[i] = self._finish(
+                slot, p, part, estimate[a:b], assessed, bool(quiet[a:b].all()), counts
+            )
             log.append((model.name, p.state.stream, p.batch.times, estimate[a:b]))
             scored += b - a
             if rows.holes:
                 imputed.append(part.imputed.sum(axis=0))
         slot.rows_counter.inc(scored)
+        for code, count in enumerate(counts.tolist()):
+            if count:
+                self._status_counters(model.name)[code].inc(count)
         if imputed:  # a sensor or the analyzer not reporting
             for j, count in enumerate(np.sum(imputed, axis=0).tolist()):
                 if count:
@@ -207,19 +226,27 @@ class Scorer:
         with state.lock:
             if p.stateful:
                 unchanged = m.changes.observe(part.filled.values, times)
-            else:  # no stream: judged within the request's own window
+            elif times[-1] - times[0] > self._shortest_frozen(m.config.frozen_after_s):
+                # no stream: judged within the request's own window
                 unchanged = ChangeTracker(len(model.raw_signals)).observe(part.filled.values, times)
+            else:  # a window shorter than any frozen limit cannot show a frozen sensor
+                unchanged = None
+            if not p.stateful:
                 state.advance(float(times[-1]))
-            with np.errstate(invalid="ignore"):  # a value not sent is imputed, not frozen
-                frozen = (unchanged > m.config.frozen_after_s) & ~part.imputed
+            if unchanged is None:
+                frozen = np.zeros(part.filled.values.shape, dtype=bool)
+            else:
+                with np.errstate(invalid="ignore"):  # a value not sent is imputed, not frozen
+                    frozen = (unchanged > m.config.frozen_after_s) & ~part.imputed
             if p.stateful:
                 m.frozen = _names(model.raw_signals, frozen[-1])
-                if a is not None and m.sensor_drift is not None and slot.validity is not None:
+                if a is not None and a.residual is not None and m.sensor_drift is not None:
                     keep = np.all(np.isfinite(a.residual), axis=1) & ~np.any(
                         part.out_of_range, axis=1
                     )
                     with np.errstate(invalid="ignore"):
                         drifting = m.sensor_drift.observe(a.residual, keep) > 1.0
+                    assert slot.validity is not None
                     m.drifting = _names(slot.validity.pca_signals, drifting[-1])
                 if a is not None:
                     m.outside_run = _run_length(np.any(a.outside, axis=1), m.outside_run)
@@ -228,44 +255,40 @@ class Scorer:
                 m.drift.add(part.x[pad:], estimate[pad:])
         return frozen, drifting
 
+    @staticmethod
+    def _shortest_frozen(limits: Floats) -> float:
+        return float(limits.min()) if len(limits) else np.inf
+
     def _finish(
-        self, slot: ModelSlot, p: _Part, part: Assembled, estimate: Floats, a: Assessment | None
+        self,
+        slot: ModelSlot,
+        p: _Part,
+        part: Assembled,
+        estimate: Floats,
+        a: Assessment | None,
+        quiet: bool,
+        counts: NDArray[np.int64],
     ) -> dict[str, Any]:
-        """One request's trackers, statuses and JSON-ready answer."""
+        """One request's trackers, statuses and JSON-ready answer. ``quiet``: no row has
+        evidence from the batch-wide checks (valid range, imputation, T2, SPE, training
+        range), so only the request's own evidence can make a row other than good."""
         model, state = slot.model, p.state
         frozen, drifting = self._track(slot, p, part, estimate, a)
-        names = model.raw_signals
-        per_signal = [
-            SignalEvidence("out_of_range", names, part.out_of_range, BAD),
-            SignalEvidence("imputed", names, part.imputed),
-            SignalEvidence("frozen", names, frozen),
-        ]
-        n = len(estimate)
-        per_row = [
-            RowEvidence("missing_history", np.arange(n) < part.padded),
-            RowEvidence("bias_stale", np.full(n, state.analyzer_silent())),
-        ]
-        validity = slot.validity
-        if a is not None and validity is not None:
-            per_signal.append(
-                SignalEvidence(
-                    "outside_training", validity.groups, a.outside, bad_above=slot.outside_limit
-                )
-            )
-            if drifting is not None:
-                per_signal.append(SignalEvidence("drift", validity.pca_signals, drifting))
-            per_row += [
-                RowEvidence("t2", a.t2 > validity.t2_limit),
-                RowEvidence("spe", a.spe > validity.spe_limit),
-            ]
         bias = state.bias.bias
         scored = self._numbers(slot, estimate, bias)
-        per_row.append(RowEvidence("clamped", scored[4]))
-        statuses = decide(n, per_signal, per_row)
-        counted = self._status_counters(model.name)
-        for code, count in enumerate(np.bincount(statuses.codes, minlength=3).tolist()):
-            if count:
-                counted[code].inc(count)
+        stale = state.analyzer_silent()
+        n = len(estimate)
+        signals_quiet = quiet and not frozen.any() and (drifting is None or not drifting.any())
+        if signals_quiet and part.padded == 0 and not stale and not scored[4].any():
+            statuses = Statuses(np.zeros(n, dtype=np.uint8), {})
+        elif signals_quiet:  # only the request's own row evidence: no per-signal evidence
+            statuses = decide(n, [], self._row_evidence(n, part, stale, scored[4]))
+        else:
+            statuses = self._statuses_of(slot, part, n, frozen, drifting, a, stale, scored[4])
+        if statuses.reasons:
+            counts += np.bincount(statuses.codes, minlength=3)
+        else:
+            counts[0] += n
         numbers = Scored(
             *scored[:4], statuses, None if a is None else a.t2, None if a is None else a.spe
         )
@@ -284,12 +307,59 @@ class Scorer:
             return columns_answer(head, stamps, state.monitors.frozen, numbers)
         return records_answer(head, p.stamps, model.version, numbers)
 
+    def _statuses_of(
+        self,
+        slot: ModelSlot,
+        part: Assembled,
+        n: int,
+        frozen: NDArray[np.bool_],
+        drifting: NDArray[np.bool_] | None,
+        a: Assessment | None,
+        stale: bool,
+        clamped: NDArray[np.bool_],
+    ) -> Statuses:
+        """Every piece of a request's evidence through the rules (``service.status``)."""
+        names = slot.model.raw_signals
+        per_signal = [
+            SignalEvidence("out_of_range", names, part.out_of_range, BAD),
+            SignalEvidence("imputed", names, part.imputed),
+            SignalEvidence("frozen", names, frozen),
+        ]
+        per_row = self._row_evidence(n, part, stale, clamped)
+        validity = slot.validity
+        if a is not None and validity is not None:
+            per_signal.append(
+                SignalEvidence(
+                    "outside_training", validity.groups, a.outside, bad_above=slot.outside_limit
+                )
+            )
+            if drifting is not None:
+                per_signal.append(SignalEvidence("drift", validity.pca_signals, drifting))
+            per_row[2:2] = [  # the order of the reasons: as the rules table lists them
+                RowEvidence("t2", a.t2 > validity.t2_limit),
+                RowEvidence("spe", a.spe > validity.spe_limit),
+            ]
+        return decide(n, per_signal, per_row)
+
+    @staticmethod
+    def _row_evidence(
+        n: int, part: Assembled, stale: bool, clamped: NDArray[np.bool_]
+    ) -> list[RowEvidence]:
+        return [
+            RowEvidence("missing_history", np.arange(n) < part.padded),
+            RowEvidence("bias_stale", np.full(n, stale)),
+            RowEvidence("clamped", clamped),
+        ]
+
     def _numbers(
         self, slot: ModelSlot, estimate: Floats, bias: float
     ) -> tuple[Floats, Floats, Floats, Floats, NDArray[np.bool_]]:
         """(estimate, corrected, interval low, interval high, clamped), all clamped to the
         target's physical range."""
         target = slot.model.card.target.valid_range
+        interval = slot.interval
+        if len(estimate) == 1 and interval is not None:
+            return self._number(estimate[0], bias, target.low, target.high, interval)
         corrected = estimate + bias
         clamped = (np.minimum(estimate, corrected) < target.low) | (
             np.maximum(estimate, corrected) > target.high
@@ -297,7 +367,6 @@ class Scorer:
         if clamped.any():
             estimate = np.clip(estimate, target.low, target.high)
             corrected = np.clip(corrected, target.low, target.high)
-        interval = slot.interval
         if interval is not None:
             scale = np.maximum(np.abs(corrected), interval.scale_floor) ** interval.scale_power
             low, high = corrected + interval.low * scale, corrected + interval.high * scale
@@ -311,6 +380,25 @@ class Scorer:
             np.maximum(low, target.low),
             np.minimum(high, target.high),
             clamped,
+        )
+
+    @staticmethod
+    def _number(
+        e: float, bias: float, low: float, high: float, interval: IntervalCalibration
+    ) -> tuple[Floats, Floats, Floats, Floats, NDArray[np.bool_]]:
+        """``_numbers`` of one row, in Python floats (the same IEEE operations)."""
+        c = e + bias
+        clamped = min(e, c) < low or max(e, c) > high
+        if clamped:
+            e, c = min(max(e, low), high), min(max(c, low), high)
+        scale = max(abs(c), interval.scale_floor) ** interval.scale_power
+        lo, hi = max(c + interval.low * scale, low), min(c + interval.high * scale, high)
+        return (
+            np.array([e]),
+            np.array([c]),
+            np.array([lo]),
+            np.array([hi]),
+            np.array([clamped]),
         )
 
     def _prune(self, log: LogRows) -> None:
@@ -330,6 +418,5 @@ class Scorer:
 def _slice(a: Assessment | None, start: int, stop: int) -> Assessment | None:
     if a is None:
         return None
-    return Assessment(
-        a.outside[start:stop], a.t2[start:stop], a.spe[start:stop], a.residual[start:stop]
-    )
+    residual = None if a.residual is None else a.residual[start:stop]
+    return Assessment(a.outside[start:stop], a.t2[start:stop], a.spe[start:stop], residual)

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -53,10 +54,9 @@ def bad_outside_limit(signals: int) -> int:
     return max(1, round(signals / 4))
 
 
-@dataclass(frozen=True)
-class SignalEvidence:
+class SignalEvidence(NamedTuple):
     """Per-signal evidence: ``flags`` [n, len(names)] gives a flagged row at least ``level``;
-    more than ``bad_above`` flags in one row make it bad."""
+    more than ``bad_above`` flags in one row make it bad. (Tuples: built for every request.)"""
 
     reason: str
     names: Sequence[str]
@@ -65,8 +65,7 @@ class SignalEvidence:
     bad_above: int | None = None
 
 
-@dataclass(frozen=True)
-class RowEvidence:
+class RowEvidence(NamedTuple):
     """Per-row evidence: ``flags`` [n] gives a flagged row at least ``level``."""
 
     reason: str
@@ -89,6 +88,8 @@ def decide(
     n: int, per_signal: Sequence[SignalEvidence], per_row: Sequence[RowEvidence]
 ) -> Statuses:
     """Apply the rules: a row's status is the worst level any of its evidence gives."""
+    if n == 1:
+        return _decide_one(per_signal, per_row)
     codes = np.zeros(n, dtype=np.uint8)
     hit_signal: list[SignalEvidence] = []
     hit_row: list[RowEvidence] = []
@@ -113,3 +114,21 @@ def decide(
         why += [r.reason for r in hit_row if r.flags[i]]
         reasons[i] = why
     return Statuses(codes, reasons)
+
+
+def _decide_one(per_signal: Sequence[SignalEvidence], per_row: Sequence[RowEvidence]) -> Statuses:
+    """``decide`` for one row (a historian's poll), in Python: the same rules and reasons."""
+    level, why = GOOD, []
+    for s in per_signal:
+        row = s.flags[0]
+        if row.any():
+            hits = [name for name, hit in zip(s.names, row.tolist(), strict=True) if hit]
+            why += [f"{s.reason}:{name}" for name in hits]
+            level = max(level, s.level)
+            if s.bad_above is not None and len(hits) > s.bad_above:
+                level = BAD
+    for r in per_row:
+        if r.flags[0]:
+            why.append(r.reason)
+            level = max(level, r.level)
+    return Statuses(np.array([level], dtype=np.uint8), {0: why} if level else {})

@@ -33,7 +33,7 @@ class Assessment:
     outside: Flags  # [n, G]: some feature of signal group g outside its training range
     t2: Floats  # [n]
     spe: Floats  # [n]
-    residual: Floats  # [n, m]: each PCA column's residual over its validation spread
+    residual: Floats | None  # [n, m]: each PCA column's residual over its validation spread
 
 
 class InputValidity:
@@ -60,8 +60,9 @@ class InputValidity:
         self.t2_limit = pca.t2_limit
         self.spe_limit = pca.spe_limit
 
-    def assess(self, x: Floats) -> Assessment:
-        """T2, SPE, residuals and signals outside the training range of rows ``x`` [n, F]."""
+    def assess(self, x: Floats, residual: bool = True) -> Assessment:
+        """T2, SPE, signals outside the training range of rows ``x`` [n, F], and the PCA
+        residuals when asked for (a stream's drift detector needs them)."""
         outside_feature = (x < self.low) | (x > self.high)
         outside = (
             (outside_feature @ self._member) > 0
@@ -73,11 +74,14 @@ class InputValidity:
         with np.errstate(over="ignore", invalid="ignore"):
             z = (x[:, self.columns] - self.mean) / self.scale
             scores = z @ self.loadings
-            t2 = (scores * scores) @ self.inverse_variance
-            back = z - scores @ self.loadings.T
-            spe = np.einsum("ij,ij->i", back, back)
-            residual = back * (self.scale / self.residual_sd)
-        return Assessment(outside, t2, spe, residual)
+            squares = scores * scores
+            t2 = squares @ self.inverse_variance
+            # |z|^2 - |scores|^2: the loadings are orthonormal, so this is |z - z P P'|^2
+            spe = np.maximum(np.einsum("ij,ij->i", z, z) - squares.sum(axis=1), 0.0)
+            back = None
+            if residual:
+                back = (z - scores @ self.loadings.T) * (self.scale / self.residual_sd)
+        return Assessment(outside, t2, spe, back)
 
     def clamp(self, x: Floats) -> Floats:
         """``x`` with every feature clipped into its training range (DeltaV's input limiting)."""

@@ -122,6 +122,7 @@ def test_the_alarms_are_quiet_on_held_out_normal_data(
     rows = _read_rows(ds, plan)
     _, val = _spans(ds, rows)
     residual = InputValidity(card, card.calibration).assess(rows.x[val]).residual
+    assert residual is not None
     if config.drift_limit is not None:
         assert SensorDrift(config).observe(residual).max() <= 0.5 + 1e-9
     est = _estimates(ds, model, "validation")
