@@ -96,7 +96,7 @@ RUN set -eu; \
     if /opt/venv/bin/python -c 'import torch' >/dev/null 2>&1; then \
         echo 'torch must not be in the serving image' >&2; exit 1; \
     fi; \
-    /opt/venv/bin/python -c 'import service.app, onnxruntime, uvicorn'
+    /opt/venv/bin/python -c 'import service.api.app, onnxruntime, uvicorn'
 
 FROM build AS venv-training
 COPY --from=wheels-training /wheels /wheels

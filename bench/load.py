@@ -38,7 +38,7 @@ import numpy as np
 
 from bench.protocol import REPO
 from bench.wrk import LUA, free_port, make_model, raw_signals, require_wrk, rss_kib, run_wrk
-from service.atomic import write_atomic
+from service.contracts.atomic import write_atomic
 
 
 def bodies(work: Path, data: Path, raw: list[str], batch: int) -> dict[str, Path]:

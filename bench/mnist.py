@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from service.features import FloatArray
+from service.contracts.features import FloatArray
 from training.experiment import RunConfig, make_pruner, resolve_network
 from training.network import count_dense_parameters
 from training.shrink import shrink

@@ -23,7 +23,7 @@ import onnx
 import onnxruntime as ort
 
 from bench.protocol import DEBUTANIZER, DEBUTANIZER_SPEC, REPO
-from service.atomic import write_atomic
+from service.contracts.atomic import write_atomic
 from training.config import CAConfig, TrainConfig
 from training.data import load_dataset
 from training.experiment import RunConfig, run_experiment

@@ -27,7 +27,7 @@ from bench.suite import (
     run_jobs,
 )
 from bench.summary import compare, flatten, summarize, to_csv
-from service.atomic import write_atomic
+from service.contracts.atomic import write_atomic
 from training.spec import load_spec
 
 SPECS = Path(__file__).resolve().parents[1] / "training" / "specs"

@@ -22,7 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from service.atomic import write_atomic
+from service.contracts.atomic import write_atomic
 from training.baseline import fit_baselines
 from training.config import CAConfig, NetworkConfig, TrainConfig
 from training.data import Dataset, load_dataset

@@ -16,9 +16,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bench.replay import SETTLE_MINUTES, UNITS, Scenario, replay_config
-from service.alarms import ALARMS
-from service.card import ModelCard
-from service.features import FeaturePlan
+from service.contracts.card import ModelCard
+from service.contracts.features import FeaturePlan
+from service.monitoring.alarms import ALARMS
 from training.data import load_dataset
 from training.faults import FEED_RAMP_MINUTES, Fault
 from training.spec import load_spec

@@ -36,9 +36,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.protocol import REPO
 from bench.wrk import LUA, free_port, make_model, raw_signals, require_wrk, rss_kib, run_wrk
-from service.atomic import write_atomic
-from service.registry import MODEL_FILE, Registry
-from service.runtime import load_model
+from service.contracts.atomic import write_atomic
+from service.contracts.registry import MODEL_FILE, Registry
+from service.scoring.runtime import load_model
 
 
 def start(cmd: list[str], env: dict[str, str], port: int, path: str) -> subprocess.Popen[bytes]:
@@ -79,10 +79,10 @@ def validity_cost(model: Any) -> dict[str, dict[str, float]]:
 
 
 def _cost_at(model: Any, n: int) -> dict[str, float]:
-    from service.alarms import AlarmConfig, SensorDrift
-    from service.changes import ChangeTracker
-    from service.status import RowEvidence, SignalEvidence, decide
-    from service.validity import input_validity
+    from service.monitoring.alarms import AlarmConfig, SensorDrift
+    from service.monitoring.changes import ChangeTracker
+    from service.scoring.status import RowEvidence, SignalEvidence, decide
+    from service.scoring.validity import input_validity
 
     validity = input_validity(model.card)
     assert validity is not None

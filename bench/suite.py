@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from bench.mnist import Digits, load_digits, run_digits
 from bench.protocol import score_linear, slim_metrics
-from service.atomic import write_atomic
+from service.contracts.atomic import write_atomic
 from training.config import CAConfig, NetworkConfig, TrainConfig
 from training.data import Dataset, load_dataset
 from training.experiment import SMALL_DENSE, RunConfig, run_experiment

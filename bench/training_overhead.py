@@ -25,7 +25,7 @@ from pathlib import Path
 from bench.protocol import DEBUTANIZER as DATA
 from bench.protocol import DEBUTANIZER_SPEC as SPEC
 from bench.protocol import REPO
-from service.atomic import write_atomic
+from service.contracts.atomic import write_atomic
 from training.config import CAConfig, NetworkConfig, TrainConfig
 from training.data import load_dataset
 from training.experiment import RunConfig, make_pruner

@@ -16,8 +16,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from service.card import ModelCard
-from service.registry import Registry
+from service.contracts.card import ModelCard
+from service.contracts.registry import Registry
 from training.config import CAConfig, NetworkConfig, TrainConfig
 from training.data import load_dataset
 from training.experiment import RunConfig, run_experiment

@@ -1,10 +1,10 @@
 """The data plane: everything the HTTP layer calls, composed from one part per responsibility.
 
 Routes parse and call; this module wires the parts (MLServer's layering): the served models
-(``service.slots``), the live state per (model, stream) (``service.streams``), the predict
-path (``service.scoring``), lab results (``service.labs``) and the durable store
-(``service.store``). It owns their lifecycle and the one place where a stream's state is
-made: fresh, or rebuilt from the store, and moved to the served model version.
+(``service.scoring.slots``), the live state per (model, stream) (``service.state.streams``), the
+predict path (``service.scoring.scorer``), lab results (``service.lab.labs``) and the durable
+store (``service.lab.store``). It owns their lifecycle and the one place where a stream's state
+is made: fresh, or rebuilt from the store, and moved to the served model version.
 """
 
 from __future__ import annotations
@@ -12,19 +12,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from service.bias import BiasFilter
-from service.coalescer import PredictCoalescer
-from service.errors import NotReadyError, ServiceError
-from service.labs import LabDesk
-from service.metrics import ServiceMetrics
+from service.api.schemas import LabRequest, LabResponse, PredictRequest, StoredLab
+from service.contracts.errors import NotReadyError, ServiceError
+from service.contracts.registry import Registry
+from service.lab.bias import BiasFilter
+from service.lab.labs import LabDesk
+from service.lab.store import LabStore
+from service.monitoring.metrics import ServiceMetrics
 from service.parts import Parts
-from service.registry import Registry
-from service.schemas import LabRequest, LabResponse, PredictRequest, StoredLab
-from service.scoring import Scorer
+from service.scoring.coalescer import PredictCoalescer
+from service.scoring.scorer import Scorer
+from service.scoring.slots import ModelSlot, ModelSlots
 from service.settings import Settings
-from service.slots import ModelSlot, ModelSlots
-from service.store import LabStore
-from service.streams import StreamState, StreamStore, new_monitors, rebind
+from service.state.streams import StreamState, StreamStore, new_monitors, rebind
 
 
 class SoftSensorService:

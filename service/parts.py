@@ -5,18 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from service.clock import TimeRules
-from service.metrics import ServiceMetrics
+from service.lab.store import LabStore
+from service.monitoring.metrics import ServiceMetrics
+from service.scoring.slots import ModelSlot, ModelSlots
 from service.settings import Settings
-from service.slots import ModelSlot, ModelSlots
-from service.store import LabStore
-from service.streams import StreamState
+from service.state.clock import TimeRules
+from service.state.streams import StreamState
 
 
 @dataclass(frozen=True)
 class Parts:
     """The served models, the way to a stream's state and to the store, metrics and the
-    time rules, as ``service.scoring`` and ``service.labs`` use them."""
+    time rules, as ``service.scoring.scorer`` and ``service.lab.labs`` use them."""
 
     settings: Settings
     slots: ModelSlots

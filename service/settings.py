@@ -98,7 +98,7 @@ class Settings(BaseSettings):
         "one is scored on its own",
     )
     cors_origins: list[str] = Field(default_factory=list, description="no CORS unless listed")
-    # HTTP limits of `softsensor serve` (service.http_protocol): what a client may take.
+    # HTTP limits of `softsensor serve` (service.api.http_protocol): what a client may take.
     max_header_bytes: int = Field(
         default=32 << 10, ge=1024, description="request line and headers, at most (else 431)"
     )

@@ -1,7 +1,7 @@
 """What the served number promises, calibrated on the exported model's own estimates.
 
-The card's calibration block (``service.card.Calibration``) is computed here, after export,
-from the ONNX graph the service will run (whatever network produced it), so the interval
+The card's calibration block (``service.contracts.card.Calibration``) is computed here, after
+export, from the ONNX graph the service will run (whatever network produced it), so the interval
 and the alarms describe the number a plant is served:
 
 - **interval**: split conformal on the validation split, for the *bias-corrected* estimate:
@@ -29,8 +29,14 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from service.card import AlarmCalibration, Calibration, InputPCA, IntervalCalibration, TrainingRange
-from service.features import FeaturePlan, FloatArray, LagFeature
+from service.contracts.card import (
+    AlarmCalibration,
+    Calibration,
+    InputPCA,
+    IntervalCalibration,
+    TrainingRange,
+)
+from service.contracts.features import FeaturePlan, FloatArray, LagFeature
 from training.data import Dataset, read_table
 from training.export import ExportedModel, run_onnx
 
@@ -39,14 +45,14 @@ LIMIT_QUANTILE = 0.99  # T2 and SPE limits
 EXPLAINED = 0.99  # PCA components: the fewest that explain this share of the variance
 RANGE_MARGIN = 0.05  # training range widened by this share of its span on each side
 ALARM_MARGIN = 2.0  # thresholds: this many times the largest value on held-out normal data
-BIAS_GAIN = 0.3  # the service's default bias filter gain (service.bias.DEFAULT_GAIN)
+BIAS_GAIN = 0.3  # the service's default bias filter gain (service.lab.bias.DEFAULT_GAIN)
 DRIFT_FAST_SAMPLES = 15.0  # sensor drift: fast EWMA of the residual ...
 DRIFT_SLOW_SAMPLES = 360.0  # ... minus a slow one, so a sensor's slow wander is not a fault
 DRIFT_LIMIT_FLOOR = 1.0  # residual standard deviations
 OUTSIDE_MIN_SAMPLES = 30  # at least this long outside the training range before drift
 BIAS_ALARM_FLOOR_SD = 2.0  # the residual alarm at least this many innovation spreads
 BIAS_CLIP_HEADROOM = 1.25  # the bias may reach this times the alarm level (at high levels)
-CHANGE_TOLERANCE = 1e-9  # as service.changes: a smaller relative step is no change
+CHANGE_TOLERANCE = 1e-9  # as service.monitoring.changes: a smaller relative step is no change
 FROZEN_QUANTILE = 0.999  # of a signal's runs of equal values: its normal repeat
 IntArray = NDArray[np.intp]
 
@@ -63,7 +69,7 @@ class _Rows:
 
 def _plan(dataset: Dataset, kept: Sequence[int]) -> tuple[FeaturePlan, list[LagFeature]]:
     """The feature assembly of a model using the spec's features ``kept``, as
-    ``service.runtime`` builds it from the card."""
+    ``service.scoring.runtime`` builds it from the card."""
     spec = dataset.spec
     features = [spec.lag_features()[i] for i in kept]
     needed = {f.signal for f in features}

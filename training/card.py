@@ -7,7 +7,7 @@ from datetime import datetime
 
 import numpy as np
 
-from service.card import (
+from service.contracts.card import (
     BaselineCard,
     DataSummary,
     EnsembleCard,
@@ -21,7 +21,7 @@ from service.card import (
     TargetCard,
     ValidRange,
 )
-from service.features import FloatArray
+from service.contracts.features import FloatArray
 from training.calibration import calibrate
 from training.data import Dataset
 from training.evaluation import score

@@ -255,7 +255,7 @@ def _add_train_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def _run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     import time
 
-    from service.atomic import write_atomic
+    from service.contracts.atomic import write_atomic
     from training.config import CAConfig, NetworkConfig, TrainConfig
     from training.data import load_dataset
     from training.experiment import RunConfig, make_pruner, run_experiment
@@ -380,7 +380,7 @@ def _add_registry_option(p: argparse.ArgumentParser) -> None:
 
 
 def _open_registry(args: argparse.Namespace) -> Any:
-    from service.registry import Registry
+    from service.contracts.registry import Registry
     from service.settings import Settings
 
     root: Path = args.registry if args.registry is not None else Settings().registry
@@ -480,7 +480,7 @@ def _run_serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
 
     import uvicorn
 
-    from service.http_protocol import GuardedHttpToolsProtocol
+    from service.api.http_protocol import GuardedHttpToolsProtocol
     from service.settings import Settings
 
     # Workers are separate processes: pass the command-line settings through the environment.
@@ -496,7 +496,7 @@ def _run_serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
             os.environ[f"SOFTSENSOR_{key.upper()}"] = str(value)
     settings = Settings()
     uvicorn.run(
-        "service.asgi:create",
+        "service.api.asgi:create",
         factory=True,
         host=settings.host,
         port=settings.port,
@@ -528,7 +528,7 @@ def _add_models_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
 
 
 def _run_models(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from service.runtime import load_problem
+    from service.scoring.runtime import load_problem
 
     registry = _open_registry(args)
     if args.action == "list":
@@ -560,7 +560,7 @@ def _save_checkpoint(report: Any, path: Path) -> None:
 
     import torch
 
-    from service.atomic import write_atomic
+    from service.contracts.atomic import write_atomic
 
     buf = io.BytesIO()
     ensemble = report.ensemble
@@ -682,7 +682,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; library errors become one-line messages and exit code 1."""
-    from service.registry import RegistryError
+    from service.contracts.registry import RegistryError
     from training.errors import SoftSensorError
 
     parser = build_parser()

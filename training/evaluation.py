@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from service.features import FloatArray
+from service.contracts.features import FloatArray
 
 
 @dataclass(frozen=True)

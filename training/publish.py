@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from service.card import ModelCard, render_markdown
-from service.registry import Registry, new_version_id
+from service.contracts.card import ModelCard, render_markdown
+from service.contracts.registry import Registry, new_version_id
 from training.card import build_card
 from training.data import Dataset
 from training.experiment import RunReport

@@ -1,8 +1,9 @@
 """The periodic retraining job: train a challenger on new data, compare it with the champion on
 the most recent held-out window, and promote it only if it is clearly better and sane.
 
-Every registry write is atomic (see ``service.registry``), so killing the job at any moment
-leaves the registry and the champion pointer as they were or as they became, never between.
+Every registry write is atomic (see ``service.contracts.registry``), so killing the job at any
+moment leaves the registry and the champion pointer as they were or as they became, never
+between.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from service.atomic import write_atomic
-from service.card import ModelCard
-from service.registry import Registry, RegistryError
+from service.contracts.atomic import write_atomic
+from service.contracts.card import ModelCard
+from service.contracts.registry import Registry, RegistryError
 from training.config import CAConfig, NetworkConfig, TrainConfig
 from training.data import Dataset, load_dataset
 from training.errors import SoftSensorError

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from service.features import FloatArray
+from service.contracts.features import FloatArray
 
 
 class Standardizer:

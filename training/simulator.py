@@ -45,7 +45,7 @@ import pandas as pd
 import scipy.signal
 import yaml
 
-from service.atomic import write_atomic
+from service.contracts.atomic import write_atomic
 from training.column import ColumnModel, ColumnParams, FloatArray, SteadyStateError
 from training.errors import SoftSensorError
 from training.spec import DatasetSpec

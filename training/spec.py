@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from service.features import DerivedSignal, LagFeature
+from service.contracts.features import DerivedSignal, LagFeature
 from training.errors import SpecError
 from training.target import TargetTransform
 

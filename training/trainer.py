@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 from torch.nn import functional as F  # noqa: N812
 from tqdm.auto import tqdm
 
-from service.features import FloatArray
+from service.contracts.features import FloatArray
 from training.config import NetworkConfig, TrainConfig
 from training.evaluation import fit_ridge
 from training.network import MaskedMLP

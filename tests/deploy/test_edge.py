@@ -14,7 +14,7 @@ import yaml
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.app import create_app
+from service.api.app import create_app
 from service.settings import Settings
 from tests.deploy.conftest import DEPLOY, parse_cli, settings_from_env
 

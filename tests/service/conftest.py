@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from service.app import create_app
-from service.registry import Registry
+from service.api.app import create_app
+from service.contracts.registry import Registry
 from service.settings import Settings
 from tests.conftest import TINY_SPEC, write_tiny_csv
 from training.config import CAConfig, NetworkConfig, TrainConfig
@@ -130,7 +130,7 @@ def tiny_records(data: Path, start: int = 0, stop: int | None = None) -> list[di
 
 def expected_estimates(published: Published) -> dict[int, float]:
     """What the exported model gives on the rows training assembled, by data row index."""
-    from service.registry import MODEL_FILE
+    from service.contracts.registry import MODEL_FILE
     from training.export import run_onnx
 
     ds = published.dataset
@@ -236,7 +236,7 @@ def start_server(
     }
     if debug:
         full |= {"SOFTSENSOR_REGISTRY": str(registry), "SOFTSENSOR_STATE_DIR": str(state)}
-        cmd = [sys.executable, "-m", "uvicorn", "--factory", "service.asgi:create"]
+        cmd = [sys.executable, "-m", "uvicorn", "--factory", "service.api.asgi:create"]
         cmd += ["--port", str(port), "--log-level", "debug"]
     else:
         cmd = [sys.executable, "-m", "training.cli", "serve", "--registry", str(registry)]

@@ -13,8 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.app import create_app
-from service.registry import Registry
+from service.api.app import create_app
+from service.contracts.registry import Registry
 from tests.service.conftest import (
     Published,
     copy_version,

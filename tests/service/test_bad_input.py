@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service.app import create_app
+from service.api.app import create_app
 from tests.service.conftest import Published, make_settings, tiny_records
 
 DEEP = "[" * 100_000 + "]" * 100_000

@@ -8,7 +8,8 @@ from statistics import NormalDist
 
 import pytest
 
-from service.bias import (
+from service.contracts.card import ModelCard
+from service.lab.bias import (
     FUTURE,
     IMPLAUSIBLE,
     LATE,
@@ -18,7 +19,6 @@ from service.bias import (
     BiasFilter,
     residual_sigma,
 )
-from service.card import ModelCard
 from tests.service.test_registry import make_card
 
 NOW = 1_790_000_000.0

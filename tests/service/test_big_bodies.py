@@ -49,8 +49,8 @@ def test_a_large_body_is_read_off_the_event_loop(
     the probe times out. Before, the body was read on the event loop."""
     import uvicorn
 
-    import service.app as app_module
-    from service.app import create_app
+    import service.api.app as app_module
+    from service.api.app import create_app
     from tests.service.conftest import free_port, make_settings
 
     reading, probed = threading.Event(), threading.Event()

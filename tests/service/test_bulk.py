@@ -11,11 +11,11 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from service.alarms import ewma_rows
-from service.changes import ChangeTracker
-from service.columnar import BULK_BYTES, read_predict
-from service.features import BULK_VALUES, FeaturePlan, LagFeature
-from service.schemas import PredictRequest
+from service.api.columnar import BULK_BYTES, read_predict
+from service.api.schemas import PredictRequest
+from service.contracts.features import BULK_VALUES, FeaturePlan, LagFeature
+from service.monitoring.alarms import ewma_rows
+from service.monitoring.changes import ChangeTracker
 from tests.service.conftest import Published, tiny_records
 
 ROWS = 4000  # enough for a body above BULK_BYTES

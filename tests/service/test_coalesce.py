@@ -24,10 +24,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
+from service.api.schemas import PredictRequest
+from service.contracts.errors import ServiceError
 from service.dataplane import SoftSensorService
-from service.errors import ServiceError
-from service.metrics import ServiceMetrics
-from service.schemas import PredictRequest
+from service.monitoring.metrics import ServiceMetrics
 from tests.service.conftest import Published, make_settings, start_server, tiny_records
 
 SIGNALS = ("a", "b", "q")

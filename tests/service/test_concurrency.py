@@ -13,9 +13,9 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.app import create_app
-from service.bias import BiasConfig, BiasFilter
-from service.registry import Registry
+from service.api.app import create_app
+from service.contracts.registry import Registry
+from service.lab.bias import BiasConfig, BiasFilter
 from tests.service.conftest import Published, make_settings, tiny_records
 
 

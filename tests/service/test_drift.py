@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from service.card import FeatureCard, ModelCard, ReferenceStats, SignalCard, ValidRange
-from service.drift import DriftMonitor, RollingWindow, bin_counts, psi
+from service.contracts.card import FeatureCard, ModelCard, ReferenceStats, SignalCard, ValidRange
+from service.monitoring.drift import DriftMonitor, RollingWindow, bin_counts, psi
 from tests.service.test_registry import make_card
 
 FEATURES = ("t1", "t2")

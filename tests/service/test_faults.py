@@ -17,8 +17,8 @@ from fastapi.testclient import TestClient
 from onnx import TensorProto, helper
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.app import create_app
-from service.registry import Registry
+from service.api.app import create_app
+from service.contracts.registry import Registry
 from tests.service.conftest import Published, copy_version, make_settings, tiny_records
 
 AUTH = {"authorization": "Bearer t0ken"}

@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.app import create_app
+from service.api.app import create_app
 from tests.service.conftest import Published, make_settings, tiny_records
 
 DAY = 86_400.0

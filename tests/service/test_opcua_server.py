@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 import pytest
 from asyncua import Client, ua
 
-from service.opcua_server import BAD_NO_COMMUNICATION, EstimateServer, PublishedRow
-from service.quality import Quality
+from service.plant.opcua_server import BAD_NO_COMMUNICATION, EstimateServer, PublishedRow
+from service.plant.quality import Quality
 from tests.service.conftest import free_port
 
 

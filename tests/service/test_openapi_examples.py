@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service.app import create_app
-from service.registry import Registry
+from service.api.app import create_app
+from service.contracts.registry import Registry
 from tests.service.conftest import make_settings
 from training.config import NetworkConfig, TrainConfig
 from training.data import load_dataset

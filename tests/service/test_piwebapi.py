@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from service.errors import BadInputError
-from service.piwebapi import read_streamset, write_body
-from service.quality import Quality
-from service.tagmap import TagMap, TagMapError, load_tag_map
+from service.contracts.errors import BadInputError
+from service.plant.piwebapi import read_streamset, write_body
+from service.plant.quality import Quality
+from service.plant.tagmap import TagMap, TagMapError, load_tag_map
 
 GOLDEN = Path(__file__).parent / "golden"
 G, U, B = Quality.GOOD, Quality.UNCERTAIN, Quality.BAD

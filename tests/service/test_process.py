@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.registry import Registry
+from service.contracts.registry import Registry
 from tests.service.conftest import Published, start_server, tiny_records
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z, the test data's first sample

@@ -11,10 +11,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from service.bias import BiasConfig, BiasFilter
-from service.drift import RollingWindow, bin_counts, psi
-from service.features import DerivedSignal, FeaturePlan, LagFeature
-from service.rows import forward_fill
+from service.contracts.features import DerivedSignal, FeaturePlan, LagFeature
+from service.lab.bias import BiasConfig, BiasFilter
+from service.monitoring.drift import RollingWindow, bin_counts, psi
+from service.scoring.rows import forward_fill
 
 finite = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)
 

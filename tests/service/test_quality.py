@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from service.errors import BadInputError
-from service.quality import Quality, from_number, from_opcda, from_opcua, from_pi, from_text
+from service.contracts.errors import BadInputError
+from service.plant.quality import Quality, from_number, from_opcda, from_opcua, from_pi, from_text
 
 G, U, B = Quality.GOOD, Quality.UNCERTAIN, Quality.BAD
 

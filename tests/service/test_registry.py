@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from service.card import (
+from service.contracts.card import (
     DataSummary,
     FeatureCard,
     ModelCard,
@@ -27,7 +27,7 @@ from service.card import (
     TargetCard,
     ValidRange,
 )
-from service.registry import (
+from service.contracts.registry import (
     CHAMPION_FILE,
     MAX_PREVIOUS,
     CorruptModelError,
@@ -513,7 +513,7 @@ def test_error_family_statuses() -> None:
 CRASH_CHILD = """
 import os, sys
 from pathlib import Path
-from service.registry import Registry
+from service.contracts.registry import Registry
 from tests.service.test_registry import make_files
 
 reg = Registry(Path(sys.argv[1]))

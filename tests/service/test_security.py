@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from service.app import create_app
+from service.api.app import create_app
 from tests.service.conftest import Published, make_settings
 
 TOKEN = "adm-5b0c9e7d41f2-token"
@@ -52,7 +52,7 @@ def test_token_is_compared_in_constant_time_and_never_logged(
         calls.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr(hmac, "compare_digest", spy)  # service.app calls hmac.compare_digest
+    monkeypatch.setattr(hmac, "compare_digest", spy)  # service.api.app calls hmac.compare_digest
     settings = make_settings(published.root, tmp_path, admin_token=TOKEN)
     with caplog.at_level(logging.DEBUG), TestClient(create_app(settings)) as c:
         for given in ("wrong", TOKEN[:-1], TOKEN + "x", TOKEN):

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from service.app import create_app
-from service.registry import Registry
-from service.status import (
+from service.api.app import create_app
+from service.contracts.registry import Registry
+from service.scoring.status import (
     BAD,
     GOOD,
     UNCERTAIN,

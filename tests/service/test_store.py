@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from service.store import LabRecord, LabStore, StoreConflictError, StoreError
+from service.lab.store import LabRecord, LabStore, StoreConflictError, StoreError
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = 1_790_000_000.0
@@ -185,7 +185,7 @@ def test_predictions_are_replaced_pruned_and_validated(store: LabStore) -> None:
 
 CRASH_CHILD = """
 import sys
-from service.store import LabStore
+from service.lab.store import LabStore
 
 store = LabStore(sys.argv[1])
 start = float(sys.argv[2])

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from service.app import create_app
-from service.rows import Series
+from service.api.app import create_app
+from service.scoring.rows import Series
 from tests.service.conftest import Published, make_settings, tiny_records
 
 

@@ -10,7 +10,7 @@ import httpx
 import numpy as np
 import pytest
 
-from service.registry import Registry
+from service.contracts.registry import Registry
 from tests.service.conftest import Published, ServerProcess, expected_estimates, start_server
 
 httpclient = pytest.importorskip("tritonclient.http", reason="tritonclient[http] not installed")

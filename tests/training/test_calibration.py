@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.alarms import AlarmConfig, SensorDrift
-from service.bias import BiasConfig, BiasFilter
-from service.card import ModelCard
-from service.registry import Registry
-from service.runtime import LoadedModel, load_model
-from service.validity import InputValidity
+from service.contracts.card import ModelCard
+from service.contracts.registry import Registry
+from service.lab.bias import BiasConfig, BiasFilter
+from service.monitoring.alarms import AlarmConfig, SensorDrift
+from service.scoring.runtime import LoadedModel, load_model
+from service.scoring.validity import InputValidity
 from training.calibration import _frozen_normal, _plan, _read_rows, _replay_bias, _spans
 from training.config import CAConfig, NetworkConfig, TrainConfig
 from training.data import Dataset, load_dataset
@@ -52,7 +52,7 @@ def _estimates(ds: Dataset, model: LoadedModel, part: str) -> np.ndarray:
 
 
 def test_replayed_bias_is_the_services_filter() -> None:
-    """Results arriving ``delay`` rows after their sample, through service.bias.BiasFilter."""
+    """Results arriving ``delay`` rows after their sample, through service.lab.bias.BiasFilter."""
     rng = np.random.default_rng(2)
     index = np.arange(0, 400, 10)
     y, estimate = rng.normal(size=40), rng.normal(size=40)

@@ -12,8 +12,8 @@ import onnx
 import pytest
 import torch
 
-from service.card import render_markdown
-from service.registry import Registry
+from service.contracts.card import render_markdown
+from service.contracts.registry import Registry
 from tests.conftest import TINY_SPEC, write_tiny_csv
 from training.appraisal import CAPruner
 from training.config import CAConfig, NetworkConfig, TrainConfig

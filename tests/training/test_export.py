@@ -10,8 +10,8 @@ import onnx
 import pytest
 import torch
 
-from service.card import ModelCard
-from service.registry import Registry
+from service.contracts.card import ModelCard
+from service.contracts.registry import Registry
 from training.cli import main
 from training.config import CAConfig, NetworkConfig, TrainConfig
 from training.data import Dataset, load_dataset

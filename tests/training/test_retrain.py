@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from service.registry import Registry
+from service.contracts.registry import Registry
 from training.cli import main
 from training.config import CAConfig, NetworkConfig, TrainConfig
 from training.data import load_dataset

@@ -1,0 +1,365 @@
+"""Request and response bodies: pydantic at the edge, so a bad field is named with its reason.
+
+Numbers are strict (no strings, no booleans) and finite; a ``null`` value means "not sent"
+and is imputed with a flag. Timestamps are ISO 8601 strings or POSIX seconds.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StrictFloat,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"  # a model name (the registry's rule)
+VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+StreamId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:/-]+$")]
+# Numbers first: the smart union then settles a POSIX time without trying a date parse,
+# 4x quicker on a long columnar batch (the result is the same either way).
+Stamp = StrictFloat | datetime
+# Lab sample times are stored and listed as dates: keep them inside what a datetime holds
+# (years 1..9999, a day of margin for time zones), or one bad value would break the listing.
+# The bounds are in the schema too, so a client (and a schema fuzzer) knows them.
+POSIX_MIN = datetime(1, 1, 1, tzinfo=UTC).timestamp()
+POSIX_MAX = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
+DateSeconds = Annotated[StrictFloat, Field(ge=POSIX_MIN, le=POSIX_MAX)]
+
+
+def _text_not_number(value: object) -> object:
+    """A date branch that reads ISO text only: pydantic would read a number (or numeric
+    text) as seconds or milliseconds by its size, so a number refused by the seconds
+    branch's bounds would come back through here as some other date."""
+    if isinstance(value, int | float):
+        raise ValueError("a number here is POSIX seconds, within years 1..9999")
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return value
+        raise ValueError("a number here is POSIX seconds, within years 1..9999")
+    return value
+
+
+IsoTime = Annotated[datetime, BeforeValidator(_text_not_number)]
+DateStamp = DateSeconds | IsoTime
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+# The examples the schema shows are requests the default model (the simulated Column A of
+# the quickstart) answers: all twelve of its sensors, at one steady-state minute.
+_COLUMN_A_READING: dict[str, JsonValue] = {
+    "T03": 82.14, "T08": 81.45, "T13": 79.75, "T21": 76.17, "T28": 73.11, "T34": 70.21,
+    "T39": 69.29, "F": 0.99, "L": 2.51, "V": 3.006, "D": 0.4819, "B": 0.4918,
+}  # fmt: skip
+_RECORDS_EXAMPLE: dict[str, JsonValue] = {
+    "model": "column_a",
+    "stream": "unit-1",
+    "records": [{"timestamp": "2026-01-01T05:00:00Z", "values": dict(_COLUMN_A_READING)}],
+}
+_COLUMNS_EXAMPLE: dict[str, JsonValue] = {
+    "model": "column_a",
+    "timestamp": [1767243600.0],
+    "columns": {name: [value] for name, value in _COLUMN_A_READING.items()},
+}
+
+
+class Record(_Body):
+    """One sample: when it was taken and the signals' values (null = not available)."""
+
+    timestamp: Stamp | None = None
+    values: dict[str, StrictFloat | None]
+
+
+class PredictRequest(_Body):
+    """Rows as ``records`` or as ``columns`` (one list per signal, plus ``timestamp``)."""
+
+    model: Name | None = Field(default=None, description="model name; default: the service's")
+    stream: StreamId | None = Field(
+        default=None,
+        description="stateful stream id: the service remembers the history lags need",
+    )
+    records: list[Record] | None = None
+    timestamp: list[Stamp] | None = Field(default=None, description="columnar: sample times")
+    columns: dict[str, list[StrictFloat | None]] | None = Field(
+        default=None, description="columnar: one list of values per signal"
+    )
+
+    @property
+    def rows(self) -> int:
+        """How many rows the request carries."""
+        if self.records is not None:
+            return len(self.records)
+        return len(next(iter(self.columns.values()), ())) if self.columns else 0
+
+    @model_validator(mode="after")
+    def _one_layout(self) -> PredictRequest:
+        if (self.records is None) == (self.columns is None):
+            raise ValueError("send either 'records' or 'columns', not both and not neither")
+        if self.columns is not None:
+            lengths = {k: len(v) for k, v in self.columns.items()}
+            if self.timestamp is not None:
+                lengths["timestamp"] = len(self.timestamp)
+            if len(set(lengths.values())) > 1:
+                raise ValueError(f"columns must have equal lengths, got {lengths}")
+        return self
+
+    model_config = ConfigDict(
+        extra="forbid",
+        allow_inf_nan=False,
+        json_schema_extra={"examples": [_RECORDS_EXAMPLE, _COLUMNS_EXAMPLE]},
+    )
+
+
+Status = Literal["good", "uncertain", "bad"]
+REASONS = (
+    "why a row is not good (service.scoring.status): out_of_range:<signal>, "
+    "outside_training:<signal>, "
+    "imputed:<signal>, frozen:<signal>, drift:<signal>, missing_history, t2, spe, clamped, "
+    "bias_stale"
+)
+
+
+class Flags(BaseModel):
+    """What is doubtful about one estimate, read from its reasons. An estimate is always
+    given, with its status."""
+
+    out_of_range: list[str] = Field(description="signals outside their valid range")
+    outside_training: list[str] = Field(description="signals outside their training range")
+    frozen: list[str] = Field(description="signals unchanged for longer than their window")
+    imputed: list[str] = Field(description="signals not sent, carried forward")
+    drift: list[str] = Field(description="sensors the stream's drift detector flags")
+    missing_history: bool = Field(description="lags reached before the first known sample")
+    clamped: bool = Field(description="estimate clamped to the target's physical range")
+
+
+class Estimate(BaseModel):
+    timestamp: datetime | float | None = Field(description="as sent")
+    estimate: float = Field(description="the model's estimate, within the physical range")
+    estimate_corrected: float = Field(description="estimate + the stream's lab-result bias")
+    interval: tuple[float, float] = Field(
+        description="conformal prediction interval of the corrected value (card's coverage)"
+    )
+    model_version: str
+    status: Status
+    reasons: list[str] = Field(description=REASONS)
+    t2: float | None = Field(description="Hotelling T2 of the inputs (None: no calibration)")
+    spe: float | None = Field(description="SPE (Q) of the inputs (None: no calibration)")
+    flags: Flags
+
+
+class PredictResponse(BaseModel):
+    model: str
+    model_version: str
+    unit: str
+    stream: str = Field(description="the stream the rows belong to ('default' if none named)")
+    bias: float
+    alarms: list[str] = Field(
+        description="the stream's alarms on after these rows: frozen, drift, residual, "
+        "analyzer_silent"
+    )
+    rows: list[Estimate]
+
+
+class RowFlags(Flags):
+    row: int
+    status: Status
+    reasons: list[str] = Field(description=REASONS)
+
+
+class ColumnarPredictResponse(BaseModel):
+    """The answer to a columnar request: one list per field; flags only for rows not good."""
+
+    model: str
+    model_version: str
+    unit: str
+    stream: str
+    bias: float
+    alarms: list[str]
+    timestamp: list[Any] | None
+    estimate: list[float]
+    estimate_corrected: list[float]
+    interval_low: list[float]
+    interval_high: list[float]
+    status: list[Status]
+    t2: list[float] | None
+    spe: list[float] | None
+    frozen: list[str] = Field(description="signals frozen at the last row")
+    flags: list[RowFlags]
+
+
+def _posix(stamp: Stamp) -> float:
+    """POSIX seconds of a stamp (a naive datetime is UTC), as the data plane reads it."""
+    if isinstance(stamp, datetime):
+        return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).timestamp()
+    return float(stamp)
+
+
+class LabResult(_Body):
+    sample_time: DateStamp = Field(description="when the sample was drawn (not when analysed)")
+    value: StrictFloat
+    stream: StreamId | None = Field(
+        default=None, description="the unit sampled; default: the model's default stream"
+    )
+
+    @field_validator("sample_time")
+    @classmethod
+    def _a_real_date(cls, stamp: Stamp) -> Stamp:
+        if not POSIX_MIN <= _posix(stamp) <= POSIX_MAX:
+            raise ValueError("sample time outside years 1..9999")
+        return stamp
+
+
+class LabRequest(_Body):
+    model: Name | None = None
+    results: list[LabResult] = Field(min_length=1, max_length=10_000)
+
+    model_config = ConfigDict(
+        extra="forbid",
+        allow_inf_nan=False,
+        json_schema_extra={
+            "examples": [
+                {
+                    "model": "column_a",
+                    "results": [
+                        {"sample_time": "2026-01-01T05:00:00Z", "value": 0.878, "stream": "unit-1"}
+                    ],
+                }
+            ]
+        },
+    )
+
+    @model_validator(mode="after")
+    def _one_result_per_sample_time(self) -> LabRequest:
+        """Two results for one sample of one stream in one request: refused whole, before
+        anything is stored (one would be stored and the other a conflict, half applied)."""
+        seen: dict[tuple[str | None, float], int] = {}
+        for i, result in enumerate(self.results):
+            key = (result.stream, _posix(result.sample_time))
+            if key in seen:
+                raise ValueError(
+                    f"results[{i}].sample_time: duplicated (same sample as results[{seen[key]}])"
+                )
+            seen[key] = i
+        return self
+
+
+class LabOutcome(BaseModel):
+    stream: str
+    sample_time: datetime
+    stored: bool = Field(description="false: this (model, stream, sample time) was stored already")
+    accepted: bool = Field(description="used for the bias update")
+    reason: str | None
+    estimate: float | None
+    residual: float | None
+    bias: float = Field(description="the stream's bias after this result")
+
+
+class LabResponse(BaseModel):
+    model: str
+    outcomes: list[LabOutcome]
+
+
+class StoredLab(BaseModel):
+    model: str
+    stream: str
+    sample_time: datetime
+    value: float
+    received: datetime
+    estimate: float | None
+    residual: float | None
+    accepted: bool
+    reason: str | None
+
+
+class PromoteRequest(_Body):
+    version: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class ErrorBody(BaseModel):
+    error: str
+    detail: Any = None
+
+
+# ---- Open Inference Protocol v2 (KServe / Triton HTTP) ----------------------------------
+
+
+# Numbers, flat or nested in row-major order. Checked by the route itself (iteratively, so
+# that a deep nesting cannot exhaust the stack); the schema says what it accepts.
+TensorData = Annotated[
+    list[Any],
+    WithJsonSchema(
+        {
+            "type": "array",
+            "items": {"anyOf": [{"type": "number"}, {"type": "array", "items": {}}]},
+            "description": "numbers, flat or nested, row-major; no booleans, strings or nulls",
+        }
+    ),
+]
+
+
+class V2Tensor(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    # The models served take a feature matrix: [rows, features], at least one row.
+    shape: list[Annotated[int, Field(ge=1)]] = Field(min_length=2, max_length=2)
+    datatype: Literal["FP32", "FP64", "FP16", "INT32", "INT64"]
+    parameters: dict[str, Any] | None = None
+    data: TensorData
+
+
+class V2RequestOutput(BaseModel):
+    name: str
+    parameters: dict[str, Any] | None = None
+
+
+class V2InferRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
+    inputs: list[V2Tensor] = Field(min_length=1, max_length=1)  # one feature matrix
+    outputs: list[V2RequestOutput] | None = None
+
+
+class V2OutputTensor(BaseModel):
+    name: str
+    shape: list[int]
+    datatype: str
+    data: list[float]
+
+
+class V2InferResponse(BaseModel):
+    model_name: str
+    model_version: str | None = None
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
+    outputs: list[V2OutputTensor]
+
+
+class V2TensorMeta(BaseModel):
+    name: str
+    datatype: str
+    shape: list[int]
+
+
+class V2ModelMetadata(BaseModel):
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[V2TensorMeta]
+    outputs: list[V2TensorMeta]

@@ -1,0 +1,423 @@
+"""The model card: everything the service needs to trust, check and explain a model.
+
+Training writes it beside ``model.onnx``; the service validates it on load. One pydantic
+model owns the contract so the two sides cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from service.contracts.features import DerivedSignal, LagFeature
+
+CARD_SCHEMA_VERSION = 1
+
+
+class _Strict(BaseModel):
+    """Unknown keys are refused: a typo in a card is an error, not a silent default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ValidRange(_Strict):
+    """Physically plausible values of a signal, in its engineering unit."""
+
+    low: float
+    high: float
+
+    @model_validator(mode="after")
+    def _check_order(self) -> ValidRange:
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        return self
+
+
+class SignalCard(_Strict):
+    """A signal the historian sends (or one derived from those)."""
+
+    name: str
+    unit: str
+    valid_range: ValidRange
+    description: str = ""
+    derived_from: dict[str, float] | None = None  # weights, when derived
+    derived_offset: float = 0.0
+    # False when pruning removed every input that needs it: historians may still send it.
+    used: bool = True
+
+    def to_derived(self) -> DerivedSignal | None:
+        """The plain dataclass the feature assembly uses, for derived signals."""
+        if self.derived_from is None:
+            return None
+        return DerivedSignal(self.name, dict(self.derived_from), self.derived_offset)
+
+
+class FeatureCard(_Strict):
+    """One model input, in the order of the ONNX input's columns."""
+
+    name: str
+    signal: str
+    lag: int = Field(ge=0)
+    unit: str
+    valid_range: ValidRange
+
+    def to_lag_feature(self) -> LagFeature:
+        """The plain dataclass the feature assembly uses."""
+        return LagFeature(self.signal, self.lag)
+
+
+class TargetCard(_Strict):
+    """The quality estimated, and how late the analyzer that measures it reports."""
+
+    name: str
+    unit: str
+    valid_range: ValidRange
+    analyzer_delay_samples: int = Field(ge=0)
+    sample_interval_s: float | None = Field(default=None, gt=0)
+    # What the network was fitted to ("log": ln(y - low), "logit": ln((y - low) / (high - y))
+    # on valid_range). The graph inverts it: the model's output is in ``unit`` regardless.
+    transform: Literal["none", "log", "logit"] = "none"
+
+
+class DataSummary(_Strict):
+    """Where the training data came from and how it was split."""
+
+    source: str
+    sha256: str
+    rows_read: int
+    rows_used: int
+    rows_train: int
+    rows_validation: int
+    rows_test: int
+    first_time: str | None = None
+    last_time: str | None = None
+    noise_sigma: float = 0.0
+    values_out_of_range: int = 0
+    values_filled: int = 0
+    # Analyzer values outside the target's declared range, left out as labels (warned).
+    target_out_of_range: int = 0
+
+
+class ReferenceStats(_Strict):
+    """A feature's (or the prediction's) distribution on the training split, for drift."""
+
+    name: str
+    bin_edges: list[float]
+    counts: list[int]
+    mean: float
+    std: float
+    min: float
+    max: float
+
+    @model_validator(mode="after")
+    def _check_bins(self) -> ReferenceStats:
+        if len(self.bin_edges) != len(self.counts) + 1:
+            raise ValueError("bin_edges must have one more entry than counts")
+        if any(b >= a for a, b in zip(self.bin_edges[1:], self.bin_edges[:-1], strict=False)):
+            raise ValueError("bin_edges must increase strictly")
+        return self
+
+
+class RegressionMetrics(_Strict):
+    """Error of the estimate against the analyzer on one split."""
+
+    rmse: float
+    mae: float
+    r2: float
+    rows: int
+
+
+class PruningReport(_Strict):
+    """What pruning did, with every knob it ran with, so a run can be repeated."""
+
+    method: str
+    config: dict[str, Any]
+    pruning_rate: float = Field(ge=0, le=1)
+    pruning_rate_per_layer: list[float]
+    neurons_removed: list[int]
+    inputs_removed: list[str]
+    params_before: int
+    params_after: int
+
+
+class BaselineCard(_Strict):
+    """A simple alternative scored on the same features and split as the model."""
+
+    description: str
+    alpha: float | None = None  # ridge: the penalty chosen on validation
+    feature: str | None = None  # persistence: the lagged analyzer value it repeats
+    metrics: dict[Literal["validation", "test"], RegressionMetrics]
+
+
+class LagSelection(_Strict):
+    """The lags of one signal offered to the network, and those pruning kept."""
+
+    candidates: list[int]
+    kept: list[int]
+
+
+class EnsembleCard(_Strict):
+    """Networks trained from different seeds, averaged inside the one ONNX graph."""
+
+    members: int = Field(ge=1)
+    seeds: list[int]
+    pruning_rate: list[float]  # per member
+    ended_linear: list[bool]  # per member: nothing beat its starting ridge solution
+
+
+class IntervalCalibration(_Strict):
+    """Split conformal prediction interval of the bias-corrected estimate.
+
+    On the validation split, the service's bias filter is replayed over the analyzer results
+    as they would have arrived (each one ``analyzer_delay_samples`` after its sample), and each
+    result gives a score ``(lab - corrected) / scale(corrected)`` with
+    ``scale(c) = max(|c|, scale_floor) ** scale_power``. The interval served is
+    ``corrected + [low, high] * scale(corrected)``, ``low`` and ``high`` being the scores'
+    finite-sample-corrected quantiles for ``coverage``. The scale lets the width follow the
+    estimate's level (impurity errors grow with the impurity); its power is fitted on the
+    training split, never on the rows the quantiles come from.
+    """
+
+    method: Literal["split_conformal"] = "split_conformal"
+    coverage: float = Field(gt=0, lt=1)
+    low: float
+    high: float
+    scale_power: float = Field(ge=0, le=1)
+    scale_floor: float = Field(gt=0)
+    bias_gain: float = Field(gt=0, le=1)  # the bias filter's gain in the replay
+    results: int = Field(ge=1)  # validation results the quantiles come from
+    validation_coverage: float  # share of those inside their interval (>= coverage)
+
+
+class InputPCA(_Strict):
+    """PCA of the model's input signals on the training split: Hotelling T2 and SPE (Q).
+
+    One column per input signal, at the smallest lag the model uses it (``features``), so
+    lagged copies do not outweigh the signals. ``components`` are the ``k`` loadings (rows)
+    on the standardized columns, ``variances`` their eigenvalues. The limits are the 99 %
+    quantiles of T2 and SPE on the validation split (held out), not distribution formulas:
+    process rows are neither normal nor independent. ``residual_sd`` is each column's SPE
+    residual spread on validation (its unit), which the sensor-drift detector divides by.
+    """
+
+    features: list[str]
+    signals: list[str]
+    mean: list[float]
+    scale: list[float]
+    components: list[list[float]]
+    variances: list[float]
+    explained: float = Field(gt=0, le=1)
+    limit_quantile: float = Field(gt=0, lt=1)
+    t2_limit: float = Field(gt=0)
+    spe_limit: float = Field(ge=0)
+    residual_sd: list[float]
+
+    @model_validator(mode="after")
+    def _check_shapes(self) -> InputPCA:
+        m = len(self.features)
+        if not (len(self.signals) == len(self.mean) == len(self.scale) == m):
+            raise ValueError("features, signals, mean and scale must have one entry per column")
+        if len(self.residual_sd) != m or any(len(c) != m for c in self.components):
+            raise ValueError("components and residual_sd must have one entry per column")
+        if not 1 <= len(self.components) == len(self.variances) <= m:
+            raise ValueError("need 1..columns components, one variance each")
+        if min(self.scale) <= 0 or min(self.variances) <= 0:
+            raise ValueError("scales and variances must be positive")
+        return self
+
+
+class TrainingRange(_Strict):
+    """Per feature (card order), the range of the data the model was built from: its training
+    file's rows, widened by ``margin`` of the span on each side."""
+
+    margin: float = Field(ge=0)
+    low: list[float]
+    high: list[float]
+
+
+class AlarmCalibration(_Strict):
+    """Windows and thresholds of the alarms, chosen on held-out normal operation.
+
+    Every threshold is ``margin`` times the largest value its statistic reached on the
+    validation split (or a floor from theory where that is larger), so held-out normal
+    operation stays quiet with room to spare.
+    """
+
+    margin: float = Field(ge=1)
+    # Frozen: the longest stretch each raw signal stayed exactly unchanged in the training
+    # file, in samples; a sensor is frozen only after well beyond that (and the setting).
+    frozen_normal_samples: dict[str, int]
+    # Sensor drift: per PCA column, EWMA over ``sensor_drift_fast_samples`` minus EWMA over
+    # ``sensor_drift_slow_samples`` of its standardized SPE residual; alarm above the limit.
+    # None: the validation split was shorter than the slow window, too short to calibrate.
+    sensor_drift_fast_samples: float = Field(gt=0)
+    sensor_drift_slow_samples: float = Field(gt=0)
+    sensor_drift_limit: list[float] | None
+    # Inputs outside the training range for more than this many consecutive rows: drift.
+    outside_training_samples: int = Field(ge=1)
+    # Residual: the bias filter replayed over the validation results; the residual alarm is
+    # on while |bias| exceeds ``bias_alarm`` times the interval's scale at the corrected
+    # estimate (errors grow with the level; see IntervalCalibration): a correction normal
+    # operation never needed. ``bias_clip`` (target unit) is the largest |bias| the filter
+    # may reach, above the alarm level at high estimates. ``innovation_sd``: spread of
+    # lab - corrected estimate there.
+    innovation_sd: float = Field(gt=0)
+    bias_alarm: float = Field(gt=0)
+    bias_clip: float = Field(gt=0)
+    # Analyzer silent: no new result for this long (data time) after the last sample.
+    lab_silent_after_s: float | None = Field(default=None, gt=0)
+
+
+class Calibration(_Strict):
+    """What the served number promises, computed from the exported model's own estimates."""
+
+    interval: IntervalCalibration
+    inputs: InputPCA
+    training_range: TrainingRange
+    alarms: AlarmCalibration
+
+
+class ModelCard(_Strict):
+    """Everything known about one model version."""
+
+    schema_version: Literal[1] = 1  # CARD_SCHEMA_VERSION
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+    version: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    created: datetime
+    onnx_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    onnx_bytes: int = Field(gt=0)
+    dense_onnx_bytes: int = Field(gt=0)
+    signals: list[SignalCard]
+    features: list[FeatureCard]
+    target: TargetCard
+    data: DataSummary
+    reference: list[ReferenceStats]
+    prediction_reference: ReferenceStats
+    metrics: dict[Literal["train", "validation", "test"], RegressionMetrics]
+    pruning: PruningReport
+    residual_quantiles: dict[str, float]
+    training: dict[str, Any]
+    # Linear baselines fitted on the same features and split (ridge, persistence): what the
+    # model must beat to be worth serving.
+    baseline: dict[str, BaselineCard] = Field(default_factory=dict)
+    # Per signal, the lags offered and the lags the pruned model still reads.
+    lag_selection: dict[str, LagSelection] = Field(default_factory=dict)
+    ensemble: EnsembleCard | None = None
+    # Calibrated interval, input validity (T2/SPE, training range) and alarm thresholds;
+    # absent in cards written before they existed (the service then falls back).
+    calibration: Calibration | None = None
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> ModelCard:
+        known = {s.name for s in self.signals}
+        for f in self.features:
+            if f.signal not in known and f.signal != self.target.name:
+                raise ValueError(f"feature {f.name!r} uses unknown signal {f.signal!r}")
+        if [r.name for r in self.reference] != [f.name for f in self.features]:
+            raise ValueError("reference statistics must list the features in order")
+        if self.calibration is not None:
+            names = [f.name for f in self.features]
+            r = self.calibration.training_range
+            if not len(r.low) == len(r.high) == len(names):
+                raise ValueError("calibration.training_range: one low and high per feature")
+            if any(f not in names for f in self.calibration.inputs.features):
+                raise ValueError("calibration.inputs.features must be features of the card")
+            limits = self.calibration.alarms.sensor_drift_limit
+            if limits is not None and len(limits) != len(self.calibration.inputs.features):
+                raise ValueError("calibration.alarms.sensor_drift_limit: one per PCA column")
+        return self
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def render_markdown(card: ModelCard) -> str:
+    """The card for people: what the model estimates, from what, how well against the simple
+    alternatives, and how small."""
+    m = card.metrics
+    unit = card.target.unit
+    transform = (
+        ""
+        if card.target.transform == "none"
+        else f" The network is fitted to {card.target.transform}({card.target.name}); the "
+        "model file turns it back into the unit above."
+    )
+    lines = [
+        f"# {card.name} {card.version}",
+        "",
+        f"Estimates **{card.target.name}** ({unit}); the analyzer reports it "
+        f"{card.target.analyzer_delay_samples} samples late. Created {card.created.isoformat()}."
+        + transform,
+        "",
+        f"| model | split | rows | RMSE ({unit}) | MAE ({unit}) | R2 |",
+        "|---|---|---|---|---|---|",
+        *(
+            f"| this model | {k} | {v.rows} | {_fmt(v.rmse)} | {_fmt(v.mae)} | {v.r2:.3f} |"
+            for k, v in m.items()
+        ),
+        *(
+            f"| {b.description} | {k} | {v.rows} | {_fmt(v.rmse)} | {_fmt(v.mae)} | {v.r2:.3f} |"
+            for name, b in card.baseline.items()
+            for k, v in b.metrics.items()
+        ),
+        "",
+    ]
+    if "ridge" in card.baseline and "test" in m:
+        ridge = card.baseline["ridge"].metrics["test"].rmse
+        change = (m["test"].rmse - ridge) / ridge
+        lines += [
+            f"On the test split this model's RMSE is {abs(change):.1%} "
+            f"{'below' if change < 0 else 'above'} ridge regression's.",
+            "",
+        ]
+    if card.ensemble is not None and card.ensemble.members > 1:
+        linear = sum(card.ensemble.ended_linear)
+        lines += [
+            f"Ensemble of {card.ensemble.members} pruned networks (seeds "
+            f"{', '.join(map(str, card.ensemble.seeds))}), averaged inside the model file"
+            + (
+                f"; {linear} of them ended at the linear model (nothing beat ridge on validation)"
+                if linear
+                else ""
+            )
+            + ".",
+            "",
+        ]
+    lines += [
+        f"Pruning: {card.pruning.method}, {card.pruning.pruning_rate:.1%} of connections removed "
+        f"(per layer: {', '.join(f'{r:.0%}' for r in card.pruning.pruning_rate_per_layer)}); "
+        f"neurons removed per hidden layer: {', '.join(map(str, card.pruning.neurons_removed))}; "
+        f"parameters {card.pruning.params_before} -> {card.pruning.params_after}; "
+        f"ONNX {card.onnx_bytes} bytes (dense architecture: {card.dense_onnx_bytes}).",
+        "",
+        "Inputs kept: "
+        + (
+            "; ".join(
+                f"{signal} at lag {', '.join(map(str, sel.kept))} (of {len(sel.candidates)})"
+                for signal, sel in card.lag_selection.items()
+                if sel.kept
+            )
+            or ", ".join(f.name for f in card.features)
+        )
+        + ".",
+        "",
+        "Inputs no longer needed: " + (", ".join(card.pruning.inputs_removed) or "none") + ".",
+        "",
+        "| input | unit | valid range |",
+        "|---|---|---|",
+        *(
+            f"| {f.name} | {f.unit} | {f.valid_range.low:g} .. {f.valid_range.high:g} |"
+            for f in card.features
+        ),
+        "",
+        f"Data: {card.data.source} (sha256 {card.data.sha256[:12]}...), "
+        f"{card.data.rows_train}/{card.data.rows_validation}/{card.data.rows_test} rows "
+        "train/validation/test, chronological.",
+        "",
+        f"Model file sha256: `{card.onnx_sha256}`.",
+        "",
+    ]
+    return "\n".join(lines)

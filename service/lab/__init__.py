@@ -1,0 +1,3 @@
+"""Lab and analyzer results: the durable store, the prediction log they are matched against, the
+bias filter.
+"""

@@ -1,0 +1,169 @@
+"""Lab and analyzer results: matched per stream, stored whole or not at all, then applied.
+
+A result names its stream (or is the model's default stream's) and is compared only with
+the estimate that stream was given for its sample time (the prediction log, on disk). Its
+sample time is judged on the stream's data clock: late when the stream has moved on by more
+than ``lab_max_age_s``, refused (422) when it lies after the stream's latest data. The
+request's results are decided in time order on copies of their streams' bias filters,
+stored in one durable transaction, and only then applied to the live state: a request that
+fails or is killed midway changes nothing, and a retry is answered as before.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+from service.api.schemas import LabOutcome, LabRequest, LabResponse, LabResult, StoredLab
+from service.contracts.errors import ConflictError, ModelNotFoundError
+from service.lab.bias import BiasFilter
+from service.lab.store import LabRecord
+from service.parts import Parts
+from service.scoring.slots import ModelSlot
+from service.state.clock import from_posix, to_posix
+from service.state.streams import StreamState
+
+NO_ESTIMATE = "no estimate near this sample time"
+
+
+@dataclass
+class _Item:
+    index: int
+    result: LabResult
+    state: StreamState
+    sample_time: float
+
+
+@dataclass
+class _Decided:
+    item: _Item
+    record: LabRecord | None  # None: a retry of a stored result
+    bias: float  # the stream's bias after this result
+    known: LabRecord | None = None
+
+
+class LabDesk:
+    """``POST`` and ``GET /v1/lab-results``."""
+
+    def __init__(self, parts: Parts) -> None:
+        self.settings = parts.settings
+        self.slots = parts.slots
+        self._stream = parts.stream
+        self._store = parts.store
+        self.metrics = parts.metrics
+        self.rules = parts.rules
+
+    def add(self, req: LabRequest) -> LabResponse:
+        """Check, decide, store durably (one transaction), then update biases and alarms."""
+        slot = self.slots.slot(req.model)
+        now = time.time()
+        items = []
+        for i, result in enumerate(req.results):
+            state = self._stream(slot, result.stream or self.settings.default_stream)
+            t = to_posix(result.sample_time)
+            self.rules.check_lab(t, state.clock, now, f"results[{i}].sample_time")
+            items.append(_Item(i, result, state, t))
+        items.sort(key=lambda item: item.sample_time)
+        with slot.lab_lock:
+            decided, filters = self._decide(slot, items, now)
+            records = [d.record for d in decided if d.record is not None]
+            self._store().add_many(records)  # durable before anything changes or is said
+            for state, bias in filters.items():
+                state.bias = bias
+            for d in decided:
+                if d.record is not None:
+                    d.item.state.take_lab(d.record)
+        outcomes = [self._outcome(slot, d) for d in decided]  # in sample-time order
+        return LabResponse(model=slot.model.name, outcomes=outcomes)
+
+    def _decide(
+        self, slot: ModelSlot, items: list[_Item], now: float
+    ) -> tuple[list[_Decided], dict[StreamState, BiasFilter]]:
+        """Each result's record (or its stored twin), deciding on copies of the filters."""
+        name, store = slot.model.name, self._store()
+        filters: dict[StreamState, BiasFilter] = {}
+        decided = []
+        for item in items:
+            result, state = item.result, item.state
+            known = store.get(name, item.sample_time, state.stream)
+            if known is not None:
+                if known.value != result.value:
+                    raise ConflictError(
+                        f"lab result for {name} stream {state.stream!r} at "
+                        f"{from_posix(item.sample_time).isoformat()} is already stored with "
+                        f"value {known.value}, not {result.value}"
+                    )
+                current = filters.get(state, state.bias).bias
+                decided.append(_Decided(item, None, current, known))
+                continue
+            bias = filters.get(state)
+            if bias is None:
+                live = state.bias
+                bias = BiasFilter(
+                    live.config, bias=live.bias, last_sample_time=live.last_sample_time
+                )
+                filters[state] = bias
+            estimate = store.predictions.find(
+                name, item.sample_time, self.settings.lab_match_tolerance_s, state.stream
+            )
+            accepted, residual = False, None
+            reason: str | None = NO_ESTIMATE
+            if estimate is not None:
+                clock = state.clock if math.isfinite(state.clock) else now
+                decision = bias.update(result.value, estimate, item.sample_time, clock)
+                accepted, reason, residual = decision.accepted, decision.reason, decision.residual
+            record = LabRecord(
+                name,
+                item.sample_time,
+                result.value,
+                now,
+                estimate,
+                residual,
+                accepted,
+                reason,
+                state.stream,
+            )
+            decided.append(_Decided(item, record, bias.bias))
+        return decided, filters
+
+    def _outcome(self, slot: ModelSlot, d: _Decided) -> LabOutcome:
+        state = d.item.state
+        r = d.record or d.known
+        assert r is not None
+        if d.record is None:
+            kind = "duplicate"
+        else:
+            kind = "accepted" if r.accepted else ("unmatched" if r.estimate is None else "rejected")
+        self.metrics.lab_results.labels(slot.model.name, kind).inc()
+        return LabOutcome(
+            stream=state.stream,
+            sample_time=from_posix(d.item.sample_time),
+            stored=d.record is not None,
+            accepted=r.accepted,
+            reason=r.reason,
+            estimate=r.estimate,
+            residual=r.residual,
+            bias=d.bias,
+        )
+
+    def list(
+        self, model: str | None, stream: str | None, since: float | None, limit: int
+    ) -> list[StoredLab]:
+        name = model or self.slots.default_name()
+        if name not in self.slots.served:
+            raise ModelNotFoundError(f"model {name!r} is not served here")
+        return [
+            StoredLab(
+                model=r.model,
+                stream=r.stream,
+                sample_time=from_posix(r.sample_time),
+                value=r.value,
+                received=from_posix(r.received),
+                estimate=r.estimate,
+                residual=r.residual,
+                accepted=r.accepted,
+                reason=r.reason,
+            )
+            for r in self._store().list(name, since, limit, stream)
+        ]

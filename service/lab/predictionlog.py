@@ -1,0 +1,136 @@
+"""The prediction log: each stream's estimate per sample time, for lab results to match.
+
+Predictions are many and replaceable, so they go through their own connection with
+``synchronous=NORMAL`` (crash-consistent in WAL mode: a kill loses nothing committed, a power
+cut may lose the last few), one transaction per scored batch, keyed and searched by
+``(model, stream, sample_time)`` so that finding one costs the same however long the log is;
+retention is the caller's (data-time) choice. The table lives in the store's file
+(``service.lab.store`` creates it).
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import threading
+from collections.abc import Sequence
+from itertools import repeat
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from service.lab.sqlite import connect, errors, finite, text, transaction
+
+
+class PredictionLog:
+    """Predictions in the store's SQLite file, through a connection of their own."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._conn = connect(path, "NORMAL")
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def synchronous(self) -> Any:
+        with self._lock, self._errors("read pragmas"):
+            return self._conn.execute("PRAGMA synchronous").fetchone()[0]
+
+    def _errors(self, action: str) -> contextlib.AbstractContextManager[None]:
+        return errors(self.path, action)
+
+    def record(self, model: str, stream: str, rows: Sequence[tuple[float, float]]) -> int:
+        """Store ``(sample_time, estimate)`` pairs of one stream in one transaction.
+
+        A prediction for a time already stored replaces it (the latest model's word
+        counts). Validated before anything is written: a bad row stores nothing and
+        raises ValueError naming it. Returns the number of rows written.
+        """
+        text("model", model)
+        text("stream", stream)
+        for i, (t, e) in enumerate(rows):
+            finite(f"rows[{i}].sample_time", t)
+            finite(f"rows[{i}].estimate", e)
+        times = np.array([t for t, _ in rows], dtype=np.float64)
+        estimates = np.array([e for _, e in rows], dtype=np.float64)
+        return self.record_batches([(model, stream, times, estimates)])
+
+    def record_batches(
+        self, batches: Sequence[tuple[str, str, NDArray[np.float64], NDArray[np.float64]]]
+    ) -> int:
+        """Store several streams' ``(model, stream, times, estimates)`` in one transaction
+        (the requests scored together); the arrays must be finite. Returns the rows written."""
+        for model, stream, times, estimates in batches:
+            if times.shape != estimates.shape or not (
+                np.isfinite(times).all() and np.isfinite(estimates).all()
+            ):
+                raise ValueError(f"predictions of {model}/{stream}: need finite, equal arrays")
+        total = sum(len(b[2]) for b in batches)
+        if total == 0:
+            return 0
+        with self._lock, self._errors("store predictions"), transaction(self._conn):
+            for model, stream, times, estimates in batches:
+                self._conn.executemany(
+                    "INSERT OR REPLACE INTO predictions (model, stream, sample_time, estimate)"
+                    " VALUES (?, ?, ?, ?)",
+                    zip(repeat(model), repeat(stream), times.tolist(), estimates.tolist()),
+                )
+        return total
+
+    def find(
+        self,
+        model: str,
+        sample_time: float,
+        tolerance_s: float,
+        stream: str | None = None,
+    ) -> float | None:
+        """The stored estimate nearest to ``sample_time`` within ``±tolerance_s``, or None.
+
+        Any stream unless ``stream`` is given. On a tie in distance the later prediction
+        wins, then the first stream by name, so the answer is deterministic.
+        """
+        t = finite("sample_time", sample_time)
+        tol = finite("tolerance_s", tolerance_s)
+        if tol < 0:
+            raise ValueError(f"tolerance_s must be >= 0, got {tolerance_s}")
+        params: builtins.list[Any] = [t, text("model", model)]
+        stream_clause = ""
+        if stream is not None:
+            stream_clause = " AND stream = ?"
+            params.append(text("stream", stream))
+        query = (
+            "SELECT estimate, ABS(sample_time - ?) AS distance FROM predictions"
+            f" WHERE model = ?{stream_clause} AND sample_time BETWEEN ? AND ?"
+            " ORDER BY distance, sample_time DESC, stream LIMIT 1"
+        )
+        with self._lock, self._errors("find prediction"):
+            row = self._conn.execute(query, [*params, t - tol, t + tol]).fetchone()
+        return None if row is None else float(row[0])
+
+    def latest(self, model: str, stream: str) -> float | None:
+        """The newest sample time estimated for a stream: its data clock after a restart."""
+        query = "SELECT MAX(sample_time) FROM predictions WHERE model = ? AND stream = ?"
+        with self._lock, self._errors("read the prediction log"):
+            row = self._conn.execute(query, (text("model", model), text("stream", stream)))
+            value = row.fetchone()[0]
+        return None if value is None else float(value)
+
+    def prune(self, older_than: float, model: str | None = None, stream: str | None = None) -> int:
+        """Delete predictions sampled before ``older_than`` (POSIX s), of one stream when
+        ``model`` and ``stream`` are given (an indexed range), else of all; returns how many.
+
+        Predictions matter only until their lab result can arrive, so retention is a few
+        analyzer delays or the lab turnaround; the caller decides, on the data's clock.
+        """
+        cutoff = finite("older_than", older_than)
+        if model is not None and stream is not None:
+            query = "DELETE FROM predictions WHERE model = ? AND stream = ? AND sample_time < ?"
+            params: tuple[Any, ...] = (text("model", model), text("stream", stream), cutoff)
+        else:
+            query, params = "DELETE FROM predictions WHERE sample_time < ?", (cutoff,)
+        with self._lock, self._errors("prune predictions"):
+            return self._conn.execute(query, params).rowcount

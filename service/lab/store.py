@@ -1,0 +1,328 @@
+"""The durable store: lab results (acknowledged means on disk) and the prediction log.
+
+Lab results are rare and precious: a lab technician will not re-enter a value the service
+acknowledged and then lost. So :meth:`LabStore.add_many` writes a request's results in one
+transaction, committed with ``synchronous=FULL`` in WAL mode (the WAL is fsynced at every
+commit) before it returns: the reply the service sends afterwards is a promise kept across a
+kill or a power cut, and a request killed midway stored nothing. Adding the same result
+twice is harmless (idempotent on ``(model, stream, sample_time)``), so a client may retry.
+
+Predictions are the other half of a residual: a lab result sampled at ``t`` on a stream is
+compared to the estimate that stream was given for ``t``. They live in the same file, written
+and read through ``LabStore.predictions`` (``service.lab.predictionlog``, its own connection).
+
+Only the stdlib (sqlite3) is used. One connection per purpose, each behind its own lock,
+shared by the service's worker threads; SQLite's own locking (with a busy timeout)
+arbitrates between the two connections and other processes (e.g. the retraining job).
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from service.lab.predictionlog import PredictionLog
+from service.lab.sqlite import (
+    StoreConflictError,
+    StoreError,
+    connect,
+    errors,
+    finite,
+    optional_finite,
+    text,
+    transaction,
+)
+
+__all__ = ["DEFAULT_STREAM", "LabRecord", "LabStore", "StoreConflictError", "StoreError"]
+
+SCHEMA_VERSION = 2
+DEFAULT_STREAM = "default"  # the stream of results and rows that name none
+MAX_LIST = 10_000  # a listing is for people and the retraining job; page with ``since``
+_LAB_COLUMNS = "model, stream, sample_time, value, received, estimate, residual, accepted, reason"
+
+_TABLES = """
+CREATE TABLE lab_results (
+    model TEXT NOT NULL,
+    stream TEXT NOT NULL,
+    sample_time REAL NOT NULL,
+    value REAL NOT NULL,
+    received REAL NOT NULL,
+    estimate REAL,
+    residual REAL,
+    accepted INTEGER NOT NULL,
+    reason TEXT,
+    PRIMARY KEY (model, stream, sample_time)
+);
+CREATE INDEX lab_results_time ON lab_results (sample_time);
+CREATE TABLE predictions (
+    model TEXT NOT NULL,
+    stream TEXT NOT NULL,
+    sample_time REAL NOT NULL,
+    estimate REAL NOT NULL,
+    PRIMARY KEY (model, stream, sample_time)
+) WITHOUT ROWID;
+"""
+
+# Version 1 kept lab results per model only, and a prediction table nothing wrote: its
+# results move to the default stream, the prediction table is rebuilt.
+_FROM_V1 = f"""
+ALTER TABLE lab_results RENAME TO lab_results_v1;
+DROP INDEX IF EXISTS lab_results_time;
+DROP TABLE IF EXISTS predictions;
+{_TABLES}
+INSERT INTO lab_results ({_LAB_COLUMNS})
+    SELECT model, '{DEFAULT_STREAM}', sample_time, value, received, estimate, residual,
+           accepted, reason FROM lab_results_v1;
+DROP TABLE lab_results_v1;
+"""
+
+
+# --------------------------------------------------------------------------- plain data
+
+
+@dataclass(frozen=True)
+class LabRecord:
+    """One stored lab result, as the service saw it when it arrived."""
+
+    model: str
+    sample_time: float  # POSIX s: when the sample was taken (not when it was analyzed)
+    value: float
+    received: float  # POSIX s: when the service stored it
+    estimate: float | None  # raw estimate matched at sample_time, None if none was found
+    residual: float | None  # value - estimate
+    accepted: bool  # whether it moved the bias
+    reason: str | None  # why not, if not
+    stream: str = DEFAULT_STREAM
+
+
+def _record(row: tuple[Any, ...]) -> LabRecord:
+    """A LabRecord from a ``SELECT {_LAB_COLUMNS}`` row."""
+    model, stream, sample_time, value, received, estimate, residual, accepted, reason = row
+    return LabRecord(
+        model, sample_time, value, received, estimate, residual, bool(accepted), reason, stream
+    )
+
+
+def _row(r: LabRecord) -> tuple[Any, ...]:
+    """The validated column values of ``r``, in ``_LAB_COLUMNS`` order."""
+    if r.reason is not None and not isinstance(r.reason, str):
+        raise ValueError(f"reason must be a string or None, got {r.reason!r}")
+    return (
+        text("model", r.model),
+        text("stream", r.stream),
+        finite("sample_time", r.sample_time),
+        finite("value", r.value),
+        finite("received", r.received),
+        optional_finite("estimate", r.estimate),
+        optional_finite("residual", r.residual),
+        int(bool(r.accepted)),
+        r.reason,
+    )
+
+
+# --------------------------------------------------------------------------- store
+
+
+class LabStore:
+    """Lab results in one SQLite file (WAL mode), with the prediction log beside them
+    (``predictions``, its own connection)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(self.path, f"cannot create directory: {exc}") from exc
+        self._lab_lock = threading.Lock()
+        self._lab = connect(self.path, "FULL")
+        try:
+            self._create_schema()
+            self.predictions = PredictionLog(self.path)
+        except BaseException:
+            self._lab.close()
+            raise
+        self._closed = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _create_schema(self) -> None:
+        """Create the tables, or migrate a version-1 file; refuse a newer schema."""
+        with self._lab_lock, self._errors("create schema"), transaction(self._lab):
+            self._lab.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
+            )
+            version = self._lab.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
+            if version is not None and version > SCHEMA_VERSION:
+                raise StoreError(
+                    self.path,
+                    f"schema version {version} is newer than this service's {SCHEMA_VERSION}",
+                )
+            if version == SCHEMA_VERSION:
+                return
+            script = _TABLES if version is None else _FROM_V1
+            for statement in script.split(";"):
+                if statement.strip():
+                    self._lab.execute(statement)
+            self._lab.execute("DELETE FROM schema_version")
+            self._lab.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+
+    def close(self) -> None:
+        """Close both connections; later calls fail, a second close does nothing."""
+        with self._lab_lock:
+            if self._closed:
+                return
+            self._closed = True
+            self.predictions.close()
+            self._lab.close()
+
+    def __enter__(self) -> LabStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _errors(self, action: str) -> contextlib.AbstractContextManager[None]:
+        return errors(self.path, action)
+
+    def pragmas(self) -> dict[str, Any]:
+        """The durability settings actually in force, per connection (for checks and logs)."""
+        with self._lab_lock, self._errors("read pragmas"):
+            lab_mode = self._lab.execute("PRAGMA journal_mode").fetchone()[0]
+            lab_sync = self._lab.execute("PRAGMA synchronous").fetchone()[0]
+        pred_sync = self.predictions.synchronous()
+        return {
+            "journal_mode": lab_mode,
+            "synchronous": lab_sync,
+            "predictions_synchronous": pred_sync,
+        }
+
+    # ------------------------------------------------------------------ lab results
+
+    def add(
+        self,
+        model: str,
+        sample_time: float,
+        value: float,
+        received: float,
+        estimate: float | None = None,
+        residual: float | None = None,
+        accepted: bool = False,
+        reason: str | None = None,
+        *,
+        stream: str = DEFAULT_STREAM,
+    ) -> bool:
+        """Store one lab result durably; True if new, False if already stored (unchanged).
+
+        See :meth:`add_many`, of which this is the one-result case.
+        """
+        record = LabRecord(
+            model, sample_time, value, received, estimate, residual, accepted, reason, stream
+        )
+        return self.add_many([record])[0]
+
+    def add_many(self, records: Sequence[LabRecord]) -> list[bool]:
+        """Store results in one transaction; per result, True if new, False if a retry.
+
+        Returns only after the commit reached the disk. A result whose ``(model, stream,
+        sample_time)`` is stored with the same ``value`` is a retry: False, and the stored
+        estimate, residual and decision stay those of the first. One stored with another
+        value raises :class:`StoreConflictError` (409) and nothing of the batch is stored.
+        NaN or infinite numbers raise ValueError naming the field, before anything is written.
+        """
+        rows = [_row(r) for r in records]
+        new = []
+        with self._lab_lock, self._errors("store lab results"), transaction(self._lab):
+            for row in rows:
+                cursor = self._lab.execute(
+                    f"INSERT INTO lab_results ({_LAB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (model, stream, sample_time) DO NOTHING",
+                    row,
+                )
+                if cursor.rowcount == 1:
+                    new.append(True)
+                    continue
+                stored = self._lab.execute(
+                    "SELECT value FROM lab_results"
+                    " WHERE model = ? AND stream = ? AND sample_time = ?",
+                    row[:3],
+                ).fetchone()
+                if stored is None or stored[0] != row[3]:
+                    raise StoreConflictError(
+                        self.path,
+                        f"lab result of {row[0]!r} stream {row[1]!r} at sample_time {row[2]} is "
+                        f"stored with value {None if stored is None else stored[0]}, not "
+                        f"{row[3]}; stored results are never overwritten",
+                    )
+                new.append(False)
+        return new
+
+    def list(
+        self,
+        model: str | None = None,
+        since: float | None = None,
+        limit: int = 100,
+        stream: str | None = None,
+    ) -> builtins.list[LabRecord]:
+        """Stored lab results, newest sample first; ``since`` keeps sample_time >= it."""
+        if not 1 <= limit <= MAX_LIST:
+            raise ValueError(f"limit must be in 1..{MAX_LIST}, got {limit}")
+        clauses: builtins.list[str] = []
+        params: builtins.list[Any] = []
+        for column, value in (("model", model), ("stream", stream)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(text(column, value))
+        if since is not None:
+            clauses.append("sample_time >= ?")
+            params.append(finite("since", since))
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        query = (
+            f"SELECT {_LAB_COLUMNS} FROM lab_results {where}"
+            " ORDER BY sample_time DESC, model, stream LIMIT ?"
+        )
+        with self._lab_lock, self._errors("list lab results"):
+            rows = self._lab.execute(query, (*params, limit)).fetchall()
+        return [_record(r) for r in rows]
+
+    def get(self, model: str, sample_time: float, stream: str = DEFAULT_STREAM) -> LabRecord | None:
+        """The stored result for (model, stream, sample time), if any."""
+        query = (
+            f"SELECT {_LAB_COLUMNS} FROM lab_results"
+            " WHERE model = ? AND stream = ? AND sample_time = ?"
+        )
+        params = (
+            text("model", model),
+            text("stream", stream),
+            finite("sample_time", sample_time),
+        )
+        with self._lab_lock, self._errors("read a lab result"):
+            row = self._lab.execute(query, params).fetchone()
+        return None if row is None else _record(row)
+
+    def history(self, model: str, stream: str) -> builtins.list[LabRecord]:
+        """Every result of a stream, oldest sample first: replaying the accepted ones
+        restores its bias and residual test, the last received its analyzer age."""
+        query = (
+            f"SELECT {_LAB_COLUMNS} FROM lab_results WHERE model = ? AND stream = ?"
+            " ORDER BY sample_time"
+        )
+        with self._lab_lock, self._errors("replay lab results"):
+            rows = self._lab.execute(query, (text("model", model), text("stream", stream)))
+            return [_record(r) for r in rows.fetchall()]
+
+    def streams(self, model: str) -> builtins.list[str]:
+        """The streams of a model that have lab results (restored when the service starts)."""
+        query = "SELECT DISTINCT stream FROM lab_results WHERE model = ? ORDER BY stream"
+        with self._lab_lock, self._errors("list streams"):
+            return [r[0] for r in self._lab.execute(query, (text("model", model),)).fetchall()]

@@ -1,0 +1,158 @@
+"""From what a historian sends to the rows a model scores, with per-row quality flags.
+
+Lagged features are built by ``service.contracts.features.FeaturePlan``, the same code training
+used, over the stream's remembered history followed by the request's rows. Everything is a
+matrix operation over the model's raw signals, so one row costs little more than a thousand, and
+the requests that arrive together are assembled in one pass (``assemble_many``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from service.contracts.features import BULK_VALUES
+from service.scoring.runtime import LoadedModel
+
+Floats = NDArray[np.float64]
+
+
+@dataclass
+class Series:
+    """Time-ordered raw signal values [T, S] (columns = the model's raw signals).
+
+    NaN marks a value not sent (null).
+    """
+
+    times: Floats  # POSIX seconds
+    values: Floats
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def tail(self, n: int) -> Series:
+        """The newest ``n`` rows, or all of them when there are fewer."""
+        start = max(len(self.times) - max(n, 0), 0)  # never negative: that would count from the end
+        return Series(self.times[start:], self.values[start:])
+
+
+@dataclass
+class Assembled:
+    """Feature rows for the request's records, in order, and what is doubtful about each."""
+
+    x: Floats
+    padded: int  # the first rows, whose lags reach back before the first real sample
+    imputed: NDArray[np.bool_]  # [n, S]: value not sent, carried forward
+    out_of_range: NDArray[np.bool_]  # [n, S]: value outside the signal's valid range
+    filled: Series  # the request's rows after imputation (what the stream remembers)
+
+    @property
+    def missing_history(self) -> NDArray[np.bool_]:
+        """Per row: its lags were filled with invented history (the first ``padded`` rows)."""
+        return np.arange(len(self.x)) < self.padded
+
+
+def forward_fill(values: Floats, fallbacks: Floats, bad: NDArray[np.bool_] | None = None) -> Floats:
+    """Carry each column's last seen value over NaN; before any value, use its fallback.
+
+    ``bad`` is ``isnan(values)`` when the caller has it already.
+    """
+    bad = np.isnan(values) if bad is None else bad
+    if not bad.any():
+        return values
+    idx = np.where(bad, -1, np.arange(len(values))[:, None])
+    np.maximum.accumulate(idx, axis=0, out=idx)
+    filled = values[np.maximum(idx, 0), np.arange(values.shape[1])[None, :]]
+    return np.where(idx >= 0, filled, fallbacks[None, :])
+
+
+@dataclass
+class Assembly:
+    """Several requests' rows, assembled together for one onnxruntime call.
+
+    Row ``k`` of ``x`` belongs to the request whose ``bounds`` span contains it; ``parts``
+    holds each request's own view (its rows, flags and filled values).
+    """
+
+    x: Floats
+    doubtful: NDArray[np.bool_]  # per row: a value was imputed or out of range
+    holes: bool  # some value was imputed
+    bounds: list[tuple[int, int]]
+    parts: list[Assembled]
+
+
+def assemble_many(model: LoadedModel, parts: Sequence[tuple[Series, Series | None]]) -> Assembly:
+    """Rows for several requests at once; each request's lags see only its own window.
+
+    Every request gets what it would get alone: its history (if any) followed by its rows,
+    forward filled, padded in front with copies of its oldest row until its first row has
+    full history. The requests' segments are stacked and their rows gathered in one pass,
+    each lag stopping at its own segment's first row (which is what the padding gives).
+
+    A missing value is carried forward from the last one seen (flag ``imputed``); a row
+    whose lags reach before the first known sample repeats the oldest one (flag
+    ``missing_history``). Values outside the card's valid range are flagged, not changed.
+    """
+    h = model.history
+    one = len(parts) == 1
+    raw = parts[0][0].values if one else np.concatenate([b.values for b, _ in parts])
+    # A long series (a bulk request) is assembled by slices; anything else by one gather.
+    bulk = one and len(raw) * len(model.features) > BULK_VALUES
+    imputed = np.isnan(raw)
+    outside = (raw < model.low) | (raw > model.high)  # NaN compares False, silently
+    holes = bool(imputed.any())
+    blocks: list[Floats] = []  # segment k: request k's history rows (if any), then its rows
+    owns: list[Floats] = []
+    pads: list[int] = []
+    at: list[int] = []  # in the stacked segments: each request row ...
+    first: list[int] = []  # ... and the first row of its segment
+    row = start = 0
+    for batch, history in parts:
+        n = len(batch)
+        own = raw[row : row + n]
+        kept = 0 if history is None else len(history)
+        if history is not None and kept:  # remembered rows are filled already
+            blocks.append(history.values)
+            if holes:
+                own = forward_fill(np.vstack([history.values, own]), model.fallbacks)[kept:]
+        elif holes:
+            own = forward_fill(own, model.fallbacks, imputed[row : row + n])
+        blocks.append(own)
+        owns.append(own)
+        pads.append(max(0, h - kept))
+        if not bulk:
+            at.extend(range(start + kept, start + kept + n))
+            first.extend([start] * n)
+        row += n
+        start += kept + n
+    if bulk:  # copied at most once here
+        stacked = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+        if pads[0]:
+            stacked = np.concatenate([np.repeat(stacked[:1], pads[0], axis=0), stacked])
+        x = model.plan.assemble(stacked)[-len(raw) :]
+    else:
+        stacked = raw if len(blocks) == len(parts) and not holes else np.concatenate(blocks)
+        x = model.plan.assemble_at(
+            stacked, np.array(at, dtype=np.intp), np.array(first, dtype=np.intp)
+        )
+    bounds: list[tuple[int, int]] = []
+    assembled: list[Assembled] = []
+    row = 0
+    for (batch, _), pad, own in zip(parts, pads, owns, strict=True):
+        n = len(own)
+        bounds.append((row, row + n))
+        assembled.append(
+            Assembled(
+                x=x[row : row + n],
+                padded=min(pad, n),
+                imputed=imputed[row : row + n],
+                out_of_range=outside[row : row + n],
+                filled=Series(batch.times, own),
+            )
+        )
+        row += n
+    doubtful = np.any(imputed | outside, axis=1)
+    return Assembly(x, doubtful, holes, bounds, assembled)

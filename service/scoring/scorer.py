@@ -1,0 +1,422 @@
+"""Scoring predict requests: rows assembled, scored, checked and judged, state moved on.
+
+Requests that arrive together (``service.scoring.coalescer``) are scored together: per model one
+lag assembly, one validity assessment and one onnxruntime call, then each request is
+finished as if it came alone: its stream's trackers, its rows' status, its answer. The
+prediction log of the whole batch is written in one transaction before anyone is answered,
+so a lab result for any answered row can be matched after a kill -9.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from service.api.schemas import PredictRequest
+from service.contracts.card import IntervalCalibration
+from service.contracts.errors import BadInputError, ModelFaultError, ServiceError
+from service.monitoring.changes import ChangeTracker
+from service.parts import Parts
+from service.scoring.answers import Scored, columns_answer, records_answer
+from service.scoring.parsing import read_series, row_field
+from service.scoring.rows import Assembled, Floats, Series, assemble_many
+from service.scoring.runtime import LoadedModel
+from service.scoring.slots import ModelSlot
+from service.scoring.status import (
+    BAD,
+    STATUS_NAMES,
+    RowEvidence,
+    SignalEvidence,
+    Statuses,
+    decide,
+)
+from service.scoring.validity import Assessment
+from service.state.streams import StreamState
+
+Answer = dict[str, Any] | ServiceError
+LogRows = list[tuple[str, str, Floats, Floats]]
+PRUNE_EVERY_ROWS = 5_000  # a stream's log is pruned to its retention this often
+
+
+def _non_finite(
+    model: LoadedModel, rows: Assembled, estimate: Floats, history: Series | None
+) -> ServiceError:
+    """The error for estimates that came out NaN or infinite.
+
+    A verified model gives finite estimates on plausible inputs (its load-time probe checks
+    that), so when values outside their valid range fed a row that gives none, the values
+    are to blame (a historian's 1e30 "bad value" overflows the float32 graph): a 422 naming
+    the signals. The value may be a lag: an earlier row of the request, or of the stream's
+    remembered history. Otherwise it is the model's fault, a 500.
+    """
+    bad = np.flatnonzero(~np.isfinite(estimate))
+    outside = rows.out_of_range[: bad[-1] + 1].any(axis=0)  # the rows up to the last bad one
+    if history is not None and len(history):
+        outside |= ((history.values < model.low) | (history.values > model.high)).any(axis=0)
+    if outside.any():
+        names = [model.raw_signals[j] for j in np.flatnonzero(outside)]
+        return BadInputError(
+            f"records {bad[:5].tolist()}: values of {names} (in these records or in the "
+            "history their lags use) lie so far outside their valid range that the model "
+            "gives no finite estimate"
+        )
+    return ModelFaultError(f"model {model.name} {model.version} gave a non-finite estimate")
+
+
+@dataclass
+class _Part:
+    """One predict request, read and checked, waiting to be scored with the others."""
+
+    req: PredictRequest
+    state: StreamState
+    stateful: bool  # named its stream: lag history and trackers are the stream's
+    batch: Series
+    stamps: Any  # as sent, echoed back
+    history: Series | None
+
+
+def _names(names: Sequence[str], flags: NDArray[np.bool_]) -> list[str]:
+    return [n for n, hit in zip(names, flags.tolist(), strict=True) if hit]
+
+
+def _run_length(flags: NDArray[np.bool_], before: int) -> int:
+    """Consecutive True values at the end of ``flags``, continuing a run of ``before``."""
+    if flags.all():
+        return before + len(flags)
+    return int(len(flags) - 1 - np.flatnonzero(~flags)[-1])
+
+
+class Scorer:
+    """The predict path of the service."""
+
+    def __init__(self, parts: Parts) -> None:
+        self.settings = parts.settings
+        self.slots = parts.slots
+        self._stream = parts.stream
+        self._store = parts.store
+        self.metrics = parts.metrics
+        self.rules = parts.rules
+        self._unpruned: dict[tuple[str, str], int] = {}
+        self._statuses: dict[str, list[Any]] = {}  # model -> Prometheus child per status
+
+    def _status_counters(self, model: str) -> list[Any]:
+        children = self._statuses.get(model)
+        if children is None:
+            children = [self.metrics.statuses.labels(model, s) for s in STATUS_NAMES]
+            self._statuses[model] = children
+        return children
+
+    def predict_many(self, reqs: Sequence[PredictRequest]) -> list[Answer]:
+        """Answers for requests that arrived together, each exactly what it gets alone.
+
+        A request's mistake is its own answer (an error), not its neighbours'. A stream
+        named twice is the only order that matters: its second request needs the first
+        one's rows, so everything gathered before it is finished first.
+        """
+        answers: list[Answer | None] = [None] * len(reqs)
+        groups: dict[int, tuple[ModelSlot, list[tuple[int, _Part]]]] = {}
+        streams: set[tuple[str, str]] = set()
+        for i, req in enumerate(reqs):
+            try:
+                slot = self.slots.slot(req.model)
+                key = (slot.model.name, req.stream or "")
+                if req.stream is not None and key in streams:
+                    self._score_all(groups, answers)
+                    groups, streams = {}, set()
+                part = self._part(slot, req)
+            except ServiceError as exc:
+                answers[i] = exc
+                continue
+            if req.stream is not None:
+                streams.add(key)
+            groups.setdefault(id(slot), (slot, []))[1].append((i, part))
+        self._score_all(groups, answers)
+        done = [a for a in answers if a is not None]
+        if len(done) != len(reqs):
+            raise RuntimeError("a predict request was left without an answer")
+        return done
+
+    def _part(self, slot: ModelSlot, req: PredictRequest) -> _Part:
+        model = slot.model
+        batch, stamps = read_series(model, req, self.settings.max_batch_rows)
+        stateful = req.stream is not None
+        state = self._stream(slot, req.stream or self.settings.default_stream)
+        clock = state.clock if stateful else -np.inf
+        self.rules.check_rows(batch.times, clock, time.time(), row_field(req))
+        history = None
+        if stateful:
+            state.check_order(float(batch.times[0]))
+            history = state.history
+        return _Part(req, state, stateful, batch, stamps, history)
+
+    def _score_all(
+        self,
+        groups: dict[int, tuple[ModelSlot, list[tuple[int, _Part]]]],
+        answers: list[Answer | None],
+    ) -> None:
+        log: LogRows = []
+        for slot, items in groups.values():
+            self._score(slot, items, answers, log)
+        if log:
+            self._store().predictions.record_batches(log)
+            self._prune(log)
+
+    def _score(
+        self,
+        slot: ModelSlot,
+        items: list[tuple[int, _Part]],
+        answers: list[Answer | None],
+        log: LogRows,
+    ) -> None:
+        """Assemble, assess and score one model's requests together, then finish each."""
+        model = slot.model
+        rows = assemble_many(model, [(p.batch, p.history) for _, p in items])
+        validity = slot.validity
+        drifts = any(p.stateful and p.state.monitors.sensor_drift for _, p in items)
+        assessment = validity.assess(rows.x, drifts) if validity is not None else None
+        clamp = validity is not None and self.settings.clamp_inputs
+        estimate = model.predict(validity.clamp(rows.x) if clamp and validity else rows.x)
+        if not np.isfinite(estimate).all():  # refuse only the requests it happened to
+            for (i, p), part, (a, b) in zip(items, rows.parts, rows.bounds, strict=True):
+                if not np.isfinite(estimate[a:b]).all():
+                    answers[i] = _non_finite(model, part, estimate[a:b], p.history)
+        quiet = ~rows.doubtful  # rows no batch-wide evidence flags: most of them, usually
+        if assessment is not None and validity is not None:
+            quiet &= (assessment.t2 <= validity.t2_limit) & (assessment.spe <= validity.spe_limit)
+            quiet &= ~assessment.outside.any(axis=1)
+        scored, imputed = 0, []
+        counts = np.zeros(3, dtype=np.int64)  # rows by status, counted once per batch
+        for (i, p), part, (a, b) in zip(items, rows.parts, rows.bounds, strict=True):
+            if p.stateful:  # also when refused: the samples happened, the stream moves on,
+                with p.state.lock:  # and an absurd value leaves its lags after ``history``
+                    p.state.remember(part.filled, model.history)
+            if answers[i] is not None:  # refused above
+                continue
+            assessed = _slice(assessment, a, b)
+            answers[i] = self._finish(
+                slot, p, part, estimate[a:b], assessed, bool(quiet[a:b].all()), counts
+            )
+            log.append((model.name, p.state.stream, p.batch.times, estimate[a:b]))
+            scored += b - a
+            if rows.holes:
+                imputed.append(part.imputed.sum(axis=0))
+        slot.rows_counter.inc(scored)
+        for code, count in enumerate(counts.tolist()):
+            if count:
+                self._status_counters(model.name)[code].inc(count)
+        if imputed:  # a sensor or the analyzer not reporting
+            for j, count in enumerate(np.sum(imputed, axis=0).tolist()):
+                if count:
+                    self.metrics.imputed.labels(model.name, model.raw_signals[j]).inc(count)
+
+    def _track(
+        self, slot: ModelSlot, p: _Part, part: Assembled, estimate: Floats, a: Assessment | None
+    ) -> tuple[NDArray[np.bool_], NDArray[np.bool_] | None]:
+        """Move the stream's trackers on by the request's rows; per row, which signals are
+        frozen and which sensors drift (None without a drift detector)."""
+        state, model = p.state, slot.model
+        m = state.monitors
+        times = p.batch.times
+        drifting = None
+        with state.lock:
+            if p.stateful:
+                unchanged = m.changes.observe(part.filled.values, times)
+            elif times[-1] - times[0] > self._shortest_frozen(m.config.frozen_after_s):
+                # no stream: judged within the request's own window
+                unchanged = ChangeTracker(len(model.raw_signals)).observe(part.filled.values, times)
+            else:  # a window shorter than any frozen limit cannot show a frozen sensor
+                unchanged = None
+            if not p.stateful:
+                state.advance(float(times[-1]))
+            if unchanged is None:
+                frozen = np.zeros(part.filled.values.shape, dtype=bool)
+            else:
+                with np.errstate(invalid="ignore"):  # a value not sent is imputed, not frozen
+                    frozen = (unchanged > m.config.frozen_after_s) & ~part.imputed
+            if p.stateful:
+                m.frozen = _names(model.raw_signals, frozen[-1])
+                if a is not None and a.residual is not None and m.sensor_drift is not None:
+                    keep = np.all(np.isfinite(a.residual), axis=1) & ~np.any(
+                        part.out_of_range, axis=1
+                    )
+                    with np.errstate(invalid="ignore"):
+                        drifting = m.sensor_drift.observe(a.residual, keep) > 1.0
+                    assert slot.validity is not None
+                    m.drifting = _names(slot.validity.pca_signals, drifting[-1])
+                if a is not None:
+                    m.outside_run = _run_length(np.any(a.outside, axis=1), m.outside_run)
+            pad = part.padded  # padded rows hold invented history: not evidence of drift
+            if pad < len(estimate):
+                m.drift.add(part.x[pad:], estimate[pad:])
+        return frozen, drifting
+
+    @staticmethod
+    def _shortest_frozen(limits: Floats) -> float:
+        return float(limits.min()) if len(limits) else np.inf
+
+    def _finish(
+        self,
+        slot: ModelSlot,
+        p: _Part,
+        part: Assembled,
+        estimate: Floats,
+        a: Assessment | None,
+        quiet: bool,
+        counts: NDArray[np.int64],
+    ) -> dict[str, Any]:
+        """One request's trackers, statuses and JSON-ready answer. ``quiet``: no row has
+        evidence from the batch-wide checks (valid range, imputation, T2, SPE, training
+        range), so only the request's own evidence can make a row other than good."""
+        model, state = slot.model, p.state
+        frozen, drifting = self._track(slot, p, part, estimate, a)
+        bias = state.bias.bias
+        scored = self._numbers(slot, estimate, bias)
+        stale = state.analyzer_silent()
+        n = len(estimate)
+        signals_quiet = quiet and not frozen.any() and (drifting is None or not drifting.any())
+        if signals_quiet and part.padded == 0 and not stale and not scored[4].any():
+            statuses = Statuses(np.zeros(n, dtype=np.uint8), {})
+        elif signals_quiet:  # only the request's own row evidence: no per-signal evidence
+            statuses = decide(n, [], self._row_evidence(n, part, stale, scored[4]))
+        else:
+            statuses = self._statuses_of(slot, part, n, frozen, drifting, a, stale, scored[4])
+        if statuses.reasons:
+            counts += np.bincount(statuses.codes, minlength=3)
+        else:
+            counts[0] += n
+        numbers = Scored(
+            *scored[:4], statuses, None if a is None else a.t2, None if a is None else a.spe
+        )
+        state.last_estimate = float(numbers.corrected[-1])
+        head = {
+            "model": model.name,
+            "model_version": model.version,
+            "unit": model.card.target.unit,
+            "stream": state.stream,
+            "bias": bias,
+            "alarms": state.alarms(),
+        }
+        req = p.req
+        if req.columns is not None:
+            stamps = p.stamps if req.timestamp is not None else None
+            return columns_answer(head, stamps, state.monitors.frozen, numbers)
+        return records_answer(head, p.stamps, model.version, numbers)
+
+    def _statuses_of(
+        self,
+        slot: ModelSlot,
+        part: Assembled,
+        n: int,
+        frozen: NDArray[np.bool_],
+        drifting: NDArray[np.bool_] | None,
+        a: Assessment | None,
+        stale: bool,
+        clamped: NDArray[np.bool_],
+    ) -> Statuses:
+        """Every piece of a request's evidence through the rules (``service.scoring.status``)."""
+        names = slot.model.raw_signals
+        per_signal = [
+            SignalEvidence("out_of_range", names, part.out_of_range, BAD),
+            SignalEvidence("imputed", names, part.imputed),
+            SignalEvidence("frozen", names, frozen),
+        ]
+        per_row = self._row_evidence(n, part, stale, clamped)
+        validity = slot.validity
+        if a is not None and validity is not None:
+            per_signal.append(
+                SignalEvidence(
+                    "outside_training", validity.groups, a.outside, bad_above=slot.outside_limit
+                )
+            )
+            if drifting is not None:
+                per_signal.append(SignalEvidence("drift", validity.pca_signals, drifting))
+            per_row[2:2] = [  # the order of the reasons: as the rules table lists them
+                RowEvidence("t2", a.t2 > validity.t2_limit),
+                RowEvidence("spe", a.spe > validity.spe_limit),
+            ]
+        return decide(n, per_signal, per_row)
+
+    @staticmethod
+    def _row_evidence(
+        n: int, part: Assembled, stale: bool, clamped: NDArray[np.bool_]
+    ) -> list[RowEvidence]:
+        return [
+            RowEvidence("missing_history", np.arange(n) < part.padded),
+            RowEvidence("bias_stale", np.full(n, stale)),
+            RowEvidence("clamped", clamped),
+        ]
+
+    def _numbers(
+        self, slot: ModelSlot, estimate: Floats, bias: float
+    ) -> tuple[Floats, Floats, Floats, Floats, NDArray[np.bool_]]:
+        """(estimate, corrected, interval low, interval high, clamped), all clamped to the
+        target's physical range."""
+        target = slot.model.card.target.valid_range
+        interval = slot.interval
+        if len(estimate) == 1 and interval is not None:
+            return self._number(estimate[0], bias, target.low, target.high, interval)
+        corrected = estimate + bias
+        clamped = (np.minimum(estimate, corrected) < target.low) | (
+            np.maximum(estimate, corrected) > target.high
+        )
+        if clamped.any():
+            estimate = np.clip(estimate, target.low, target.high)
+            corrected = np.clip(corrected, target.low, target.high)
+        if interval is not None:
+            scale = np.maximum(np.abs(corrected), interval.scale_floor) ** interval.scale_power
+            low, high = corrected + interval.low * scale, corrected + interval.high * scale
+        else:  # a card without calibration: the validation residual quantiles
+            lo_key, hi_key = self.settings.interval_quantiles
+            q = slot.model.card.residual_quantiles
+            low, high = corrected + q.get(lo_key, 0.0), corrected + q.get(hi_key, 0.0)
+        return (
+            estimate,
+            corrected,
+            np.maximum(low, target.low),
+            np.minimum(high, target.high),
+            clamped,
+        )
+
+    @staticmethod
+    def _number(
+        e: float, bias: float, low: float, high: float, interval: IntervalCalibration
+    ) -> tuple[Floats, Floats, Floats, Floats, NDArray[np.bool_]]:
+        """``_numbers`` of one row, in Python floats (the same IEEE operations)."""
+        c = e + bias
+        clamped = min(e, c) < low or max(e, c) > high
+        if clamped:
+            e, c = min(max(e, low), high), min(max(c, low), high)
+        scale = max(abs(c), interval.scale_floor) ** interval.scale_power
+        lo, hi = max(c + interval.low * scale, low), min(c + interval.high * scale, high)
+        return (
+            np.array([e]),
+            np.array([c]),
+            np.array([lo]),
+            np.array([hi]),
+            np.array([clamped]),
+        )
+
+    def _prune(self, log: LogRows) -> None:
+        """Every ``PRUNE_EVERY_ROWS`` rows of a stream, drop its predictions older than the
+        retention (on its data clock)."""
+        for model, stream, times, _ in log:
+            key = (model, stream)
+            due = self._unpruned.get(key, 0) + len(times)
+            if due < PRUNE_EVERY_ROWS:
+                self._unpruned[key] = due
+                continue
+            self._unpruned[key] = 0
+            cutoff = float(times[-1]) - self.settings.prediction_retention_s
+            self._store().predictions.prune(cutoff, model, stream)
+
+
+def _slice(a: Assessment | None, start: int, stop: int) -> Assessment | None:
+    if a is None:
+        return None
+    residual = None if a.residual is None else a.residual[start:stop]
+    return Assessment(a.outside[start:stop], a.t2[start:stop], a.spe[start:stop], residual)

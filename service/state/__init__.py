@@ -1,0 +1,1 @@
+"""Live state per (model, stream): lag history, the stream's data clock."""
