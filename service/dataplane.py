@@ -9,6 +9,7 @@ is made: fresh, or rebuilt from the store, and moved to the served model version
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,11 +17,12 @@ from service.api.schemas import LabRequest, LabResponse, PredictRequest, StoredL
 from service.contracts.errors import NotReadyError, ServiceError
 from service.contracts.registry import Registry
 from service.lab.bias import BiasFilter
+from service.lab.groupcommit import GroupCommit
 from service.lab.labs import LabDesk
 from service.lab.store import LabStore
 from service.monitoring.metrics import ServiceMetrics
 from service.parts import Parts
-from service.scoring.coalescer import PredictCoalescer
+from service.scoring.batcher import Batchers
 from service.scoring.scorer import Scorer
 from service.scoring.slots import ModelSlot, ModelSlots
 from service.settings import Settings
@@ -39,8 +41,11 @@ class SoftSensorService:
         parts = Parts(settings, self.models, self.stream, self._store, metrics)
         self.scorer = Scorer(parts)
         self.labs = LabDesk(parts)
-        self.coalescer = PredictCoalescer(
-            self.scorer.predict_many,
+        self.log_writer: GroupCommit | None = None
+        self.batchers = Batchers(
+            self.scorer.score_many,
+            self._commit,
+            self._model_of,
             settings.coalesce_requests,
             settings.coalesce_rows,
             metrics.batch_requests,
@@ -56,6 +61,7 @@ class SoftSensorService:
     def start(self) -> None:
         """Open the store and load every served model's champion; failures leave not-ready."""
         self.store = LabStore(self.settings.state_dir / "lab_results.sqlite")
+        self.log_writer = GroupCommit(self.scorer.write_log, "prediction-log")
         self.models.start()
         # Streams with lab results come back at once: their bias, alarms and analyzer age
         # are on /metrics after a restart, not only once they send again.
@@ -64,6 +70,9 @@ class SoftSensorService:
                 self.stream(slot, name)
 
     def stop(self) -> None:
+        if self.log_writer is not None:
+            self.log_writer.close()
+            self.log_writer = None
         if self.store is not None:
             self.store.close()
 
@@ -95,6 +104,24 @@ class SoftSensorService:
 
     def default_name(self) -> str:
         return self.models.default_name()
+
+    async def _commit(self, log: list[Any]) -> None:
+        """The scored predictions durable, off the event loop (before their answers)."""
+        if not log:
+            return
+        if self.log_writer is None:
+            raise NotReadyError("the lab-result store is not open yet")
+        await asyncio.wrap_future(self.log_writer.submit(log))
+
+    def _model_of(self, req: PredictRequest) -> str:
+        """The model a request is for, to pick its batcher; a name not served (or none at
+        all) still gets a batcher, and the scorer answers it with its error."""
+        if req.model is not None:
+            return req.model
+        try:
+            return self.models.default_name()
+        except ServiceError:
+            return ""
 
     def refresh(self, name: str) -> str | None:
         return self.models.refresh(name)

@@ -82,14 +82,11 @@ class Settings(BaseSettings):
     lab_gain: float = Field(default=0.3, gt=0, le=1, description="bias filter gain per result")
     lab_trust: float = Field(default=1.0, ge=0, le=1, description="trust in lab results, 0..1")
     interval_quantiles: tuple[str, str] = ("0.025", "0.975")  # residual quantiles of the card
-    fast_predict: bool = Field(
-        default=True, description="answer POST /v1/predict in the ASGI gate (same checks)"
-    )
     coalesce_requests: int = Field(
         default=64,
         ge=1,
-        description="predict requests that arrive together are scored in one call, up to "
-        "this many (1 = one by one)",
+        description="predict requests queued for a model while it scores are scored together "
+        "in one call, up to this many (1 = one by one)",
     )
     coalesce_rows: int = Field(
         default=16,

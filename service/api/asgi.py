@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import FastAPI
+from starlette.applications import Starlette
 
 from service.api.app import create_app
 from service.settings import Settings
 
 
-def create() -> FastAPI:
+def create() -> Starlette:
     """A fresh app from the environment's settings (each worker process calls this)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     return create_app(Settings())

@@ -112,12 +112,26 @@ class Scorer:
         return children
 
     def predict_many(self, reqs: Sequence[PredictRequest]) -> list[Answer]:
-        """Answers for requests that arrived together, each exactly what it gets alone.
+        """:meth:`score_many`, with the predictions logged durably before it returns."""
+        answers, log = self.score_many(reqs)
+        self.write_log(log)
+        return answers
+
+    def write_log(self, log: LogRows) -> None:
+        """Store scored predictions (the lab results' match), then apply the retention."""
+        if log:
+            self._store().predictions.record_batches(log)
+            self._prune(log)
+
+    def score_many(self, reqs: Sequence[PredictRequest]) -> tuple[list[Answer], LogRows]:
+        """Answers for requests that arrived together, each exactly what it gets alone, and
+        the predictions to log before any of them is sent.
 
         A request's mistake is its own answer (an error), not its neighbours'. A stream
         named twice is the only order that matters: its second request needs the first
         one's rows, so everything gathered before it is finished first.
         """
+        log: LogRows = []
         answers: list[Answer | None] = [None] * len(reqs)
         groups: dict[int, tuple[ModelSlot, list[tuple[int, _Part]]]] = {}
         streams: set[tuple[str, str]] = set()
@@ -126,7 +140,7 @@ class Scorer:
                 slot = self.slots.slot(req.model)
                 key = (slot.model.name, req.stream or "")
                 if req.stream is not None and key in streams:
-                    self._score_all(groups, answers)
+                    self._score_all(groups, answers, log)
                     groups, streams = {}, set()
                 part = self._part(slot, req)
             except ServiceError as exc:
@@ -135,11 +149,11 @@ class Scorer:
             if req.stream is not None:
                 streams.add(key)
             groups.setdefault(id(slot), (slot, []))[1].append((i, part))
-        self._score_all(groups, answers)
+        self._score_all(groups, answers, log)
         done = [a for a in answers if a is not None]
         if len(done) != len(reqs):
             raise RuntimeError("a predict request was left without an answer")
-        return done
+        return done, log
 
     def _part(self, slot: ModelSlot, req: PredictRequest) -> _Part:
         model = slot.model
@@ -158,13 +172,10 @@ class Scorer:
         self,
         groups: dict[int, tuple[ModelSlot, list[tuple[int, _Part]]]],
         answers: list[Answer | None],
+        log: LogRows,
     ) -> None:
-        log: LogRows = []
         for slot, items in groups.values():
             self._score(slot, items, answers, log)
-        if log:
-            self._store().predictions.record_batches(log)
-            self._prune(log)
 
     def _score(
         self,

@@ -333,20 +333,6 @@ def test_hot_reload_swaps_good_versions_and_refuses_broken_ones(
         assert m[("softsensor_model_reload_refusals_total", (("model", "tiny"),))] == 1
 
 
-def test_framework_route_and_fast_path_answer_alike(published: Published, tmp_path: Path) -> None:
-    """With the gate's fast path off, the FastAPI route gives the same answers and errors."""
-    records = tiny_records(published.data, 0, 8)
-    answers = []
-    for fast in (True, False):
-        settings = make_settings(published.root, tmp_path / str(fast), fast_predict=fast)
-        with TestClient(create_app(settings)) as c:
-            ok = c.post("/v1/predict", json={"records": records}).json()
-            bad = c.post("/v1/predict", json={"records": [{"values": {"a": "x"}}]})
-            answers.append((ok["rows"], bad.status_code, bad.json()))
-    assert answers[0] == answers[1]
-    assert answers[0][1] == 422
-
-
 def test_lone_sample_equals_a_window_of_its_copies(
     client: TestClient, published: Published
 ) -> None:

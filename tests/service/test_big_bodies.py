@@ -49,13 +49,13 @@ def test_a_large_body_is_read_off_the_event_loop(
     the probe times out. Before, the body was read on the event loop."""
     import uvicorn
 
-    import service.api.app as app_module
     from service.api.app import create_app
+    from service.api.columnar import read_predict
     from tests.service.conftest import free_port, make_settings
 
     reading, probed = threading.Event(), threading.Event()
     held: dict[str, bool] = {}
-    real = app_module.read_predict  # type: ignore[attr-defined]
+    real = read_predict
 
     def held_read(body: bytes, *args: object) -> object:
         if len(body) > 1 << 20:
@@ -63,7 +63,7 @@ def test_a_large_body_is_read_off_the_event_loop(
             held["probe_answered_meanwhile"] = probed.wait(timeout=15)
         return real(body, *args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(app_module, "read_predict", held_read)
+    monkeypatch.setattr("service.api.routes.read_predict", held_read)
     settings = make_settings(published.root, tmp_path, max_batch_rows=ROWS, max_body_bytes=64 << 20)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(settings), port=port, log_level="warning"))

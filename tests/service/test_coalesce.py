@@ -1,7 +1,7 @@
 """Requests scored together answer exactly as they would alone (issue 5's one-row path).
 
 ``predict_many`` assembles several requests in one pass and scores them in one onnxruntime
-call; the coalescer feeds it the requests that arrive in the same turn of the event loop.
+call; a model's batcher feeds it the requests that queued while the model was scoring.
 These tests hold both to the one-by-one answers and side effects, for every kind of request
 a historian sends: one row without history, windows, columns, streams (also one stream twice
 in a batch), nulls, out-of-range and absurd values, and requests that are refused.
@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import math
 import sqlite3
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from service.api.schemas import PredictRequest
 from service.contracts.errors import ServiceError
 from service.dataplane import SoftSensorService
+from service.lab.sqlite import StoreError
 from service.monitoring.metrics import ServiceMetrics
 from tests.service.conftest import Published, make_settings, start_server, tiny_records
 
@@ -203,7 +205,7 @@ def test_requests_queued_in_one_turn_are_scored_in_one_call(
     reqs[4] = PredictRequest.model_validate({"model": "nope", "records": [{"values": {}}]})
 
     async def all_at_once() -> list[dict[str, Any] | BaseException]:
-        return await asyncio.gather(*(svc.coalescer.score(r) for r in reqs), return_exceptions=True)
+        return await asyncio.gather(*(svc.batchers.score(r) for r in reqs), return_exceptions=True)
 
     answers = asyncio.run(all_at_once())
     reg = svc.metrics.registry
@@ -232,7 +234,7 @@ def test_only_small_requests_wait_for_company(published: Published, tmp_path: Pa
         start += n
 
     async def all_at_once() -> list[dict[str, Any]]:
-        return await asyncio.gather(*(svc.coalescer.score(r) for r in reqs))
+        return await asyncio.gather(*(svc.batchers.score(r) for r in reqs))
 
     answers = asyncio.run(all_at_once())
     assert [len(a["rows"]) for a in answers] == sizes
@@ -254,17 +256,57 @@ def test_a_new_event_loop_finds_nothing_left_from_the_last(
     the dead one."""
     svc = _service(published, tmp_path)
     old = asyncio.new_event_loop()
-    abandoned = old.create_task(svc.coalescer.score(_lone(1.0)))
+    abandoned = old.create_task(svc.batchers.score(_lone(1.0)))
     old.call_soon(old.stop)  # one pass: the request is queued, its call due two passes later
     old.run_forever()
     old.close()  # ... which never come
-    assert not abandoned.done() and len(svc.coalescer._queue) == 1
+    assert not abandoned.done()
 
     async def one() -> dict[str, Any]:
-        return await asyncio.wait_for(svc.coalescer.score(_lone(1.0)), timeout=10)
+        return await asyncio.wait_for(svc.batchers.score(_lone(1.0)), timeout=10)
 
     answer = asyncio.run(one())
     assert answer["rows"][0]["estimate"] == svc.predict(_lone(1.0))["rows"][0]["estimate"]
+    svc.stop()
+
+
+def test_answers_go_out_only_once_their_predictions_are_durable(
+    published: Published, tmp_path: Path
+) -> None:
+    """A batch's answers wait for the commit of its predictions (a lab result reported
+    after a kill -9 must find them), which runs on the writer thread, not the event loop;
+    when the commit fails, every request of the batch gets the error, not an answer."""
+    svc = _service(published, tmp_path)
+    threads: list[int] = []
+    real = svc.scorer.write_log
+
+    def watched(log: Any) -> None:
+        threads.append(threading.get_ident())
+        real(log)
+
+    assert svc.log_writer is not None
+    svc.log_writer._write = watched
+    reqs = [_lone(float(v)) for v in range(4)]
+
+    async def scored() -> tuple[int, list[Any]]:
+        answers = await asyncio.gather(*(svc.batchers.score(r) for r in reqs))
+        return threading.get_ident(), answers
+
+    loop_thread, answers = asyncio.run(scored())
+    assert threads and loop_thread not in threads
+    assert len(_prediction_log(svc)) == 4 and all(isinstance(a, dict) for a in answers)
+
+    def broken(log: Any) -> None:
+        raise StoreError(tmp_path, "disk full")
+
+    svc.log_writer._write = broken
+
+    async def refused() -> list[Any]:
+        coros = (svc.batchers.score(r) for r in reqs)
+        return list(await asyncio.gather(*coros, return_exceptions=True))
+
+    results = asyncio.run(refused())
+    assert all(isinstance(r, StoreError) for r in results), results
     svc.stop()
 
 

@@ -1,0 +1,204 @@
+"""The v1 routes: predict, lab results, models, admin, metrics. Thin: parse, call, answer.
+
+Every dependency is async on purpose: FastAPI runs a sync dependency in a worker thread, a
+thread hop (and a GIL handover) per request for what is an attribute read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hmac
+from pathlib import PurePath
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field, ValidationError
+
+from service.api.columnar import read_predict
+from service.api.schemas import (
+    NAME_PATTERN,
+    POSIX_MAX,
+    POSIX_MIN,
+    ErrorBody,
+    IsoTime,
+    LabRequest,
+    LabResponse,
+    PromoteRequest,
+    StoredLab,
+)
+from service.contracts.card import ModelCard
+from service.contracts.errors import ForbiddenError, UnauthorizedError
+from service.contracts.registry import LoadCheck
+from service.dataplane import SoftSensorService
+from service.scoring.runtime import load_problem
+from service.state.clock import to_posix
+
+BIG_BODY = 64 * 1024  # larger predict bodies are read and scored in a worker thread
+
+
+def service_of(request: Request) -> SoftSensorService:
+    service: SoftSensorService = request.app.state.service
+    return service
+
+
+async def get_service(request: Request) -> SoftSensorService:
+    return service_of(request)
+
+
+Service = Annotated[SoftSensorService, Depends(get_service)]
+# A query parameter arrives as text: numbers in it are read, within the dates a store holds.
+SinceSeconds = Annotated[float, Field(ge=POSIX_MIN, le=POSIX_MAX, allow_inf_nan=False)]
+ModelName = Annotated[str, PathParam(pattern=NAME_PATTERN, description="model name")]
+
+
+async def require_admin(request: Request) -> None:
+    """Bearer-token guard; with no token configured the admin endpoints are off."""
+    token = service_of(request).settings.admin_token
+    if token is None:
+        raise ForbiddenError("admin endpoints are disabled: no SOFTSENSOR_ADMIN_TOKEN is set")
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    expected = token.get_secret_value().encode()
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), expected):
+        raise UnauthorizedError("a valid bearer token is required")
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody} for code in (400, 404, 409, 413, 415, 422, 503)
+}
+v1 = APIRouter(prefix="/v1", tags=["soft sensor"])
+admin = APIRouter(
+    prefix="/v1/models",
+    tags=["admin"],
+    dependencies=[Depends(require_admin)],
+    responses={c: {"model": ErrorBody} for c in (400, 401, 403, 404, 409, 413, 415, 422, 503)},
+)
+ops = APIRouter(tags=["operations"])
+
+
+# ---- predict: a Starlette route (no FastAPI body machinery), documented in service.api.openapi
+
+
+async def predict(request: Request) -> Response:
+    """Estimates with bias correction, interval and status for one row or a batch.
+
+    The body is read and validated straight from bytes (pydantic-core, simdjson for large
+    numeric columns) and the answer written with orjson: the hot path of a historian polling
+    every minute per unit. Small requests go to their model's batcher; a large body is read,
+    validated and scored in a worker thread, off the event loop.
+    """
+    service = service_of(request)
+    body = await request.body()
+    try:
+        if len(body) > BIG_BODY:
+            payload = await asyncio.to_thread(_score_big, service, body)
+        else:
+            payload = await service.batchers.score(read_predict(body))
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors()) from exc
+    return Response(
+        orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json"
+    )
+
+
+def _score_big(service: SoftSensorService, body: bytes) -> dict[str, Any]:
+    return service.predict(read_predict(body, service.settings.max_batch_rows))
+
+
+# ---- lab results -------------------------------------------------------------------------
+
+
+@v1.post("/lab-results", response_model=LabResponse, responses=ERRORS)
+def post_lab_results(body: LabRequest, service: Service) -> LabResponse:
+    """Store analyzer or lab values durably (before replying) and update the bias."""
+    return service.add_lab_results(body)
+
+
+@v1.get("/lab-results", response_model=list[StoredLab], responses=ERRORS)
+def get_lab_results(
+    service: Service,
+    model: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
+    stream: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.:/-]{1,128}$")] = None,
+    since: Annotated[
+        SinceSeconds | IsoTime | None, Query(description="ISO time or POSIX seconds")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+) -> list[StoredLab]:
+    """Stored lab results, newest first; of one stream if ``stream`` is given."""
+    start = None if since is None else to_posix(since)
+    return service.list_lab_results(model, start, limit, stream)
+
+
+# ---- models --------------------------------------------------------------------------------
+
+
+class ModelInfo(BaseModel):
+    name: str
+    ready: bool
+    version: str | None
+    card: dict[str, Any] | None = Field(description="the model card, the data file by name only")
+
+
+class ChampionChange(BaseModel):
+    model: str
+    version: str = Field(description="the version now served")
+
+
+def public_card(card: ModelCard) -> dict[str, Any]:
+    """The card as anyone may read it: the training file by its name, not its path on the
+    machine that trained the model."""
+    out = card.model_dump(mode="json")
+    out["data"]["source"] = PurePath(out["data"]["source"]).name
+    return out
+
+
+@v1.get("/models", response_model=list[ModelInfo])
+def list_models(service: Service) -> list[ModelInfo]:
+    """The served models: name, version, readiness and the model card."""
+    out = []
+    for name in service.served:
+        slot = service.slots.get(name)
+        model = None if slot is None else slot.model
+        out.append(
+            ModelInfo(
+                name=name,
+                ready=model is not None,
+                version=None if model is None else model.version,
+                card=None if model is None else public_card(model.card),
+            )
+        )
+    return out
+
+
+def _load_check(service: SoftSensorService) -> LoadCheck:
+    return functools.partial(load_problem, service.registry)
+
+
+@admin.post("/{name}/reload", response_model=ChampionChange)
+def reload_model(name: ModelName, service: Service) -> ChampionChange:
+    """Load the champion now (verified before the swap); the old one serves meanwhile."""
+    return ChampionChange(model=name, version=service.reload(name))
+
+
+@admin.post("/{name}/promote", response_model=ChampionChange)
+def promote_model(name: ModelName, body: PromoteRequest, service: Service) -> ChampionChange:
+    """Make a version the champion, once it has loaded and scored a test row (else 409)."""
+    service.registry.promote(name, body.version, check=_load_check(service))
+    return ChampionChange(model=name, version=service.reload(name))
+
+
+@admin.post("/{name}/rollback", response_model=ChampionChange)
+def rollback_model(name: ModelName, service: Service) -> ChampionChange:
+    """Back to the newest previous version that loads and scores a test row."""
+    service.registry.rollback(name, check=_load_check(service))
+    return ChampionChange(model=name, version=service.reload(name))
+
+
+@ops.get("/metrics", include_in_schema=False)
+def metrics(service: Service) -> Response:
+    return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
