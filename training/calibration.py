@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
+from scipy import stats
 
 from service.contracts.card import (
     AlarmCalibration,
@@ -39,6 +40,7 @@ from service.contracts.card import (
 from service.contracts.features import FeaturePlan, FloatArray, LagFeature
 from training.data import Dataset, read_table
 from training.export import ExportedModel, run_onnx
+from training.spec import RepeatabilitySpec
 
 COVERAGE = 0.95  # the interval's promise
 LIMIT_QUANTILE = 0.99  # T2 and SPE limits
@@ -53,6 +55,8 @@ OUTSIDE_MIN_SAMPLES = 30  # at least this long outside the training range before
 BIAS_ALARM_FLOOR_SD = 2.0  # the residual alarm at least this many innovation spreads
 BIAS_CLIP_HEADROOM = 1.25  # the bias may reach this times the alarm level (at high levels)
 CHANGE_TOLERANCE = 1e-9  # as service.monitoring.changes: a smaller relative step is no change
+MAX_ANALYZER_SHARE = 0.75  # the interval narrows to half its lab-result width at most
+SHARE_CONFIDENCE = 0.95  # the residual variance behind the share: its upper bound at this level
 FROZEN_QUANTILE = 0.999  # of a signal's runs of equal values: its normal repeat
 IntArray = NDArray[np.intp]
 
@@ -148,10 +152,16 @@ def _interval(dataset: Dataset, est: dict[str, FloatArray], delay: int) -> Inter
     if np.ptp(level) > 0:  # the slope of log |error| on log level, within [0, 1]
         power = float(np.clip(np.polyfit(level, spread, 1)[0], 0.0, 1.0))
     c_val, _, _ = _replay_bias(val.index, val.y, est["validation"], delay, BIAS_GAIN)
-    scores = np.sort((val.y - c_val) / _scale(c_val, floor, power))
+    scale = _scale(c_val, floor, power)
+    raw = (val.y - c_val) / scale
+    scores = np.sort(raw)
     n, alpha = len(scores), 1.0 - COVERAGE
     lo = scores[max(math.floor((n + 1) * alpha / 2), 1) - 1]
     hi = scores[min(math.ceil((n + 1) * (1 - alpha / 2)), n) - 1]
+    share = _analyzer_share(dataset.spec.target.repeatability, val.y, scale, raw)
+    if share is not None:  # narrow the quantiles about the median by the truth's share
+        centre, k = float(np.median(raw)), math.sqrt(1.0 - share)
+        lo, hi = centre + k * (lo - centre), centre + k * (hi - centre)
     inside = float(np.mean((scores >= lo) & (scores <= hi)))
     return IntervalCalibration(
         coverage=COVERAGE,
@@ -162,7 +172,37 @@ def _interval(dataset: Dataset, est: dict[str, FloatArray], delay: int) -> Inter
         bias_gain=BIAS_GAIN,
         results=n,
         validation_coverage=inside,
+        covers="analyzer" if share is None else "truth",
+        analyzer_share=share or 0.0,
     )
+
+
+def _analyzer_share(
+    repeatability: RepeatabilitySpec | None, lab: FloatArray, scale: FloatArray, scores: FloatArray
+) -> float | None:
+    """The share of the scores' variance that is the analyzer's own scatter, or None when
+    the spec declares none.
+
+    A lab result is the truth plus the analyzer's error, independent of the estimate's, so
+    the variances add: what is left for the estimate is ``1 - share`` of the scores'
+    variance, and the interval around the truth is ``sqrt(1 - share)`` as wide. The share
+    is capped so that a declared scatter larger than the residuals themselves (a wrong data
+    sheet) cannot shrink the interval to nothing.
+
+    The declared scatter is taken as known, the residuals' variance is estimated from n
+    results: the share uses that variance at its one-sided 95 % upper confidence bound
+    (chi-square), so a short validation window, whose few readings may happen to scatter
+    less than the data sheet says, errs towards a wider interval.
+    """
+    if repeatability is None:
+        return None
+    noise = (repeatability.relative_sd * lab) ** 2 + repeatability.absolute_sd**2
+    n = len(scores)
+    spread = float(np.mean((scores - np.median(scores)) ** 2))
+    if spread <= 0 or n < 2:
+        return 0.0
+    upper = spread * (n - 1) / float(stats.chi2.ppf(1.0 - SHARE_CONFIDENCE, n - 1))
+    return float(min(np.mean(noise / scale**2) / upper, MAX_ANALYZER_SHARE))
 
 
 def _pca_columns(features: Sequence[LagFeature]) -> list[int]:

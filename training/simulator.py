@@ -571,6 +571,11 @@ def spec_dict(config: SimulationConfig | None = None, fmt: str = "csv") -> dict[
             "truth": TRUTH[0],
             # The bottoms impurity: its log is close to linear in the tray temperatures.
             "transform": "log",
+            # The analyzer's data sheet: the scatter the simulator draws its readings with.
+            "repeatability": {
+                "relative_sd": cfg.analyzer.relative_sd,
+                "absolute_sd": cfg.analyzer.absolute_sd,
+            },
             "description": (
                 f"bottoms analyzer (GC): sample every {cfg.analyzer.period_minutes:g} min, "
                 f"reported {cfg.analyzer.dead_minutes:g} min later, NaN in between"

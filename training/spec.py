@@ -88,6 +88,15 @@ class DerivedSpec(_Strict):
         return DerivedSignal(self.name, dict(self.combine), self.offset)
 
 
+class RepeatabilitySpec(_Strict):
+    """The analyzer's measurement scatter as one standard deviation: ``relative_sd`` of the
+    reading plus ``absolute_sd`` in the target's unit, combined in quadrature (a GC's error
+    grows with the impurity it reads, down to a floor)."""
+
+    relative_sd: float = Field(default=0.0, ge=0, lt=1)
+    absolute_sd: float = Field(default=0.0, ge=0)
+
+
 class TargetSpec(_Strict):
     """The quality to estimate and its analyzer."""
 
@@ -111,6 +120,9 @@ class TargetSpec(_Strict):
     transform: Literal["none", "log", "logit"] = "none"
     description: str = ""
     missing: MissingSpec | None = None
+    # The analyzer's own scatter (from its data sheet or repeated samples), so that the
+    # prediction interval can promise the true quality rather than the next lab reading.
+    repeatability: RepeatabilitySpec | None = None
 
     def target_transform(self) -> TargetTransform:
         return TargetTransform(self.transform, self.range[0], self.range[1])

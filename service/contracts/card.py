@@ -188,7 +188,12 @@ class IntervalCalibration(_Strict):
     scale_floor: float = Field(gt=0)
     bias_gain: float = Field(gt=0, le=1)  # the bias filter's gain in the replay
     results: int = Field(ge=1)  # validation results the quantiles come from
-    validation_coverage: float  # share of those inside their interval (>= coverage)
+    validation_coverage: float  # share of those lab results inside their interval
+    # What the interval promises to cover: "truth" when the spec declared the analyzer's
+    # repeatability and the scores were narrowed by its share (``analyzer_share`` of their
+    # variance), "analyzer" (the next lab reading, a wider promise) when it did not.
+    covers: Literal["truth", "analyzer"] = "analyzer"
+    analyzer_share: float = Field(default=0.0, ge=0, le=1)
 
 
 class InputPCA(_Strict):

@@ -13,11 +13,14 @@ raises them exactly when live operation would:
 - ``residual``: the model's error has shifted: the bias correction the analyzer demands is
   larger than any held-out normal operation needed (twice that, the card's ``bias_alarm``,
   relative to the interval's scale at the estimate: errors grow with the level); the
-  correction still applies, the alarm says it is hiding a shift;
+  correction still applies, the alarm says it is hiding a shift. As alarm management
+  (ISA-18.2) asks of a noisy condition, it has an on-delay and a deadband, both counted in
+  the analyzer results that move the bias: on after ``RESIDUAL_ON_RESULTS`` results in a row
+  beyond the level, off once a result finds the bias below ``RESIDUAL_CLEAR`` of it;
 - ``analyzer_silent``: no lab or analyzer result for longer than the card's limit after
   the last sample (a gap normal operation never showed).
 
-An alarm holds while its condition does; it clears when the condition clears. The card's
+The other alarms hold while their condition does and clear when it clears. The card's
 ``calibration.alarms`` block records every number (see ``training.calibration``).
 """
 
@@ -36,6 +39,8 @@ from service.lab.bias import residual_sigma
 Floats = NDArray[np.float64]
 ALARMS = ("frozen", "drift", "residual", "analyzer_silent")
 FROZEN_NORMAL_FACTOR = 2.0  # a frozen window at least twice the longest normal repeat
+RESIDUAL_ON_RESULTS = 3  # the residual alarm's on-delay, in consecutive results beyond it
+RESIDUAL_CLEAR = 0.8  # ... and its deadband: off below this share of the alarm level
 _BLOCK = 256  # rows per closed-form EWMA block (exact to ~1e-9 for time constants >= 15)
 
 
@@ -86,11 +91,29 @@ class AlarmConfig:
             lab_silent_after_s=calibrated.lab_silent_after_s,
         )
 
-    def residual_alarm(self, bias: float, estimate: float | None) -> bool:
-        """Whether ``bias`` at the corrected ``estimate`` is beyond the alarm level."""
+    def residual_ratio(self, bias: float, estimate: float | None) -> float:
+        """``bias`` at the corrected ``estimate`` over the residual alarm's level there."""
         level = abs(estimate) if estimate is not None and math.isfinite(estimate) else 0.0
         scale = float(max(level, self.scale_floor) ** self.scale_power)
-        return abs(bias) > self.bias_alarm * scale
+        return abs(bias) / (self.bias_alarm * scale)
+
+
+@dataclass
+class ResidualAlarm:
+    """The residual alarm of one stream, moved only by the results that move its bias."""
+
+    on: bool = False
+    beyond: int = 0  # consecutive results beyond the level
+
+    def observe(self, ratio: float) -> None:
+        """Account for one result that left the bias at ``ratio`` of the alarm level."""
+        if ratio > 1.0:
+            self.beyond += 1
+            self.on = self.on or self.beyond >= RESIDUAL_ON_RESULTS
+        elif ratio < RESIDUAL_CLEAR:
+            self.on, self.beyond = False, 0
+        elif not self.on:  # within the deadband: an alarm not yet on starts its count again
+            self.beyond = 0
 
 
 def ewma_rows(values: Floats, level: Floats, samples: float) -> tuple[Floats, Floats]:

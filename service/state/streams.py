@@ -27,7 +27,7 @@ import numpy as np
 from service.contracts.errors import ConflictError
 from service.lab.bias import BiasConfig, BiasFilter
 from service.lab.store import LabRecord
-from service.monitoring.alarms import AlarmConfig, SensorDrift
+from service.monitoring.alarms import AlarmConfig, ResidualAlarm, SensorDrift
 from service.monitoring.changes import ChangeTracker
 from service.monitoring.drift import DriftMonitor
 from service.scoring.rows import Floats, Series
@@ -101,6 +101,7 @@ class StreamState:
     last_estimate: float | None = None  # corrected, latest served
     last_lab_value: float | None = None
     last_lab_sample: float | None = None  # data time of the newest lab sample
+    residual: ResidualAlarm = field(default_factory=ResidualAlarm)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -147,7 +148,7 @@ class StreamState:
         outside = m.config.outside_samples is not None and m.outside_run > m.config.outside_samples
         if m.drifting or outside:
             on.append("drift")
-        if m.config.residual_alarm(self.bias.bias, self.last_estimate):
+        if self.residual.on:
             on.append("residual")
         if self.analyzer_silent():
             on.append("analyzer_silent")
@@ -170,6 +171,9 @@ class StreamState:
         self.last_lab_sample = max(self.last_lab_sample or -math.inf, record.sample_time)
         if record.residual is not None:
             self.last_residual = record.residual
+        if record.accepted and record.estimate is not None:
+            corrected = record.estimate + self.bias.bias
+            self.residual.observe(self.monitors.config.residual_ratio(self.bias.bias, corrected))
 
 
 def new_monitors(model: LoadedModel, settings_frozen_s: float, window: int) -> Monitors:

@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.api.app import create_app
+from service.monitoring.alarms import RESIDUAL_CLEAR, RESIDUAL_ON_RESULTS, ResidualAlarm
 from service.scoring.rows import Series
 from tests.service.conftest import Published, make_settings, tiny_records
 
@@ -85,3 +86,21 @@ def test_a_jump_far_past_the_streams_clock_is_refused_unless_live(
         live = records[1] | {"timestamp": time.time() - 5.0}
         r = client.post("/v1/predict", json={"stream": "u", "records": [live]})
         assert r.status_code == 200, r.text
+
+
+def test_residual_alarm_has_an_on_delay_and_a_deadband() -> None:
+    """One result beyond the level does not raise the residual alarm (an analyzer's scatter
+    crosses it now and then); three in a row do; it holds within the deadband and clears
+    below it, as alarm management asks of a noisy condition."""
+    alarm = ResidualAlarm()
+    for ratio in (1.2, 0.9, 1.3, 1.1):  # beyond, deadband, beyond twice: never three in a row
+        alarm.observe(ratio)
+        assert not alarm.on
+    alarm.observe(1.05)
+    assert alarm.on  # the third result in a row beyond the level
+    for ratio in (0.95, 0.85, 1.4, 0.81):  # within the deadband (or beyond again): holds
+        alarm.observe(ratio)
+        assert alarm.on
+    alarm.observe(0.79)
+    assert not alarm.on
+    assert RESIDUAL_ON_RESULTS == 3 and RESIDUAL_CLEAR == 0.8

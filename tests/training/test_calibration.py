@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy.stats import chi2
 
 from service.contracts.card import ModelCard
 from service.contracts.registry import Registry
@@ -70,22 +71,53 @@ def test_replayed_bias_is_the_services_filter() -> None:
 def test_the_interval_quantiles_are_split_conformal_on_validation(
     trained: tuple[Dataset, LoadedModel],
 ) -> None:
-    """Recomputed from the ONNX estimates: the scores' (n + 1)-corrected quantiles, and at
-    least 95 % of the validation results inside their interval."""
+    """Recomputed from the ONNX estimates: the scores' (n + 1)-corrected quantiles, narrowed
+    about their median by the share of the analyzer's declared scatter, which takes the rest
+    of the lab results' spread."""
     ds, model = trained
     interval = model.card.calibration.interval  # type: ignore[union-attr]
     est = _estimates(ds, model, "validation")
     delay = ds.spec.target.analyzer_delay
     corrected, _, _ = _replay_bias(ds.validation.index, ds.validation.y, est, delay, 0.3)
     scale = np.maximum(np.abs(corrected), interval.scale_floor) ** interval.scale_power
-    scores = np.sort((ds.validation.y - corrected) / scale)
+    raw = (ds.validation.y - corrected) / scale
+    scores = np.sort(raw)
     n = len(scores)
     assert interval.results == n
-    assert interval.low == pytest.approx(scores[math.floor((n + 1) * 0.025) - 1], rel=1e-6)
-    assert interval.high == pytest.approx(scores[math.ceil((n + 1) * 0.975) - 1], rel=1e-6)
+    rep = ds.spec.target.repeatability
+    assert rep is not None and interval.covers == "truth"
+    noise = (rep.relative_sd * ds.validation.y) ** 2 + rep.absolute_sd**2
+    upper = np.mean((raw - np.median(raw)) ** 2) * (n - 1) / chi2.ppf(0.05, n - 1)
+    share = np.mean(noise / scale**2) / upper
+    assert interval.analyzer_share == pytest.approx(min(share, 0.75), rel=1e-6)
+    k, centre = math.sqrt(1 - interval.analyzer_share), np.median(raw)
+    low, high = scores[math.floor((n + 1) * 0.025) - 1], scores[math.ceil((n + 1) * 0.975) - 1]
+    assert interval.low == pytest.approx(centre + k * (low - centre), rel=1e-6)
+    assert interval.high == pytest.approx(centre + k * (high - centre), rel=1e-6)
     inside = (scores >= interval.low) & (scores <= interval.high)
-    assert interval.validation_coverage == pytest.approx(inside.mean()) and inside.mean() >= 0.95
+    assert interval.validation_coverage == pytest.approx(inside.mean())
     assert 0 <= interval.scale_power <= 1
+
+
+def test_the_interval_covers_the_truth_not_the_next_reading(
+    trained: tuple[Dataset, LoadedModel],
+) -> None:
+    """On validation the interval holds the true composition near 95 % of the time (84
+    results here: a coverage measured on so few has a spread of 2-3 %), and fewer of the
+    noisy analyzer readings: it promises the truth. The plant replay measures it on more."""
+    ds, model = trained
+    interval = model.card.calibration.interval  # type: ignore[union-attr]
+    truth = ds.validation.truth[ds.spec.target.truth or ""]
+    est = _estimates(ds, model, "validation")
+    corrected, _, _ = _replay_bias(
+        ds.validation.index, ds.validation.y, est, ds.spec.target.analyzer_delay, 0.3
+    )
+    scale = np.maximum(np.abs(corrected), interval.scale_floor) ** interval.scale_power
+    low, high = corrected + interval.low * scale, corrected + interval.high * scale
+    on_truth = float(np.mean((truth >= low) & (truth <= high)))
+    on_lab = float(np.mean((ds.validation.y >= low) & (ds.validation.y <= high)))
+    assert 0.88 <= on_truth <= 0.99, on_truth
+    assert on_lab < on_truth
 
 
 def test_t2_and_spe_limits_are_the_validation_99_percent(
