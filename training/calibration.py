@@ -202,7 +202,8 @@ def _analyzer_share(
     if spread <= 0 or n < 2:
         return 0.0
     upper = spread * (n - 1) / float(stats.chi2.ppf(1.0 - SHARE_CONFIDENCE, n - 1))
-    return float(min(np.mean(noise / scale**2) / upper, MAX_ANALYZER_SHARE))
+    share = float(np.mean(noise / scale**2)) / upper
+    return min(share, MAX_ANALYZER_SHARE)
 
 
 def _pca_columns(features: Sequence[LagFeature]) -> list[int]:
