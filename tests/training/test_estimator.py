@@ -244,7 +244,7 @@ def test_cli_tune_records_the_search(tmp_path: Path) -> None:
     spec = tmp_path / "tiny.yaml"
     spec.write_text(TINY_SPEC)
     data = write_tiny_csv(tmp_path / "tiny.csv", n=80)
-    from training.cli import main
+    from service.cli.main import main
 
     out = tmp_path / "run"
     args = ["train", "--spec", str(spec), "--data", str(data), "--out", str(out), "--quiet"]
