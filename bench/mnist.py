@@ -22,7 +22,8 @@ import torch
 from numpy.typing import NDArray
 from torch.nn import functional as F  # noqa: N812
 
-from service.contracts.features import FloatArray
+from service.contracts.arrays import FloatArray
+from service.contracts.errors import SoftSensorError
 from training.experiment import RunConfig, make_pruner, resolve_network
 from training.network import count_dense_parameters
 from training.scaling import Standardizer
@@ -39,7 +40,7 @@ IDX_UBYTE = 0x08  # the only element type MNIST uses
 VALIDATION_ROWS = 5000  # the last 5k training images: early stopping and appraisal only
 
 
-class MnistError(Exception):
+class MnistError(SoftSensorError):
     """The MNIST directory is missing, incomplete or does not match its checksums."""
 
 

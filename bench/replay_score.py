@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bench.replay import SETTLE_MINUTES, UNITS, Scenario, replay_config
+from service.contracts.arrays import FloatArray
 from service.contracts.card import ModelCard
 from service.contracts.features import FeaturePlan
 from service.monitoring.alarms import ALARMS
@@ -23,13 +24,12 @@ from training.data import load_dataset
 from training.faults import FEED_RAMP_MINUTES, Fault
 from training.spec import load_spec
 
-Floats = NDArray[np.float64]
 Mask = NDArray[np.bool_]
 MINUTES_PER_WEEK = 7 * 1440
 THERMOCOUPLE_NOISE_SD = replay_config().sensors.temperature.noise_sd
 
 
-def _rmse(a: Floats, b: Floats) -> float:
+def _rmse(a: FloatArray, b: FloatArray) -> float:
     ok = np.isfinite(a) & np.isfinite(b)
     return float(np.sqrt(np.mean((a[ok] - b[ok]) ** 2))) if ok.any() else math.nan
 
@@ -37,7 +37,7 @@ def _rmse(a: Floats, b: Floats) -> float:
 def _table(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Per-row columns of one unit's answers (NaN where a request failed)."""
 
-    def col(key: str) -> Floats:
+    def col(key: str) -> FloatArray:
         return np.array([r.get(key, math.nan) for r in rows], dtype=np.float64)
 
     return {
@@ -65,7 +65,7 @@ def _masks(scenario: Scenario, n: int) -> tuple[dict[Fault, Mask], Mask, Mask]:
     return windows, settling & ~faulty, ~faulty & ~settling
 
 
-def _ridge(scenario: Scenario, data: Path, card: ModelCard) -> dict[str, Floats]:
+def _ridge(scenario: Scenario, data: Path, card: ModelCard) -> dict[str, FloatArray]:
     """Ridge on the model's full feature set, alpha by validation, on each unit's replay."""
     from sklearn.linear_model import Ridge
 
@@ -91,7 +91,9 @@ def _ridge(scenario: Scenario, data: Path, card: ModelCard) -> dict[str, Floats]
     return out
 
 
-def _offline_bias(estimate: Floats, analyzer: Floats, delay: int, gain: float = 0.3) -> Floats:
+def _offline_bias(
+    estimate: FloatArray, analyzer: FloatArray, delay: int, gain: float = 0.3
+) -> FloatArray:
     """The service's bias filter, replayed offline on another estimator (ridge)."""
     bias, out = 0.0, np.empty_like(estimate)
     for k in range(len(estimate)):
@@ -201,7 +203,7 @@ def scorecard(
 
 
 def _fault(
-    f: Fault, window: Mask, t: dict[str, Any], truth: Floats, card: ModelCard
+    f: Fault, window: Mask, t: dict[str, Any], truth: FloatArray, card: ModelCard
 ) -> dict[str, Any]:
     """Detection and status figures of one fault on unit A."""
     out: dict[str, Any] = {
@@ -296,9 +298,9 @@ def _summary(
 def _series(
     scenario: Scenario,
     tables: dict[str, Any],
-    truth: dict[str, Floats],
-    analyzer: dict[str, Floats],
-    ridge: dict[str, Floats],
+    truth: dict[str, FloatArray],
+    analyzer: dict[str, FloatArray],
+    ridge: dict[str, FloatArray],
     windows: dict[Fault, Mask],
 ) -> dict[str, Any]:
     """Unit A's rows for the plot (every value, minute by minute)."""

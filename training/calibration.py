@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from service.contracts.arrays import FloatArray
 from service.contracts.card import (
     AlarmCalibration,
     Calibration,
@@ -36,7 +37,7 @@ from service.contracts.card import (
     IntervalCalibration,
     TrainingRange,
 )
-from service.contracts.features import FeaturePlan, FloatArray, LagFeature
+from service.contracts.features import FeaturePlan, LagFeature
 from training.data import Dataset, read_table
 from training.export import ExportedModel, run_onnx
 

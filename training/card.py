@@ -7,6 +7,7 @@ from datetime import datetime
 
 import numpy as np
 
+from service.contracts.arrays import FloatArray
 from service.contracts.card import (
     BaselineCard,
     DataSummary,
@@ -21,7 +22,6 @@ from service.contracts.card import (
     TargetCard,
     ValidRange,
 )
-from service.contracts.features import FloatArray
 from training.calibration import calibrate
 from training.data import Dataset
 from training.evaluation import score

@@ -44,7 +44,8 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.linalg import lapack
 
-FloatArray = NDArray[np.float64]
+from service.contracts.arrays import FloatArray
+from training.errors import SimulationError
 
 # Index of each input in the input vector u.
 REFLUX, BOILUP, FEED, Z_FEED, Q_FEED = range(5)
@@ -56,7 +57,7 @@ INPUT_NAMES = ("L_T", "V_B", "F", "z_F", "q_F")
 _ROS2_GAMMA = 1.0 - 1.0 / np.sqrt(2.0)
 
 
-class SteadyStateError(RuntimeError):
+class SteadyStateError(SimulationError):
     """The steady-state iteration did not converge (inputs far outside the column's range)."""
 
 

@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from service.contracts.features import FloatArray, assemble_rows, derive_signals, max_lag
+from service.contracts.arrays import FloatArray
+from service.contracts.features import assemble_rows, derive_signals, max_lag
 from training.errors import DataError
 from training.spec import DatasetSpec, MissingSpec, SignalSpec, TargetSpec, TestWindow
 

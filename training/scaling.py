@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from service.contracts.features import FloatArray
+from service.contracts.arrays import FloatArray
 
 
 class Standardizer:

@@ -45,17 +45,14 @@ import pandas as pd
 import scipy.signal
 import yaml
 
+from service.contracts.arrays import FloatArray
 from service.contracts.atomic import write_atomic
-from training.column import ColumnModel, ColumnParams, FloatArray, SteadyStateError
-from training.errors import SoftSensorError
+from training.column import ColumnModel, ColumnParams, SteadyStateError
+from training.errors import SimulationError
 from training.spec import DatasetSpec
 
 _MINUTES_PER_DAY = 1440.0
 _KELVIN = 273.15
-
-
-class SimulationError(SoftSensorError):
-    """The configuration is inconsistent or the column left its physical range."""
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from service.contracts.features import FloatArray
+from service.contracts.arrays import FloatArray
 from training.config import NetworkConfig, TrainConfig
 from training.evaluation import fit_ridge
 from training.network import MaskedMLP

@@ -63,8 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; library errors become one-line messages and exit code 1."""
-    from service.contracts.registry import RegistryError
-    from training.errors import SoftSensorError
+    from service.contracts.errors import SoftSensorError
 
     parser = build_parser()
     # A training command where the extra is missing takes any options (it only refuses).
@@ -73,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         code: int = args.handler(args, args.parser)
-    except (SoftSensorError, RegistryError) as exc:
+    except SoftSensorError as exc:
         print(f"softsensor {args.command}: error: {exc}", file=sys.stderr)
         return 1
     return code

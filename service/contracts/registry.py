@@ -39,7 +39,22 @@ from pydantic import ValidationError
 
 from service.contracts.atomic import fsync_dir, write_atomic
 from service.contracts.card import ModelCard
-from service.contracts.errors import PathError
+from service.contracts.errors import (
+    CorruptModelError,
+    InvalidNameError,
+    ModelNotFoundError,
+    RegistryError,
+    VersionExistsError,
+)
+
+__all__ = [  # the registry's errors live with the others; importable from here as well
+    "CorruptModelError",
+    "InvalidNameError",
+    "ModelNotFoundError",
+    "Registry",
+    "RegistryError",
+    "VersionExistsError",
+]
 
 MODEL_FILE = "model.onnx"
 CARD_FILE = "card.json"
@@ -61,37 +76,6 @@ _RESERVED_VERSIONS = frozenset({CHAMPION_FILE})  # would collide with the pointe
 _TEMP_SUFFIX = ".tmp"  # our version temp dirs and write_atomic's temp files both end so
 _LOCK_FILE = ".lock"
 _HASH_CHUNK = 1 << 20
-
-
-# --------------------------------------------------------------------------- errors
-
-
-class RegistryError(PathError):
-    """Base of every registry failure; ``status`` lets the service map it to HTTP in one place."""
-
-
-class ModelNotFoundError(RegistryError):
-    """The name, version or champion asked for does not exist."""
-
-    default_status = 404
-
-
-class VersionExistsError(RegistryError):
-    """A version with that id is already stored; versions are never overwritten."""
-
-    default_status = 409
-
-
-class CorruptModelError(RegistryError):
-    """Stored content is invalid: card not a valid ModelCard, sha256 or ids not matching."""
-
-    default_status = 422
-
-
-class InvalidNameError(RegistryError, ValueError):
-    """A name, version or file name that does not match its pattern (or is reserved)."""
-
-    default_status = 422
 
 
 # --------------------------------------------------------------------------- plain data
@@ -468,21 +452,6 @@ class Registry:
                 f"(tried {list(current.previous)})",
                 status=409,
             )
-
-    def clean_stale(self, max_age: timedelta = STALE_AFTER) -> list[Path]:
-        """Remove temporary entries left by crashed writes, if older than ``max_age``.
-
-        The age guard keeps a write in progress (by another process) from being removed
-        under its feet. Returns what was removed.
-        """
-        removed: list[Path] = []
-        if not self.root.is_dir():
-            return removed
-        cutoff = time.time() - max_age.total_seconds()
-        for name_dir in self.root.iterdir():
-            if name_dir.is_dir() and _NAME_RE.fullmatch(name_dir.name):
-                removed += self._clean_name_dir(name_dir, cutoff)
-        return removed
 
     def _clean_name_dir(self, name_dir: Path, cutoff: float) -> list[Path]:
         removed = []
