@@ -38,6 +38,7 @@ from service.contracts.registry import (
     VersionExistsError,
     new_version_id,
 )
+from service.contracts.version_dir import rename_into_place
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -192,7 +193,7 @@ def test_rename_race_loser_gets_version_exists(reg: Registry) -> None:
     tmp.mkdir()
     (tmp / "model.onnx").write_bytes(b"x")
     with pytest.raises(VersionExistsError):
-        Registry._rename_into_place(tmp, reg.root / "col" / "v1")
+        rename_into_place(tmp, reg.root / "col" / "v1")
     assert reg.verify("col", "v1").version == "v1"
 
 

@@ -12,10 +12,10 @@ import onnx
 import pytest
 import torch
 
-from service.contracts.card import render_markdown
 from service.contracts.registry import Registry
 from tests.conftest import TINY_SPEC, write_tiny_csv
 from training.appraisal import CAPruner
+from training.card_markdown import render_markdown
 from training.config import CAConfig, NetworkConfig, TrainConfig
 from training.data import Dataset, load_dataset
 from training.ensemble import merge
