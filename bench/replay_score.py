@@ -136,6 +136,35 @@ def scorecard(
     windows, _settling, clean_a = _masks(scenario, n)
     clean = {UNITS[0]: clean_a, UNITS[1]: np.ones(n, dtype=bool)}
     ridge = _ridge(scenario, data, card)
+    clean_card = _clean_scores(tables, truth, analyzer, ridge, clean, delay)
+    unit_a = tables[UNITS[0]]
+    faults = [_fault(f, windows[f], unit_a, truth[UNITS[0]], card) for f in scenario.faults]
+    labs = {u: _lab_counts(served["labs"][u]) for u in UNITS}
+    summary = _summary(clean_card, faults, labs, tables)
+    return {
+        "days": scenario.days,
+        "train_days": scenario.train_days,
+        "model_version": card.version,
+        "calibration": card.calibration.model_dump() if card.calibration else None,
+        "clean": clean_card,
+        "faults": faults,
+        "labs": labs,
+        "errors": {u: tables[u]["errors"] for u in UNITS},
+        "summary": summary,
+        "series": _series(scenario, tables, truth, analyzer, ridge, windows),
+    }
+
+
+def _clean_scores(
+    tables: dict[str, dict[str, Any]],
+    truth: dict[str, FloatArray],
+    analyzer: dict[str, FloatArray],
+    ridge: dict[str, FloatArray],
+    clean: dict[str, Mask],
+    delay: int,
+) -> dict[str, Any]:
+    """Both units' clean rows pooled: errors, interval coverage and width, status shares,
+    flagged rows and alarm onsets."""
 
     def pooled(fn: Any) -> NDArray[Any]:
         return np.concatenate([fn(u) for u in UNITS])
@@ -153,17 +182,7 @@ def scorecard(
     clean_minutes = float(clean_all.sum())
     frozen_rows = _has(reasons_all, "frozen:")
     range_rows = _has(reasons_all, "out_of_range:") | _has(reasons_all, "outside_training:")
-    alarms = {}
-    for a in ALARMS:
-        onsets = sum(_onsets(tables[u]["alarms"][a], clean[u]) for u in UNITS)
-        alarms[a] = {
-            "onsets": onsets,
-            "per_week": onsets / (clean_minutes / MINUTES_PER_WEEK),
-            "rows_on": float(
-                np.mean(np.concatenate([tables[u]["alarms"][a] for u in UNITS])[clean_all])
-            ),
-        }
-    clean_card = {
+    return {
         "minutes": clean_minutes,
         "rmse_estimate": _rmse(est_all[clean_all], t_all[clean_all]),
         "rmse_corrected": _rmse(cor_all[clean_all], t_all[clean_all]),
@@ -174,7 +193,7 @@ def scorecard(
         "status": _shares(status_all, clean_all),
         "frozen_rows": float(np.mean(frozen_rows[clean_all])),
         "range_rows": float(np.mean(range_rows[clean_all])),
-        "alarms": alarms,
+        "alarms": _alarm_onsets(tables, clean, clean_all),
         "coverage_per_unit": {
             u: float(
                 np.mean(
@@ -184,22 +203,24 @@ def scorecard(
             for u in UNITS
         },
     }
-    unit_a = tables[UNITS[0]]
-    faults = [_fault(f, windows[f], unit_a, truth[UNITS[0]], card) for f in scenario.faults]
-    labs = {u: _lab_counts(served["labs"][u]) for u in UNITS}
-    summary = _summary(clean_card, faults, labs, tables)
-    return {
-        "days": scenario.days,
-        "train_days": scenario.train_days,
-        "model_version": card.version,
-        "calibration": card.calibration.model_dump() if card.calibration else None,
-        "clean": clean_card,
-        "faults": faults,
-        "labs": labs,
-        "errors": {u: tables[u]["errors"] for u in UNITS},
-        "summary": summary,
-        "series": _series(scenario, tables, truth, analyzer, ridge, windows),
-    }
+
+
+def _alarm_onsets(
+    tables: dict[str, dict[str, Any]], clean: dict[str, Mask], clean_all: Mask
+) -> dict[str, dict[str, float]]:
+    """Per alarm: onsets (off to on) on clean rows, per week of clean operation, share on."""
+    clean_minutes = float(clean_all.sum())
+    alarms = {}
+    for a in ALARMS:
+        onsets = sum(_onsets(tables[u]["alarms"][a], clean[u]) for u in UNITS)
+        alarms[a] = {
+            "onsets": onsets,
+            "per_week": onsets / (clean_minutes / MINUTES_PER_WEEK),
+            "rows_on": float(
+                np.mean(np.concatenate([tables[u]["alarms"][a] for u in UNITS])[clean_all])
+            ),
+        }
+    return alarms
 
 
 def _fault(
