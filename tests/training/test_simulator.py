@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from training.data import load_dataset
+from training.errors import SimulationError
 from training.simulator import (
     FLOW_COLUMNS,
     AnalyzerConfig,
@@ -18,7 +19,6 @@ from training.simulator import (
     OperatorConfig,
     SensorNoise,
     SimulationConfig,
-    SimulationError,
     dataset_spec,
     disturbance_path,
     run,
