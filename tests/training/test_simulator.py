@@ -190,7 +190,7 @@ def test_yaml_output_path_is_refused(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_seven_days_fast_varied_and_loadable(tmp_path: Path) -> None:
-    """A default week (10,080 rows; its time is a benchmark's, bench.training_overhead);
+    """A default week (10,080 rows; how long it takes is for a benchmark, not a test);
     x_B spans its realistic range; loads."""
     data, spec_path = simulate(7, seed=0, out=tmp_path / "column_a.csv")
     ds = load_dataset(load_spec(spec_path), data)
