@@ -77,7 +77,7 @@ def main() -> None:
         "PYTHONPATH": str(REPO),
         "SOFTSENSOR_WATCH_INTERVAL_S": "5",  # as in production: the watcher runs throughout
     }
-    cmd = [sys.executable, "-m", "training.cli", "serve", "--registry", str(work / "models")]
+    cmd = [sys.executable, "-m", "service.cli", "serve", "--registry", str(work / "models")]
     cmd += ["--state-dir", str(work / "state"), "--port", str(port)]
     server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"

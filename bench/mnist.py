@@ -18,13 +18,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from numpy.typing import NDArray
+from torch.nn import functional as F  # noqa: N812
 
-from service.contracts.features import FloatArray
+from service.contracts.arrays import FloatArray
+from service.contracts.errors import SoftSensorError
 from training.experiment import RunConfig, make_pruner, resolve_network
 from training.network import count_dense_parameters
+from training.scaling import Standardizer
 from training.shrink import shrink
-from training.trainer import TrainResult, train
+from training.trainer import Trainer, TrainResult, train
 
 FILES = {
     "train_images": "train-images-idx3-ubyte.gz",
@@ -36,7 +40,7 @@ IDX_UBYTE = 0x08  # the only element type MNIST uses
 VALIDATION_ROWS = 5000  # the last 5k training images: early stopping and appraisal only
 
 
-class MnistError(Exception):
+class MnistError(SoftSensorError):
     """The MNIST directory is missing, incomplete or does not match its checksums."""
 
 
@@ -132,20 +136,59 @@ def load_digits(
     )
 
 
+class ClassificationTrainer(Trainer):
+    """The product's training loop on a classification task: one output (logit) per class,
+    cross-entropy on integer labels, which are not scaled; all pixels scaled together.
+
+    Pooled input scaling: pixels share one unit, and per-pixel scaling would blow up pixels
+    that are almost always blank in training.
+    """
+
+    regression = False
+
+    def _fit_input_scaler(self, x_train: FloatArray) -> Standardizer:
+        return pooled_scaler(x_train)
+
+    def _prepare_targets(self, y_train: FloatArray, y_val: FloatArray) -> int:
+        self.y_scaler = Standardizer()  # the identity: labels stay labels
+        self.y_scaler.mean_, self.y_scaler.scale_ = np.zeros(1), np.ones(1)
+        self.yt = torch.as_tensor(np.asarray(y_train).ravel(), dtype=torch.long)
+        self.yv = torch.as_tensor(np.asarray(y_val).ravel(), dtype=torch.long)
+        self.loss_fn = F.cross_entropy
+        return int(max(self.yt.max(), self.yv.max())) + 1
+
+
+def pooled_scaler(x: FloatArray) -> Standardizer:
+    """One mean and spread for every column (a spread of zero maps to 1)."""
+    arr = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+    scaler = Standardizer()
+    std = arr.std()
+    scaler.mean_ = np.full(arr.shape[1], arr.mean())
+    scaler.scale_ = np.full(arr.shape[1], std if std > 0 else 1.0)
+    return scaler
+
+
+def predict_classes(result: TrainResult, x: FloatArray) -> NDArray[np.int64]:
+    """Most likely class per raw pixel row."""
+    z = torch.as_tensor(result.x_scaler.transform(x), dtype=torch.float32)
+    result.model.eval()
+    with torch.no_grad():
+        classes = result.model(z).argmax(dim=1).numpy()
+    return np.asarray(classes, dtype=np.int64)
+
+
 def error_rate(result: TrainResult, x: FloatArray, y: NDArray[np.int64]) -> float:
     """Share of misclassified rows."""
-    return float(np.mean(result.predict_classes(x) != y))
+    return float(np.mean(predict_classes(result, x) != y))
 
 
 def run_digits(digits: Digits, cfg: RunConfig) -> tuple[dict[str, Any], TrainResult]:
     """Train one method on MNIST and measure it; the test part is only scored here.
 
-    The run's ``train`` config must have ``task="classification"``. The metrics carry the
-    same names as a regression run's where they mean the same thing (pruning rate, parameters,
-    epochs, best validation loss), plus error rates instead of RMSE.
+    The trainer is ``ClassificationTrainer``. The metrics carry the same names as a
+    regression run's where they mean the same thing (pruning rate, parameters, epochs, best
+    validation loss), plus error rates instead of RMSE.
     """
-    if cfg.train.task != "classification":
-        raise ValueError("MNIST runs need TrainConfig(task='classification')")
     n_inputs, n_classes = digits.x_train.shape[1], int(digits.y_train.max()) + 1
     network = resolve_network(cfg, n_inputs, n_classes)
     train_cfg = replace(cfg.train, seed=cfg.seed)
@@ -157,6 +200,7 @@ def run_digits(digits: Digits, cfg: RunConfig) -> tuple[dict[str, Any], TrainRes
         network,
         make_pruner(cfg),
         train_cfg,
+        trainer_class=ClassificationTrainer,
     )
     model = result.model
     rate, per_layer = model.pruning_rate(), model.pruning_rate_per_layer()

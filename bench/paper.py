@@ -4,10 +4,10 @@ plus CA's ablations; results as JSON/CSV, markdown tables and PNG plots.
 
     python -m bench.paper                 # full suite: 5 seeds, ~30-45 min on 2 cores
     python -m bench.paper --quick         # 1 seed, short training: a smoke test, ~2 min
-    softsensor bench paper --only mnist   # the same through the CLI
+    python -m bench.paper --only mnist    # one dataset
 
 Finished runs are kept (``<out>/runs/*.json``) and skipped by the next invocation, so an
-interrupted suite resumes. Only the argument parser lives at module level: the CLI builds it
+interrupted suite resumes. Only the argument parser lives at module level: ``--help`` answers
 without importing torch.
 """
 
@@ -38,7 +38,7 @@ def _positive_int(text: str) -> int:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The suite's options, shared by ``python -m bench.paper`` and ``softsensor bench paper``."""
+    """The suite's options (``python -m bench.paper``)."""
     p.add_argument("--quick", action="store_true", help="1 seed, short training (smoke test)")
     p.add_argument(
         "--out",

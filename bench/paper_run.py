@@ -20,6 +20,7 @@ from bench.report import render
 from bench.suite import (
     NOISE_LEVELS,
     Job,
+    Outcome,
     Source,
     base_configs,
     plan_digit_jobs,
@@ -124,12 +125,7 @@ def record_invocation(out: Path, entry: dict[str, Any]) -> list[dict[str, Any]]:
 def run_suite(args: argparse.Namespace, command: str) -> int:
     """Plan, run what is not finished, summarize, plot; 1 if any run failed."""
     out: Path = args.out or (QUICK_OUT if args.quick else FULL_OUT)
-    if args.plots is not None:
-        plots: Path = args.plots
-    elif args.out is None and not args.quick:
-        plots = DOC_PLOTS
-    else:
-        plots = out / "plots"
+    plots = _plots_dir(args, out)
     started = time.perf_counter()
     jobs, skipped = plan(args, out)
     for message in skipped:
@@ -142,7 +138,6 @@ def run_suite(args: argparse.Namespace, command: str) -> int:
     seeds = args.seeds or (1 if args.quick else 5)
     made = plot_all(rows, summary, records, plots)
     wall = time.perf_counter() - started
-    bases = base_configs(args.quick, args.mnist_tau)
     invocations = record_invocation(
         out,
         {
@@ -154,7 +149,49 @@ def run_suite(args: argparse.Namespace, command: str) -> int:
             "failed": len(outcome.failed),
         },
     )
-    result: dict[str, Any] = {
+    result = _result(args, command, wall, jobs, skipped, outcome, records, invocations)
+    result |= {
+        "plots": [str(p) for p in made],
+        "summary": summary,
+        "comparisons": comparisons,
+    }
+    write_atomic(out / "results.json", json.dumps(result, indent=1, default=str) + "\n")
+    write_atomic(out / "results.csv", to_csv(rows))
+    write_atomic(out / "tables.md", render(summary, comparisons, seeds))
+    seconds = [r["train_seconds"] for r in rows if r.get("train_seconds")]
+    _say(
+        f"{len(outcome.ran)} runs done, {len(outcome.skipped)} already finished, "
+        f"{len(outcome.failed)} failed; wall {wall:.0f} s"
+        + (f" (median run {statistics.median(seconds):.1f} s)" if seconds else "")
+    )
+    _say(f"results: {out / 'results.json'}, {out / 'results.csv'}, {out / 'tables.md'}")
+    _say(f"plots: {', '.join(str(p) for p in made) or 'none'}")
+    return 1 if outcome.failed else 0
+
+
+def _plots_dir(args: argparse.Namespace, out: Path) -> Path:
+    """Where the PNGs go: as asked, else docs/ for the full suite in its default place."""
+    if args.plots is not None:
+        plots: Path = args.plots
+        return plots
+    if args.out is None and not args.quick:
+        return DOC_PLOTS
+    return out / "plots"
+
+
+def _result(
+    args: argparse.Namespace,
+    command: str,
+    wall: float,
+    jobs: list[Job],
+    skipped: list[str],
+    outcome: Outcome,
+    records: list[dict[str, Any]],
+    invocations: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """results.json but the figures: how it was run, on what, and with which settings."""
+    bases = base_configs(args.quick, args.mnist_tau)
+    return {
         "command": command,
         "machine": {
             "cpu": cpu_model(),
@@ -163,7 +200,7 @@ def run_suite(args: argparse.Namespace, command: str) -> int:
             "workers": args.workers,
         },
         "quick": args.quick,
-        "seeds": seeds,
+        "seeds": args.seeds or (1 if args.quick else 5),
         "wall_seconds": wall,
         "run_seconds_this_invocation": outcome.wall_seconds,
         "train_seconds_total": sum(
@@ -186,19 +223,4 @@ def run_suite(args: argparse.Namespace, command: str) -> int:
             }
             for name, b in bases.items()
         },
-        "plots": [str(p) for p in made],
-        "summary": summary,
-        "comparisons": comparisons,
     }
-    write_atomic(out / "results.json", json.dumps(result, indent=1, default=str) + "\n")
-    write_atomic(out / "results.csv", to_csv(rows))
-    write_atomic(out / "tables.md", render(summary, comparisons, seeds))
-    seconds = [r["train_seconds"] for r in rows if r.get("train_seconds")]
-    _say(
-        f"{len(outcome.ran)} runs done, {len(outcome.skipped)} already finished, "
-        f"{len(outcome.failed)} failed; wall {wall:.0f} s"
-        + (f" (median run {statistics.median(seconds):.1f} s)" if seconds else "")
-    )
-    _say(f"results: {out / 'results.json'}, {out / 'results.csv'}, {out / 'tables.md'}")
-    _say(f"plots: {', '.join(str(p) for p in made) or 'none'}")
-    return 1 if outcome.failed else 0

@@ -150,7 +150,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float
     return table
 
 
-def main() -> None:
+def _parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spec", type=Path, default=DEBUTANIZER_SPEC)
     parser.add_argument("--data", type=Path, default=DEBUTANIZER)
@@ -167,7 +167,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=TrainConfig().epochs)
     parser.add_argument("--tau", type=float, default=CAConfig().tau)
     parser.add_argument("--members", type=int, default=RunConfig().members)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = _parse_args()
     spec: Path = args.spec
     if args.simulate_days is not None:
         from training.simulator import simulate
@@ -206,6 +210,10 @@ def main() -> None:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     write_atomic(args.out / "results.json", json.dumps(result, indent=1, default=str) + "\n")
+    _print_summary(summary, wall)
+
+
+def _print_summary(summary: dict[str, Any], wall: float) -> None:
     for key, methods in summary.items():
         print(key)
         for method, stats in methods.items():

@@ -119,7 +119,7 @@ def train(scenario: Scenario, work: Path) -> tuple[Path, Path]:
     spec = work / "train.yaml"
     spec.write_text(yaml.safe_dump(spec_dict(replay_config())), encoding="utf-8")
     registry = work / "models"
-    cmd = [sys.executable, "-m", "training.cli", "train", "--spec", str(spec), "--data", str(data)]
+    cmd = [sys.executable, "-m", "service.cli", "train", "--spec", str(spec), "--data", str(data)]
     cmd += ["--out", str(work / "run"), "--register", MODEL, "--registry", str(registry)]
     subprocess.run([*cmd, "--quiet"], check=True, cwd=REPO, env=_env(), stdout=subprocess.DEVNULL)
     return registry, data
@@ -136,7 +136,7 @@ class Service:
     def __init__(self, registry: Path, state: Path, log: Path) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        cmd = [sys.executable, "-m", "training.cli", "serve", "--registry", str(registry)]
+        cmd = [sys.executable, "-m", "service.cli", "serve", "--registry", str(registry)]
         cmd += ["--state-dir", str(state), "--port", str(self.port)]
         with log.open("ab") as out:
             self.proc = subprocess.Popen(

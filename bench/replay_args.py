@@ -1,5 +1,5 @@
-"""The plant replay's command-line options, light enough to import while building the
-``softsensor`` parser (which must work where pandas and torch are not installed)."""
+"""The plant replay's command-line options (``python -m bench.replay``), apart from the replay
+so that ``--help`` answers without importing pandas or torch."""
 
 from __future__ import annotations
 

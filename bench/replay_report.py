@@ -175,16 +175,20 @@ def _clean_rows(c: dict[str, Any]) -> list[str]:
 
 
 def render(result: dict[str, Any], command: str) -> str:
-    c = result["clean"]
-    steps = next(f for f in result["faults"] if f["kind"] == "pressure_step")
-    alarms = " ".join(
-        f"| {name} | {a['onsets']} | {a['per_week']:.2f} | {_pct(a['rows_on'])} |" + "\n"
-        for name, a in c["alarms"].items()
-    )
-    cal = result["calibration"] or {}
-    interval = cal.get("interval", {})
-    labs = result["labs"]
+    """docs/replay.md from a replay's result."""
     lines = [
+        *_introduction(result, command),
+        *_clean_section(result["clean"]),
+        *_fault_section(result),
+        *_reading(result),
+        *_lab_section(result),
+        *_calibration_section(result),
+    ]
+    return "\n".join(lines)
+
+
+def _introduction(result: dict[str, Any], command: str) -> list[str]:
+    return [
         "# Plant replay: the served numbers against the truth",
         "",
         "What the running service serves, judged the way an operator meets it. Two units of",
@@ -209,6 +213,15 @@ def render(result: dict[str, Any], command: str) -> str:
         "",
         "![replay](img/replay/replay.png)",
         "",
+    ]
+
+
+def _clean_section(c: dict[str, Any]) -> list[str]:
+    alarms = " ".join(
+        f"| {name} | {a['onsets']} | {a['per_week']:.2f} | {_pct(a['rows_on'])} |" + "\n"
+        for name, a in c["alarms"].items()
+    )
+    return [
         "## Clean periods",
         "",
         f"{c['minutes'] / 1440:.1f} unit-days of clean rows.",
@@ -221,6 +234,12 @@ def render(result: dict[str, Any], command: str) -> str:
         "|---|---|---|---|",
         alarms.rstrip("\n"),
         "",
+    ]
+
+
+def _fault_section(result: dict[str, Any]) -> list[str]:
+    steps = next(f for f in result["faults"] if f["kind"] == "pressure_step")
+    return [
         "## Injected faults (unit A)",
         "",
         "| fault | start (day) | lasts | detected after | criterion "
@@ -235,7 +254,12 @@ def render(result: dict[str, Any], command: str) -> str:
         f"{steps['rmse_before_step']['estimate']:.3f} and "
         f"{steps['rmse_before_step']['corrected']:.3f}.",
         "",
-        *_reading(result),
+    ]
+
+
+def _lab_section(result: dict[str, Any]) -> list[str]:
+    labs = result["labs"]
+    return [
         "## Lab results",
         "",
         "| unit | posted | accepted | unmatched | other |",
@@ -255,6 +279,13 @@ def render(result: dict[str, Any], command: str) -> str:
         f"biases: unit A {result['summary']['final_bias']['unit-a']:+.3f}, unit B "
         f"{result['summary']['final_bias']['unit-b']:+.3f} mol %).",
         "",
+    ]
+
+
+def _calibration_section(result: dict[str, Any]) -> list[str]:
+    cal = result["calibration"] or {}
+    interval = cal.get("interval", {})
+    return [
         "## What the card calibrated",
         "",
         f"Interval: split conformal over {interval.get('results')} validation results of the "
@@ -265,7 +296,6 @@ def render(result: dict[str, Any], command: str) -> str:
         "operation); see `training/calibration.py`.",
         "",
     ]
-    return "\n".join(lines)
 
 
 def write_docs(

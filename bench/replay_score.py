@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bench.replay import SETTLE_MINUTES, UNITS, Scenario, replay_config
+from service.contracts.arrays import FloatArray
 from service.contracts.card import ModelCard
 from service.contracts.features import FeaturePlan
 from service.monitoring.alarms import ALARMS
@@ -23,13 +24,12 @@ from training.data import load_dataset
 from training.faults import FEED_RAMP_MINUTES, Fault
 from training.spec import load_spec
 
-Floats = NDArray[np.float64]
 Mask = NDArray[np.bool_]
 MINUTES_PER_WEEK = 7 * 1440
 THERMOCOUPLE_NOISE_SD = replay_config().sensors.temperature.noise_sd
 
 
-def _rmse(a: Floats, b: Floats) -> float:
+def _rmse(a: FloatArray, b: FloatArray) -> float:
     ok = np.isfinite(a) & np.isfinite(b)
     return float(np.sqrt(np.mean((a[ok] - b[ok]) ** 2))) if ok.any() else math.nan
 
@@ -37,7 +37,7 @@ def _rmse(a: Floats, b: Floats) -> float:
 def _table(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Per-row columns of one unit's answers (NaN where a request failed)."""
 
-    def col(key: str) -> Floats:
+    def col(key: str) -> FloatArray:
         return np.array([r.get(key, math.nan) for r in rows], dtype=np.float64)
 
     return {
@@ -65,7 +65,7 @@ def _masks(scenario: Scenario, n: int) -> tuple[dict[Fault, Mask], Mask, Mask]:
     return windows, settling & ~faulty, ~faulty & ~settling
 
 
-def _ridge(scenario: Scenario, data: Path, card: ModelCard) -> dict[str, Floats]:
+def _ridge(scenario: Scenario, data: Path, card: ModelCard) -> dict[str, FloatArray]:
     """Ridge on the model's full feature set, alpha by validation, on each unit's replay."""
     from sklearn.linear_model import Ridge
 
@@ -91,7 +91,9 @@ def _ridge(scenario: Scenario, data: Path, card: ModelCard) -> dict[str, Floats]
     return out
 
 
-def _offline_bias(estimate: Floats, analyzer: Floats, delay: int, gain: float = 0.3) -> Floats:
+def _offline_bias(
+    estimate: FloatArray, analyzer: FloatArray, delay: int, gain: float = 0.3
+) -> FloatArray:
     """The service's bias filter, replayed offline on another estimator (ridge)."""
     bias, out = 0.0, np.empty_like(estimate)
     for k in range(len(estimate)):
@@ -134,54 +136,7 @@ def scorecard(
     windows, _settling, clean_a = _masks(scenario, n)
     clean = {UNITS[0]: clean_a, UNITS[1]: np.ones(n, dtype=bool)}
     ridge = _ridge(scenario, data, card)
-
-    def pooled(fn: Any) -> NDArray[Any]:
-        return np.concatenate([fn(u) for u in UNITS])
-
-    clean_all = pooled(lambda u: clean[u])
-    t_all = pooled(lambda u: truth[u])
-    est_all = pooled(lambda u: tables[u]["estimate"])
-    cor_all = pooled(lambda u: tables[u]["corrected"])
-    lo_all, hi_all = pooled(lambda u: tables[u]["low"]), pooled(lambda u: tables[u]["high"])
-    ridge_all = pooled(lambda u: ridge[u])
-    ridge_cor = pooled(lambda u: _offline_bias(ridge[u], analyzer[u], delay))
-    status_all = np.concatenate([tables[u]["status"] for u in UNITS])
-    reasons_all = [r for u in UNITS for r in tables[u]["reasons"]]
-    inside = (t_all >= lo_all) & (t_all <= hi_all)
-    clean_minutes = float(clean_all.sum())
-    frozen_rows = _has(reasons_all, "frozen:")
-    range_rows = _has(reasons_all, "out_of_range:") | _has(reasons_all, "outside_training:")
-    alarms = {}
-    for a in ALARMS:
-        onsets = sum(_onsets(tables[u]["alarms"][a], clean[u]) for u in UNITS)
-        alarms[a] = {
-            "onsets": onsets,
-            "per_week": onsets / (clean_minutes / MINUTES_PER_WEEK),
-            "rows_on": float(
-                np.mean(np.concatenate([tables[u]["alarms"][a] for u in UNITS])[clean_all])
-            ),
-        }
-    clean_card = {
-        "minutes": clean_minutes,
-        "rmse_estimate": _rmse(est_all[clean_all], t_all[clean_all]),
-        "rmse_corrected": _rmse(cor_all[clean_all], t_all[clean_all]),
-        "rmse_ridge": _rmse(ridge_all[clean_all], t_all[clean_all]),
-        "rmse_ridge_corrected": _rmse(ridge_cor[clean_all], t_all[clean_all]),
-        "coverage": float(np.mean(inside[clean_all])),
-        "width": float(np.mean((hi_all - lo_all)[clean_all])),
-        "status": _shares(status_all, clean_all),
-        "frozen_rows": float(np.mean(frozen_rows[clean_all])),
-        "range_rows": float(np.mean(range_rows[clean_all])),
-        "alarms": alarms,
-        "coverage_per_unit": {
-            u: float(
-                np.mean(
-                    ((truth[u] >= tables[u]["low"]) & (truth[u] <= tables[u]["high"]))[clean[u]]
-                )
-            )
-            for u in UNITS
-        },
-    }
+    clean_card = _clean_scores(tables, truth, analyzer, ridge, clean, delay)
     unit_a = tables[UNITS[0]]
     faults = [_fault(f, windows[f], unit_a, truth[UNITS[0]], card) for f in scenario.faults]
     labs = {u: _lab_counts(served["labs"][u]) for u in UNITS}
@@ -200,8 +155,76 @@ def scorecard(
     }
 
 
+def _clean_scores(
+    tables: dict[str, dict[str, Any]],
+    truth: dict[str, FloatArray],
+    analyzer: dict[str, FloatArray],
+    ridge: dict[str, FloatArray],
+    clean: dict[str, Mask],
+    delay: int,
+) -> dict[str, Any]:
+    """Both units' clean rows pooled: errors, interval coverage and width, status shares,
+    flagged rows and alarm onsets."""
+
+    def pooled(fn: Any) -> NDArray[Any]:
+        return np.concatenate([fn(u) for u in UNITS])
+
+    clean_all = pooled(lambda u: clean[u])
+    t_all = pooled(lambda u: truth[u])
+    est_all = pooled(lambda u: tables[u]["estimate"])
+    cor_all = pooled(lambda u: tables[u]["corrected"])
+    lo_all, hi_all = pooled(lambda u: tables[u]["low"]), pooled(lambda u: tables[u]["high"])
+    ridge_all = pooled(lambda u: ridge[u])
+    ridge_cor = pooled(lambda u: _offline_bias(ridge[u], analyzer[u], delay))
+    status_all = np.concatenate([tables[u]["status"] for u in UNITS])
+    reasons_all = [r for u in UNITS for r in tables[u]["reasons"]]
+    inside = (t_all >= lo_all) & (t_all <= hi_all)
+    clean_minutes = float(clean_all.sum())
+    frozen_rows = _has(reasons_all, "frozen:")
+    range_rows = _has(reasons_all, "out_of_range:") | _has(reasons_all, "outside_training:")
+    return {
+        "minutes": clean_minutes,
+        "rmse_estimate": _rmse(est_all[clean_all], t_all[clean_all]),
+        "rmse_corrected": _rmse(cor_all[clean_all], t_all[clean_all]),
+        "rmse_ridge": _rmse(ridge_all[clean_all], t_all[clean_all]),
+        "rmse_ridge_corrected": _rmse(ridge_cor[clean_all], t_all[clean_all]),
+        "coverage": float(np.mean(inside[clean_all])),
+        "width": float(np.mean((hi_all - lo_all)[clean_all])),
+        "status": _shares(status_all, clean_all),
+        "frozen_rows": float(np.mean(frozen_rows[clean_all])),
+        "range_rows": float(np.mean(range_rows[clean_all])),
+        "alarms": _alarm_onsets(tables, clean, clean_all),
+        "coverage_per_unit": {
+            u: float(
+                np.mean(
+                    ((truth[u] >= tables[u]["low"]) & (truth[u] <= tables[u]["high"]))[clean[u]]
+                )
+            )
+            for u in UNITS
+        },
+    }
+
+
+def _alarm_onsets(
+    tables: dict[str, dict[str, Any]], clean: dict[str, Mask], clean_all: Mask
+) -> dict[str, dict[str, float]]:
+    """Per alarm: onsets (off to on) on clean rows, per week of clean operation, share on."""
+    clean_minutes = float(clean_all.sum())
+    alarms = {}
+    for a in ALARMS:
+        onsets = sum(_onsets(tables[u]["alarms"][a], clean[u]) for u in UNITS)
+        alarms[a] = {
+            "onsets": onsets,
+            "per_week": onsets / (clean_minutes / MINUTES_PER_WEEK),
+            "rows_on": float(
+                np.mean(np.concatenate([tables[u]["alarms"][a] for u in UNITS])[clean_all])
+            ),
+        }
+    return alarms
+
+
 def _fault(
-    f: Fault, window: Mask, t: dict[str, Any], truth: Floats, card: ModelCard
+    f: Fault, window: Mask, t: dict[str, Any], truth: FloatArray, card: ModelCard
 ) -> dict[str, Any]:
     """Detection and status figures of one fault on unit A."""
     out: dict[str, Any] = {
@@ -296,9 +319,9 @@ def _summary(
 def _series(
     scenario: Scenario,
     tables: dict[str, Any],
-    truth: dict[str, Floats],
-    analyzer: dict[str, Floats],
-    ridge: dict[str, Floats],
+    truth: dict[str, FloatArray],
+    analyzer: dict[str, FloatArray],
+    ridge: dict[str, FloatArray],
     windows: dict[Fault, Mask],
 ) -> dict[str, Any]:
     """Unit A's rows for the plot (every value, minute by minute)."""

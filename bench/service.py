@@ -169,7 +169,7 @@ def main() -> None:
     )
 
     def serve(port: int, state: str, extra: dict[str, str]) -> subprocess.Popen[bytes]:
-        cmd = [sys.executable, "-m", "training.cli", "serve", "--registry", str(work / "models")]
+        cmd = [sys.executable, "-m", "service.cli", "serve", "--registry", str(work / "models")]
         cmd += ["--state-dir", str(work / state), "--port", str(port)]
         return start(cmd, {**env, **extra}, port, "/v2/health/live")
 

@@ -345,8 +345,6 @@ def base_configs(quick: bool, mnist_tau: float) -> dict[str, RunConfig]:
         weight_decay=0.0,
         early_stopping=MNIST_EPOCHS,
         progress=False,
-        task="classification",
-        input_scaling="pooled",
     )
     return {
         "debutanizer": RunConfig(train=table, members=members),

@@ -41,7 +41,7 @@ def time_cli_run(tau: float) -> float:
             [
                 sys.executable,
                 "-m",
-                "training.cli",
+                "service.cli",
                 "train",
                 "--spec",
                 str(SPEC),

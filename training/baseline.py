@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from service.contracts.features import FloatArray
+from service.contracts.arrays import FloatArray
 from training.data import Dataset, Part
 from training.evaluation import RidgeModel, Scores, fit_ridge, score
 

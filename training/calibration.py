@@ -30,6 +30,7 @@ import pandas as pd
 from numpy.typing import NDArray
 from scipy import stats
 
+from service.contracts.arrays import FloatArray
 from service.contracts.card import (
     AlarmCalibration,
     Calibration,
@@ -37,7 +38,7 @@ from service.contracts.card import (
     IntervalCalibration,
     TrainingRange,
 )
-from service.contracts.features import FeaturePlan, FloatArray, LagFeature
+from service.contracts.features import FeaturePlan, LagFeature
 from training.data import Dataset, read_table
 from training.export import ExportedModel, run_onnx
 from training.spec import RepeatabilitySpec

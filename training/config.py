@@ -48,14 +48,6 @@ class TrainConfig:
     seed: int = 0
     threads: int = 1  # tiny networks run faster, and reproducibly, on one thread
     progress: bool = True  # show a progress bar
-    # "regression": one output, mean squared error on the standardized target (soft sensors).
-    # "classification": one output per class, cross-entropy on integer labels (MNIST, the
-    # paper's second benchmark); the labels are not scaled.
-    task: Literal["regression", "classification"] = "regression"
-    # "column": each input standardized on its own (sensors in different units). "pooled":
-    # one mean and spread for all inputs (pixels share one unit; per-pixel scaling would blow
-    # up pixels that are almost always blank in training).
-    input_scaling: Literal["column", "pooled"] = "column"
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.linalg import block_diag
 
-from service.contracts.features import FloatArray
+from service.contracts.arrays import FloatArray
 from training.scaling import Standardizer
 from training.shrink import ShrunkNetwork
 from training.target import TargetTransform

@@ -1,12 +1,16 @@
-"""Failure families of the training side, each with a message a process engineer can act on."""
+"""Failure families of the training side, each with a message a process engineer can act on.
+
+They share the project's one root, ``service.contracts.errors.SoftSensorError`` (training
+imports the contracts, never the reverse).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from service.contracts.errors import SoftSensorError
 
-class SoftSensorError(Exception):
-    """Base of every error the CLI reports as a clean message instead of a traceback."""
+__all__ = ["DataError", "SimulationError", "SoftSensorError", "SpecError"]
 
 
 class SpecError(SoftSensorError):
@@ -45,3 +49,7 @@ class DataError(SoftSensorError):
         return DataError(
             self.path, self.reason, column=self.column, row=self.row, line=lines[self.row - 1]
         )
+
+
+class SimulationError(SoftSensorError):
+    """The configuration is inconsistent or the column left its physical range."""

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from service.contracts.features import FloatArray
+from service.contracts.arrays import FloatArray
 
 
 @dataclass(frozen=True)

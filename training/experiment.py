@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from service.contracts.features import FloatArray
+from service.contracts.arrays import FloatArray
 from training.appraisal import CAPruner
 from training.baseline import Baseline, baseline_block, fit_baselines
 from training.config import ENSEMBLE_MEMBERS, METHODS, CAConfig, NetworkConfig, TrainConfig

@@ -23,7 +23,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from service.contracts.features import FloatArray
+from service.contracts.arrays import FloatArray
 from training.errors import SoftSensorError
 from training.scaling import Standardizer
 from training.shrink import ShrunkNetwork

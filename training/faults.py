@@ -25,12 +25,12 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from training.column import FloatArray
+from service.contracts.arrays import FloatArray
+from training.errors import SimulationError
 from training.simulator import (
     TARGET,
     TOP_ANALYZER,
     SimulationConfig,
-    SimulationError,
     SimulationResult,
     run,
     temperature_columns,

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from service.contracts.card import ModelCard, render_markdown
+from service.contracts.card import ModelCard
 from service.contracts.registry import Registry, new_version_id
 from training.card import build_card
+from training.card_markdown import render_markdown
 from training.data import Dataset
 from training.experiment import RunReport
 from training.export import ExportedModel, export_onnx

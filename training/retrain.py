@@ -153,16 +153,7 @@ def retrain(
         allow_worse_than_linear=allow_worse_than_linear,
     )
     champion = registry.champion(name)
-    champion_card = None
-    if champion is not None:
-        report.champion = champion
-        try:
-            champion_card = registry.verify(name, champion)
-            report.champion_rmse = score_version(
-                registry, name, champion, dataset.test, dataset.feature_names
-            )
-        except (RegistryError, SoftSensorError) as exc:
-            report.reasons.append(f"champion cannot be evaluated: {exc}")
+    champion_card = _evaluate_champion(registry, name, champion, dataset, report)
     cfg = run_config_from_card(champion_card, seed)
     run = run_experiment(dataset, cfg)
     report.linear_rmse = {
@@ -183,33 +174,74 @@ def retrain(
         registry, name, published.version, dataset.test, dataset.feature_names
     )
     report.checks["finite_outputs"] = bool(np.isfinite(report.challenger_rmse))
+    if not _may_promote_against_linear(report, champion, allow_worse_than_linear):
+        return _finish(report)
+    _decide(registry, name, published.version, champion, report)
+    return _finish(report)
+
+
+def _evaluate_champion(
+    registry: Registry, name: str, champion: str | None, dataset: Dataset, report: RetrainReport
+) -> ModelCard | None:
+    """The champion's card and its RMSE on the new window; a champion that cannot be
+    evaluated is noted in the report (and does not block the challenger)."""
+    if champion is None:
+        return None
+    report.champion = champion
+    champion_card = None
+    try:
+        champion_card = registry.verify(name, champion)
+        report.champion_rmse = score_version(
+            registry, name, champion, dataset.test, dataset.feature_names
+        )
+    except SoftSensorError as exc:  # registry failures included
+        report.reasons.append(f"champion cannot be evaluated: {exc}")
+    return champion_card
+
+
+def _may_promote_against_linear(
+    report: RetrainReport, champion: str | None, allow_worse_than_linear: bool
+) -> bool:
+    """Is the challenger no worse than the best ridge baseline (or allowed to be)? When it
+    may not be promoted, the decision and its reason are set here."""
+    assert report.challenger_rmse is not None  # scored before this is asked
     linear_name, linear = min(report.linear_rmse.items(), key=lambda kv: kv[1])
     beats_linear = report.challenger_rmse <= linear
     report.beats_linear = beats_linear
-    if not beats_linear:
-        what = "ridge regression" if linear_name == "ridge" else "ridge on the transformed target"
-        loses = (
-            f"challenger RMSE {report.challenger_rmse:.4g} is worse than {what}'s {linear:.4g} "
-            "on the held-out window"
+    if beats_linear:
+        return True
+    what = "ridge regression" if linear_name == "ridge" else "ridge on the transformed target"
+    loses = (
+        f"challenger RMSE {report.challenger_rmse:.4g} is worse than {what}'s {linear:.4g} "
+        "on the held-out window"
+    )
+    if not allow_worse_than_linear:
+        report.decision = "kept" if champion is not None else "rejected"
+        report.reasons.append(
+            f"{loses}: not promoted (a linear model would serve better; pass "
+            "--allow-worse-than-linear to promote it anyway)"
         )
-        if not allow_worse_than_linear:
-            report.decision = "kept" if champion is not None else "rejected"
-            report.reasons.append(
-                f"{loses}: not promoted (a linear model would serve better; pass "
-                "--allow-worse-than-linear to promote it anyway)"
-            )
-            return _finish(report)
-        report.reasons.append(f"{loses}; promotion allowed by --allow-worse-than-linear")
+        return False
+    report.reasons.append(f"{loses}; promotion allowed by --allow-worse-than-linear")
+    return True
+
+
+def _decide(
+    registry: Registry, name: str, version: str, champion: str | None, report: RetrainReport
+) -> None:
+    """Promote the challenger, or keep the champion, by the margin on the new window."""
+    margin = report.margin
+    assert report.challenger_rmse is not None
     if champion is None:
-        registry.promote(name, published.version)
+        registry.promote(name, version)
         report.decision = "promoted"
         report.reasons.append("no champion existed: the challenger is the first")
     elif report.champion_rmse is None:
-        registry.promote(name, published.version)
+        registry.promote(name, version)
         report.decision = "promoted"
         report.reasons.append("the champion could not be evaluated on the new data")
     elif report.challenger_rmse < report.champion_rmse * (1.0 - margin):
-        registry.promote(name, published.version)
+        registry.promote(name, version)
         report.decision = "promoted"
         report.reasons.append(
             f"challenger RMSE {report.challenger_rmse:.4g} beats the champion's "
@@ -220,7 +252,6 @@ def retrain(
             f"challenger RMSE {report.challenger_rmse:.4g} does not beat the champion's "
             f"{report.champion_rmse:.4g} by {margin:.0%}: champion kept"
         )
-    return _finish(report)
 
 
 def _finish(report: RetrainReport) -> RetrainReport:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from service.contracts.features import FloatArray
+from service.contracts.arrays import FloatArray
 
 
 class Standardizer:
@@ -13,22 +13,11 @@ class Standardizer:
     mean_: FloatArray
     scale_: FloatArray
 
-    @classmethod
-    def identity(cls, columns: int) -> Standardizer:
-        """A scaler that leaves values unchanged: class labels must not be standardized."""
-        scaler = cls()
-        scaler.mean_ = np.zeros(columns)
-        scaler.scale_ = np.ones(columns)
-        return scaler
-
-    def fit(self, x: FloatArray, *, pooled: bool = False) -> Standardizer:
-        """Learn mean and spread per column, or one for all columns when ``pooled``."""
+    def fit(self, x: FloatArray) -> Standardizer:
+        """Learn mean and spread per column: sensors come in different units."""
         arr = np.asarray(x, dtype=np.float64)
         arr = arr.reshape(len(arr), -1)
-        if pooled:
-            mean, std = np.full(arr.shape[1], arr.mean()), np.full(arr.shape[1], arr.std())
-        else:
-            mean, std = arr.mean(axis=0), arr.std(axis=0)
+        mean, std = arr.mean(axis=0), arr.std(axis=0)
         self.mean_ = mean
         self.scale_ = np.where(std > 0, std, 1.0)
         return self

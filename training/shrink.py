@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from service.contracts.features import FloatArray
+from service.contracts.arrays import FloatArray
 from training.network import MaskedMLP
 from training.pruning import prune_connections
 

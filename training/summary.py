@@ -37,6 +37,9 @@ def kept_inputs_line(metrics: dict[str, Any]) -> str:
     return f"{'; '.join(parts) or 'none'} ({len(kept)} of {len(names)} candidate inputs)"
 
 
+Row = tuple[str, str, str, str, str]
+
+
 def summary_lines(m: dict[str, Any]) -> list[str]:
     """The run's report, one line per entry."""
     unit = m.get("unit", "")
@@ -49,7 +52,29 @@ def summary_lines(m: dict[str, Any]) -> list[str]:
         f"{unit or 'the target unit'}{fitted}",
         "",
     ]
-    rows: list[tuple[str, str, str, str, str]] = [
+    rows = _table_rows(m, unit)
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines.append("")
+    lines += _against_ridge(m, members)
+    lines.append(f"Inputs kept: {kept_inputs_line(m)}.")
+    if m["inputs_removed"]:
+        lines.append(f"No longer needed: {', '.join(m['inputs_removed'])}.")
+    ended = int(m.get("ended_linear", 0))
+    if 0 < ended < members:  # all of them is said above, with the comparison
+        lines.append(
+            f"{ended} of {members} network{'s' if members > 1 else ''} ended at the linear model"
+            " (nothing reached after pruning beat the starting ridge solution on validation)."
+        )
+    lines += _pruning_and_training(m, members)
+    lines += [f"Warning: {w}." for w in m.get("data_checks", {}).get("warnings", [])]
+    return lines
+
+
+def _table_rows(m: dict[str, Any], unit: str) -> list[Row]:
+    """The network and each baseline: test RMSE, MAE, R2 and validation RMSE (and against
+    the true value, where the data has it)."""
+    rows: list[Row] = [
         ("", "test RMSE", "test MAE", "test R2", "validation RMSE"),
         (
             "network",
@@ -70,65 +95,63 @@ def summary_lines(m: dict[str, Any]) -> list[str]:
             )
         )
     for name, b in m.get("baseline", {}).items():
-        test, val = b["test"]["analyzer"], b["validation"]["analyzer"]
-        label = BASELINE_LABELS.get(name, name)
-        if "feature" in b:
-            label += f" ({b['feature']})"
+        rows += _baseline_rows(name, b, unit)
+    return rows
+
+
+def _baseline_rows(name: str, b: dict[str, Any], unit: str) -> list[Row]:
+    test, val = b["test"]["analyzer"], b["validation"]["analyzer"]
+    label = BASELINE_LABELS.get(name, name)
+    if "feature" in b:
+        label += f" ({b['feature']})"
+    rows: list[Row] = [
+        (
+            label,
+            _num(test["rmse"], unit),
+            _num(test["mae"], unit),
+            f"{test['r2']:.3f}",
+            _num(val["rmse"], unit),
+        )
+    ]
+    if "truth" in b["test"]:
+        truth = b["test"]["truth"]
         rows.append(
             (
-                label,
-                _num(test["rmse"], unit),
-                _num(test["mae"], unit),
-                f"{test['r2']:.3f}",
-                _num(val["rmse"], unit),
+                "  against the true value",
+                _num(truth["rmse"], unit),
+                "",
+                f"{truth['r2']:.3f}",
+                _num(b["validation"].get("truth", {}).get("rmse"), unit),
             )
         )
-        if "truth" in b["test"]:
-            truth = b["test"]["truth"]
-            rows.append(
-                (
-                    "  against the true value",
-                    _num(truth["rmse"], unit),
-                    "",
-                    f"{truth['r2']:.3f}",
-                    _num(b["validation"].get("truth", {}).get("rmse"), unit),
-                )
-            )
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    lines.append("")
+    return rows
+
+
+def _against_ridge(m: dict[str, Any], members: int) -> list[str]:
+    """One sentence on the network against ridge regression, when the run fitted ridge."""
     ridge = m.get("baseline", {}).get("ridge")
-    if (
-        ridge is not None
-        and int(m.get("ended_linear", 0)) == members
-        and m["network"].get("linear_path")
-    ):
-        lines.append(
+    if ridge is None:
+        return []
+    if int(m.get("ended_linear", 0)) == members and m["network"].get("linear_path"):
+        return [
             "The network is the linear model: no network beat its starting ridge solution on "
             "validation, so every one ended there (test RMSE equal to ridge's)."
+        ]
+    r = ridge["test"]["analyzer"]["rmse"]
+    change = (m["test_rmse"] - r) / r
+    return [
+        f"The network's test RMSE is {abs(change):.1%} {'below' if change < 0 else 'above'} "
+        "ridge regression's"
+        + (
+            "; on validation it is not better, so do not prefer it to ridge."
+            if m["val_rmse"] >= ridge["validation"]["analyzer"]["rmse"]
+            else "."
         )
-    elif ridge is not None:
-        r = ridge["test"]["analyzer"]["rmse"]
-        change = (m["test_rmse"] - r) / r
-        lines.append(
-            f"The network's test RMSE is {abs(change):.1%} {'below' if change < 0 else 'above'} "
-            "ridge regression's"
-            + (
-                "; on validation it is not better, so do not prefer it to ridge."
-                if m["val_rmse"] >= ridge["validation"]["analyzer"]["rmse"]
-                else "."
-            )
-        )
-    lines.append(f"Inputs kept: {kept_inputs_line(m)}.")
-    if m["inputs_removed"]:
-        lines.append(f"No longer needed: {', '.join(m['inputs_removed'])}.")
-    ended = int(m.get("ended_linear", 0))
-    if 0 < ended < members:  # all of them is said above, with the comparison
-        lines.append(
-            f"{ended} of {members} network{'s' if members > 1 else ''} ended at the linear model"
-            " (nothing reached after pruning beat the starting ridge solution on validation)."
-        )
-    lines += [
+    ]
+
+
+def _pruning_and_training(m: dict[str, Any], members: int) -> list[str]:
+    return [
         f"Pruning: {m['pruning_rate']:.1%} of connections removed (per layer "
         f"{', '.join(f'{r:.0%}' for r in m['pruning_rate_per_layer'])}); neurons removed per "
         f"hidden layer {', '.join(str(n) for n in m['neurons_removed'])}; parameters "
@@ -142,5 +165,3 @@ def summary_lines(m: dict[str, Any]) -> list[str]:
         )
         + ".",
     ]
-    lines += [f"Warning: {w}." for w in m.get("data_checks", {}).get("warnings", [])]
-    return lines

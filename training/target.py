@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from service.contracts.features import FloatArray
+from service.contracts.arrays import FloatArray
 
 TransformKind = Literal["none", "log", "logit"]
 TRANSFORMS: tuple[TransformKind, ...] = ("none", "log", "logit")

@@ -10,15 +10,13 @@ import copy
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from numpy.typing import NDArray
-from torch.nn import functional as F  # noqa: N812
 from tqdm.auto import tqdm
 
-from service.contracts.features import FloatArray
+from service.contracts.arrays import FloatArray
 from training.config import NetworkConfig, TrainConfig
 from training.evaluation import fit_ridge
 from training.network import MaskedMLP
@@ -78,14 +76,6 @@ class TrainResult:
         """Estimate in the target's unit for raw (unscaled) feature rows."""
         return self.transform.inverse(self.predict_transformed(x))
 
-    def predict_classes(self, x: FloatArray) -> NDArray[np.int64]:
-        """Most likely class per raw feature row (classification runs)."""
-        z = torch.as_tensor(self.x_scaler.transform(x), dtype=torch.float32)
-        self.model.eval()
-        with torch.no_grad():
-            classes = self.model(z).argmax(dim=1).numpy()
-        return np.asarray(classes, dtype=np.int64)
-
     def history_dicts(self) -> list[dict[str, Any]]:
         return [asdict(r) for r in self.history]
 
@@ -95,10 +85,6 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 def _squared_error(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return torch.mean((out - y) ** 2)
-
-
-def _cross_entropy(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(out, y)
 
 
 def _evaluate(model: MaskedMLP, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn) -> float:
@@ -111,8 +97,14 @@ class Trainer:
     """The training loop one epoch at a time.
 
     ``train`` runs it to the end; a benchmark can interleave two trainers epoch by epoch so
-    both see the same machine state when their costs are compared.
+    both see the same machine state when their costs are compared. The inputs' scaling and
+    the target's encoding and loss are two hooks (``_fit_input_scaler``,
+    ``_prepare_targets``), so another task (the MNIST benchmark's classification, in
+    ``bench/``) reuses the loop without knobs in the product's config.
     """
+
+    # Judged by RMSE in the target's unit, started at ridge; False for a task with no unit.
+    regression: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -129,28 +121,12 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.config, self.pruner = config, pruner
         self.transform = transform or TargetTransform()
-        self.x_scaler = Standardizer().fit(x_train, pooled=config.input_scaling == "pooled")
+        self.x_scaler = self._fit_input_scaler(x_train)
         self.xt = torch.as_tensor(self.x_scaler.transform(x_train), dtype=torch.float32)
         self.xv = torch.as_tensor(self.x_scaler.transform(x_val), dtype=torch.float32)
         self.y_val = np.asarray(y_val, dtype=np.float64).ravel()  # engineering units
-        self.loss_fn: LossFn
-        self.regression = config.task == "regression"
-        if config.task == "classification":
-            # Integer labels 0..K-1, one output (logit) per class; nothing to scale.
-            self.y_scaler = Standardizer.identity(1)
-            self.yt = torch.as_tensor(np.asarray(y_train).ravel(), dtype=torch.long)
-            self.yv = torch.as_tensor(np.asarray(y_val).ravel(), dtype=torch.long)
-            n_outputs = int(max(self.yt.max(), self.yv.max())) + 1
-            self.loss_fn = _cross_entropy
-        else:
-            t_train = self.transform.forward(y_train)
-            self.y_scaler = Standardizer().fit(t_train)
-            self.yt = torch.as_tensor(self.y_scaler.transform(t_train), dtype=torch.float32)
-            self.yv = torch.as_tensor(
-                self.y_scaler.transform(self.transform.forward(y_val)), dtype=torch.float32
-            )
-            n_outputs = 1
-            self.loss_fn = _squared_error
+        self.loss_fn: LossFn = _squared_error
+        n_outputs = self._prepare_targets(y_train, y_val)
         self.model = MaskedMLP(self.xt.shape[1], n_outputs, network)
         self.start_val_rmse: float | None = None
         if self.model.linear is not None and config.start_at_linear and self.regression:
@@ -181,6 +157,24 @@ class Trainer:
         self.best_state = copy.deepcopy(self.model.state_dict())
         self.stopped = False
         self.seconds = 0.0
+
+    def _fit_input_scaler(self, x_train: FloatArray) -> Standardizer:
+        """Each input standardized on its own: sensors come in different units."""
+        return Standardizer().fit(x_train)
+
+    def _prepare_targets(self, y_train: FloatArray, y_val: FloatArray) -> int:
+        """Set ``y_scaler``, ``yt``, ``yv`` and ``loss_fn``; return the number of outputs.
+
+        Regression: one output, mean squared error on the standardized (transformed) target.
+        """
+        t_train = self.transform.forward(y_train)
+        self.y_scaler = Standardizer().fit(t_train)
+        self.yt = torch.as_tensor(self.y_scaler.transform(t_train), dtype=torch.float32)
+        self.yv = torch.as_tensor(
+            self.y_scaler.transform(self.transform.forward(y_val)), dtype=torch.float32
+        )
+        self.loss_fn = _squared_error
+        return 1
 
     def _start_at_ridge(self) -> None:
         """Linear path at the ridge solution (alpha by validation, in the standardized and
@@ -324,13 +318,15 @@ def train(
     *,
     unit: str = "",
     desc: str | None = None,
+    trainer_class: type[Trainer] = Trainer,
 ) -> TrainResult:
     """Fit the network while ``pruner`` shapes it; returns the best final-mask checkpoint.
 
     Same data, config and seed give the same result (single-threaded, seeded init and order).
     The progress bar shows the validation RMSE in the target's ``unit``, as the report does.
+    ``trainer_class`` swaps the task (the MNIST benchmark passes its classifier's trainer).
     """
-    trainer = Trainer(x_train, y_train, x_val, y_val, network, pruner, config, transform)
+    trainer = trainer_class(x_train, y_train, x_val, y_val, network, pruner, config, transform)
     bar = tqdm(
         total=config.epochs, desc=desc or pruner.name, disable=not config.progress, leave=False
     )

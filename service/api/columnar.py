@@ -14,9 +14,9 @@ from typing import Any, Final
 
 import numpy as np
 import simdjson
-from numpy.typing import NDArray
 
 from service.api.schemas import PredictRequest
+from service.contracts.arrays import FloatArray
 from service.contracts.errors import PayloadTooLargeError
 
 BULK_BYTES = 64 * 1024  # below this, pydantic alone is as quick
@@ -86,7 +86,7 @@ def _read_numeric_columns(doc: simdjson.Object) -> PredictRequest | None:
     return checked.model_copy(update={"columns": arrays, "timestamp": times})
 
 
-def _floats(value: Any) -> NDArray[np.float64]:
+def _floats(value: Any) -> FloatArray:
     if not isinstance(value, simdjson.Array):
         raise TypeError("not a list")
     return np.frombuffer(value.as_buffer(of_type=_NUMBERS), dtype=np.float64)

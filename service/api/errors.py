@@ -24,8 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from service.api.types import Receive, Scope, Send
-from service.contracts.errors import PathError, ServiceError
-from service.contracts.registry import RegistryError
+from service.contracts.errors import PathError, ServiceError, SoftSensorError
 from service.settings import Settings
 
 log = logging.getLogger("softsensor")
@@ -67,14 +66,11 @@ def error_body(exc: Exception, roots: Sequence[Path] = ()) -> ErrorAnswer:
     ``roots`` are the directories whose paths an answer may show relative to them (the
     registry and the state directory).
     """
-    if isinstance(exc, ServiceError):
-        if exc.status >= 500:
-            log.error("%s: %s", exc.error, exc.detail)
-        return ErrorAnswer(exc.status, {"error": exc.error, "detail": exc.detail}, exc.headers)
-    if isinstance(exc, PathError):  # registry and store: the log keeps the full path
-        log.log(logging.ERROR if exc.status >= 500 else logging.INFO, "%s", exc)
-        kind = "registry" if isinstance(exc, RegistryError) else "store"
-        return ErrorAnswer(exc.status, {"error": kind, "detail": exc.public(roots)})
+    if isinstance(exc, SoftSensorError):
+        if exc.status >= 500 or isinstance(exc, PathError):  # the log keeps the full path
+            log.log(logging.ERROR if exc.status >= 500 else logging.INFO, "%s: %s", exc.error, exc)
+        body = {"error": exc.error, "detail": exc.public(roots)}
+        return ErrorAnswer(exc.status, body, exc.headers)
     if isinstance(exc, RequestValidationError | ValidationError):
         problems = [
             {
@@ -110,7 +106,7 @@ def allowed_methods(paths: Mapping[str, Mapping[str, Any]], path: str, named: st
 
 
 ExceptionHandler = Callable[[Request, Exception], Any]
-HANDLED = (ServiceError, PathError, RequestValidationError, ValidationError, HTTPException)
+HANDLED = (SoftSensorError, RequestValidationError, ValidationError, HTTPException)
 
 
 def exception_handlers(

@@ -80,7 +80,7 @@ def model_ready(name: ModelName, request: Request) -> dict[str, Any] | JSONRespo
     if name in service.slots:
         return {"name": name, "ready": True}
     if name not in service.served:
-        raise ModelNotFoundError(f"model {name!r} is not served here")
+        raise ModelNotFoundError(None, f"model {name!r} is not served here")
     return JSONResponse({"name": name, "ready": False}, status_code=503)
 
 
@@ -103,7 +103,7 @@ def model_version_metadata(
 ) -> V2ModelMetadata:
     meta = model_metadata(name, request)
     if version not in meta.versions:
-        raise ModelNotFoundError(f"model {name!r} does not serve version {version!r}")
+        raise ModelNotFoundError(None, f"model {name!r} does not serve version {version!r}")
     return meta
 
 

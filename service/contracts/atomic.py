@@ -36,3 +36,25 @@ def write_atomic(path: Path | str, data: bytes | str, mode: int = 0o644) -> Path
         raise
     fsync_dir(target.parent)
     return target
+
+
+def write_new_file(path: Path, data: bytes) -> None:
+    """Create (never replace) a read-only file and fsync it before the directory is renamed."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def make_dirs(directory: Path) -> None:
+    """Create ``directory`` and missing parents, fsyncing each parent that gained an entry."""
+    missing: list[Path] = []
+    probe = directory
+    while not probe.exists():
+        missing.append(probe)
+        probe = probe.parent
+    for path in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # a concurrent writer made it first
+            path.mkdir()
+        fsync_dir(path.parent)

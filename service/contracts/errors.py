@@ -1,7 +1,15 @@
-"""One family of errors for the service, each carrying its HTTP status.
+"""The project's errors: one root, one class per failure family, each carrying its HTTP status.
 
-Routes raise these; one handler in ``service.api.app`` turns every one of them into
-``{"error": ..., "detail": ...}`` with the status. A client's mistake is always a 4xx.
+Every failure the project reports as a message (the command line prints it, the service
+answers it) is a :class:`SoftSensorError`. The families under it:
+
+- request and serving failures (:class:`ServiceError`: bad input, not ready, model fault, ...);
+- failures about a file or directory (:class:`PathError`): the registry
+  (:class:`RegistryError`, with :class:`ModelNotFoundError`) and the lab store;
+- the training side's (``training.errors``: spec, data, simulation; export).
+
+``status``, ``error`` and ``headers`` say how a failure reads over HTTP; the one mapping to an
+answer is ``service.api.errors.error_body``. A client's mistake is always a 4xx.
 """
 
 from __future__ import annotations
@@ -11,19 +19,38 @@ from pathlib import Path
 from typing import ClassVar
 
 
-class PathError(Exception):
+class SoftSensorError(Exception):
+    """Root of every error the project reports as a clean message instead of a traceback.
+
+    ``status`` is the HTTP status it maps to (a class default; an instance may carry its
+    own), ``error`` a short machine-readable code, ``detail`` what happened and why.
+    """
+
+    status: int = 500
+    error: str = "internal_error"
+    headers: ClassVar[Mapping[str, str]] = {}  # what HTTP asks for with this status
+
+    def __init__(self, detail: str, *, status: int | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if status is not None:
+            self.status = status
+
+    def public(self, roots: Sequence[Path]) -> str:
+        """The message a client may see (paths of the server's disk left out)."""
+        return self.detail
+
+
+class PathError(SoftSensorError):
     """A failure about a file or directory (registry, store), with the status it maps to.
 
     The message names the path and the reason so an operator can act without a traceback.
     """
 
-    default_status: ClassVar[int] = 500
-
     def __init__(self, path: Path | str | None, reason: str, *, status: int | None = None) -> None:
         self.path = None if path is None else str(path)
         self.reason = reason
-        self.status: int = self.default_status if status is None else status
-        super().__init__(reason if path is None else f"{path}: {reason}")
+        super().__init__(reason if path is None else f"{path}: {reason}", status=status)
 
     def public(self, roots: Sequence[Path]) -> str:
         """The message for a client: paths under ``roots`` (the registry, the state
@@ -49,16 +76,44 @@ def shown_names(names: Sequence[str], count: int = 10, width: int = 40) -> str:
     return f"{cut}{more}"
 
 
-class ServiceError(Exception):
-    """Base: ``error`` is a short machine-readable code, ``detail`` says what and why."""
+class ServiceError(SoftSensorError):
+    """A request or serving failure: ``detail`` says what and why, and may be shown whole."""
 
-    status = 500
-    error = "internal_error"
-    headers: ClassVar[Mapping[str, str]] = {}  # what HTTP asks for with this status
 
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
+class RegistryError(PathError):
+    """Base of every registry failure (``service.contracts.registry``)."""
+
+    error = "registry"
+
+
+class ModelNotFoundError(RegistryError, ServiceError):
+    """The model, version or champion asked for does not exist, or is not served here.
+
+    The one not-found error, a registry failure and a request failure at once: the registry
+    raises it with the path it looked at, the service with ``path=None`` for a name it
+    does not serve (and its scoring answers it like any other request failure).
+    """
+
+    status = 404
+    error = "model_not_found"
+
+
+class VersionExistsError(RegistryError):
+    """A version with that id is already stored; versions are never overwritten."""
+
+    status = 409
+
+
+class CorruptModelError(RegistryError):
+    """Stored content is invalid: card not a valid ModelCard, sha256 or ids not matching."""
+
+    status = 422
+
+
+class InvalidNameError(RegistryError, ValueError):
+    """A name, version or file name that does not match its pattern (or is reserved)."""
+
+    status = 422
 
 
 class BadInputError(ServiceError):
@@ -78,11 +133,6 @@ class UnsupportedMediaTypeError(ServiceError):
 
     status = 415
     error = "unsupported_media_type"
-
-
-class ModelNotFoundError(ServiceError):
-    status = 404
-    error = "model_not_found"
 
 
 class ModelFaultError(ServiceError):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-FloatArray = NDArray[np.float64]
+from service.contracts.arrays import FloatArray
 
 
 @dataclass(frozen=True)

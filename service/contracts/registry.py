@@ -20,31 +20,60 @@ Only the stdlib and pydantic are used: the serving image has no torch.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import hashlib
-import json
 import os
-import re
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-from pydantic import ValidationError
-
-from service.contracts.atomic import fsync_dir, write_atomic
+from service.contracts.atomic import write_atomic
 from service.contracts.card import ModelCard
-from service.contracts.errors import PathError
+from service.contracts.champion import ChampionPointer, parse_pointer
+from service.contracts.errors import (
+    CorruptModelError,
+    InvalidNameError,
+    ModelNotFoundError,
+    RegistryError,
+    VersionExistsError,
+)
+from service.contracts.integrity import (
+    MODEL_FILE,
+    check_card_matches,
+    parse_card,
+    sha256_file,
+)
+from service.contracts.names import (
+    CHAMPION_FILE,
+    NAME_RE,
+    RESERVED_VERSIONS,
+    VERSION_RE,
+    check_file_name,
+    check_name,
+    check_version,
+    new_version_id,
+)
+from service.contracts.version_dir import publish_dir, remove_stale
 
-MODEL_FILE = "model.onnx"
+__all__ = [  # errors, names and the pointer live in their modules; importable from here too
+    "CHAMPION_FILE",
+    "MODEL_FILE",
+    "ChampionPointer",
+    "CorruptModelError",
+    "InvalidNameError",
+    "ModelNotFoundError",
+    "Registry",
+    "RegistryError",
+    "VersionExistsError",
+    "check_name",
+    "check_version",
+    "new_version_id",
+]
+
 CARD_FILE = "card.json"
 CARD_MD_FILE = "card.md"
-CHAMPION_FILE = "champion"
 REQUIRED_FILES = (MODEL_FILE, CARD_FILE)
 MAX_PREVIOUS = 20
 STALE_AFTER = timedelta(minutes=30)
@@ -52,67 +81,10 @@ STALE_AFTER = timedelta(minutes=30)
 # check, passed in so that the registry itself needs no onnxruntime.
 LoadCheck = Callable[[str, str], str | None]
 
-# The same patterns as ModelCard.name / ModelCard.version: a first character that is not
-# "." and no "/" make path traversal impossible and keep temporary entries out of listings.
-_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
-_VERSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-_FILE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-_RESERVED_VERSIONS = frozenset({CHAMPION_FILE})  # would collide with the pointer file
-_TEMP_SUFFIX = ".tmp"  # our version temp dirs and write_atomic's temp files both end so
 _LOCK_FILE = ".lock"
-_HASH_CHUNK = 1 << 20
-
-
-# --------------------------------------------------------------------------- errors
-
-
-class RegistryError(PathError):
-    """Base of every registry failure; ``status`` lets the service map it to HTTP in one place."""
-
-
-class ModelNotFoundError(RegistryError):
-    """The name, version or champion asked for does not exist."""
-
-    default_status = 404
-
-
-class VersionExistsError(RegistryError):
-    """A version with that id is already stored; versions are never overwritten."""
-
-    default_status = 409
-
-
-class CorruptModelError(RegistryError):
-    """Stored content is invalid: card not a valid ModelCard, sha256 or ids not matching."""
-
-    default_status = 422
-
-
-class InvalidNameError(RegistryError, ValueError):
-    """A name, version or file name that does not match its pattern (or is reserved)."""
-
-    default_status = 422
 
 
 # --------------------------------------------------------------------------- plain data
-
-
-@dataclass(frozen=True)
-class ChampionPointer:
-    """What ``<root>/<name>/champion`` holds: the served version and the ones before it."""
-
-    version: str
-    previous: tuple[str, ...] = ()
-    updated: datetime | None = None
-
-    def to_json(self) -> str:
-        """The file's content: small, readable JSON, newest previous version first."""
-        payload: dict[str, Any] = {
-            "version": self.version,
-            "previous": list(self.previous),
-            "updated": None if self.updated is None else self.updated.isoformat(),
-        }
-        return json.dumps(payload, indent=2) + "\n"
 
 
 @dataclass(frozen=True)
@@ -126,160 +98,9 @@ class _VersionEntry:
 # --------------------------------------------------------------------------- helpers
 
 
-def new_version_id(now: datetime | None = None, suffix: str | None = None) -> str:
-    """A version id that sorts by time: ``20261126T120000Z`` or ``20261126T120000Z-3f2a9c1``.
-
-    UTC and second resolution keep ids readable and lexicographically ordered; the optional
-    ``suffix`` (e.g. the first 7 hex digits of the model's sha256) tells apart two versions
-    written in the same second. A naive ``now`` is taken to be UTC.
-    """
-    moment = datetime.now(UTC) if now is None else now
-    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-    stamp = moment.strftime("%Y%m%dT%H%M%SZ")
-    version = stamp if suffix is None else f"{stamp}-{suffix}"
-    return check_version(version)
-
-
-def check_name(name: str) -> str:
-    """Return ``name`` if it is a valid model name, else raise :class:`InvalidNameError`."""
-    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-        raise InvalidNameError(
-            None, f"invalid model name {name!r}: expected {_NAME_RE.pattern} (lower case)"
-        )
-    return name
-
-
-def check_version(version: str) -> str:
-    """Return ``version`` if it is a valid version id, else raise :class:`InvalidNameError`."""
-    if not isinstance(version, str) or not _VERSION_RE.fullmatch(version):
-        raise InvalidNameError(None, f"invalid version {version!r}: expected {_VERSION_RE.pattern}")
-    if version in _RESERVED_VERSIONS:
-        raise InvalidNameError(None, f"version {version!r} is reserved (it names the pointer)")
-    return version
-
-
-def _check_file_name(file_name: str) -> str:
-    """Files of a version are plain names inside it: no sub-directories, no hidden files."""
-    if not isinstance(file_name, str) or not _FILE_RE.fullmatch(file_name):
-        raise InvalidNameError(
-            None, f"invalid file name {file_name!r}: expected {_FILE_RE.pattern}"
-        )
-    return file_name
-
-
-def _sha256_file(path: Path) -> str:
-    """Hash in chunks: a model may be larger than we want in memory twice."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(_HASH_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _as_utc(moment: datetime) -> datetime:
     """Naive and aware datetimes cannot be compared; cards written without a zone are UTC."""
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def _describe_validation(exc: ValidationError) -> str:
-    """A one-line summary of the first few pydantic errors, field path first."""
-    parts = []
-    for err in exc.errors()[:3]:
-        loc = ".".join(str(p) for p in err["loc"]) or "<root>"
-        parts.append(f"{loc}: {err['msg']}")
-    more = exc.error_count() - len(parts)
-    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
-
-
-def _parse_card(data: bytes | str, path: Path) -> ModelCard:
-    """Validate card JSON into a ModelCard, or say which field is wrong and where."""
-    try:
-        return ModelCard.model_validate_json(data)
-    except ValidationError as exc:
-        raise CorruptModelError(
-            path, f"not a valid model card: {_describe_validation(exc)}"
-        ) from exc
-
-
-def _check_card_matches(card: ModelCard, name: str, version: str, sha256: str, path: Path) -> None:
-    """A card must describe the directory it sits in and the exact bytes beside it."""
-    if card.name != name:
-        raise CorruptModelError(path, f"card names model {card.name!r}, directory is {name!r}")
-    if card.version != version:
-        raise CorruptModelError(
-            path, f"card names version {card.version!r}, directory is {version!r}"
-        )
-    if card.onnx_sha256 != sha256:
-        raise CorruptModelError(
-            path,
-            f"sha256 of {MODEL_FILE} is {sha256}, card says {card.onnx_sha256}",
-        )
-
-
-def _write_new_file(path: Path, data: bytes) -> None:
-    """Create (never replace) a read-only file and fsync it before the directory is renamed."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def _make_dirs(directory: Path) -> None:
-    """Create ``directory`` and missing parents, fsyncing each parent that gained an entry."""
-    missing: list[Path] = []
-    probe = directory
-    while not probe.exists():
-        missing.append(probe)
-        probe = probe.parent
-    for path in reversed(missing):
-        with contextlib.suppress(FileExistsError):  # a concurrent writer made it first
-            path.mkdir()
-        fsync_dir(path.parent)
-
-
-def _parse_pointer(text: str, path: Path) -> ChampionPointer:
-    """Read the champion JSON; a bare version id (a hand-written text file) is accepted too."""
-    stripped = text.strip()
-    if _VERSION_RE.fullmatch(stripped) and stripped not in _RESERVED_VERSIONS:
-        return ChampionPointer(version=stripped)
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise RegistryError(path, f"champion pointer is not valid JSON: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise RegistryError(path, "champion pointer must be a JSON object with 'version'")
-    return ChampionPointer(
-        version=_pointer_version(raw.get("version"), "version", path),
-        previous=_pointer_previous(raw.get("previous", []), path),
-        updated=_pointer_updated(raw.get("updated"), path),
-    )
-
-
-def _pointer_version(value: object, where: str, path: Path) -> str:
-    """One version id from the pointer, refused with the file named if malformed."""
-    if not isinstance(value, str) or not _VERSION_RE.fullmatch(value):
-        raise RegistryError(path, f"champion pointer {where} is not a valid version: {value!r}")
-    return value
-
-
-def _pointer_previous(value: object, path: Path) -> tuple[str, ...]:
-    """The history list; each entry must be a valid version id."""
-    if not isinstance(value, list):
-        raise RegistryError(path, f"champion pointer 'previous' must be a list, got {value!r}")
-    return tuple(_pointer_version(v, f"previous[{i}]", path) for i, v in enumerate(value))
-
-
-def _pointer_updated(value: object, path: Path) -> datetime | None:
-    """The time of the last switch, informative only, but it must parse if present."""
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise RegistryError(path, f"champion pointer 'updated' must be a string, got {value!r}")
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise RegistryError(path, f"champion pointer 'updated' is not ISO 8601: {value!r}") from exc
 
 
 # --------------------------------------------------------------------------- registry
@@ -320,7 +141,7 @@ class Registry:
             return []
         found = []
         for entry in self.root.iterdir():
-            if entry.is_dir() and _NAME_RE.fullmatch(entry.name) and self._complete_dirs(entry):
+            if entry.is_dir() and NAME_RE.fullmatch(entry.name) and self._complete_dirs(entry):
                 found.append(entry.name)
         return sorted(found)
 
@@ -356,7 +177,7 @@ class Registry:
             data = card_path.read_bytes()
         except OSError as exc:
             raise CorruptModelError(card_path, f"cannot read card: {exc.strerror}") from exc
-        return _parse_card(data, card_path)
+        return parse_card(data, card_path)
 
     def verify(self, name: str, version: str) -> ModelCard:
         """Check a version before serving it: valid card, matching ids, matching sha256.
@@ -368,10 +189,10 @@ class Registry:
         directory = self.version_dir(name, version)
         model_path = directory / MODEL_FILE
         try:
-            sha256 = _sha256_file(model_path)
+            sha256 = sha256_file(model_path)
         except OSError as exc:
             raise CorruptModelError(model_path, f"cannot read model: {exc.strerror}") from exc
-        _check_card_matches(card, name, version, sha256, directory)
+        check_card_matches(card, name, version, sha256, directory)
         return card
 
     def pointer(self, name: str) -> ChampionPointer | None:
@@ -383,7 +204,7 @@ class Registry:
             return None
         except (OSError, UnicodeDecodeError) as exc:
             raise RegistryError(path, f"cannot read champion pointer: {exc}") from exc
-        return _parse_pointer(text, path)
+        return parse_pointer(text, path)
 
     def champion(self, name: str) -> str | None:
         """The version the service should serve, or None if no champion was set.
@@ -410,8 +231,8 @@ class Registry:
         if final.exists():
             raise VersionExistsError(final, "version already exists; versions are immutable")
         try:
-            self._clean_name_dir(final.parent, time.time() - STALE_AFTER.total_seconds())
-            self._publish(final, files)
+            remove_stale(final.parent, time.time() - STALE_AFTER.total_seconds())
+            publish_dir(final, files)
         except OSError as exc:  # disk full, permissions: still one error family for the service
             raise RegistryError(final, f"cannot write version: {exc}") from exc
         return final
@@ -469,29 +290,6 @@ class Registry:
                 status=409,
             )
 
-    def clean_stale(self, max_age: timedelta = STALE_AFTER) -> list[Path]:
-        """Remove temporary entries left by crashed writes, if older than ``max_age``.
-
-        The age guard keeps a write in progress (by another process) from being removed
-        under its feet. Returns what was removed.
-        """
-        removed: list[Path] = []
-        if not self.root.is_dir():
-            return removed
-        cutoff = time.time() - max_age.total_seconds()
-        for name_dir in self.root.iterdir():
-            if name_dir.is_dir() and _NAME_RE.fullmatch(name_dir.name):
-                removed += self._clean_name_dir(name_dir, cutoff)
-        return removed
-
-    def _clean_name_dir(self, name_dir: Path, cutoff: float) -> list[Path]:
-        removed = []
-        for entry in name_dir.iterdir() if name_dir.is_dir() else ():
-            if self._is_stale(entry, cutoff):
-                self._remove(entry)
-                removed.append(entry)
-        return removed
-
     # ------------------------------------------------------------------ internals
 
     def _complete_dirs(self, name_dir: Path) -> list[Path]:
@@ -501,8 +299,8 @@ class Registry:
         return [
             entry
             for entry in name_dir.iterdir()
-            if _VERSION_RE.fullmatch(entry.name)
-            and entry.name not in _RESERVED_VERSIONS
+            if VERSION_RE.fullmatch(entry.name)
+            and entry.name not in RESERVED_VERSIONS
             and entry.is_dir()
             and all((entry / f).is_file() for f in REQUIRED_FILES)
         ]
@@ -527,53 +325,15 @@ class Registry:
     def _check_files(name: str, version: str, files: Mapping[str, bytes], final: Path) -> None:
         """Refuse a version that could never be served, before anything touches the disk."""
         for file_name in files:
-            _check_file_name(file_name)
+            check_file_name(file_name)
         missing = [f for f in REQUIRED_FILES if f not in files]
         if missing:
             raise CorruptModelError(
                 final, f"a version needs {list(REQUIRED_FILES)}; missing {missing}"
             )
-        card = _parse_card(files[CARD_FILE], final / CARD_FILE)
+        card = parse_card(files[CARD_FILE], final / CARD_FILE)
         sha256 = hashlib.sha256(files[MODEL_FILE]).hexdigest()
-        _check_card_matches(card, name, version, sha256, final)
-
-    @classmethod
-    def _publish(cls, final: Path, files: Mapping[str, bytes]) -> None:
-        """Write into a temporary sibling, rename it to ``final``, persist the rename."""
-        _make_dirs(final.parent)
-        prefix = f".{final.name}."
-        tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=_TEMP_SUFFIX, dir=final.parent))
-        try:
-            cls._fill_temp_dir(tmp, files)
-            cls._rename_into_place(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        fsync_dir(final.parent)
-
-    @staticmethod
-    def _fill_temp_dir(tmp: Path, files: Mapping[str, bytes]) -> None:
-        """Write and fsync every file, then the directory, so the rename publishes data."""
-        for file_name, data in files.items():
-            _write_new_file(tmp / file_name, data)
-        tmp.chmod(0o755)  # mkdtemp makes 0700; the service may run as another user
-        fsync_dir(tmp)
-
-    @staticmethod
-    def _rename_into_place(tmp: Path, final: Path) -> None:
-        """Atomic publish. A concurrent writer of the same id makes the rename fail.
-
-        (Linux would let a rename replace an *empty* directory; an empty directory holds no
-        version, so nothing stored can be lost that way.)
-        """
-        try:
-            tmp.rename(final)
-        except OSError as exc:
-            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
-                raise VersionExistsError(
-                    final, "version already exists; versions are immutable"
-                ) from exc
-            raise RegistryError(final, f"cannot rename {tmp.name} into place: {exc}") from exc
+        check_card_matches(card, name, version, sha256, final)
 
     def _write_pointer(self, name: str, version: str, previous: tuple[str, ...]) -> ChampionPointer:
         """Replace the pointer atomically: a crash leaves the old champion or the new one."""
@@ -602,22 +362,3 @@ class Registry:
             yield
         finally:
             os.close(fd)  # closing releases the lock
-
-    @staticmethod
-    def _is_stale(entry: Path, cutoff: float) -> bool:
-        """A crashed write's leftover: ``.``-prefixed, ``.tmp``-suffixed, old enough."""
-        if not (entry.name.startswith(".") and entry.name.endswith(_TEMP_SUFFIX)):
-            return False
-        try:
-            return entry.lstat().st_mtime <= cutoff
-        except FileNotFoundError:  # finished or cleaned by someone else meanwhile
-            return False
-
-    @staticmethod
-    def _remove(entry: Path) -> None:
-        """Delete a leftover file or directory tree, tolerating a concurrent cleaner."""
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                entry.unlink()

@@ -152,7 +152,7 @@ class LabDesk:
     ) -> list[StoredLab]:
         name = model or self.slots.default_name()
         if name not in self.slots.served:
-            raise ModelNotFoundError(f"model {name!r} is not served here")
+            raise ModelNotFoundError(None, f"model {name!r} is not served here")
         return [
             StoredLab(
                 model=r.model,

@@ -23,6 +23,8 @@ class StoreError(PathError):
     Most are the server's trouble (disk full, database locked or corrupt): 500.
     """
 
+    error = "store"
+
 
 class StoreConflictError(StoreError):
     """A lab result for that model, stream and sample time is stored with another value.
@@ -31,7 +33,7 @@ class StoreConflictError(StoreError):
     have moved the bias. Correcting a lab value is a human decision, not a retry.
     """
 
-    default_status = 409
+    status = 409
 
 
 def connect(path: Path, synchronous: str) -> sqlite3.Connection:

@@ -33,10 +33,10 @@ from statistics import NormalDist
 import numpy as np
 from numpy.typing import NDArray
 
+from service.contracts.arrays import FloatArray
 from service.contracts.card import ModelCard
 from service.lab.bias import residual_sigma
 
-Floats = NDArray[np.float64]
 ALARMS = ("frozen", "drift", "residual", "analyzer_silent")
 FROZEN_NORMAL_FACTOR = 2.0  # a frozen window at least twice the longest normal repeat
 RESIDUAL_ON_RESULTS = 3  # the residual alarm's on-delay, in consecutive results beyond it
@@ -48,10 +48,10 @@ _BLOCK = 256  # rows per closed-form EWMA block (exact to ~1e-9 for time constan
 class AlarmConfig:
     """The alarm windows and thresholds of one model version."""
 
-    frozen_after_s: Floats  # per raw signal
+    frozen_after_s: FloatArray  # per raw signal
     drift_fast: float  # samples
     drift_slow: float
-    drift_limit: Floats | None  # per PCA column; None: no sensor-drift detector
+    drift_limit: FloatArray | None  # per PCA column; None: no sensor-drift detector
     outside_samples: int | None  # None: no operating-point drift alarm
     bias_alarm: float  # |bias| / scale(estimate) above this: the residual alarm
     scale_floor: float  # the interval's scale: max(|estimate|, floor) ** power
@@ -116,7 +116,9 @@ class ResidualAlarm:
             self.beyond = 0
 
 
-def ewma_rows(values: Floats, level: Floats, samples: float) -> tuple[Floats, Floats]:
+def ewma_rows(
+    values: FloatArray, level: FloatArray, samples: float
+) -> tuple[FloatArray, FloatArray]:
     """The exponentially weighted mean after each row of ``values`` [n, m], starting from
     ``level`` [m], with a time constant of ``samples`` rows; returns (per row, last).
 
@@ -144,10 +146,10 @@ class SensorDrift:
     def __init__(self, config: AlarmConfig) -> None:
         assert config.drift_limit is not None
         self.config = config
-        self._fast: Floats | None = None
-        self._slow: Floats | None = None
+        self._fast: FloatArray | None = None
+        self._slow: FloatArray | None = None
 
-    def observe(self, residual: Floats, keep: NDArray[np.bool_] | None = None) -> Floats:
+    def observe(self, residual: FloatArray, keep: NDArray[np.bool_] | None = None) -> FloatArray:
         """Ratios to the limit [n, m] after each row of ``residual`` [n, m]; rows not in
         ``keep`` (a bad value: an infinite residual would poison both means) are skipped
         and get NaN."""

@@ -13,9 +13,9 @@ change nor a repeat); a signal's first value starts its clock.
 from __future__ import annotations
 
 import numpy as np
-from numpy.typing import NDArray
 
-Floats = NDArray[np.float64]
+from service.contracts.arrays import FloatArray
+
 CHANGE_TOLERANCE = 1e-9  # relative: a smaller step is float noise, not a change
 
 
@@ -28,7 +28,7 @@ class ChangeTracker:
         self.last_change = np.full(width, -np.inf)  # -inf: never seen
         self.last_time = -np.inf
 
-    def observe(self, values: Floats, times: Floats) -> Floats:
+    def observe(self, values: FloatArray, times: FloatArray) -> FloatArray:
         """Take rows [n, S] at ``times`` [n] (ascending); return, per row and signal, how long
         the value had been unchanged at that row (seconds; NaN before its first value).
 
@@ -56,11 +56,11 @@ class ChangeTracker:
             self.last_value[seen] = _carried(values)[-1][seen]
         self.last_time = float(times[-1])
         with np.errstate(invalid="ignore"):
-            unchanged: Floats = times[:, None] - since
+            unchanged: FloatArray = times[:, None] - since
         unchanged[np.isinf(since)] = np.nan
         return unchanged
 
-    def _observe_one(self, v: Floats, t: float) -> Floats:
+    def _observe_one(self, v: FloatArray, t: float) -> FloatArray:
         if not t > self.last_time:
             return np.full((1, len(v)), np.nan)
         prev = self.last_value
@@ -73,7 +73,7 @@ class ChangeTracker:
         seen = self.last_change > -np.inf
         return np.where(seen, t - self.last_change, np.nan)[None, :]
 
-    def seconds_since_change(self, now: float) -> Floats:
+    def seconds_since_change(self, now: float) -> FloatArray:
         """Per signal, ``now`` minus its last change (never negative; NaN if never seen)."""
         with np.errstate(invalid="ignore"):
             since = np.maximum(now - self.last_change, 0.0)
@@ -81,7 +81,7 @@ class ChangeTracker:
         return since
 
 
-def _carried(values: Floats) -> Floats:
+def _carried(values: FloatArray) -> FloatArray:
     """Each NaN replaced by the last value above it in its column (NaN when none)."""
     valid = ~np.isnan(values)
     if valid.all():

@@ -25,9 +25,9 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from service.contracts.arrays import FloatArray
 from service.contracts.card import ModelCard, ReferenceStats
 
-FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 
 DEFAULT_WINDOW = 500  # values per feature: ~50 per decile bin, enough for a stable PSI

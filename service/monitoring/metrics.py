@@ -44,82 +44,94 @@ class StreamView(Protocol):
     def bias_value(self) -> float: ...
 
 
-def _gauge(name: str, text: str, labels: list[str]) -> GaugeMetricFamily:
-    return GaugeMetricFamily(name, text, labels=labels)
+_PER_FEATURE, _PER_STREAM = ("model", "stream", "feature"), ("model", "stream")
+# short name -> (counter?, metric name, help, labels): what the collector fills at a scrape
+_FAMILIES: dict[str, tuple[bool, str, str, tuple[str, ...]]] = {
+    "psi": (
+        False,
+        "softsensor_feature_psi",
+        "Population stability index of the stream's recent window against the training "
+        "reference (a diagnostic: near its maximum on a few hours of normal operation)",
+        _PER_FEATURE,
+    ),
+    "oor": (
+        True,
+        "softsensor_feature_out_of_range",
+        "Values received outside the feature's valid range",
+        _PER_FEATURE,
+    ),
+    "still": (
+        False,
+        "softsensor_feature_unchanged_seconds",
+        "Data-time seconds since the signal's value last changed on the stream (a frozen "
+        "sensor grows this)",
+        _PER_FEATURE,
+    ),
+    "pred_psi": (
+        False,
+        "softsensor_prediction_psi",
+        "PSI of recent estimates against training",
+        _PER_STREAM,
+    ),
+    "bias": (
+        False,
+        "softsensor_bias",
+        "Current lab-result bias, in the target's unit",
+        _PER_STREAM,
+    ),
+    "residual": (
+        False,
+        "softsensor_lab_residual",
+        "Last lab value minus the raw estimate at its sample time, target unit",
+        _PER_STREAM,
+    ),
+    "estimate": (
+        False,
+        "softsensor_estimate",
+        "Latest bias-corrected estimate served, in the target's unit",
+        _PER_STREAM,
+    ),
+    "lab": (
+        False,
+        "softsensor_lab_value",
+        "Latest lab or analyzer value received, target unit",
+        _PER_STREAM,
+    ),
+    "lab_age": (
+        False,
+        "softsensor_lab_result_age_seconds",
+        "Data-time seconds from the stream's newest lab sample to its latest row (an "
+        "analyzer outage grows it; absent before the first result)",
+        _PER_STREAM,
+    ),
+    "alarm": (
+        False,
+        "softsensor_alarm",
+        "1 while the stream's alarm is on: frozen, drift, residual, analyzer_silent "
+        "(thresholds calibrated on held-out normal operation, judged on data time)",
+        (*_PER_STREAM, "alarm"),
+    ),
+    "clock": (
+        False,
+        "softsensor_stream_data_time_seconds",
+        "The stream's latest data time (POSIX seconds)",
+        _PER_STREAM,
+    ),
+    "info": (
+        False,
+        "softsensor_model_info",
+        "The model version served",
+        ("model", "version", "sha256"),
+    ),
+    "ready": (False, "softsensor_model_ready", "1 if a verified version is loaded", ("model",)),
+}
 
 
 def _families() -> dict[str, Any]:
     """A fresh family of each gauge and counter the collector fills, by short name."""
-    per_feature, per_stream = ["model", "stream", "feature"], ["model", "stream"]
-    psi = _gauge(
-        "softsensor_feature_psi",
-        "Population stability index of the stream's recent window against the training "
-        "reference (a diagnostic: near its maximum on a few hours of normal operation)",
-        per_feature,
-    )
-    oor = CounterMetricFamily(
-        "softsensor_feature_out_of_range",
-        "Values received outside the feature's valid range",
-        labels=per_feature,
-    )
-    still = _gauge(
-        "softsensor_feature_unchanged_seconds",
-        "Data-time seconds since the signal's value last changed on the stream (a frozen "
-        "sensor grows this)",
-        per_feature,
-    )
-    pred_psi = _gauge(
-        "softsensor_prediction_psi", "PSI of recent estimates against training", per_stream
-    )
-    bias = _gauge("softsensor_bias", "Current lab-result bias, in the target's unit", per_stream)
-    residual = _gauge(
-        "softsensor_lab_residual",
-        "Last lab value minus the raw estimate at its sample time, target unit",
-        per_stream,
-    )
-    estimate = _gauge(
-        "softsensor_estimate",
-        "Latest bias-corrected estimate served, in the target's unit",
-        per_stream,
-    )
-    lab = _gauge(
-        "softsensor_lab_value", "Latest lab or analyzer value received, target unit", per_stream
-    )
-    lab_age = _gauge(
-        "softsensor_lab_result_age_seconds",
-        "Data-time seconds from the stream's newest lab sample to its latest row (an "
-        "analyzer outage grows it; absent before the first result)",
-        per_stream,
-    )
-    alarm = _gauge(
-        "softsensor_alarm",
-        "1 while the stream's alarm is on: frozen, drift, residual, analyzer_silent "
-        "(thresholds calibrated on held-out normal operation, judged on data time)",
-        [*per_stream, "alarm"],
-    )
-    clock = _gauge(
-        "softsensor_stream_data_time_seconds",
-        "The stream's latest data time (POSIX seconds)",
-        per_stream,
-    )
-    info = _gauge(
-        "softsensor_model_info", "The model version served", ["model", "version", "sha256"]
-    )
-    ready = _gauge("softsensor_model_ready", "1 if a verified version is loaded", ["model"])
     return {
-        "psi": psi,
-        "oor": oor,
-        "still": still,
-        "pred_psi": pred_psi,
-        "bias": bias,
-        "residual": residual,
-        "estimate": estimate,
-        "lab": lab,
-        "lab_age": lab_age,
-        "alarm": alarm,
-        "clock": clock,
-        "info": info,
-        "ready": ready,
+        key: (CounterMetricFamily if counter else GaugeMetricFamily)(name, text, labels=labels)
+        for key, (counter, name, text, labels) in _FAMILIES.items()
     }
 
 

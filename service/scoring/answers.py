@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from service.scoring.rows import Floats
+from service.contracts.arrays import FloatArray
 from service.scoring.status import STATUS_NAMES, Statuses
 
 _LISTS = ("out_of_range", "outside_training", "frozen", "imputed", "drift")
@@ -43,13 +43,13 @@ def flags_of(reasons: list[str]) -> dict[str, Any]:
 class Scored:
     """One request's numbers, ready to be written out."""
 
-    estimate: Floats  # clamped to the target's physical range
-    corrected: Floats
-    low: Floats
-    high: Floats
+    estimate: FloatArray  # clamped to the target's physical range
+    corrected: FloatArray
+    low: FloatArray
+    high: FloatArray
     statuses: Statuses
-    t2: Floats | None
-    spe: Floats | None
+    t2: FloatArray | None
+    spe: FloatArray | None
 
 
 def records_answer(head: dict[str, Any], stamps: Any, version: str, s: Scored) -> dict[str, Any]:

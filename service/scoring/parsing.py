@@ -13,13 +13,14 @@ from typing import Any
 import numpy as np
 
 from service.api.schemas import PredictRequest
+from service.contracts.arrays import FloatArray
 from service.contracts.errors import BadInputError, PayloadTooLargeError, shown_names
-from service.scoring.rows import Floats, Series
+from service.scoring.rows import Series
 from service.scoring.runtime import LoadedModel
 from service.state.clock import to_posix
 
 
-def _floats(values: list[float | None]) -> Floats:
+def _floats(values: list[float | None]) -> FloatArray:
     """A JSON number list as floats, null as NaN; the common all-numbers case stays in C."""
     try:
         return np.asarray(values, dtype=np.float64)
@@ -34,7 +35,7 @@ def check_rows(n: int, limit: int) -> None:
         raise PayloadTooLargeError(f"{n} rows exceed the limit of {limit} per request")
 
 
-def in_order(times: Floats) -> Floats:
+def in_order(times: FloatArray) -> FloatArray:
     steps = np.diff(times)
     bad = np.flatnonzero(steps <= 0)
     if bad.size:
@@ -43,7 +44,7 @@ def in_order(times: Floats) -> Floats:
     return times
 
 
-def _times(model: LoadedModel, stamps: list[Any], n: int) -> Floats:
+def _times(model: LoadedModel, stamps: list[Any], n: int) -> FloatArray:
     given = n - stamps.count(None)
     if given == 0:
         if n > 1 and model.history > 0:
@@ -60,7 +61,7 @@ def _times(model: LoadedModel, stamps: list[Any], n: int) -> Floats:
     return in_order(times)
 
 
-def _record_table(model: LoadedModel, req: PredictRequest) -> Floats:
+def _record_table(model: LoadedModel, req: PredictRequest) -> FloatArray:
     known, names, needed = model.known_signals, model.raw_signals, model.raw_signal_set
     table = []
     for i, rec in enumerate(req.records or ()):

@@ -14,10 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from service.contracts.arrays import FloatArray
 from service.contracts.features import BULK_VALUES
 from service.scoring.runtime import LoadedModel
-
-Floats = NDArray[np.float64]
 
 
 @dataclass
@@ -27,8 +26,8 @@ class Series:
     NaN marks a value not sent (null).
     """
 
-    times: Floats  # POSIX seconds
-    values: Floats
+    times: FloatArray  # POSIX seconds
+    values: FloatArray
 
     def __len__(self) -> int:
         return len(self.times)
@@ -43,7 +42,7 @@ class Series:
 class Assembled:
     """Feature rows for the request's records, in order, and what is doubtful about each."""
 
-    x: Floats
+    x: FloatArray
     padded: int  # the first rows, whose lags reach back before the first real sample
     imputed: NDArray[np.bool_]  # [n, S]: value not sent, carried forward
     out_of_range: NDArray[np.bool_]  # [n, S]: value outside the signal's valid range
@@ -55,7 +54,9 @@ class Assembled:
         return np.arange(len(self.x)) < self.padded
 
 
-def forward_fill(values: Floats, fallbacks: Floats, bad: NDArray[np.bool_] | None = None) -> Floats:
+def forward_fill(
+    values: FloatArray, fallbacks: FloatArray, bad: NDArray[np.bool_] | None = None
+) -> FloatArray:
     """Carry each column's last seen value over NaN; before any value, use its fallback.
 
     ``bad`` is ``isnan(values)`` when the caller has it already.
@@ -77,7 +78,7 @@ class Assembly:
     holds each request's own view (its rows, flags and filled values).
     """
 
-    x: Floats
+    x: FloatArray
     doubtful: NDArray[np.bool_]  # per row: a value was imputed or out of range
     holes: bool  # some value was imputed
     bounds: list[tuple[int, int]]
@@ -104,8 +105,8 @@ def assemble_many(model: LoadedModel, parts: Sequence[tuple[Series, Series | Non
     imputed = np.isnan(raw)
     outside = (raw < model.low) | (raw > model.high)  # NaN compares False, silently
     holes = bool(imputed.any())
-    blocks: list[Floats] = []  # segment k: request k's history rows (if any), then its rows
-    owns: list[Floats] = []
+    blocks: list[FloatArray] = []  # segment k: request k's history rows (if any), then its rows
+    owns: list[FloatArray] = []
     pads: list[int] = []
     at: list[int] = []  # in the stacked segments: each request row ...
     first: list[int] = []  # ... and the first row of its segment

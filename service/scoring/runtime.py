@@ -10,8 +10,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import onnxruntime as ort
-from numpy.typing import NDArray
 
+from service.contracts.arrays import FloatArray
 from service.contracts.card import ModelCard
 from service.contracts.errors import ServiceError
 from service.contracts.features import DerivedSignal, FeaturePlan, LagFeature, max_lag
@@ -42,9 +42,9 @@ class LoadedModel:
     derived: tuple[DerivedSignal, ...]
     history: int  # max lag
     plan: FeaturePlan  # raw signal matrix -> feature rows (the shared assembly)
-    fallbacks: NDArray[np.float64]  # per raw signal: value before any was seen
-    low: NDArray[np.float64]  # per raw signal: valid range
-    high: NDArray[np.float64]
+    fallbacks: FloatArray  # per raw signal: value before any was seen
+    low: FloatArray  # per raw signal: valid range
+    high: FloatArray
 
     def valid_range(self, signal: str) -> tuple[float, float]:
         """The physically plausible range of a measured signal (or of the target)."""
@@ -62,7 +62,7 @@ class LoadedModel:
         low, high = self.valid_range(signal)
         return (low + high) / 2.0
 
-    def predict(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
+    def predict(self, x: FloatArray) -> FloatArray:
         """Estimates for assembled rows (card feature order, engineering units)."""
         # A value beyond float32's range becomes inf, the estimate non-finite, and the caller
         # answers 422 naming the signal: numpy's overflow warning would only add log noise.

@@ -18,13 +18,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from service.api.schemas import PredictRequest
+from service.contracts.arrays import FloatArray
 from service.contracts.card import IntervalCalibration
 from service.contracts.errors import BadInputError, ModelFaultError, ServiceError
 from service.monitoring.changes import ChangeTracker
 from service.parts import Parts
 from service.scoring.answers import Scored, columns_answer, records_answer
 from service.scoring.parsing import read_series, row_field
-from service.scoring.rows import Assembled, Floats, Series, assemble_many
+from service.scoring.rows import Assembled, Series, assemble_many
 from service.scoring.runtime import LoadedModel
 from service.scoring.slots import ModelSlot
 from service.scoring.status import (
@@ -39,12 +40,12 @@ from service.scoring.validity import Assessment
 from service.state.streams import StreamState
 
 Answer = dict[str, Any] | ServiceError
-LogRows = list[tuple[str, str, Floats, Floats]]
+LogRows = list[tuple[str, str, FloatArray, FloatArray]]
 PRUNE_EVERY_ROWS = 5_000  # a stream's log is pruned to its retention this often
 
 
 def _non_finite(
-    model: LoadedModel, rows: Assembled, estimate: Floats, history: Series | None
+    model: LoadedModel, rows: Assembled, estimate: FloatArray, history: Series | None
 ) -> ServiceError:
     """The error for estimates that came out NaN or infinite.
 
@@ -226,7 +227,7 @@ class Scorer:
                     self.metrics.imputed.labels(model.name, model.raw_signals[j]).inc(count)
 
     def _track(
-        self, slot: ModelSlot, p: _Part, part: Assembled, estimate: Floats, a: Assessment | None
+        self, slot: ModelSlot, p: _Part, part: Assembled, estimate: FloatArray, a: Assessment | None
     ) -> tuple[NDArray[np.bool_], NDArray[np.bool_] | None]:
         """Move the stream's trackers on by the request's rows; per row, which signals are
         frozen and which sensors drift (None without a drift detector)."""
@@ -267,7 +268,7 @@ class Scorer:
         return frozen, drifting
 
     @staticmethod
-    def _shortest_frozen(limits: Floats) -> float:
+    def _shortest_frozen(limits: FloatArray) -> float:
         return float(limits.min()) if len(limits) else np.inf
 
     def _finish(
@@ -275,7 +276,7 @@ class Scorer:
         slot: ModelSlot,
         p: _Part,
         part: Assembled,
-        estimate: Floats,
+        estimate: FloatArray,
         a: Assessment | None,
         quiet: bool,
         counts: NDArray[np.int64],
@@ -363,8 +364,8 @@ class Scorer:
         ]
 
     def _numbers(
-        self, slot: ModelSlot, estimate: Floats, bias: float
-    ) -> tuple[Floats, Floats, Floats, Floats, NDArray[np.bool_]]:
+        self, slot: ModelSlot, estimate: FloatArray, bias: float
+    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, NDArray[np.bool_]]:
         """(estimate, corrected, interval low, interval high, clamped), all clamped to the
         target's physical range."""
         target = slot.model.card.target.valid_range
@@ -396,7 +397,7 @@ class Scorer:
     @staticmethod
     def _number(
         e: float, bias: float, low: float, high: float, interval: IntervalCalibration
-    ) -> tuple[Floats, Floats, Floats, Floats, NDArray[np.bool_]]:
+    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, NDArray[np.bool_]]:
         """``_numbers`` of one row, in Python floats (the same IEEE operations)."""
         c = e + bias
         clamped = min(e, c) < low or max(e, c) > high

@@ -103,7 +103,9 @@ class ModelSlots:
     def slot(self, name: str | None) -> ModelSlot:
         name = name or self.default_name()
         if name not in self.served:
-            raise ModelNotFoundError(f"model {name!r} is not served here; served: {self.served}")
+            raise ModelNotFoundError(
+                None, f"model {name!r} is not served here; served: {self.served}"
+            )
         slot = self.slots.get(name)
         if slot is None:
             raise NotReadyError(f"model {name!r} has no verified version loaded yet")
@@ -132,7 +134,7 @@ class ModelSlots:
                 loaded = load_model(self.registry, name, champion)
             except ModelLoadError as exc:
                 cause = exc.__cause__
-                if isinstance(cause, RegistryError) and cause.status == 404:
+                if isinstance(cause, ModelNotFoundError):
                     self._await_version(name, champion, current)  # retried at every pass
                 else:
                     self._refuse(name, champion, exc.detail)
@@ -173,7 +175,7 @@ class ModelSlots:
     def reload(self, name: str) -> str:
         """Explicit reload: like refresh, but a refusal is an error for the caller."""
         if name not in self.served:
-            raise ModelNotFoundError(f"model {name!r} is not served here")
+            raise ModelNotFoundError(None, f"model {name!r} is not served here")
         self._refused.pop(name, None)
         version = self.refresh(name)
         champion = self.registry.champion(name)

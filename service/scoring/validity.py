@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from service.contracts.arrays import FloatArray
 from service.contracts.card import Calibration, ModelCard
 
-Floats = NDArray[np.float64]
 Flags = NDArray[np.bool_]
 
 
@@ -31,9 +31,9 @@ class Assessment:
     """What the validity model says about each of ``n`` rows."""
 
     outside: Flags  # [n, G]: some feature of signal group g outside its training range
-    t2: Floats  # [n]
-    spe: Floats  # [n]
-    residual: Floats | None  # [n, m]: each PCA column's residual over its validation spread
+    t2: FloatArray  # [n]
+    spe: FloatArray  # [n]
+    residual: FloatArray | None  # [n, m]: each PCA column's residual over its validation spread
 
 
 class InputValidity:
@@ -60,7 +60,7 @@ class InputValidity:
         self.t2_limit = pca.t2_limit
         self.spe_limit = pca.spe_limit
 
-    def assess(self, x: Floats, residual: bool = True) -> Assessment:
+    def assess(self, x: FloatArray, residual: bool = True) -> Assessment:
         """T2, SPE, signals outside the training range of rows ``x`` [n, F], and the PCA
         residuals when asked for (a stream's drift detector needs them)."""
         outside_feature = (x < self.low) | (x > self.high)
@@ -83,7 +83,7 @@ class InputValidity:
                 back = (z - scores @ self.loadings.T) * (self.scale / self.residual_sd)
         return Assessment(outside, t2, spe, back)
 
-    def clamp(self, x: Floats) -> Floats:
+    def clamp(self, x: FloatArray) -> FloatArray:
         """``x`` with every feature clipped into its training range (DeltaV's input limiting)."""
         return np.clip(x, self.low, self.high)
 

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
-from numpy.typing import NDArray
 
 from service.api.schemas import Stamp
+from service.contracts.arrays import FloatArray
 from service.contracts.errors import BadInputError
 
 
@@ -59,7 +59,7 @@ class TimeRules:
     stream_max_jump_s: float
     lab_max_future_s: float
 
-    def check_rows(self, times: NDArray[np.float64], clock: float, now: float, field: str) -> None:
+    def check_rows(self, times: FloatArray, clock: float, now: float, field: str) -> None:
         """Refuse a request whose rows lie in the future or too far past the stream's clock.
 
         ``field(i)`` names row ``i``'s timestamp in the error; ``clock`` is the stream's

@@ -24,13 +24,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from service.contracts.arrays import FloatArray
 from service.contracts.errors import ConflictError
 from service.lab.bias import BiasConfig, BiasFilter
 from service.lab.store import LabRecord
 from service.monitoring.alarms import AlarmConfig, ResidualAlarm, SensorDrift
 from service.monitoring.changes import ChangeTracker
 from service.monitoring.drift import DriftMonitor
-from service.scoring.rows import Floats, Series
+from service.scoring.rows import Series
 from service.scoring.runtime import LoadedModel
 
 
@@ -46,13 +47,13 @@ class DriftFeed:
         self.monitor = monitor
         self.max_rows = max_rows
         self.max_age_s = max_age_s
-        self._x: list[Floats] = []
-        self._y: list[Floats] = []
+        self._x: list[FloatArray] = []
+        self._y: list[FloatArray] = []
         self._rows = 0
         self._since = time.monotonic()
         self._lock = threading.Lock()
 
-    def add(self, x: Floats, y: Floats) -> None:
+    def add(self, x: FloatArray, y: FloatArray) -> None:
         with self._lock:
             self._x.append(x)
             self._y.append(y)

@@ -74,8 +74,6 @@ def test_run_digits_learns_and_prunes(tmp_path: Path) -> None:
             batch_size=64,
             weight_decay=0.0,
             progress=False,
-            task="classification",
-            input_scaling="pooled",
         ),
         ca=CAConfig(tau=0.5, patience=1),
     )
@@ -84,5 +82,3 @@ def test_run_digits_learns_and_prunes(tmp_path: Path) -> None:
     assert metrics["pruning_rate"] > 0.0
     assert metrics["params_before"] == 784 * 32 + 32 + 32 * 16 + 16 + 16 * 10 + 10
     assert result.model.layers[-1].out_features == 10
-    with pytest.raises(ValueError, match="classification"):
-        run_digits(digits, RunConfig(method="dense"))

@@ -9,9 +9,9 @@ from collections.abc import Mapping
 
 import pytest
 
+from service.cli.main import build_parser
 from service.settings import Settings
 from tests.conftest import REPO
-from training.cli import build_parser
 
 DEPLOY = REPO / "deploy"
 

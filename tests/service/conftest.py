@@ -239,7 +239,7 @@ def start_server(
         cmd = [sys.executable, "-m", "uvicorn", "--factory", "service.api.asgi:create"]
         cmd += ["--port", str(port), "--log-level", "debug"]
     else:
-        cmd = [sys.executable, "-m", "training.cli", "serve", "--registry", str(registry)]
+        cmd = [sys.executable, "-m", "service.cli", "serve", "--registry", str(registry)]
         cmd += ["--state-dir", str(state), "--port", str(port)]
     with log.open("ab") as out:
         proc = subprocess.Popen(cmd, env=full, stdout=out, stderr=subprocess.STDOUT)

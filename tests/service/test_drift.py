@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import pytest
-from numpy.typing import NDArray
 
+from service.contracts.arrays import FloatArray
 from service.contracts.card import FeatureCard, ModelCard, ReferenceStats, SignalCard, ValidRange
 from service.monitoring.drift import DriftMonitor, RollingWindow, bin_counts, psi
 from tests.service.test_registry import make_card
@@ -21,7 +21,7 @@ FEATURES = ("t1", "t2")
 VALID = ValidRange(low=-5.0, high=5.0)
 
 
-def reference_of(name: str, values: NDArray[np.float64], bins: int = 10) -> ReferenceStats:
+def reference_of(name: str, values: FloatArray, bins: int = 10) -> ReferenceStats:
     """Decile bins of ``values``, built the way training builds the card's reference."""
     edges = np.unique(np.quantile(values, np.linspace(0.0, 1.0, bins + 1)))
     counts, _ = np.histogram(values, bins=edges)
@@ -56,7 +56,7 @@ def drift_card(
     return ModelCard.model_validate(data)
 
 
-def independent_psi(reference: ReferenceStats, window: NDArray[np.float64]) -> float:
+def independent_psi(reference: ReferenceStats, window: FloatArray) -> float:
     """PSI in plain numpy: histogram on the reference edges, outer values clipped in."""
     edges = np.asarray(reference.bin_edges)
     clipped = np.clip(window, edges[0], edges[-1])

@@ -297,7 +297,7 @@ def test_promote_to_a_version_that_cannot_load_leaves_the_champion(
 def test_cli_promote_to_a_version_that_cannot_load_is_refused(
     registry_copy: Path, published: Published, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from training.cli import main
+    from service.cli.main import main
 
     _write_unloadable(registry_copy, published.version, "v2")
     argv = ["models", "promote", "--registry", str(registry_copy), "tiny", "v2"]

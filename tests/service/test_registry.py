@@ -38,6 +38,7 @@ from service.contracts.registry import (
     VersionExistsError,
     new_version_id,
 )
+from service.contracts.version_dir import rename_into_place
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -141,7 +142,6 @@ def test_empty_or_missing_root_lists_nothing(reg: Registry) -> None:
     assert reg.names() == []
     assert reg.versions("debutanizer") == []
     assert reg.champion("debutanizer") is None
-    assert reg.clean_stale() == []
 
 
 def test_versions_sort_by_card_created_then_id(reg: Registry) -> None:
@@ -193,7 +193,7 @@ def test_rename_race_loser_gets_version_exists(reg: Registry) -> None:
     tmp.mkdir()
     (tmp / "model.onnx").write_bytes(b"x")
     with pytest.raises(VersionExistsError):
-        Registry._rename_into_place(tmp, reg.root / "col" / "v1")
+        rename_into_place(tmp, reg.root / "col" / "v1")
     assert reg.verify("col", "v1").version == "v1"
 
 
@@ -462,17 +462,10 @@ def test_stale_temp_dirs_are_ignored_and_cleaned(reg: Registry) -> None:
     reg.write_version("other", "v1", make_files("other", "v1"))  # cleans only its own name
     assert old.exists() and pointer_tmp.exists()
     reg.write_version("col", "v2", make_files("col", "v2"))  # a write cleans up after crashes
-    assert not old.exists() and not pointer_tmp.exists() and fresh.exists()
-    old.mkdir()
-    pointer_tmp.write_text("{}")
-    for path in (old, pointer_tmp):
-        os.utime(path, (hour_ago, hour_ago))
-
-    removed = reg.clean_stale(max_age=timedelta(minutes=30))
-    assert sorted(removed) == sorted([old, pointer_tmp])
-    assert fresh.exists()
-    assert reg.clean_stale(max_age=timedelta(0)) == [fresh]
-    assert sorted(p.name for p in name_dir.iterdir()) == [".lock", CHAMPION_FILE, "v1", "v2"]
+    assert not old.exists() and not pointer_tmp.exists() and fresh.exists()  # may be in use
+    assert sorted(p.name for p in name_dir.iterdir()) == sorted(
+        [".lock", CHAMPION_FILE, "v1", "v2", fresh.name]
+    )
     assert reg.champion("col") == "v1"
 
 
@@ -586,6 +579,4 @@ def test_sigkill_mid_write_leaves_only_complete_versions(tmp_path: Path, mode: s
         assert set(seen) <= set(versions)  # nothing stored earlier was lost
         seen = versions
 
-    reg.clean_stale(max_age=timedelta(0))
-    assert not [p for p in (reg.root / "crash").iterdir() if p.name.endswith(".tmp")]
-    assert assert_registry_consistent(reg) == seen
+    assert assert_registry_consistent(reg) == seen  # whatever temp entries the kills left

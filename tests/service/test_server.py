@@ -37,7 +37,7 @@ def server(registry_copy: Path, tmp_path: Path) -> Iterator[tuple[str, Path]]:
         [
             sys.executable,
             "-m",
-            "training.cli",
+            "service.cli",
             "serve",
             "--registry",
             str(registry_copy),
@@ -110,7 +110,7 @@ def test_real_server_predicts_stores_and_picks_up_a_new_champion(
 def test_serving_never_imports_torch() -> None:
     """The serving image has no torch: the service and the serve command must not need it."""
     code = (
-        "import sys, importlib, pkgutil, service, training.cli as cli\n"
+        "import sys, importlib, pkgutil, service, service.cli.main as cli\n"
         "for m in pkgutil.iter_modules(service.__path__):\n"
         "    importlib.import_module(f'service.{m.name}')\n"
         "cli.build_parser()\n"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from training.cli import main
+from service.cli.main import main
 
 
 def test_train_writes_metrics_history_and_checkpoint(
@@ -109,7 +109,7 @@ def test_bad_options_are_usage_errors(
         [
             sys.executable,
             "-m",
-            "training.cli",
+            "service.cli",
             "train",
             "--spec",
             str(spec),
@@ -126,12 +126,12 @@ def test_bad_options_are_usage_errors(
     assert proc.returncode == 2
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
-    assert "_positive_int" not in proc.stderr and "_integer" not in proc.stderr
+    assert "positive_int" not in proc.stderr and "invalid integer" not in proc.stderr
 
 
 def test_every_train_option_has_help_and_shows_its_default() -> None:
     """`softsensor train --help` explains each flag; knobs show their default value."""
-    from training.cli import build_parser
+    from service.cli.main import build_parser
 
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
@@ -187,7 +187,7 @@ def test_simulate_refuses_a_yaml_data_path(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "training.cli",
+            "service.cli",
             "simulate",
             "--days",
             "0.1",

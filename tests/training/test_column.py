@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 
-from training.column import FEED, ColumnModel, ColumnParams, FloatArray, Inputs
+from service.contracts.arrays import FloatArray
+from training.column import FEED, ColumnModel, ColumnParams, Inputs
 
 NT = 41
 

@@ -12,10 +12,10 @@ import onnx
 import pytest
 import torch
 
-from service.contracts.card import render_markdown
 from service.contracts.registry import Registry
 from tests.conftest import TINY_SPEC, write_tiny_csv
 from training.appraisal import CAPruner
+from training.card_markdown import render_markdown
 from training.config import CAConfig, NetworkConfig, TrainConfig
 from training.data import Dataset, load_dataset
 from training.ensemble import merge
@@ -244,7 +244,7 @@ def test_cli_tune_records_the_search(tmp_path: Path) -> None:
     spec = tmp_path / "tiny.yaml"
     spec.write_text(TINY_SPEC)
     data = write_tiny_csv(tmp_path / "tiny.csv", n=80)
-    from training.cli import main
+    from service.cli.main import main
 
     out = tmp_path / "run"
     args = ["train", "--spec", str(spec), "--data", str(data), "--out", str(out), "--quiet"]

@@ -10,9 +10,9 @@ import onnx
 import pytest
 import torch
 
+from service.cli.main import main
 from service.contracts.card import ModelCard
 from service.contracts.registry import Registry
-from training.cli import main
 from training.config import CAConfig, NetworkConfig, TrainConfig
 from training.data import Dataset, load_dataset
 from training.experiment import RunConfig, RunReport, run_experiment

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from training.errors import SimulationError
 from training.faults import Fault, simulate_with_faults
-from training.simulator import SimulationConfig, SimulationError, run, temperature_columns
+from training.simulator import SimulationConfig, run, temperature_columns
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from service.cli.main import main
 from tests.conftest import TINY_SPEC, write_tiny_csv
-from training.cli import main
 from training.data import load_dataset
 from training.errors import DataError, SpecError
 from training.spec import load_spec

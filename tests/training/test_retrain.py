@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from service.cli.main import main
 from service.contracts.registry import Registry
-from training.cli import main
 from training.config import CAConfig, NetworkConfig, TrainConfig
 from training.data import load_dataset
 from training.experiment import RunConfig, run_experiment
@@ -183,7 +183,7 @@ def test_sigkill_mid_run_leaves_registry_and_champion_intact(
             [
                 sys.executable,
                 "-m",
-                "training.cli",
+                "service.cli",
                 "retrain",
                 "--name",
                 "col",

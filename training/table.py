@@ -1,0 +1,187 @@
+"""A historian export read into cells, with the file, column and row of any bad value.
+
+Cells are read as text first (so a non-numeric value can be reported, not coerced); the
+checks here are about the file itself: its columns against the spec, its timestamps (parsed,
+strictly increasing), its numbers. Rows are 1-based data rows; ``data_lines`` maps them to
+the lines an editor shows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from service.contracts.arrays import FloatArray
+from training.errors import DataError
+from training.spec import DatasetSpec
+
+
+def file_sha256(path: Path) -> str:
+    """Hash in chunks: exports can be larger than memory wants to hold twice."""
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_table(path: Path, spec: DatasetSpec) -> pd.DataFrame:
+    """Read the file as text cells (so non-numeric values can be reported, not coerced)."""
+    src = spec.source
+    if not path.is_file():
+        raise DataError(path, "file not found")
+    try:
+        if src.format == "parquet":
+            frame = pd.read_parquet(path)
+        elif src.format == "csv":
+            frame = pd.read_csv(
+                path,
+                dtype=str,
+                keep_default_na=False,
+                skip_blank_lines=True,
+                skiprows=src.skip_rows,
+            )
+        else:
+            frame = pd.read_csv(
+                path,
+                sep=r"\s+",
+                header=None,
+                dtype=str,
+                keep_default_na=False,
+                skip_blank_lines=True,
+                engine="python",
+                skiprows=src.skip_rows,
+            )
+    except pd.errors.ParserError as exc:
+        raise DataError(path, _explain_parse_error(path, src.format, src.skip_rows, exc)) from exc
+    except (ValueError, OSError) as exc:
+        raise DataError(path, f"cannot be parsed as {src.format}: {exc}") from exc
+    if src.columns is not None:
+        if frame.shape[1] != len(src.columns) and src.format == "whitespace":
+            raise DataError(
+                path,
+                f"has {frame.shape[1]} columns but the spec names {len(src.columns)}: "
+                f"{', '.join(src.columns)}"
+                + (
+                    "; if the file starts with title or comment lines, skip them with "
+                    "source.skip_rows"
+                    if src.skip_rows == 0
+                    else ""
+                ),
+            )
+        if src.format == "whitespace":
+            frame.columns = pd.Index(src.columns)
+    frame.columns = pd.Index([str(c).strip() for c in frame.columns])
+    return frame.reset_index(drop=True)
+
+
+def _explain_parse_error(path: Path, fmt: str, skip_rows: int, exc: Exception) -> str:
+    """pandas' "Expected 3 fields in line 4, saw 4" blames the data line; the cause is
+    usually a title line above it that set the field count. Say so, with the file's lines."""
+    found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
+    if found is None:
+        return f"cannot be parsed as {fmt}: {exc}"
+    expected, line, saw = (int(g) for g in found.groups())
+    first = _first_content_line(path, skip_rows)
+    hint = (
+        "; if the file starts with title or comment lines, skip them with source.skip_rows"
+        f" (here {line - 1} would skip everything above line {line})"
+        if first is not None and first < line
+        else ""
+    )
+    where = f"line {first}" if first is not None else "the first line read"
+    return (
+        f"cannot be parsed as {fmt}: line {line} has {saw} fields but {where} has {expected}" + hint
+    )
+
+
+def _first_content_line(path: Path, skip_rows: int) -> int | None:
+    """1-based number of the first non-blank line after ``skip_rows``."""
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        for number, text in enumerate(fh, start=1):
+            if number > skip_rows and text.strip():
+                return number
+    return None
+
+
+def data_lines(path: Path, spec: DatasetSpec) -> list[int] | None:
+    """The file's line number (1-based, as an editor shows it) of each data row, for text
+    formats: skipped lines, blank lines and the CSV header are not data rows."""
+    if spec.source.format == "parquet":
+        return None
+    lines: list[int] = []
+    header = spec.source.format == "csv"
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        for number, text in enumerate(fh, start=1):
+            if number <= spec.source.skip_rows or not text.strip():
+                continue
+            if header:
+                header = False
+                continue
+            lines.append(number)
+    return lines
+
+
+def check_columns(path: Path, frame: pd.DataFrame, spec: DatasetSpec) -> None:
+    needed = [s.name for s in spec.signals] + [spec.target.name] + list(spec.truth)
+    if spec.source.timestamp:
+        needed.append(spec.source.timestamp)
+    present = list(frame.columns)
+    for col in needed:
+        if col not in present:
+            raise DataError(path, "missing: the spec needs this column", column=col)
+    for col in present:
+        if col not in needed and col not in spec.source.ignore:
+            raise DataError(
+                path, "is not in the spec (list it under source.ignore to skip it)", column=col
+            )
+    dupes = sorted({c for c in present if present.count(c) > 1})
+    if dupes:
+        raise DataError(path, "appears more than once", column=dupes[0])
+
+
+def parse_timestamps(path: Path, frame: pd.DataFrame, column: str) -> pd.DatetimeIndex:
+    raw = frame[column]
+    stamps = pd.to_datetime(raw, errors="coerce", utc=True, format="mixed")
+    bad = np.flatnonzero(stamps.isna().to_numpy())
+    if bad.size:
+        r = int(bad[0])
+        raise DataError(path, f"not a timestamp: {raw.iloc[r]!r}", column=column, row=r + 1)
+    ns = stamps.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    steps = np.diff(ns)
+    for r in np.flatnonzero(steps <= 0)[:1]:
+        what = "duplicated" if steps[r] == 0 else "out of order (earlier than the row before)"
+        raise DataError(
+            path, f"timestamp {raw.iloc[r + 1]!r} is {what}", column=column, row=int(r) + 2
+        )
+    return pd.DatetimeIndex(stamps)
+
+
+def to_numeric(
+    path: Path, frame: pd.DataFrame, column: str, *, hint_skip: bool = False
+) -> FloatArray:
+    raw = frame[column]
+    if pd.api.types.is_numeric_dtype(raw.dtype) and not pd.api.types.is_bool_dtype(raw.dtype):
+        return raw.to_numpy(dtype=np.float64, na_value=np.nan)
+    text = raw.astype(str).str.strip()
+    values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64)
+    blank = text.str.lower().isin(["", "nan", "na", "null", "none"]).to_numpy()
+    bad = np.flatnonzero(np.isnan(values) & ~blank)
+    if bad.size:
+        r = int(bad[0])
+        hint = (
+            " (a title or comment line above the data? skip it with source.skip_rows)"
+            if hint_skip and r == 0
+            else ""
+        )
+        raise DataError(path, f"non-numeric value {text.iloc[r]!r}{hint}", column=column, row=r + 1)
+    return values
+
+
+def format_number(value: float) -> str:
+    """A value as people write it (999, 0.25, nan), never numpy's repr np.float64(999.0)."""
+    return f"{float(value):g}"
