@@ -139,6 +139,20 @@ def assemble_many(model: LoadedModel, parts: Sequence[tuple[Series, Series | Non
         x = model.plan.assemble_at(
             stacked, np.array(at, dtype=np.intp), np.array(first, dtype=np.intp)
         )
+    bounds, assembled = _per_request(parts, pads, owns, x, imputed, outside)
+    doubtful = np.any(imputed | outside, axis=1)
+    return Assembly(x, doubtful, holes, bounds, assembled)
+
+
+def _per_request(
+    parts: Sequence[tuple[Series, Series | None]],
+    pads: list[int],
+    owns: list[FloatArray],
+    x: FloatArray,
+    imputed: NDArray[np.bool_],
+    outside: NDArray[np.bool_],
+) -> tuple[list[tuple[int, int]], list[Assembled]]:
+    """Each request's rows of the stacked assembly (views, no copies)."""
     bounds: list[tuple[int, int]] = []
     assembled: list[Assembled] = []
     row = 0
@@ -155,5 +169,4 @@ def assemble_many(model: LoadedModel, parts: Sequence[tuple[Series, Series | Non
             )
         )
         row += n
-    doubtful = np.any(imputed | outside, axis=1)
-    return Assembly(x, doubtful, holes, bounds, assembled)
+    return bounds, assembled

@@ -79,6 +79,23 @@ def _session(model_bytes: bytes) -> ort.InferenceSession:
     return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
 
 
+def _checked_session(model_bytes: bytes, card: ModelCard, what: str) -> ort.InferenceSession:
+    """The graph's session, refused unless it takes the card's features and gives one output."""
+    try:
+        session = _session(model_bytes)
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise ModelLoadError(f"{what}: onnxruntime cannot load the graph: {exc}") from exc
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise ModelLoadError(f"{what}: the graph must have one input and one output")
+    width = inputs[0].shape[1] if len(inputs[0].shape) == 2 else None
+    if width != len(card.features):
+        raise ModelLoadError(
+            f"{what}: graph input has {width} columns, the card lists {len(card.features)} features"
+        )
+    return session
+
+
 def load_model(registry: Registry, name: str, version: str) -> LoadedModel:
     """Verify and load one version; raises ModelLoadError naming the reason."""
     try:
@@ -86,19 +103,8 @@ def load_model(registry: Registry, name: str, version: str) -> LoadedModel:
         model_bytes = (registry.version_dir(name, version) / MODEL_FILE).read_bytes()
     except (RegistryError, OSError) as exc:
         raise ModelLoadError(f"{name} {version}: {exc}") from exc
-    try:
-        session = _session(model_bytes)
-    except Exception as exc:  # onnxruntime raises its own exception types
-        raise ModelLoadError(f"{name} {version}: onnxruntime cannot load the graph: {exc}") from exc
+    session = _checked_session(model_bytes, card, f"{name} {version}")
     inputs, outputs = session.get_inputs(), session.get_outputs()
-    if len(inputs) != 1 or len(outputs) != 1:
-        raise ModelLoadError(f"{name} {version}: the graph must have one input and one output")
-    width = inputs[0].shape[1] if len(inputs[0].shape) == 2 else None
-    if width != len(card.features):
-        raise ModelLoadError(
-            f"{name} {version}: graph input has {width} columns, the card lists "
-            f"{len(card.features)} features"
-        )
     features = tuple(f.to_lag_feature() for f in card.features)
     derived = tuple(d for s in card.signals if s.used and (d := s.to_derived()) is not None)
     measured = [s.name for s in card.signals if s.derived_from is None and s.used]

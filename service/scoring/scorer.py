@@ -1,6 +1,6 @@
 """Scoring predict requests: rows assembled, scored, checked and judged, state moved on.
 
-Requests that arrive together (``service.scoring.coalescer``) are scored together: per model one
+Requests that arrive together (``service.scoring.batcher``) are scored together: per model one
 lag assembly, one validity assessment and one onnxruntime call, then each request is
 finished as if it came alone: its stream's trackers, its rows' status, its answer. The
 prediction log of the whole batch is written in one transaction before anyone is answered,
@@ -19,11 +19,11 @@ from numpy.typing import NDArray
 
 from service.api.schemas import PredictRequest
 from service.contracts.arrays import FloatArray
-from service.contracts.card import IntervalCalibration
 from service.contracts.errors import BadInputError, ModelFaultError, ServiceError
 from service.monitoring.changes import ChangeTracker
 from service.parts import Parts
 from service.scoring.answers import Scored, columns_answer, records_answer
+from service.scoring.numbers import served_numbers
 from service.scoring.parsing import read_series, row_field
 from service.scoring.rows import Assembled, Series, assemble_many
 from service.scoring.runtime import LoadedModel
@@ -287,7 +287,9 @@ class Scorer:
         model, state = slot.model, p.state
         frozen, drifting = self._track(slot, p, part, estimate, a)
         bias = state.bias.bias
-        scored = self._numbers(slot, estimate, bias)
+        scored = served_numbers(
+            slot.model.card, slot.interval, estimate, bias, self.settings.interval_quantiles
+        )
         stale = state.analyzer_silent()
         n = len(estimate)
         signals_quiet = quiet and not frozen.any() and (drifting is None or not drifting.any())
@@ -362,56 +364,6 @@ class Scorer:
             RowEvidence("bias_stale", np.full(n, stale)),
             RowEvidence("clamped", clamped),
         ]
-
-    def _numbers(
-        self, slot: ModelSlot, estimate: FloatArray, bias: float
-    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, NDArray[np.bool_]]:
-        """(estimate, corrected, interval low, interval high, clamped), all clamped to the
-        target's physical range."""
-        target = slot.model.card.target.valid_range
-        interval = slot.interval
-        if len(estimate) == 1 and interval is not None:
-            return self._number(estimate[0], bias, target.low, target.high, interval)
-        corrected = estimate + bias
-        clamped = (np.minimum(estimate, corrected) < target.low) | (
-            np.maximum(estimate, corrected) > target.high
-        )
-        if clamped.any():
-            estimate = np.clip(estimate, target.low, target.high)
-            corrected = np.clip(corrected, target.low, target.high)
-        if interval is not None:
-            scale = np.maximum(np.abs(corrected), interval.scale_floor) ** interval.scale_power
-            low, high = corrected + interval.low * scale, corrected + interval.high * scale
-        else:  # a card without calibration: the validation residual quantiles
-            lo_key, hi_key = self.settings.interval_quantiles
-            q = slot.model.card.residual_quantiles
-            low, high = corrected + q.get(lo_key, 0.0), corrected + q.get(hi_key, 0.0)
-        return (
-            estimate,
-            corrected,
-            np.maximum(low, target.low),
-            np.minimum(high, target.high),
-            clamped,
-        )
-
-    @staticmethod
-    def _number(
-        e: float, bias: float, low: float, high: float, interval: IntervalCalibration
-    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, NDArray[np.bool_]]:
-        """``_numbers`` of one row, in Python floats (the same IEEE operations)."""
-        c = e + bias
-        clamped = min(e, c) < low or max(e, c) > high
-        if clamped:
-            e, c = min(max(e, low), high), min(max(c, low), high)
-        scale = max(abs(c), interval.scale_floor) ** interval.scale_power
-        lo, hi = max(c + interval.low * scale, low), min(c + interval.high * scale, high)
-        return (
-            np.array([e]),
-            np.array([c]),
-            np.array([lo]),
-            np.array([hi]),
-            np.array([clamped]),
-        )
 
     def _prune(self, log: LogRows) -> None:
         """Every ``PRUNE_EVERY_ROWS`` rows of a stream, drop its predictions older than the
