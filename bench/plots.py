@@ -201,19 +201,26 @@ def plot_connectivity(records: list[dict[str, Any]], dataset: str, path: Path) -
     if not runs:
         return None
     names = runs[0]["structure"]["feature_names"]
-    masks = [
-        np.array([[c == "1" for c in row] for row in layer])
-        for layer in runs[0]["structure"]["masks"]
-    ]
     fig, (net_ax, bar_ax) = _figure(
         1, 2, figsize=(12, max(4.0, 0.28 * len(names) + 1)), gridspec_kw={"width_ratios": [3, 2]}
     )
+    first_layer = _draw_network(net_ax, runs[0], names, dataset)
+    _draw_input_bars(bar_ax, runs, names, first_layer)
+    return _save(fig, path)
+
+
+def _draw_network(net_ax: Any, run: dict[str, Any], names: list[str], dataset: str) -> int:
+    """The surviving network of one run: kept connections in red, the linear path in
+    purple, removed neurons hollow. Returns the first hidden layer's width."""
+    masks = [
+        np.array([[c == "1" for c in row] for row in layer]) for layer in run["structure"]["masks"]
+    ]
     sizes = [masks[0].shape[1], *(m.shape[0] for m in masks)]
 
     def ys(n: int) -> Any:
         return np.linspace(0, 1, n) if n > 1 else np.array([0.5])
 
-    linear = runs[0]["structure"].get("linear")
+    linear = run["structure"].get("linear")
     direct = np.array([c == "1" for c in linear[0]]) if linear else np.zeros(sizes[0], dtype=bool)
     alive: list[Any] = [masks[0].any(axis=0) | direct]
     for i in range(len(masks) - 1):
@@ -247,11 +254,19 @@ def plot_connectivity(records: list[dict[str, Any]], dataset: str, path: Path) -
     net_ax.set_xlim(-0.9, len(sizes) - 0.8)
     kept_hidden = ", ".join(f"{int(a.sum())}/{a.size}" for a in alive[1:-1])
     net_ax.set_title(
-        f"{TITLE[dataset]}, CA seed {runs[0]['metrics']['seed']} (first network): "
-        f"{runs[0]['metrics']['pruning_rate']:.0%} pruned, hidden neurons kept {kept_hidden}; "
+        f"{TITLE[dataset]}, CA seed {run['metrics']['seed']} (first network): "
+        f"{run['metrics']['pruning_rate']:.0%} pruned, hidden neurons kept {kept_hidden}; "
         f"purple: linear path ({int(direct.sum())} inputs)",
         fontsize=9,
     )
+    return int(masks[0].shape[0])
+
+
+def _draw_input_bars(
+    bar_ax: Any, runs: list[dict[str, Any]], names: list[str], first_layer: int
+) -> None:
+    """Over all seeds, how many first-layer connections each input keeps, and how often
+    the hidden layers and the linear path read it."""
     # connections kept from each input into the first hidden layer, one row per seed
     per_input = np.array(
         [
@@ -281,10 +296,9 @@ def plot_connectivity(records: list[dict[str, Any]], dataset: str, path: Path) -
         fontsize=7,
     )
     bar_ax.set_xlabel(
-        f"first-layer connections kept (of {masks[0].shape[0]}), mean over {len(runs)} seeds"
+        f"first-layer connections kept (of {first_layer}), mean over {len(runs)} seeds"
     )
     bar_ax.grid(alpha=0.3, axis="x")
-    return _save(fig, path)
 
 
 def plot_mnist(
