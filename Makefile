@@ -3,7 +3,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SOFTSENSOR := $(VENV)/bin/softsensor
-DEBUTANIZER ?= ../shared/datasets/debutanizer/debutanizer_data.txt
+DEBUTANIZER ?=  # the debutanizer data file (not shipped): make quickstart-debutanizer DEBUTANIZER=path
 RUN ?= runs/quickstart
 
 .PHONY: install tools quickstart quickstart-debutanizer test lint bench-debutanizer bench-column \
@@ -23,8 +23,9 @@ install: $(VENV)/.installed
 quickstart: install
 	scripts/quickstart.sh
 
-# The same on the real debutanizer data (needs ../shared/datasets/debutanizer).
+# The same on the real debutanizer data: pass the data file's path (it is not shipped).
 quickstart-debutanizer: install
+	@test -n "$(DEBUTANIZER)" || { echo "pass the debutanizer data file: make quickstart-debutanizer DEBUTANIZER=path/to/debutanizer_data.txt"; exit 2; }
 	$(SOFTSENSOR) train --spec training/specs/debutanizer.yaml --data $(DEBUTANIZER) \
 		--method ca --seed 0 --out $(RUN)/debutanizer-ca
 

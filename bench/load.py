@@ -49,13 +49,14 @@ def bodies(work: Path, data: Path, raw: list[str], batch: int) -> dict[str, Path
     single = work / "single.json"
     single.write_text(json.dumps({"model": "column_a", "records": [{"values": last}]}))
     window = work / "batch.json"
-    stamps = (2.0e9 + 60.0 * np.arange(batch)).tolist()
+    # A day ago, one minute apart: the service refuses rows dated beyond its clock.
+    stamps = (time.time() - 86400.0 + 60.0 * np.arange(batch)).tolist()
     columns = {s: frame[s][-batch:].astype(float).tolist() for s in raw}
     window.write_text(json.dumps({"model": "column_a", "timestamp": stamps, "columns": columns}))
     return {"single_row": single, "batch": window}
 
 
-def main() -> None:
+def _parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60, help="paced run per kind")
     parser.add_argument("--probe-seconds", type=float, default=10, help="max-throughput run")
@@ -63,61 +64,24 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--batch", type=int, default=100, help="rows per batch request")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "load")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = _parse_args()
     require_wrk()
     work = Path(tempfile.mkdtemp(prefix="softsensor-load-"))
     data, card = make_model(work)
-    raw = raw_signals(card)
     lua = work / "load.lua"
     lua.write_text(LUA)
-    paths = bodies(work, data, raw, args.batch)
+    paths = bodies(work, data, raw_signals(card), args.batch)
     port = free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO),
-        "SOFTSENSOR_WATCH_INTERVAL_S": "5",  # as in production: the watcher runs throughout
-    }
-    cmd = [sys.executable, "-m", "service.cli", "serve", "--registry", str(work / "models")]
-    cmd += ["--state-dir", str(work / "state"), "--port", str(port)]
-    server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
+    server = _start_service(work, port)
     results: dict[str, Any] = {}
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(url + "/v2/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("the service did not become ready")
-            time.sleep(0.2)
-        predict = url + "/v1/predict"
+        predict = f"http://127.0.0.1:{port}/v1/predict"
         for kind, body in paths.items():
-            run_wrk(predict, body, lua, 3, args.concurrency, None)  # warm-up
-            peak = run_wrk(predict, body, lua, args.probe_seconds, args.concurrency, None)
-            target = args.share * peak["rps"]
-            rss_before = rss_kib(server.pid)
-            paced = run_wrk(predict, body, lua, args.seconds, args.concurrency, target)
-            rss_after = rss_kib(server.pid)
-            results[kind] = {
-                "max_rps": peak["rps"],
-                "max_run": peak,
-                "target_rps": target,
-                "paced": paced,
-                "rows_per_request": 1 if kind == "single_row" else args.batch,
-                "rss_before_kib": rss_before,
-                "rss_after_kib": rss_after,
-                "rss_growth": rss_after / rss_before - 1,
-            }
-            print(
-                f"{kind}: max {peak['rps']:.0f} req/s; {args.seconds:.0f} s at {target:.0f} "
-                f"req/s: achieved {paced['rps']:.0f}, p50 {paced['p50_ms']:.2f} ms, p99 "
-                f"{paced['p99_ms']:.2f} ms, non-2xx {paced['non_2xx']}, socket errors "
-                f"{paced['socket_errors']}, RSS {rss_before} -> {rss_after} KiB "
-                f"({rss_after / rss_before - 1:+.1%})"
-            )
+            results[kind] = _load(args, kind, predict, body, lua, server.pid)
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -142,6 +106,58 @@ def main() -> None:
     print(f"promise (no non-2xx, no socket errors, RSS growth < 10 %) kept: {ok}")
     if not ok:
         raise SystemExit(1)
+
+
+def _start_service(work: Path, port: int) -> subprocess.Popen[bytes]:
+    """``softsensor serve`` on the work registry, once it answers ready."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "SOFTSENSOR_WATCH_INTERVAL_S": "5",  # as in production: the watcher runs throughout
+    }
+    cmd = [sys.executable, "-m", "service.cli", "serve", "--registry", str(work / "models")]
+    cmd += ["--state-dir", str(work / "state"), "--port", str(port)]
+    server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            server.kill()
+            raise SystemExit("the service did not become ready")
+        time.sleep(0.2)
+
+
+def _load(
+    args: argparse.Namespace, kind: str, predict: str, body: Path, lua: Path, pid: int
+) -> dict[str, Any]:
+    """One kind of request: the maximum rate, then ``--share`` of it held for ``--seconds``."""
+    run_wrk(predict, body, lua, 3, args.concurrency, None)  # warm-up
+    peak = run_wrk(predict, body, lua, args.probe_seconds, args.concurrency, None)
+    target = args.share * peak["rps"]
+    rss_before = rss_kib(pid)
+    paced = run_wrk(predict, body, lua, args.seconds, args.concurrency, target)
+    rss_after = rss_kib(pid)
+    print(
+        f"{kind}: max {peak['rps']:.0f} req/s; {args.seconds:.0f} s at {target:.0f} "
+        f"req/s: achieved {paced['rps']:.0f}, p50 {paced['p50_ms']:.2f} ms, p99 "
+        f"{paced['p99_ms']:.2f} ms, non-2xx {paced['non_2xx']}, socket errors "
+        f"{paced['socket_errors']}, RSS {rss_before} -> {rss_after} KiB "
+        f"({rss_after / rss_before - 1:+.1%})"
+    )
+    return {
+        "max_rps": peak["rps"],
+        "max_run": peak,
+        "target_rps": target,
+        "paced": paced,
+        "rows_per_request": 1 if kind == "single_row" else args.batch,
+        "rss_before_kib": rss_before,
+        "rss_after_kib": rss_after,
+        "rss_growth": rss_after / rss_before - 1,
+    }
 
 
 if __name__ == "__main__":

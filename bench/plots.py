@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.figure import Figure
 
+from bench.connectivity import plot_connectivity
+from bench.plot_style import figure, save
 from bench.report import ORDER, TITLE
 from bench.suite import DEFAULT_VARIANT
 
@@ -34,17 +35,6 @@ COLORS = {
 TABLES = ("debutanizer", "debutanizer_lags", "column_a")
 
 
-def _figure(rows: int, cols: int, **kw: Any) -> tuple[Figure, Any]:
-    fig = Figure(figsize=kw.pop("figsize"), layout="constrained")
-    return fig, fig.subplots(rows, cols, **kw)
-
-
-def _save(fig: Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    return path
-
-
 def _main(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in rows if r["variant"] == DEFAULT_VARIANT]
 
@@ -59,7 +49,7 @@ def plot_error_vs_rate(rows: list[dict[str, Any]], path: Path) -> Path | None:
         return None
     cols = max(sum(1 for d2, _ in panels if d2 == d) for d in TABLES)
     used = [d for d in TABLES if any(p[0] == d for p in panels)]
-    fig, axes = _figure(len(used), cols, figsize=(3.6 * cols, 3.2 * len(used)), squeeze=False)
+    fig, axes = figure(len(used), cols, figsize=(3.6 * cols, 3.2 * len(used)), squeeze=False)
     for i, dataset in enumerate(used):
         noises = [n for d, n in panels if d == dataset]
         for j in range(cols):
@@ -89,7 +79,7 @@ def plot_error_vs_rate(rows: list[dict[str, Any]], path: Path) -> Path | None:
             ax.set_ylabel("test RMSE")
             ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def _mean_curve(
@@ -116,7 +106,7 @@ def plot_learning(records: list[dict[str, Any]], path: Path) -> Path | None:
     ]
     if not datasets:
         return None
-    fig, axes = _figure(2, len(datasets), figsize=(4.2 * len(datasets), 6), squeeze=False)
+    fig, axes = figure(2, len(datasets), figsize=(4.2 * len(datasets), 6), squeeze=False)
     for j, dataset in enumerate(datasets):
         for method in ("dense", "ca", "gmp"):
             hist = [
@@ -141,7 +131,7 @@ def plot_learning(records: list[dict[str, Any]], path: Path) -> Path | None:
         for ax in axes[:, j]:
             ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_noise(summary: list[dict[str, Any]], path: Path) -> Path | None:
@@ -149,7 +139,7 @@ def plot_noise(summary: list[dict[str, Any]], path: Path) -> Path | None:
     datasets = [d for d in TABLES if any(e["dataset"] == d for e in summary)]
     if not datasets:
         return None
-    fig, axes = _figure(1, len(datasets), figsize=(5 * len(datasets), 3.8), squeeze=False)
+    fig, axes = figure(1, len(datasets), figsize=(5 * len(datasets), 3.8), squeeze=False)
     for ax, dataset in zip(axes[0], datasets, strict=True):
         for k, method in enumerate(ORDER):
             pts = sorted(
@@ -182,109 +172,7 @@ def plot_noise(summary: list[dict[str, Any]], path: Path) -> Path | None:
         ax.set_ylabel("test RMSE")
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
-    return _save(fig, path)
-
-
-def plot_connectivity(records: list[dict[str, Any]], dataset: str, path: Path) -> Path | None:
-    """What CA kept at noise 0: the surviving network of seed 0 (left) and, over all seeds,
-    how many first-layer connections each input keeps (right): which sensors matter."""
-    runs = sorted(
-        (
-            r
-            for r in records
-            if "structure" in r
-            and r["metrics"]["dataset"] == dataset
-            and float(r["metrics"]["noise"]) == 0.0
-        ),
-        key=lambda r: r["metrics"]["seed"],
-    )
-    if not runs:
-        return None
-    names = runs[0]["structure"]["feature_names"]
-    masks = [
-        np.array([[c == "1" for c in row] for row in layer])
-        for layer in runs[0]["structure"]["masks"]
-    ]
-    fig, (net_ax, bar_ax) = _figure(
-        1, 2, figsize=(12, max(4.0, 0.28 * len(names) + 1)), gridspec_kw={"width_ratios": [3, 2]}
-    )
-    sizes = [masks[0].shape[1], *(m.shape[0] for m in masks)]
-
-    def ys(n: int) -> Any:
-        return np.linspace(0, 1, n) if n > 1 else np.array([0.5])
-
-    linear = runs[0]["structure"].get("linear")
-    direct = np.array([c == "1" for c in linear[0]]) if linear else np.zeros(sizes[0], dtype=bool)
-    alive: list[Any] = [masks[0].any(axis=0) | direct]
-    for i in range(len(masks) - 1):
-        alive.append(masks[i].any(axis=1) & masks[i + 1].any(axis=0))
-    alive.append(np.ones(sizes[-1], dtype=bool))
-    for layer, mask in enumerate(masks):
-        y_in, y_out = ys(sizes[layer]), ys(sizes[layer + 1])
-        for o, i in zip(*np.nonzero(mask), strict=True):
-            net_ax.plot(
-                [layer, layer + 1], [y_in[i], y_out[o]], color="#d62728", lw=0.4, alpha=0.35
-            )
-    for k in np.flatnonzero(direct).tolist():  # the linear path: inputs straight to the output
-        net_ax.plot([0, len(masks)], [ys(sizes[0])[k], 0.5], color="#9467bd", lw=0.8, alpha=0.55)
-    for layer, n in enumerate(sizes):
-        y = ys(n)
-        kept = alive[layer]
-        net_ax.scatter(np.full(n, layer)[kept], y[kept], s=14, color="black", zorder=3)
-        net_ax.scatter(
-            np.full(n, layer)[~kept],
-            y[~kept],
-            s=14,
-            facecolors="none",
-            edgecolors="#bbbbbb",
-            zorder=3,
-        )
-    for i, name in enumerate(names):
-        net_ax.text(-0.08, ys(len(names))[i], name, ha="right", va="center", fontsize=7)
-    labels = ["inputs", *(f"hidden {k + 1}" for k in range(len(masks) - 1)), "output"]
-    net_ax.set_xticks(range(len(sizes)), labels)
-    net_ax.set_yticks([])
-    net_ax.set_xlim(-0.9, len(sizes) - 0.8)
-    kept_hidden = ", ".join(f"{int(a.sum())}/{a.size}" for a in alive[1:-1])
-    net_ax.set_title(
-        f"{TITLE[dataset]}, CA seed {runs[0]['metrics']['seed']} (first network): "
-        f"{runs[0]['metrics']['pruning_rate']:.0%} pruned, hidden neurons kept {kept_hidden}; "
-        f"purple: linear path ({int(direct.sum())} inputs)",
-        fontsize=9,
-    )
-    # connections kept from each input into the first hidden layer, one row per seed
-    per_input = np.array(
-        [
-            [sum(row[i] == "1" for row in r["structure"]["masks"][0]) for i in range(len(names))]
-            for r in runs
-        ]
-    )
-    linear_used = np.array(
-        [
-            [c == "1" for c in r["structure"]["linear"][0]]
-            if r["structure"].get("linear")
-            else [False] * len(names)
-            for r in runs
-        ]
-    ).mean(axis=0)
-    order = np.arange(len(names))[::-1]
-    bar_ax.barh(order, per_input.mean(axis=0), color="#d62728", alpha=0.6)
-    for seed_counts in per_input:  # one dot per seed: the spread without a symmetric error bar
-        bar_ax.scatter(seed_counts, order, s=8, color="black", zorder=3)
-
-    bar_ax.set_yticks(
-        order,
-        [
-            f"{n} (hidden {h:.0%}, linear {lin:.0%})"
-            for n, h, lin in zip(names, (per_input > 0).mean(axis=0), linear_used, strict=True)
-        ],
-        fontsize=7,
-    )
-    bar_ax.set_xlabel(
-        f"first-layer connections kept (of {masks[0].shape[0]}), mean over {len(runs)} seeds"
-    )
-    bar_ax.grid(alpha=0.3, axis="x")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_mnist(
@@ -303,9 +191,9 @@ def plot_mnist(
     ]
     # The pixel map needs per-pixel counts, which runs made before they were recorded lack.
     if kept:
-        fig, (ax, img_ax) = _figure(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [3, 2]})
+        fig, (ax, img_ax) = figure(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [3, 2]})
     else:
-        fig, ax = _figure(1, 1, figsize=(6, 4))
+        fig, ax = figure(1, 1, figsize=(6, 4))
     for method in ORDER:
         pts = [r for r in cell if r["method"] == method]
         if pts:
@@ -332,7 +220,7 @@ def plot_mnist(
         )
         img_ax.set_xticks([])
         img_ax.set_yticks([])
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_series(records: list[dict[str, Any]], path: Path) -> Path | None:
@@ -352,7 +240,7 @@ def plot_series(records: list[dict[str, Any]], path: Path) -> Path | None:
     truth = np.asarray(series["truth"])
     est, ridge = np.asarray(series["estimate"]), np.asarray(series["ridge"])
     unit = series.get("unit", "")
-    fig, (ax, err_ax) = _figure(
+    fig, (ax, err_ax) = figure(
         2, 1, figsize=(11, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1.4]}
     )
     ax.plot(x, truth, color="black", lw=1.4, label="true composition")
@@ -377,7 +265,7 @@ def plot_series(records: list[dict[str, Any]], path: Path) -> Path | None:
     err_ax.set_ylabel(f"error ({unit})")
     err_ax.legend(fontsize=7)
     err_ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_all(
