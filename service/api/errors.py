@@ -26,6 +26,7 @@ from starlette.responses import JSONResponse
 from service.api.types import Receive, Scope, Send
 from service.contracts.errors import PathError, ServiceError
 from service.contracts.registry import RegistryError
+from service.lab.errors import StoreUnavailableError
 from service.settings import Settings
 
 log = logging.getLogger("softsensor")
@@ -74,7 +75,10 @@ def error_body(exc: Exception, roots: Sequence[Path] = ()) -> ErrorAnswer:
     if isinstance(exc, PathError):  # registry and store: the log keeps the full path
         log.log(logging.ERROR if exc.status >= 500 else logging.INFO, "%s", exc)
         kind = "registry" if isinstance(exc, RegistryError) else "store"
-        return ErrorAnswer(exc.status, {"error": kind, "detail": exc.public(roots)})
+        headers: dict[str, str] = {}
+        if isinstance(exc, StoreUnavailableError):  # the database server is away: retry
+            kind, headers = "store_unavailable", {"Retry-After": "1"}
+        return ErrorAnswer(exc.status, {"error": kind, "detail": exc.public(roots)}, headers)
     if isinstance(exc, RequestValidationError | ValidationError):
         problems = [
             {

@@ -26,7 +26,7 @@ import numpy as np
 
 from service.contracts.errors import ConflictError
 from service.lab.bias import BiasConfig, BiasFilter
-from service.lab.store import LabRecord
+from service.lab.records import LabRecord
 from service.monitoring.alarms import AlarmConfig, SensorDrift
 from service.monitoring.changes import ChangeTracker
 from service.monitoring.drift import DriftMonitor
@@ -101,6 +101,8 @@ class StreamState:
     last_estimate: float | None = None  # corrected, latest served
     last_lab_value: float | None = None
     last_lab_sample: float | None = None  # data time of the newest lab sample
+    lab_count: int = 0  # stored lab results accounted for (another replica may add some)
+    token: str = ""  # the saved state this copy matches (``service.state.snapshot``)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
