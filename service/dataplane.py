@@ -19,9 +19,10 @@ from service.api.schemas import LabRequest, LabResponse, PredictRequest, StoredL
 from service.contracts.errors import NotReadyError, ServiceError
 from service.contracts.registry import Registry
 from service.lab.bias import BiasFilter
+from service.lab.errors import StoreUnavailableError
 from service.lab.groupcommit import GroupCommit
 from service.lab.labs import LabDesk
-from service.lab.statestore import StateStore, open_store
+from service.lab.statestore import SavedState, StateStore, open_store
 from service.monitoring.metrics import ServiceMetrics
 from service.parts import Parts
 from service.scoring.batcher import Batchers
@@ -30,7 +31,7 @@ from service.scoring.slots import ModelSlot, ModelSlots
 from service.settings import Settings
 from service.state.streams import StreamState, StreamStore, new_monitors, rebind
 
-log = logging.getLogger("softsensor")
+logger = logging.getLogger("softsensor")
 
 
 class SoftSensorService:
@@ -129,7 +130,21 @@ class SoftSensorService:
             return
         if self.log_writer is None:
             raise NotReadyError("the lab-result store is not open yet")
-        await asyncio.wrap_future(self.log_writer.submit(log))
+        try:
+            await asyncio.wrap_future(self.log_writer.submit(log))
+        except StoreUnavailableError as exc:
+            if not self._stateless(log):
+                raise
+            # Requests that need no state are answered while the database is away; a lab
+            # result for one of their rows will find no estimate (stored as unmatched).
+            rows = sum(len(row[2]) for row in log if not isinstance(row, SavedState))
+            self.metrics.unlogged.inc(rows)
+            logger.warning("prediction log unavailable, %d stateless rows unlogged: %s", rows, exc)
+
+    def _stateless(self, log: list[Any]) -> bool:
+        """Whether every row of ``log`` is of a request that named no stream."""
+        default = self.settings.default_stream
+        return all(not isinstance(row, SavedState) and row[1] == default for row in log)
 
     def _model_of(self, req: PredictRequest) -> str:
         """The model a request is for, to pick its batcher; a name not served (or none at
@@ -213,7 +228,7 @@ class SoftSensorService:
                     with slot.lab_lock:
                         self.sync_labs(slot)
                 except Exception as exc:  # the database away: the next round tries again
-                    log.warning("refreshing lab results of %s failed: %s", slot.model.name, exc)
+                    logger.warning("refreshing lab results of %s failed: %s", slot.model.name, exc)
 
     # ---- requests ----------------------------------------------------------------------
 

@@ -6,7 +6,9 @@ one place (``service.api.errors``).
 
 from __future__ import annotations
 
-from service.contracts.errors import PathError
+from typing import ClassVar
+
+from service.contracts.errors import PathError, ServiceError
 
 
 class StoreError(PathError):
@@ -34,3 +36,12 @@ class StoreUnavailableError(StoreError):
     """
 
     default_status = 503
+
+
+class StateUnavailableError(ServiceError):
+    """A predict request that needs its stream's shared state, while the database is away:
+    its own answer (503) among the requests scored with it, which may still be answered."""
+
+    status = 503
+    error = "store_unavailable"
+    headers: ClassVar[dict[str, str]] = {"Retry-After": "1"}

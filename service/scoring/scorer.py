@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 from service.api.schemas import PredictRequest
 from service.contracts.card import IntervalCalibration
 from service.contracts.errors import BadInputError, ModelFaultError, ServiceError
+from service.lab.errors import StateUnavailableError, StoreUnavailableError
 from service.lab.statestore import SavedState
 from service.monitoring.changes import ChangeTracker
 from service.parts import Parts
@@ -164,9 +165,12 @@ class Scorer:
         model = slot.model
         batch, stamps = read_series(model, req, self.settings.max_batch_rows)
         stateful = req.stream is not None
-        state = self._stream(slot, req.stream or self.settings.default_stream)
-        if stateful and self._store().shared:  # another replica may have moved it on
-            catch_up(self._store().predictions, state)
+        try:  # a stream first seen here, or moved on by another replica, reads the store
+            state = self._stream(slot, req.stream or self.settings.default_stream)
+            if stateful and self._store().shared:
+                catch_up(self._store().predictions, state)
+        except StoreUnavailableError as exc:  # this request's answer, not its batch's
+            raise StateUnavailableError(exc.reason) from exc
         clock = state.clock if stateful else -np.inf
         self.rules.check_rows(batch.times, clock, time.time(), row_field(req))
         history = None
