@@ -126,7 +126,15 @@ class _Pool:
 
 
 class PostgresPredictionLog:
-    """The prediction log and the streams' saved states, in the shared database."""
+    """The prediction log and the streams' saved states, in the shared database.
+
+    Predictions alone (requests that named no stream) are many and replaceable: their
+    transaction commits without waiting for the WAL flush (``synchronous_commit = off``), as
+    the SQLite engine writes them with ``synchronous=NORMAL``: a crash of the service loses
+    nothing committed, a crash of the database server may lose its last fraction of a second
+    (``wal_writer_delay``). A transaction that carries a stream's state waits for the flush:
+    a stream's state must never go back to an older one.
+    """
 
     def __init__(self, pool: _Pool) -> None:
         self._pool = pool
@@ -147,6 +155,8 @@ class PostgresPredictionLog:
             conn.transaction(),
             conn.cursor() as cur,
         ):
+            if not states:  # see the class docstring
+                cur.execute("SET LOCAL synchronous_commit = off")
             for model, stream, times, estimates in batches:
                 rows = zip(repeat(model), repeat(stream), times.tolist(), estimates.tolist())
                 cur.executemany(_UPSERT_PREDICTION, rows)
@@ -298,7 +308,26 @@ class PostgresStore:
                         f"{row[3]}; stored results are never overwritten",
                     )
                 new.append(False)
+            self._count(conn, rows, new)
         return new
+
+    @staticmethod
+    def _count(
+        conn: psycopg.Connection[Any], rows: Sequence[tuple[Any, ...]], new: Sequence[bool]
+    ) -> None:
+        """Add the new results to their streams' counts (``lab_counts``), in the same
+        transaction."""
+        added: dict[tuple[str, str], int] = {}
+        for row, is_new in zip(rows, new, strict=True):
+            if is_new:
+                added[(row[0], row[1])] = added.get((row[0], row[1]), 0) + 1
+        for (model, stream), count in sorted(added.items()):
+            conn.execute(
+                "INSERT INTO lab_streams (model, stream, results) VALUES (%s, %s, %s)"
+                " ON CONFLICT (model, stream) DO UPDATE"
+                " SET results = lab_streams.results + EXCLUDED.results",
+                (model, stream, count),
+            )
 
     def list(
         self,
@@ -354,7 +383,7 @@ class PostgresStore:
             return [r[0] for r in conn.execute(query, (text("model", model),)).fetchall()]
 
     def lab_counts(self, model: str) -> dict[str, int]:
-        query = "SELECT stream, COUNT(*) FROM lab_results WHERE model = %s GROUP BY stream"
+        query = "SELECT stream, results FROM lab_streams WHERE model = %s"
         with self._pool.connection("count lab results") as conn:
             rows = conn.execute(query, (text("model", model),)).fetchall()
         return {stream: int(count) for stream, count in rows}

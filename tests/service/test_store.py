@@ -346,3 +346,44 @@ def test_finding_a_prediction_is_an_index_search(tmp_path: Path) -> None:
     detail = " ".join(str(row[-1]) for row in plan)
     assert "SEARCH predictions USING PRIMARY KEY" in detail, detail
     assert "sample_time>? AND sample_time<?" in detail, detail
+
+
+def test_lab_counts_per_stream(store: StateStore) -> None:
+    """What a replica compares to learn that another one stored results: new ones counted,
+    retries not, a rolled-back batch not."""
+    batch = [LabRecord("col", T0 + i, 1.0, T0, None, None, False, None, "s") for i in range(3)]
+    store.add_many(batch)
+    store.add_many([*batch[:2], LabRecord("col", T0, 2.0, T0, None, None, False, None, "t")])
+    clash = [LabRecord("col", T0 + 9, 1.0, T0, None, None, False, None, "s")]
+    with pytest.raises(StoreConflictError):
+        store.add_many([*clash, LabRecord("col", T0, 5.0, T0, None, None, False, None, "s")])
+    add(store, T0, model="other")
+    assert store.lab_counts("col") == {"s": 3, "t": 1}
+    assert store.lab_counts("nobody") == {}
+
+
+def test_a_postgres_database_at_version_2_is_migrated(pg_url: str) -> None:
+    """A database an older service left (migrations 1 and 2) gets migration 3 and its counts
+    from the results already stored; each migration is recorded once."""
+    import psycopg
+
+    from service.lab.migrations import migrations
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+            " applied TIMESTAMPTZ NOT NULL DEFAULT now())"
+        )
+        for version, name, sql in migrations()[:2]:
+            conn.execute(sql.encode())
+            conn.execute("INSERT INTO schema_version VALUES (%s, %s)", (version, name))
+        conn.execute(
+            "INSERT INTO lab_results VALUES ('col', 'u', %s, 1.0, %s, NULL, NULL, false, NULL),"
+            " ('col', 'u', %s, 1.0, %s, NULL, NULL, false, NULL)",
+            (T0, T0, T0 + 1, T0),
+        )
+    with contextlib.closing(open_store(pg_url)) as store:
+        assert store.lab_counts("col") == {"u": 2}
+    with psycopg.connect(pg_url) as conn:
+        rows = conn.execute("SELECT version FROM schema_version ORDER BY version").fetchall()
+    assert [r[0] for r in rows] == list(range(1, len(migrations()) + 1))
