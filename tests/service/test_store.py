@@ -387,3 +387,36 @@ def test_a_postgres_database_at_version_2_is_migrated(pg_url: str) -> None:
     with psycopg.connect(pg_url) as conn:
         rows = conn.execute("SELECT version FROM schema_version ORDER BY version").fetchall()
     assert [r[0] for r in rows] == list(range(1, len(migrations()) + 1))
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("mysql://db/x", "scheme must be one of"),
+        ("sqlite://relative.db", "expected sqlite:///path/to/file"),
+        ("sqlite:///", "expected sqlite:///path/to/file"),
+    ],
+)
+def test_a_wrong_state_url_is_refused_by_name(url: str, message: str) -> None:
+    """A typo in SOFTSENSOR_STATE_URL fails at start, naming the setting and the reason."""
+    from pydantic import ValidationError
+
+    from service.settings import Settings
+
+    if url.startswith("mysql"):
+        with pytest.raises(ValidationError, match="state_url") as info:
+            Settings(state_url=url)
+        assert message in str(info.value)
+    with pytest.raises(ValueError, match=f"state_url: {message}"):
+        open_store(url)
+
+
+def test_the_default_state_url_is_the_file_in_the_state_dir(tmp_path: Path) -> None:
+    """Without SOFTSENSOR_STATE_URL the service keeps today's file."""
+    from service.settings import Settings
+
+    settings = Settings(state_dir=tmp_path / "state")
+    assert settings.store_url == f"sqlite:///{tmp_path / 'state' / 'lab_results.sqlite'}"
+    with contextlib.closing(open_store(settings.store_url)) as store:
+        assert not store.shared
+    assert (tmp_path / "state" / "lab_results.sqlite").is_file()
