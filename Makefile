@@ -30,7 +30,8 @@ quickstart-debutanizer: install
 		--method ca --seed 0 --out $(RUN)/debutanizer-ca
 
 # Debian tools some tests use (promtool; podman and debootstrap for the container test;
-# chromium for the docs pages rendered in a real browser).
+# chromium for the docs pages rendered in a real browser; the PostgreSQL server the state
+# store's tests start in a temporary directory).
 # Best effort: a test whose tool is missing skips and says why.
 tools:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -39,6 +40,7 @@ tools:
 	  command -v podman >/dev/null || missing="$$missing podman"; \
 	  command -v debootstrap >/dev/null || missing="$$missing debootstrap"; \
 	  command -v chromium >/dev/null || missing="$$missing chromium"; \
+	  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	  if [ -n "$$missing" ]; then \
 	    timeout 900 sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 	      apt-get install -y -qq --no-install-recommends $$missing" >/dev/null 2>&1 \

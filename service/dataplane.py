@@ -10,6 +10,8 @@ is made: fresh, or rebuilt from the store, and moved to the served model version
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,9 +19,11 @@ from service.api.schemas import LabRequest, LabResponse, PredictRequest, StoredL
 from service.contracts.errors import NotReadyError, ServiceError
 from service.contracts.registry import Registry
 from service.lab.bias import BiasFilter
+from service.lab.errors import StoreUnavailableError
 from service.lab.groupcommit import GroupCommit
 from service.lab.labs import LabDesk
-from service.lab.store import LabStore
+from service.lab.statestore import SavedState, StateStore, open_store
+from service.monitoring.alarms import ResidualAlarm
 from service.monitoring.metrics import ServiceMetrics
 from service.parts import Parts
 from service.scoring.batcher import Batchers
@@ -27,6 +31,8 @@ from service.scoring.scorer import Scorer
 from service.scoring.slots import ModelSlot, ModelSlots
 from service.settings import Settings
 from service.state.streams import StreamState, StreamStore, new_monitors, rebind
+
+logger = logging.getLogger("softsensor")
 
 
 class SoftSensorService:
@@ -36,9 +42,11 @@ class SoftSensorService:
         self.settings = settings
         self.metrics = metrics
         self.models = ModelSlots(settings, metrics)
-        self.store: LabStore | None = None
+        self.store: StateStore | None = None
         self.streams = StreamStore(settings.max_streams)
-        parts = Parts(settings, self.models, self.stream, self._store, metrics)
+        self._stop = threading.Event()
+        self._refresher: threading.Thread | None = None
+        parts = Parts(settings, self.models, self.stream, self._store, metrics, self.sync_labs)
         self.scorer = Scorer(parts)
         self.labs = LabDesk(parts)
         self.log_writer: GroupCommit | None = None
@@ -60,7 +68,10 @@ class SoftSensorService:
 
     def start(self) -> None:
         """Open the store and load every served model's champion; failures leave not-ready."""
-        self.store = LabStore(self.settings.state_dir / "lab_results.sqlite")
+        s = self.settings
+        self.store = open_store(
+            s.store_url, pool_size=s.state_pool_size, timeout_s=s.state_timeout_s
+        )
         self.log_writer = GroupCommit(self.scorer.write_log, "prediction-log")
         self.models.start()
         # Streams with lab results come back at once: their bias, alarms and analyzer age
@@ -68,15 +79,24 @@ class SoftSensorService:
         for slot in list(self.models.slots.values()):
             for name in self.store.streams(slot.model.name)[: self.settings.max_streams]:
                 self.stream(slot, name)
+        if self.store.shared:
+            self._refresher = threading.Thread(
+                target=self._refresh_forever, args=(self._stop,), name="lab-refresh", daemon=True
+            )
+            self._refresher.start()
 
     def stop(self) -> None:
+        self._stop.set()
+        if self._refresher is not None:
+            self._refresher.join(timeout=10)
+            self._refresher = None
         if self.log_writer is not None:
             self.log_writer.close()
             self.log_writer = None
         if self.store is not None:
             self.store.close()
 
-    def _store(self) -> LabStore:
+    def _store(self) -> StateStore:
         if self.store is None:
             raise NotReadyError("the lab-result store is not open yet")
         return self.store
@@ -111,7 +131,21 @@ class SoftSensorService:
             return
         if self.log_writer is None:
             raise NotReadyError("the lab-result store is not open yet")
-        await asyncio.wrap_future(self.log_writer.submit(log))
+        try:
+            await asyncio.wrap_future(self.log_writer.submit(log))
+        except StoreUnavailableError as exc:
+            if not self._stateless(log):
+                raise
+            # Requests that need no state are answered while the database is away; a lab
+            # result for one of their rows will find no estimate (stored as unmatched).
+            rows = sum(len(row[2]) for row in log if not isinstance(row, SavedState))
+            self.metrics.unlogged.inc(rows)
+            logger.warning("prediction log unavailable, %d stateless rows unlogged: %s", rows, exc)
+
+    def _stateless(self, log: list[Any]) -> bool:
+        """Whether every row of ``log`` is of a request that named no stream."""
+        default = self.settings.default_stream
+        return all(not isinstance(row, SavedState) and row[1] == default for row in log)
 
     def _model_of(self, req: PredictRequest) -> str:
         """The model a request is for, to pick its batcher; a name not served (or none at
@@ -151,14 +185,49 @@ class SoftSensorService:
         state = StreamState(model.name, name, BiasFilter(slot.bias_config), monitors)
         if self.store is None:
             return state
-        for r in self.store.history(model.name, name):
-            if r.accepted and r.estimate is not None:
-                state.bias.update(r.value, r.estimate, r.sample_time, r.sample_time)
-            state.take_lab(r)
+        self._replay(slot, state)
         last = self.store.predictions.latest(model.name, name)
         if last is not None:
             state.advance(last)
         return state
+
+    def _replay(self, slot: ModelSlot, state: StreamState) -> None:
+        """The stream's bias and analyzer age rebuilt from its stored lab results, oldest
+        first: the same accepted results through the same filter give the same bias on
+        every replica."""
+        assert self.store is not None
+        history = self.store.history(slot.model.name, state.stream)
+        with state.lock:  # the bias path, so the residual alarm sees each result's bias
+            state.bias, state.residual = BiasFilter(slot.bias_config), ResidualAlarm()
+            for r in history:
+                if r.accepted and r.estimate is not None:
+                    state.bias.update(r.value, r.estimate, r.sample_time, r.sample_time)
+                state.take_lab(r)
+            state.lab_count = len(history)
+
+    def sync_labs(self, slot: ModelSlot, states: Sequence[StreamState] | None = None) -> None:
+        """With shared state: streams whose stored lab results changed (another replica
+        stored some) get their bias replayed. ``states``: these only, else every stream of
+        the slot's model held here."""
+        store = self.store
+        if store is None or not store.shared:
+            return
+        counts = store.lab_counts(slot.model.name)
+        if states is None:
+            states = [s for s in self.streams if s.model == slot.model.name]
+        for state in states:
+            if counts.get(state.stream, 0) != state.lab_count:
+                self._replay(slot, state)
+
+    def _refresh_forever(self, stop: threading.Event) -> None:
+        """Every ``state_refresh_s``, the biases other replicas moved (the stated delay)."""
+        while not stop.wait(self.settings.state_refresh_s):
+            for slot in list(self.models.slots.values()):
+                try:
+                    with slot.lab_lock:
+                        self.sync_labs(slot)
+                except Exception as exc:  # the database away: the next round tries again
+                    logger.warning("refreshing lab results of %s failed: %s", slot.model.name, exc)
 
     # ---- requests ----------------------------------------------------------------------
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from service.lab.store import LabStore
+from service.lab.statestore import StateStore
 from service.monitoring.metrics import ServiceMetrics
 from service.scoring.slots import ModelSlot, ModelSlots
 from service.settings import Settings
@@ -21,8 +21,10 @@ class Parts:
     settings: Settings
     slots: ModelSlots
     stream: Callable[[ModelSlot, str], StreamState]  # the state, on the slot's version
-    store: Callable[[], LabStore]  # the open store (503 before it is)
+    store: Callable[[], StateStore]  # the open store (503 before it is)
     metrics: ServiceMetrics
+    # streams' biases brought up to the shared store (another replica's lab results)
+    sync: Callable[[ModelSlot, Sequence[StreamState]], None] = lambda slot, states: None
     rules: TimeRules = field(init=False)
 
     def __post_init__(self) -> None:

@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from service.lab.statestore import SCHEMES
+
 
 class Settings(BaseSettings):
     """Everything configurable about the soft sensor's runtime."""
@@ -23,6 +25,26 @@ class Settings(BaseSettings):
     )
     state_dir: Path = Field(
         default=Path("softsensor-state"), description="durable state (lab results SQLite file)"
+    )
+    state_url: str | None = Field(
+        default=None,
+        description="where lab results, the prediction log and stream state live: "
+        "sqlite:///path (embedded, one process) or postgresql://user@host/db (shared by "
+        "replicas); default: sqlite:///<state_dir>/lab_results.sqlite",
+    )
+    state_pool_size: int = Field(
+        default=8, ge=2, description="PostgreSQL connections per process, at most"
+    )
+    state_timeout_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="wait this long for a PostgreSQL connection before answering 503",
+    )
+    state_refresh_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="with shared state: how often lab results other replicas stored are read "
+        "(the most a bias they moved lags behind here)",
     )
     admin_token: SecretStr | None = Field(
         default=None, description="bearer token for reload/promote/rollback; unset = disabled"
@@ -108,6 +130,22 @@ class Settings(BaseSettings):
     keep_alive_s: int = Field(
         default=5, ge=1, description="an idle keep-alive connection is closed after this"
     )
+
+    @field_validator("state_url", mode="after")
+    @classmethod
+    def _known_engine(cls, value: str | None) -> str | None:
+        """A URL of an engine the service has: a typo fails at start, not at the first lab
+        result."""
+        if value is not None and value.split("://", 1)[0] not in SCHEMES:
+            raise ValueError(f"scheme must be one of {list(SCHEMES)}")
+        return value
+
+    @property
+    def store_url(self) -> str:
+        """The state URL in force (the SQLite file in ``state_dir`` unless one is set)."""
+        if self.state_url is not None:
+            return self.state_url
+        return f"sqlite:///{self.state_dir / 'lab_results.sqlite'}"
 
     @field_validator("admin_token", mode="after")
     @classmethod

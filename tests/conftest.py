@@ -1,11 +1,16 @@
-"""Shared fixtures: small datasets the project makes itself, and the plant data when present."""
+"""Shared fixtures: small datasets the project makes itself, the plant data when present, and
+one real PostgreSQL server per test run (a fresh database per test)."""
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from bench.pgserver import PgServer, PgUnavailableError
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -58,3 +63,33 @@ def tiny(tmp_path: Path) -> tuple[Path, Path]:
     spec = tmp_path / "tiny.yaml"
     spec.write_text(TINY_SPEC, encoding="utf-8")
     return spec, write_tiny_csv(tmp_path / "tiny.csv")
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """A PostgreSQL server started once per test run in a temporary directory."""
+    try:
+        server = PgServer.start()
+    except PgUnavailableError as exc:
+        pytest.skip(f"no PostgreSQL server here: {exc}")
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+_databases = itertools.count()
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer) -> Iterator[str]:
+    """The URL of a fresh, empty database on the run's server, dropped after the test."""
+    from pytest_postgresql.janitor import DatabaseJanitor
+
+    name = f"t{next(_databases)}"
+    janitor = DatabaseJanitor(user="postgres", host="127.0.0.1", port=pg_server.port, dbname=name)
+    janitor.init()
+    try:
+        yield pg_server.url(name)
+    finally:
+        janitor.drop()

@@ -8,6 +8,7 @@ between.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -111,15 +112,41 @@ def score_version(
     return score(window.y, pred).rmse
 
 
-def read_lab_results(path: Path | None) -> pd.DataFrame | None:
-    """Lab results as exported by the service: CSV with ``timestamp`` and ``value``."""
-    if path is None:
+# Stored results whose value is not a measurement of the process as it was at its sample
+# time: outside the target's valid range (a typo, a unit), an implausible residual (a swapped
+# sample), stamped in the future (a clock error). Late or out-of-order ones are still labels.
+UNUSABLE_LAB = frozenset({"out_of_range", "implausible", "future"})
+
+
+def read_lab_results(source: Path | str | None, name: str | None = None) -> pd.DataFrame | None:
+    """Lab results as labels (``timestamp``, ``value``): a CSV exported by the service, or
+    read from the service's state store itself when ``source`` is its URL (``sqlite:///...``
+    or ``postgresql://...``: the same database the serving pods write), model ``name``'s."""
+    if source is None:
         return None
+    if "://" in str(source):
+        return _stored_lab_results(str(source), name)
+    path = Path(source)
     frame = pd.read_csv(path)
     missing = {"timestamp", "value"} - set(frame.columns)
     if missing:
         raise SoftSensorError(f"lab results {path} lack columns {sorted(missing)}")
     return frame
+
+
+def _stored_lab_results(url: str, name: str | None) -> pd.DataFrame:
+    from service.lab.records import MAX_LIST
+    from service.lab.statestore import open_store
+
+    with contextlib.closing(open_store(url)) as store:
+        records = [r for r in store.list(name, limit=MAX_LIST) if r.reason not in UNUSABLE_LAB]
+    records.sort(key=lambda r: r.sample_time)
+    return pd.DataFrame(
+        {
+            "timestamp": pd.to_datetime([r.sample_time for r in records], unit="s", utc=True),
+            "value": [r.value for r in records],
+        }
+    )
 
 
 def retrain(
@@ -130,7 +157,7 @@ def retrain(
     *,
     margin: float = 0.02,
     seed: int = 0,
-    lab_results: Path | None = None,
+    lab_results: Path | str | None = None,
     allow_worse_than_linear: bool = False,
 ) -> RetrainReport:
     """Train, compare on the newest held-out window (the test part), decide. Never half done.
@@ -140,7 +167,7 @@ def retrain(
     """
     started = datetime.now(UTC)
     dataset: Dataset = load_dataset(
-        spec, data, seed=seed, lab_results=read_lab_results(lab_results)
+        spec, data, seed=seed, lab_results=read_lab_results(lab_results, name)
     )
     report = RetrainReport(
         name=name,

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from service.api.schemas import LabOutcome, LabRequest, LabResponse, LabResult, StoredLab
 from service.contracts.errors import ConflictError, ModelNotFoundError
 from service.lab.bias import BiasFilter
-from service.lab.store import LabRecord
+from service.lab.records import LabRecord
 from service.parts import Parts
 from service.scoring.slots import ModelSlot
 from service.state.clock import from_posix, to_posix
@@ -51,6 +51,7 @@ class LabDesk:
         self.slots = parts.slots
         self._stream = parts.stream
         self._store = parts.store
+        self._sync = parts.sync
         self.metrics = parts.metrics
         self.rules = parts.rules
 
@@ -65,7 +66,12 @@ class LabDesk:
             self.rules.check_lab(t, state.clock, now, f"results[{i}].sample_time")
             items.append(_Item(i, result, state, t))
         items.sort(key=lambda item: item.sample_time)
-        with slot.lab_lock:
+        states = list({id(item.state): item.state for item in items}.values())
+        streams = [state.stream for state in states]
+        # Other processes sharing the store decide on these streams only after this one:
+        # each result is decided on the bias of every result stored before it.
+        with slot.lab_lock, self._store().serialized(slot.model.name, streams):
+            self._sync(slot, states)
             decided, filters = self._decide(slot, items, now)
             records = [d.record for d in decided if d.record is not None]
             self._store().add_many(records)  # durable before anything changes or is said
@@ -74,6 +80,7 @@ class LabDesk:
             for d in decided:
                 if d.record is not None:
                     d.item.state.take_lab(d.record)
+                    d.item.state.lab_count += 1
         outcomes = [self._outcome(slot, d) for d in decided]  # in sample-time order
         return LabResponse(model=slot.model.name, outcomes=outcomes)
 

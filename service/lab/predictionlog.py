@@ -18,10 +18,16 @@ from itertools import repeat
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from numpy.typing import NDArray
-
-from service.lab.sqlite import connect, errors, finite, text, transaction
+from service.lab.records import (
+    PredictionBatch,
+    check_batches,
+    check_find,
+    finite,
+    prediction_batch,
+    text,
+)
+from service.lab.sqlite import connect, errors, transaction
+from service.lab.statestore import SavedState
 
 
 class PredictionLog:
@@ -50,26 +56,17 @@ class PredictionLog:
         counts). Validated before anything is written: a bad row stores nothing and
         raises ValueError naming it. Returns the number of rows written.
         """
-        text("model", model)
-        text("stream", stream)
-        for i, (t, e) in enumerate(rows):
-            finite(f"rows[{i}].sample_time", t)
-            finite(f"rows[{i}].estimate", e)
-        times = np.array([t for t, _ in rows], dtype=np.float64)
-        estimates = np.array([e for _, e in rows], dtype=np.float64)
-        return self.record_batches([(model, stream, times, estimates)])
+        return self.record_batches([prediction_batch(model, stream, rows)])
 
     def record_batches(
-        self, batches: Sequence[tuple[str, str, NDArray[np.float64], NDArray[np.float64]]]
+        self, batches: Sequence[PredictionBatch], states: Sequence[SavedState] = ()
     ) -> int:
         """Store several streams' ``(model, stream, times, estimates)`` in one transaction
-        (the requests scored together); the arrays must be finite. Returns the rows written."""
-        for model, stream, times, estimates in batches:
-            if times.shape != estimates.shape or not (
-                np.isfinite(times).all() and np.isfinite(estimates).all()
-            ):
-                raise ValueError(f"predictions of {model}/{stream}: need finite, equal arrays")
-        total = sum(len(b[2]) for b in batches)
+        (the requests scored together); the arrays must be finite. Returns the rows written.
+
+        ``states`` are ignored: one process owns the file, its streams live in its memory.
+        """
+        total = check_batches(batches)
         if total == 0:
             return 0
         with self._lock, self._errors("store predictions"), transaction(self._conn):
@@ -93,10 +90,7 @@ class PredictionLog:
         Any stream unless ``stream`` is given. On a tie in distance the later prediction
         wins, then the first stream by name, so the answer is deterministic.
         """
-        t = finite("sample_time", sample_time)
-        tol = finite("tolerance_s", tolerance_s)
-        if tol < 0:
-            raise ValueError(f"tolerance_s must be >= 0, got {tolerance_s}")
+        t, tol = check_find(sample_time, tolerance_s)
         params: builtins.list[Any] = [t, text("model", model)]
         stream_clause = ""
         if stream is not None:
@@ -134,3 +128,7 @@ class PredictionLog:
             query, params = "DELETE FROM predictions WHERE sample_time < ?", (cutoff,)
         with self._lock, self._errors("prune predictions"):
             return self._conn.execute(query, params).rowcount
+
+    def load_state(self, model: str, stream: str, unless: str) -> SavedState | None:
+        """Never anything: no other process serves from this file."""
+        return None

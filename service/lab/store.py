@@ -22,29 +22,27 @@ import builtins
 import contextlib
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from service.lab.predictionlog import PredictionLog
-from service.lab.sqlite import (
-    StoreConflictError,
-    StoreError,
-    connect,
-    errors,
+from service.lab.records import (
+    DEFAULT_STREAM,
+    LAB_COLUMNS,
+    LabRecord,
+    check_limit,
     finite,
-    optional_finite,
+    record_of,
+    row_of,
     text,
-    transaction,
 )
+from service.lab.sqlite import StoreConflictError, StoreError, connect, errors, transaction
 
 __all__ = ["DEFAULT_STREAM", "LabRecord", "LabStore", "StoreConflictError", "StoreError"]
 
 SCHEMA_VERSION = 2
-DEFAULT_STREAM = "default"  # the stream of results and rows that name none
-MAX_LIST = 10_000  # a listing is for people and the retraining job; page with ``since``
-_LAB_COLUMNS = "model, stream, sample_time, value, received, estimate, residual, accepted, reason"
+_LAB_COLUMNS = LAB_COLUMNS
 
 _TABLES = """
 CREATE TABLE lab_results (
@@ -83,58 +81,18 @@ DROP TABLE lab_results_v1;
 """
 
 
-# --------------------------------------------------------------------------- plain data
-
-
-@dataclass(frozen=True)
-class LabRecord:
-    """One stored lab result, as the service saw it when it arrived."""
-
-    model: str
-    sample_time: float  # POSIX s: when the sample was taken (not when it was analyzed)
-    value: float
-    received: float  # POSIX s: when the service stored it
-    estimate: float | None  # raw estimate matched at sample_time, None if none was found
-    residual: float | None  # value - estimate
-    accepted: bool  # whether it moved the bias
-    reason: str | None  # why not, if not
-    stream: str = DEFAULT_STREAM
-
-
-def _record(row: tuple[Any, ...]) -> LabRecord:
-    """A LabRecord from a ``SELECT {_LAB_COLUMNS}`` row."""
-    model, stream, sample_time, value, received, estimate, residual, accepted, reason = row
-    return LabRecord(
-        model, sample_time, value, received, estimate, residual, bool(accepted), reason, stream
-    )
-
-
-def _row(r: LabRecord) -> tuple[Any, ...]:
-    """The validated column values of ``r``, in ``_LAB_COLUMNS`` order."""
-    if r.reason is not None and not isinstance(r.reason, str):
-        raise ValueError(f"reason must be a string or None, got {r.reason!r}")
-    return (
-        text("model", r.model),
-        text("stream", r.stream),
-        finite("sample_time", r.sample_time),
-        finite("value", r.value),
-        finite("received", r.received),
-        optional_finite("estimate", r.estimate),
-        optional_finite("residual", r.residual),
-        int(bool(r.accepted)),
-        r.reason,
-    )
-
-
 # --------------------------------------------------------------------------- store
 
 
 class LabStore:
     """Lab results in one SQLite file (WAL mode), with the prediction log beside them
-    (``predictions``, its own connection)."""
+    (``predictions``, its own connection): the embedded engine of ``StateStore``."""
+
+    shared = False  # one process serves from the file; another only reads it (retraining)
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
+        self.where = str(self.path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -240,7 +198,7 @@ class LabStore:
         value raises :class:`StoreConflictError` (409) and nothing of the batch is stored.
         NaN or infinite numbers raise ValueError naming the field, before anything is written.
         """
-        rows = [_row(r) for r in records]
+        rows = [(*row[:7], int(row[7]), row[8]) for row in map(row_of, records)]
         new = []
         with self._lab_lock, self._errors("store lab results"), transaction(self._lab):
             for row in rows:
@@ -275,8 +233,7 @@ class LabStore:
         stream: str | None = None,
     ) -> builtins.list[LabRecord]:
         """Stored lab results, newest sample first; ``since`` keeps sample_time >= it."""
-        if not 1 <= limit <= MAX_LIST:
-            raise ValueError(f"limit must be in 1..{MAX_LIST}, got {limit}")
+        check_limit(limit)
         clauses: builtins.list[str] = []
         params: builtins.list[Any] = []
         for column, value in (("model", model), ("stream", stream)):
@@ -293,7 +250,7 @@ class LabStore:
         )
         with self._lab_lock, self._errors("list lab results"):
             rows = self._lab.execute(query, (*params, limit)).fetchall()
-        return [_record(r) for r in rows]
+        return [record_of(r) for r in rows]
 
     def get(self, model: str, sample_time: float, stream: str = DEFAULT_STREAM) -> LabRecord | None:
         """The stored result for (model, stream, sample time), if any."""
@@ -308,7 +265,7 @@ class LabStore:
         )
         with self._lab_lock, self._errors("read a lab result"):
             row = self._lab.execute(query, params).fetchone()
-        return None if row is None else _record(row)
+        return None if row is None else record_of(row)
 
     def history(self, model: str, stream: str) -> builtins.list[LabRecord]:
         """Every result of a stream, oldest sample first: replaying the accepted ones
@@ -319,10 +276,24 @@ class LabStore:
         )
         with self._lab_lock, self._errors("replay lab results"):
             rows = self._lab.execute(query, (text("model", model), text("stream", stream)))
-            return [_record(r) for r in rows.fetchall()]
+            return [record_of(r) for r in rows.fetchall()]
 
     def streams(self, model: str) -> builtins.list[str]:
         """The streams of a model that have lab results (restored when the service starts)."""
         query = "SELECT DISTINCT stream FROM lab_results WHERE model = ? ORDER BY stream"
         with self._lab_lock, self._errors("list streams"):
             return [r[0] for r in self._lab.execute(query, (text("model", model),)).fetchall()]
+
+    def lab_counts(self, model: str) -> dict[str, int]:
+        """Stored lab results per stream of ``model`` (see ``StateStore.lab_counts``)."""
+        query = "SELECT stream, COUNT(*) FROM lab_results WHERE model = ? GROUP BY stream"
+        with self._lab_lock, self._errors("count lab results"):
+            rows = self._lab.execute(query, (text("model", model),)).fetchall()
+        return {stream: int(count) for stream, count in rows}
+
+    def serialized(
+        self, model: str, streams: Sequence[str]
+    ) -> contextlib.AbstractContextManager[None]:
+        """Nothing to hold: one process decides on the file's lab results (under the model
+        slot's lock); other processes only read it."""
+        return contextlib.nullcontext()

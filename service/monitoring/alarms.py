@@ -149,6 +149,16 @@ class SensorDrift:
         self._fast: FloatArray | None = None
         self._slow: FloatArray | None = None
 
+    def levels(self) -> tuple[FloatArray, FloatArray] | None:
+        """Both EWMAs (None before the first residual): what another replica carries on."""
+        if self._fast is None or self._slow is None:
+            return None
+        return self._fast, self._slow
+
+    def restore(self, levels: tuple[FloatArray, FloatArray] | None) -> None:
+        """Continue from EWMAs another replica left (``levels``)."""
+        self._fast, self._slow = (None, None) if levels is None else levels
+
     def observe(self, residual: FloatArray, keep: NDArray[np.bool_] | None = None) -> FloatArray:
         """Ratios to the limit [n, m] after each row of ``residual`` [n, m]; rows not in
         ``keep`` (a bad value: an infinite residual would poison both means) are skipped

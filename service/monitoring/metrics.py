@@ -231,6 +231,11 @@ class ServiceMetrics:
             ["model"],
             registry=r,
         )
+        self.unlogged = Counter(
+            "softsensor_unlogged_rows",
+            "Rows answered while the state database was unavailable, not in the prediction log",
+            registry=r,
+        )
         self.imputed = Counter(
             "softsensor_imputed_values",
             "Values sent as null (sensor or analyzer not reporting), carried forward",

@@ -20,6 +20,8 @@ from numpy.typing import NDArray
 from service.api.schemas import PredictRequest
 from service.contracts.arrays import FloatArray
 from service.contracts.errors import BadInputError, ModelFaultError, ServiceError
+from service.lab.errors import StateUnavailableError, StoreUnavailableError
+from service.lab.statestore import SavedState
 from service.monitoring.changes import ChangeTracker
 from service.parts import Parts
 from service.scoring.answers import Scored, columns_answer, records_answer
@@ -37,10 +39,12 @@ from service.scoring.status import (
     decide,
 )
 from service.scoring.validity import Assessment
+from service.state.snapshot import catch_up, saved
 from service.state.streams import StreamState
 
 Answer = dict[str, Any] | ServiceError
-LogRows = list[tuple[str, str, FloatArray, FloatArray]]
+# per scored request its predictions; with shared state, per stateful stream its state
+LogRows = list[tuple[str, str, FloatArray, FloatArray] | SavedState]
 PRUNE_EVERY_ROWS = 5_000  # a stream's log is pruned to its retention this often
 
 
@@ -121,8 +125,10 @@ class Scorer:
     def write_log(self, log: LogRows) -> None:
         """Store scored predictions (the lab results' match), then apply the retention."""
         if log:
-            self._store().predictions.record_batches(log)
-            self._prune(log)
+            batches = [row for row in log if not isinstance(row, SavedState)]
+            latest = {(r.model, r.stream): r for r in log if isinstance(r, SavedState)}
+            self._store().predictions.record_batches(batches, list(latest.values()))
+            self._prune(batches)
 
     def score_many(self, reqs: Sequence[PredictRequest]) -> tuple[list[Answer], LogRows]:
         """Answers for requests that arrived together, each exactly what it gets alone, and
@@ -160,7 +166,12 @@ class Scorer:
         model = slot.model
         batch, stamps = read_series(model, req, self.settings.max_batch_rows)
         stateful = req.stream is not None
-        state = self._stream(slot, req.stream or self.settings.default_stream)
+        try:  # a stream first seen here, or moved on by another replica, reads the store
+            state = self._stream(slot, req.stream or self.settings.default_stream)
+            if stateful and self._store().shared:
+                catch_up(self._store().predictions, state)
+        except StoreUnavailableError as exc:  # this request's answer, not its batch's
+            raise StateUnavailableError(exc.reason) from exc
         clock = state.clock if stateful else -np.inf
         self.rules.check_rows(batch.times, clock, time.time(), row_field(req))
         history = None
@@ -217,6 +228,9 @@ class Scorer:
             scored += b - a
             if rows.holes:
                 imputed.append(part.imputed.sum(axis=0))
+        if self._store().shared:  # the next request may land on another replica
+            states = {id(p.state): p.state for _, p in items if p.stateful}
+            log.extend(saved(state) for state in states.values())
         slot.rows_counter.inc(scored)
         for code, count in enumerate(counts.tolist()):
             if count:
@@ -365,7 +379,7 @@ class Scorer:
             RowEvidence("clamped", clamped),
         ]
 
-    def _prune(self, log: LogRows) -> None:
+    def _prune(self, log: list[tuple[str, str, FloatArray, FloatArray]]) -> None:
         """Every ``PRUNE_EVERY_ROWS`` rows of a stream, drop its predictions older than the
         retention (on its data clock)."""
         for model, stream, times, _ in log:

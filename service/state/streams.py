@@ -27,7 +27,7 @@ import numpy as np
 from service.contracts.arrays import FloatArray
 from service.contracts.errors import ConflictError
 from service.lab.bias import BiasConfig, BiasFilter
-from service.lab.store import LabRecord
+from service.lab.records import LabRecord
 from service.monitoring.alarms import AlarmConfig, ResidualAlarm, SensorDrift
 from service.monitoring.changes import ChangeTracker
 from service.monitoring.drift import DriftMonitor
@@ -103,6 +103,8 @@ class StreamState:
     last_lab_value: float | None = None
     last_lab_sample: float | None = None  # data time of the newest lab sample
     residual: ResidualAlarm = field(default_factory=ResidualAlarm)
+    lab_count: int = 0  # stored lab results accounted for (another replica may add some)
+    token: str = ""  # the saved state this copy matches (``service.state.snapshot``)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property

@@ -103,13 +103,18 @@ def test_alerts_fire_when_and_only_when_specified() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def _per_stream(alarm: str) -> str:
+    """A stream alarm's rule: one alert per (model, stream), however many replicas say so."""
+    return f'max by (model, stream, alarm) (softsensor_alarm{{alarm="{alarm}"}}) == 1'
+
+
 @pytest.mark.parametrize(
     ("alert", "expr", "duration"),
     [
-        ("SoftSensorInputDrift", 'softsensor_alarm{alarm="drift"} == 1', None),
-        ("SoftSensorResidualDrift", 'softsensor_alarm{alarm="residual"} == 1', None),
-        ("SoftSensorFrozenSensor", 'softsensor_alarm{alarm="frozen"} == 1', None),
-        ("SoftSensorAnalyzerSilent", 'softsensor_alarm{alarm="analyzer_silent"} == 1', None),
+        ("SoftSensorInputDrift", _per_stream("drift"), None),
+        ("SoftSensorResidualDrift", _per_stream("residual"), None),
+        ("SoftSensorFrozenSensor", _per_stream("frozen"), None),
+        ("SoftSensorAnalyzerSilent", _per_stream("analyzer_silent"), None),
         ("SoftSensorModelNotReady", "softsensor_model_ready == 0", "2m"),
         ("SoftSensorDown", 'up{job="softsensor"} == 0', "2m"),
     ],
@@ -221,7 +226,7 @@ def test_compose_has_the_expected_services_and_volumes() -> None:
     """Service, Prometheus, Grafana, the retrain job; registry read-only, state in a volume."""
     compose = _load_yaml(COMPOSE)
     services = compose["services"]
-    assert set(services) == {"softsensor", "prometheus", "grafana", "retrain"}
+    assert set(services) == {"softsensor", "prometheus", "grafana", "retrain", "postgres"}
     assert set(compose["volumes"]) >= {"registry", "state", "prometheus-data", "grafana-data"}
     app = services["softsensor"]
     assert "registry:/models:ro" in app["volumes"]
@@ -234,6 +239,17 @@ def test_compose_has_the_expected_services_and_volumes() -> None:
     retrain = services["retrain"]
     assert retrain["profiles"] == ["retrain"] and retrain["build"]["target"] == "training"
     assert "registry:/models" in retrain["volumes"]  # the job writes new versions
+
+
+def test_compose_postgres_is_optional() -> None:
+    """PostgreSQL only in the `fleet` profile: the edge box's service neither needs nor waits
+    for it, and keeps its SQLite state unless its env file names a state URL."""
+    services = _load_yaml(COMPOSE)["services"]
+    assert services["postgres"]["profiles"] == ["fleet"]
+    assert "postgres-data:/var/lib/postgresql/data" in services["postgres"]["volumes"]
+    app = services["softsensor"]
+    assert "profiles" not in app and "postgres" not in app.get("depends_on", [])
+    assert "SOFTSENSOR_STATE_URL" not in app["environment"]
 
 
 def test_compose_bind_mounts_exist() -> None:

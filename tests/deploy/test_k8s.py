@@ -139,7 +139,7 @@ def test_deployment_probes_and_volumes() -> None:
     assert container["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": "http"}
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
     assert mounts["/models"]["readOnly"] is True
-    assert "/var/lib/softsensor" in mounts
+    assert set(mounts) == {"/models", "/tmp"}  # no state on the pod's disk
     volumes = {v["name"]: v for v in _pod_spec("Deployment")["volumes"]}
     claim = volumes[mounts["/models"]["name"]]["persistentVolumeClaim"]
     assert claim == {"claimName": "softsensor-models", "readOnly": True}
@@ -154,8 +154,35 @@ def test_configmap_is_valid_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.port == container["ports"][0]["containerPort"]
     assert settings.host == "0.0.0.0"
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
-    assert {str(settings.registry), str(settings.state_dir)} <= mounts
+    assert str(settings.registry) in mounts
+    assert settings.state_url is None  # from the Secret, never in the ConfigMap
     assert settings.models and settings.default_model in settings.models
+
+
+def _state_url_env(container: dict[str, Any]) -> dict[str, Any]:
+    (env,) = [e for e in container["env"] if e["name"] == "SOFTSENSOR_STATE_URL"]
+    found: dict[str, Any] = env
+    return found
+
+
+def test_state_is_shared_through_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every serving pod and the retraining job reach one database, its URL from the Secret
+    softsensor-state (required); no lab result on a pod's emptyDir; no session affinity; the
+    HPA's most pods times the pool fit PostgreSQL's default 100 connections."""
+    (serving,) = _pod_spec("Deployment")["containers"]
+    ref = _state_url_env(serving)["valueFrom"]["secretKeyRef"]
+    assert (ref["name"], ref["key"]) == ("softsensor-state", "url")
+    assert not ref.get("optional", False)
+    empty = {v["name"] for v in _pod_spec("Deployment")["volumes"] if "emptyDir" in v}
+    assert [m["mountPath"] for m in serving["volumeMounts"] if m["name"] in empty] == ["/tmp"]
+    assert _one("Service")["spec"].get("sessionAffinity", "None") == "None"
+    settings = settings_from_env(_one("ConfigMap")["data"], monkeypatch)
+    hpa = _one("HorizontalPodAutoscaler")["spec"]
+    assert hpa["maxReplicas"] * settings.state_pool_size + 5 <= 100
+    (job,) = _pod_spec("CronJob")["containers"]
+    assert _state_url_env(job)["valueFrom"]["secretKeyRef"] == ref
+    args = parse_cli(job["args"])
+    assert args.lab_results == "$(SOFTSENSOR_STATE_URL)"  # Kubernetes expands it from env
 
 
 def test_service_and_hpa_target_the_deployment() -> None:

@@ -182,7 +182,7 @@ def test_a_batch_answers_as_its_requests_alone(twins: Any, bodies: list[dict[str
 def _prediction_log(svc: SoftSensorService) -> list[tuple[Any, ...]]:
     """The service's durable prediction log, every row."""
     assert svc.store is not None
-    con = sqlite3.connect(svc.store.path)
+    con = sqlite3.connect(svc.store.where)  # the SQLite engine: its file
     try:
         return con.execute(
             "SELECT * FROM predictions ORDER BY model, stream, sample_time"

@@ -1,7 +1,9 @@
-"""The durable store: a real SQLite file, real threads, and a real process killed mid-add."""
+"""The durable store on both engines: a real SQLite file and a real PostgreSQL server (the
+run's own), real threads, and a real process killed mid-add."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
@@ -10,29 +12,43 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from service.lab.statestore import StateStore, open_store
 from service.lab.store import LabRecord, LabStore, StoreConflictError, StoreError
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = 1_790_000_000.0
+ENGINES = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(params=ENGINES)
+def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of an empty store on each engine (a fresh file; a fresh database)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'lab.db'}"
+    return str(request.getfixturevalue("pg_url"))
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> LabStore:
-    return LabStore(tmp_path / "lab.db")
+def store(state_url: str) -> Iterator[StateStore]:
+    with contextlib.closing(open_store(state_url)) as opened:
+        yield opened
 
 
-def add(store: LabStore, sample_time: float, value: float = 1.5, model: str = "col") -> bool:
+def add(store: StateStore, sample_time: float, value: float = 1.5, model: str = "col") -> bool:
     return store.add(model, sample_time, value, T0 + 7200, 1.4, value - 1.4, True, None)
 
 
 # --------------------------------------------------------------------------- lab results
 
 
-def test_durability_pragmas(store: LabStore, tmp_path: Path) -> None:
+def test_durability_pragmas(tmp_path: Path) -> None:
+    """SQLite: WAL, the lab results' connection fsyncs every commit."""
+    store = LabStore(tmp_path / "lab.db")
     assert store.pragmas() == {
         "journal_mode": "wal",
         "synchronous": 2,  # FULL: the WAL is fsynced at every commit
@@ -44,9 +60,10 @@ def test_durability_pragmas(store: LabStore, tmp_path: Path) -> None:
         assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         other.close()
+        store.close()
 
 
-def test_add_round_trip_and_idempotent(store: LabStore) -> None:
+def test_add_round_trip_and_idempotent(store: StateStore) -> None:
     assert store.add("col", T0, 2.5, T0 + 3600, 2.4, 0.1, True, None)
     assert not store.add("col", T0, 2.5, T0 + 9999, 0.0, 2.5, False, "late")  # a retry
     assert store.add("col", T0 + 1, 2.6, T0 + 3600)  # estimate unknown
@@ -58,7 +75,7 @@ def test_add_round_trip_and_idempotent(store: LabStore) -> None:
     ]
 
 
-def test_conflicting_duplicate_raises_409(store: LabStore) -> None:
+def test_conflicting_duplicate_raises_409(store: StateStore) -> None:
     add(store, T0, 1.5)
     with pytest.raises(StoreConflictError) as info:
         add(store, T0, 1.6)
@@ -68,7 +85,7 @@ def test_conflicting_duplicate_raises_409(store: LabStore) -> None:
     assert isinstance(info.value, StoreError)
 
 
-def test_list_filters_and_order(store: LabStore) -> None:
+def test_list_filters_and_order(store: StateStore) -> None:
     for i in range(10):
         add(store, T0 + i * 60, model="a" if i % 2 else "b")
     assert [r.sample_time for r in store.list()] == [T0 + i * 60 for i in range(9, -1, -1)]
@@ -92,25 +109,28 @@ def test_list_filters_and_order(store: LabStore) -> None:
     ],
 )
 def test_bad_numbers_name_the_field(
-    store: LabStore, field: str, args: tuple[str, float, float, float]
+    store: StateStore, field: str, args: tuple[str, float, float, float]
 ) -> None:
     with pytest.raises(ValueError, match=field):
         store.add(*args)
     assert store.list() == []
 
 
-def test_data_survives_reopening(tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_data_survives_reopening(engine: str, request: pytest.FixtureRequest) -> None:
+    tmp_path = request.getfixturevalue("tmp_path")
     path = tmp_path / "sub" / "lab.db"  # the directory is created
-    with LabStore(path) as first:
+    url = f"sqlite:///{path}" if engine == "sqlite" else request.getfixturevalue("pg_url")
+    with contextlib.closing(open_store(url)) as first:
         add(first, T0, 3.0)
         first.predictions.record("col", "s1", [(T0, 2.9)])
-    with LabStore(path) as second:
+    with contextlib.closing(open_store(url)) as second:
         assert [r.value for r in second.list()] == [3.0]
         assert second.predictions.find("col", T0, 1.0) == 2.9
         assert not add(second, T0, 3.0)
 
 
-def test_closed_store_raises_store_error(store: LabStore) -> None:
+def test_closed_store_raises_store_error(store: StateStore) -> None:
     store.close()
     store.close()  # harmless
     with pytest.raises(StoreError) as info:
@@ -129,7 +149,20 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
         LabStore(path)
 
 
-def test_concurrent_adds_stored_exactly_once(store: LabStore) -> None:
+def test_newer_postgres_schema_is_refused(pg_url: str) -> None:
+    """A database a newer service migrated is refused, not downgraded."""
+    import psycopg
+
+    open_store(pg_url).close()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        versions = [r[0] for r in conn.execute("SELECT version FROM schema_version")]
+        assert versions == list(range(1, len(versions) + 1))  # every migration, in order
+        conn.execute("INSERT INTO schema_version (version, name) VALUES (99, 'future.sql')")
+    with pytest.raises(StoreError, match="schema version 99"):
+        open_store(pg_url)
+
+
+def test_concurrent_adds_stored_exactly_once(store: StateStore) -> None:
     """8 threads x 200 distinct results, plus 50 results every thread adds."""
     results: dict[int, list[bool]] = {}
 
@@ -155,7 +188,7 @@ def test_concurrent_adds_stored_exactly_once(store: LabStore) -> None:
 # --------------------------------------------------------------------------- predictions
 
 
-def test_find_nearest_prediction_within_tolerance(store: LabStore) -> None:
+def test_find_nearest_prediction_within_tolerance(store: StateStore) -> None:
     assert store.predictions.record("col", "s1", [(T0 + t, float(t)) for t in range(0, 600, 60)])
     store.predictions.record("col", "s2", [(T0 + 95.0, -1.0)])
     store.predictions.record("other", "s1", [(T0 + 100.0, 99.0)])
@@ -168,7 +201,7 @@ def test_find_nearest_prediction_within_tolerance(store: LabStore) -> None:
     assert store.predictions.find("nobody", T0, 1e9) is None
 
 
-def test_predictions_are_replaced_pruned_and_validated(store: LabStore) -> None:
+def test_predictions_are_replaced_pruned_and_validated(store: StateStore) -> None:
     store.predictions.record("col", "s1", [(T0, 1.0), (T0 + 60, 2.0)])
     store.predictions.record("col", "s1", [(T0, 1.5)])  # the same time again: replaced
     assert store.predictions.find("col", T0, 1.0) == 1.5
@@ -185,9 +218,9 @@ def test_predictions_are_replaced_pruned_and_validated(store: LabStore) -> None:
 
 CRASH_CHILD = """
 import sys
-from service.lab.store import LabStore
+from service.lab.statestore import open_store
 
-store = LabStore(sys.argv[1])
+store = open_store(sys.argv[1])
 start = float(sys.argv[2])
 i = 0
 while True:
@@ -198,29 +231,25 @@ while True:
 """
 
 
-def read_all(path: Path) -> dict[float, float]:
-    """Every stored crash-test result, sample_time -> value, however many there are."""
-    conn = sqlite3.connect(path)
-    try:
-        rows = conn.execute("SELECT sample_time, value FROM lab_results WHERE model = 'crash'")
-        return {t: v for t, v in rows}
-    finally:
-        conn.close()
+def read_all(url: str) -> dict[float, float]:
+    """Every stored crash-test result, sample_time -> value, however many there are (the
+    store is reopened: SQLite recovers the WAL the killed writer left)."""
+    with contextlib.closing(open_store(url)) as store:
+        return {r.sample_time: r.value for r in store.list("crash", limit=10_000)}
 
 
 @pytest.mark.slow
-def test_sigkill_loses_no_acknowledged_result(tmp_path: Path) -> None:
+def test_sigkill_loses_no_acknowledged_result(state_url: str, tmp_path: Path) -> None:
     """Kill a writer at arbitrary moments; every add it acknowledged must be on disk.
 
     (A kill tests the process dying, not the power failing: the page cache survives a
     kill. synchronous=FULL is what covers the power; this covers the commit ordering.)
     """
-    path = tmp_path / "lab.db"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     acknowledged: list[float] = []
     for attempt in range(3):
         child = subprocess.Popen(
-            [sys.executable, "-c", CRASH_CHILD, str(path), str(T0 + attempt * 1e6)],
+            [sys.executable, "-c", CRASH_CHILD, state_url, str(T0 + attempt * 1e6)],
             cwd=REPO,
             env=env,
             stdout=subprocess.PIPE,
@@ -241,13 +270,14 @@ def test_sigkill_loses_no_acknowledged_result(tmp_path: Path) -> None:
         acknowledged.extend(float(line) for line in lines)
         assert len(lines) > 10, "the child hardly wrote; the test proves little"
 
-        LabStore(path).close()  # reopening recovers the WAL the killed writer left
-        stored = read_all(path)
+        stored = read_all(state_url)
         missing = [t for t in acknowledged if t not in stored]
         assert not missing, f"{len(missing)} acknowledged results lost, e.g. {missing[:3]}"
         assert all(stored[t] == t / 7 for t in acknowledged)
 
-    conn = sqlite3.connect(path)
+    if not state_url.startswith("sqlite:///"):
+        return
+    conn = sqlite3.connect(state_url.removeprefix("sqlite:///"))
     try:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     finally:
@@ -287,7 +317,7 @@ def test_a_version_1_file_is_migrated_to_the_default_stream(tmp_path: Path) -> N
         conn.close()
 
 
-def test_one_transaction_per_batch_and_a_conflict_stores_nothing(store: LabStore) -> None:
+def test_one_transaction_per_batch_and_a_conflict_stores_nothing(store: StateStore) -> None:
     batch = [LabRecord("col", T0 + i, 1.0, T0, None, None, False, None, "s") for i in range(5)]
     assert store.add_many(batch) == [True] * 5
     again = [*batch[:2], LabRecord("col", T0 + 9, 1.0, T0, None, None, False, None, "s")]
@@ -300,10 +330,11 @@ def test_one_transaction_per_batch_and_a_conflict_stores_nothing(store: LabStore
     assert len(store.list(limit=100)) == 6
 
 
-def test_finding_a_prediction_is_an_index_search(store: LabStore) -> None:
+def test_finding_a_prediction_is_an_index_search(tmp_path: Path) -> None:
     """The lookup a lab result makes searches the (model, stream, sample_time) key: its cost
-    does not grow with the log."""
-    conn = sqlite3.connect(store.path)
+    does not grow with the log (SQLite's plan; PostgreSQL has the same primary key)."""
+    LabStore(tmp_path / "lab.db").close()
+    conn = sqlite3.connect(tmp_path / "lab.db")
     try:
         plan = conn.execute(
             "EXPLAIN QUERY PLAN SELECT estimate, ABS(sample_time - 1) AS d FROM predictions"
@@ -315,3 +346,77 @@ def test_finding_a_prediction_is_an_index_search(store: LabStore) -> None:
     detail = " ".join(str(row[-1]) for row in plan)
     assert "SEARCH predictions USING PRIMARY KEY" in detail, detail
     assert "sample_time>? AND sample_time<?" in detail, detail
+
+
+def test_lab_counts_per_stream(store: StateStore) -> None:
+    """What a replica compares to learn that another one stored results: new ones counted,
+    retries not, a rolled-back batch not."""
+    batch = [LabRecord("col", T0 + i, 1.0, T0, None, None, False, None, "s") for i in range(3)]
+    store.add_many(batch)
+    store.add_many([*batch[:2], LabRecord("col", T0, 2.0, T0, None, None, False, None, "t")])
+    clash = [LabRecord("col", T0 + 9, 1.0, T0, None, None, False, None, "s")]
+    with pytest.raises(StoreConflictError):
+        store.add_many([*clash, LabRecord("col", T0, 5.0, T0, None, None, False, None, "s")])
+    add(store, T0, model="other")
+    assert store.lab_counts("col") == {"s": 3, "t": 1}
+    assert store.lab_counts("nobody") == {}
+
+
+def test_a_postgres_database_at_version_2_is_migrated(pg_url: str) -> None:
+    """A database an older service left (migrations 1 and 2) gets migration 3 and its counts
+    from the results already stored; each migration is recorded once."""
+    import psycopg
+
+    from service.lab.migrations import migrations
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+            " applied TIMESTAMPTZ NOT NULL DEFAULT now())"
+        )
+        for version, name, sql in migrations()[:2]:
+            conn.execute(sql.encode())
+            conn.execute("INSERT INTO schema_version VALUES (%s, %s)", (version, name))
+        conn.execute(
+            "INSERT INTO lab_results VALUES ('col', 'u', %s, 1.0, %s, NULL, NULL, false, NULL),"
+            " ('col', 'u', %s, 1.0, %s, NULL, NULL, false, NULL)",
+            (T0, T0, T0 + 1, T0),
+        )
+    with contextlib.closing(open_store(pg_url)) as store:
+        assert store.lab_counts("col") == {"u": 2}
+    with psycopg.connect(pg_url) as conn:
+        rows = conn.execute("SELECT version FROM schema_version ORDER BY version").fetchall()
+    assert [r[0] for r in rows] == list(range(1, len(migrations()) + 1))
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("mysql://db/x", "scheme must be one of"),
+        ("sqlite://relative.db", "expected sqlite:///path/to/file"),
+        ("sqlite:///", "expected sqlite:///path/to/file"),
+    ],
+)
+def test_a_wrong_state_url_is_refused_by_name(url: str, message: str) -> None:
+    """A typo in SOFTSENSOR_STATE_URL fails at start, naming the setting and the reason."""
+    from pydantic import ValidationError
+
+    from service.settings import Settings
+
+    if url.startswith("mysql"):
+        with pytest.raises(ValidationError, match="state_url") as info:
+            Settings(state_url=url)
+        assert message in str(info.value)
+    with pytest.raises(ValueError, match=f"state_url: {message}"):
+        open_store(url)
+
+
+def test_the_default_state_url_is_the_file_in_the_state_dir(tmp_path: Path) -> None:
+    """Without SOFTSENSOR_STATE_URL the service keeps today's file."""
+    from service.settings import Settings
+
+    settings = Settings(state_dir=tmp_path / "state")
+    assert settings.store_url == f"sqlite:///{tmp_path / 'state' / 'lab_results.sqlite'}"
+    with contextlib.closing(open_store(settings.store_url)) as store:
+        assert not store.shared
+    assert (tmp_path / "state" / "lab_results.sqlite").is_file()

@@ -211,3 +211,29 @@ def test_sigkill_mid_run_leaves_registry_and_champion_intact(
         for version in registry.versions("col"):
             registry.verify("col", version)
     assert -signal.SIGKILL in outcomes  # at least one run really died mid-way
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_lab_results_are_read_from_the_services_state_store(
+    engine: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """The retraining job reads the labels the serving pods stored, from the same database,
+    without the results that are no measurement (out of range, implausible, future)."""
+    import contextlib
+
+    from service.lab.statestore import open_store
+    from training.retrain import read_lab_results
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    if engine == "postgresql":
+        url = request.getfixturevalue("pg_url")
+    t0 = 1_767_225_600.0
+    with contextlib.closing(open_store(url)) as store:
+        store.add("col", t0 + 60, 2.0, t0, 1.9, 0.1, True, None)
+        store.add("col", t0, 1.5, t0, None, None, False, None, stream="unit-b")
+        store.add("col", t0 + 120, 99.0, t0, None, None, False, "out_of_range")
+        store.add("other", t0, 7.0, t0)
+    frame = read_lab_results(url, "col")
+    assert frame is not None
+    assert frame["value"].tolist() == [1.5, 2.0]
+    assert [t.timestamp() for t in frame["timestamp"]] == [t0, t0 + 60]

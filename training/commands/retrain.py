@@ -31,9 +31,9 @@ def add_retrain_parser(sub: Subcommands) -> None:
     p.add_argument("--data", required=True, type=Path, help="new historian export")
     p.add_argument(
         "--lab-results",
-        type=Path,
         default=None,
-        help="CSV of lab results (timestamp,value) to use as labels",
+        help="lab results to use as labels: a CSV (timestamp,value), or the service's state "
+        "URL (sqlite:///path, postgresql://...) to read the model's stored results from",
     )
     p.add_argument(
         "--margin",

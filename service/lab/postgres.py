@@ -1,0 +1,401 @@
+"""PostgreSQL as the store of a fleet: every replica reads and writes the same database.
+
+The engine of ``StateStore`` for ``SOFTSENSOR_STATE_URL=postgresql://...``, on psycopg 3 and
+its connection pool. The guarantees are the embedded engine's: a lab result is acknowledged
+only after its transaction committed (``synchronous_commit`` as the server sets it, ``on``
+by default: the WAL flushed); a request's results are stored whole or not at all; adding the
+same result twice is a harmless retry, another value for it is a 409. What sharing adds:
+
+- two replicas deciding lab results of one stream at once are serialized by a transaction
+  advisory lock per (model, stream) (:meth:`PostgresStore.serialized`), so a bias is always
+  moved from the latest stored results, never from a stale copy;
+- a stream's carried state (lag history, data clock, trackers) is saved with its
+  predictions, so the next request may land on any replica (``service.state.snapshot``).
+
+A server that cannot be reached (down, restarting) raises :class:`StoreUnavailableError`
+(503, nothing stored); the pool replaces broken connections, so the service recovers by
+itself when the server is back. The schema is versioned in ``service.lab.migrations``.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import logging
+import math
+from collections.abc import Iterator, Sequence
+from itertools import repeat
+from types import TracebackType
+from typing import Any
+
+import psycopg
+import psycopg_pool
+from psycopg.conninfo import conninfo_to_dict
+
+from service.lab.errors import StoreConflictError, StoreError, StoreUnavailableError
+from service.lab.migrations import migrations
+from service.lab.records import (
+    DEFAULT_STREAM,
+    LAB_COLUMNS,
+    LabRecord,
+    PredictionBatch,
+    check_batches,
+    check_find,
+    check_limit,
+    finite,
+    prediction_batch,
+    record_of,
+    row_of,
+    text,
+)
+from service.lab.statestore import SavedState
+
+log = logging.getLogger("softsensor")
+MIGRATION_LOCK = 7_317_001  # the advisory lock replicas starting together migrate under
+_INSERT_LAB = (
+    f"INSERT INTO lab_results ({LAB_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    " ON CONFLICT (model, stream, sample_time) DO NOTHING"
+)
+_UPSERT_PREDICTION = (
+    "INSERT INTO predictions (model, stream, sample_time, estimate) VALUES (%s, %s, %s, %s)"
+    " ON CONFLICT (model, stream, sample_time) DO UPDATE SET estimate = EXCLUDED.estimate"
+)
+_UPSERT_STATE = (
+    "INSERT INTO stream_state (model, stream, token, version, payload)"
+    " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (model, stream) DO UPDATE SET"
+    " token = EXCLUDED.token, version = EXCLUDED.version, payload = EXCLUDED.payload"
+)
+
+
+def describe(url: str) -> str:
+    """``host:port/dbname`` of a connection URL: for messages, never the password."""
+    try:
+        info = conninfo_to_dict(url)
+    except psycopg.ProgrammingError as exc:
+        raise ValueError(f"state_url: not a PostgreSQL connection URL: {exc}") from None
+    host = info.get("host") or "localhost"
+    return f"{host}:{info.get('port') or 5432}/{info.get('dbname') or info.get('user') or ''}"
+
+
+class _Pool:
+    """The connection pool and the one translation of psycopg's errors into the store's."""
+
+    def __init__(self, url: str, size: int, timeout_s: float) -> None:
+        self.where = describe(url)
+        self.pool: psycopg_pool.ConnectionPool[psycopg.Connection[Any]] = (
+            psycopg_pool.ConnectionPool(
+                url,
+                min_size=1,
+                max_size=size,
+                timeout=timeout_s,
+                open=False,
+                kwargs={"autocommit": True, "connect_timeout": max(2, math.ceil(timeout_s))},
+                reconnect_timeout=math.inf,  # a server down for long is waited for, not dropped
+                name="softsensor-state",
+            )
+        )
+        with self.errors("connect"):
+            self.pool.open(wait=True, timeout=timeout_s)
+
+    @contextlib.contextmanager
+    def errors(self, action: str) -> Iterator[None]:
+        """psycopg's errors as StoreError naming the server and the action: a server that
+        cannot be reached is a 503 (and the idle connections are checked, so that the next
+        request gets a live one), anything else a 500."""
+        try:
+            yield
+        except psycopg_pool.PoolClosed as exc:
+            raise StoreError(None, f"cannot {action}: the store is closed") from exc
+        except psycopg.OperationalError as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            log.warning("state store %s unavailable (%s): %s", self.where, action, reason)
+            with contextlib.suppress(Exception):
+                self.pool.check()
+            raise StoreUnavailableError(
+                None,
+                f"cannot {action}: the state database (PostgreSQL at {self.where}) is "
+                f"unavailable ({reason}); nothing was stored, retry later",
+            ) from exc
+        except psycopg.Error as exc:
+            raise StoreError(None, f"cannot {action} in PostgreSQL at {self.where}: {exc}") from exc
+
+    @contextlib.contextmanager
+    def connection(self, action: str) -> Iterator[psycopg.Connection[Any]]:
+        with self.errors(action), self.pool.connection() as conn:
+            yield conn
+
+
+class PostgresPredictionLog:
+    """The prediction log and the streams' saved states, in the shared database.
+
+    Predictions alone (requests that named no stream) are many and replaceable: their
+    transaction commits without waiting for the WAL flush (``synchronous_commit = off``), as
+    the SQLite engine writes them with ``synchronous=NORMAL``: a crash of the service loses
+    nothing committed, a crash of the database server may lose its last fraction of a second
+    (``wal_writer_delay``). A transaction that carries a stream's state waits for the flush:
+    a stream's state must never go back to an older one.
+    """
+
+    def __init__(self, pool: _Pool) -> None:
+        self._pool = pool
+
+    def record(self, model: str, stream: str, rows: Sequence[tuple[float, float]]) -> int:
+        """See ``service.lab.predictionlog.PredictionLog.record``."""
+        return self.record_batches([prediction_batch(model, stream, rows)])
+
+    def record_batches(
+        self, batches: Sequence[PredictionBatch], states: Sequence[SavedState] = ()
+    ) -> int:
+        """Predictions of several streams and their states, in one committed transaction."""
+        total = check_batches(batches)
+        if total == 0 and not states:
+            return 0
+        with (
+            self._pool.connection("store predictions") as conn,
+            conn.transaction(),
+            conn.cursor() as cur,
+        ):
+            if not states:  # see the class docstring
+                cur.execute("SET LOCAL synchronous_commit = off")
+            for model, stream, times, estimates in batches:
+                rows = zip(repeat(model), repeat(stream), times.tolist(), estimates.tolist())
+                cur.executemany(_UPSERT_PREDICTION, rows)
+            if states:
+                cur.executemany(
+                    _UPSERT_STATE,
+                    [(s.model, s.stream, s.token, s.version, s.payload) for s in states],
+                )
+        return total
+
+    def find(
+        self, model: str, sample_time: float, tolerance_s: float, stream: str | None = None
+    ) -> float | None:
+        """See ``service.lab.predictionlog.PredictionLog.find`` (the same tie rules)."""
+        t, tol = check_find(sample_time, tolerance_s)
+        params: builtins.list[Any] = [t, text("model", model)]
+        stream_clause = ""
+        if stream is not None:
+            stream_clause = " AND stream = %s"
+            params.append(text("stream", stream))
+        query = (
+            "SELECT estimate, ABS(sample_time - %s) AS distance FROM predictions"
+            f" WHERE model = %s{stream_clause} AND sample_time BETWEEN %s AND %s"
+            ' ORDER BY distance, sample_time DESC, stream COLLATE "C" LIMIT 1'
+        )
+        with self._pool.connection("find prediction") as conn:
+            row = conn.execute(query, [*params, t - tol, t + tol]).fetchone()
+        return None if row is None else float(row[0])
+
+    def latest(self, model: str, stream: str) -> float | None:
+        query = "SELECT MAX(sample_time) FROM predictions WHERE model = %s AND stream = %s"
+        with self._pool.connection("read the prediction log") as conn:
+            row = conn.execute(query, (text("model", model), text("stream", stream))).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    def prune(self, older_than: float, model: str | None = None, stream: str | None = None) -> int:
+        cutoff = finite("older_than", older_than)
+        if model is not None and stream is not None:
+            query = "DELETE FROM predictions WHERE model = %s AND stream = %s AND sample_time < %s"
+            params: tuple[Any, ...] = (text("model", model), text("stream", stream), cutoff)
+        else:
+            query, params = "DELETE FROM predictions WHERE sample_time < %s", (cutoff,)
+        with self._pool.connection("prune predictions") as conn:
+            return conn.execute(query, params).rowcount
+
+    def load_state(self, model: str, stream: str, unless: str) -> SavedState | None:
+        """The stream's saved state, unless its token is ``unless`` (one index lookup)."""
+        query = (
+            "SELECT token, version, payload FROM stream_state"
+            " WHERE model = %s AND stream = %s AND token <> %s"
+        )
+        with self._pool.connection("read a stream's state") as conn:
+            row = conn.execute(query, (model, stream, unless)).fetchone()
+        return None if row is None else SavedState(model, stream, row[0], row[1], bytes(row[2]))
+
+
+class PostgresStore:
+    """Lab results in a PostgreSQL database shared by every replica (see the module)."""
+
+    shared = True
+
+    def __init__(self, url: str, *, pool_size: int = 8, timeout_s: float = 2.0) -> None:
+        self._pool = _Pool(url, pool_size, timeout_s)
+        self.where = f"PostgreSQL at {self._pool.where}"
+        try:
+            self._migrate()
+        except BaseException:
+            self._pool.pool.close()
+            raise
+        self.predictions = PostgresPredictionLog(self._pool)
+
+    def _migrate(self) -> None:
+        """Apply the migrations this database lacks, under a lock (replicas start together);
+        refuse a database a newer service migrated."""
+        known = migrations()
+        with self._pool.connection("migrate the schema") as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY,"
+                " name TEXT NOT NULL, applied TIMESTAMPTZ NOT NULL DEFAULT now())"
+            )
+            row = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()
+            current = int(row[0]) if row is not None else 0
+            if current > len(known):
+                raise StoreError(
+                    None,
+                    f"{self.where}: schema version {current} is newer than this service's "
+                    f"{len(known)}",
+                )
+            for version, name, sql in known[current:]:
+                conn.execute(sql.encode())  # several statements: the simple query protocol
+                conn.execute(
+                    "INSERT INTO schema_version (version, name) VALUES (%s, %s)", (version, name)
+                )
+                log.info("state store %s: applied migration %s", self.where, name)
+
+    def close(self) -> None:
+        """Close the pool; later calls fail with StoreError, a second close does nothing."""
+        self._pool.pool.close()
+
+    def __enter__(self) -> PostgresStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def add(
+        self,
+        model: str,
+        sample_time: float,
+        value: float,
+        received: float,
+        estimate: float | None = None,
+        residual: float | None = None,
+        accepted: bool = False,
+        reason: str | None = None,
+        *,
+        stream: str = DEFAULT_STREAM,
+    ) -> bool:
+        record = LabRecord(
+            model, sample_time, value, received, estimate, residual, accepted, reason, stream
+        )
+        return self.add_many([record])[0]
+
+    def add_many(self, records: Sequence[LabRecord]) -> builtins.list[bool]:
+        """See ``service.lab.store.LabStore.add_many``: committed before it returns."""
+        rows = [row_of(r) for r in records]
+        new = []
+        with self._pool.connection("store lab results") as conn, conn.transaction():
+            for row in rows:
+                if conn.execute(_INSERT_LAB, row).rowcount == 1:
+                    new.append(True)
+                    continue
+                stored = conn.execute(
+                    "SELECT value FROM lab_results"
+                    " WHERE model = %s AND stream = %s AND sample_time = %s",
+                    row[:3],
+                ).fetchone()
+                if stored is None or stored[0] != row[3]:
+                    raise StoreConflictError(
+                        None,
+                        f"lab result of {row[0]!r} stream {row[1]!r} at sample_time {row[2]} is "
+                        f"stored with value {None if stored is None else stored[0]}, not "
+                        f"{row[3]}; stored results are never overwritten",
+                    )
+                new.append(False)
+            self._count(conn, rows, new)
+        return new
+
+    @staticmethod
+    def _count(
+        conn: psycopg.Connection[Any], rows: Sequence[tuple[Any, ...]], new: Sequence[bool]
+    ) -> None:
+        """Add the new results to their streams' counts (``lab_counts``), in the same
+        transaction."""
+        added: dict[tuple[str, str], int] = {}
+        for row, is_new in zip(rows, new, strict=True):
+            if is_new:
+                added[(row[0], row[1])] = added.get((row[0], row[1]), 0) + 1
+        for (model, stream), count in sorted(added.items()):
+            conn.execute(
+                "INSERT INTO lab_streams (model, stream, results) VALUES (%s, %s, %s)"
+                " ON CONFLICT (model, stream) DO UPDATE"
+                " SET results = lab_streams.results + EXCLUDED.results",
+                (model, stream, count),
+            )
+
+    def list(
+        self,
+        model: str | None = None,
+        since: float | None = None,
+        limit: int = 100,
+        stream: str | None = None,
+    ) -> builtins.list[LabRecord]:
+        """Stored lab results, newest sample first; ``since`` keeps sample_time >= it."""
+        check_limit(limit)
+        clauses: builtins.list[str] = []
+        params: builtins.list[Any] = []
+        for column, value in (("model", model), ("stream", stream)):
+            if value is not None:
+                clauses.append(f"{column} = %s")
+                params.append(text(column, value))
+        if since is not None:
+            clauses.append("sample_time >= %s")
+            params.append(finite("since", since))
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        query = (
+            f"SELECT {LAB_COLUMNS} FROM lab_results {where}"
+            ' ORDER BY sample_time DESC, model COLLATE "C", stream COLLATE "C" LIMIT %s'
+        )
+        with self._pool.connection("list lab results") as conn:
+            rows = conn.execute(query, (*params, limit)).fetchall()
+        return [record_of(r) for r in rows]
+
+    def get(self, model: str, sample_time: float, stream: str = DEFAULT_STREAM) -> LabRecord | None:
+        query = (
+            f"SELECT {LAB_COLUMNS} FROM lab_results"
+            " WHERE model = %s AND stream = %s AND sample_time = %s"
+        )
+        params = (text("model", model), text("stream", stream), finite("sample_time", sample_time))
+        with self._pool.connection("read a lab result") as conn:
+            row = conn.execute(query, params).fetchone()
+        return None if row is None else record_of(row)
+
+    def history(self, model: str, stream: str) -> builtins.list[LabRecord]:
+        query = (
+            f"SELECT {LAB_COLUMNS} FROM lab_results WHERE model = %s AND stream = %s"
+            " ORDER BY sample_time"
+        )
+        with self._pool.connection("replay lab results") as conn:
+            rows = conn.execute(query, (text("model", model), text("stream", stream))).fetchall()
+        return [record_of(r) for r in rows]
+
+    def streams(self, model: str) -> builtins.list[str]:
+        query = (
+            'SELECT DISTINCT stream COLLATE "C" AS s FROM lab_results WHERE model = %s ORDER BY s'
+        )
+        with self._pool.connection("list streams") as conn:
+            return [r[0] for r in conn.execute(query, (text("model", model),)).fetchall()]
+
+    def lab_counts(self, model: str) -> dict[str, int]:
+        query = "SELECT stream, results FROM lab_streams WHERE model = %s"
+        with self._pool.connection("count lab results") as conn:
+            rows = conn.execute(query, (text("model", model),)).fetchall()
+        return {stream: int(count) for stream, count in rows}
+
+    @contextlib.contextmanager
+    def serialized(self, model: str, streams: Sequence[str]) -> Iterator[None]:
+        """Hold a transaction advisory lock per (model, stream), taken in name order (no
+        deadlock between replicas), while the caller decides and stores its results: the
+        lock is released after the caller's own transaction committed."""
+        keys = sorted({f"{model}\x1f{s}" for s in streams})
+        with self._pool.connection("lock streams") as conn, conn.transaction():
+            with self._pool.errors("lock streams"):
+                for key in keys:
+                    conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
+            yield
