@@ -35,7 +35,16 @@ import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.protocol import REPO
-from bench.wrk import LUA, free_port, make_model, raw_signals, require_wrk, rss_kib, run_wrk
+from bench.wrk import (
+    LUA,
+    cpu_seconds,
+    free_port,
+    make_model,
+    raw_signals,
+    require_wrk,
+    rss_kib,
+    run_wrk,
+)
 from service.contracts.atomic import write_atomic
 from service.contracts.registry import MODEL_FILE, Registry
 from service.scoring.runtime import load_model
@@ -190,9 +199,11 @@ def main() -> None:
         calls_before = batch_sizes(our_port)
         for _ in range(args.rounds):
             for name, (url, body) in urls.items():
-                results["single_row"][name].append(
-                    run_wrk(url, body, lua, args.seconds, args.concurrency, None)
-                )
+                cpu = cpu_seconds(servers[name].pid)
+                run = run_wrk(url, body, lua, args.seconds, args.concurrency, None)
+                cpu = cpu_seconds(servers[name].pid) - cpu
+                run["cpu_us_per_request"] = 1e6 * cpu / max(run["requests"], 1)
+                results["single_row"][name].append(run)
         calls_after = batch_sizes(our_port)
         results["single_row"]["requests_per_call"] = (calls_after[0] - calls_before[0]) / (
             calls_after[1] - calls_before[1]
@@ -272,6 +283,11 @@ def main() -> None:
 
     ratios = ratios_of("service")
     results["single_row"]["throughput_ratio"] = ratios
+    cpu_ratios = [  # requests per CPU second, service over reference
+        r["cpu_us_per_request"] / s["cpu_us_per_request"]
+        for s, r in zip(rows["service"], rows["reference"], strict=True)
+    ]
+    results["single_row"]["cpu_ratio"] = cpu_ratios
     results["single_row"]["throughput_ratio_median"] = statistics.median(ratios)
     results["single_row"]["one_by_one_ratio"] = ratios_of("service_one_by_one")
     results["command"] = (
@@ -292,6 +308,14 @@ def main() -> None:
             f"non-2xx {sum(r['non_2xx'] for r in rr)}"
         )
     print(f"throughput ratio service/reference: {[round(r, 2) for r in ratios]}")
+    print(
+        "  per CPU second of the server process (what a core of its own gives): "
+        f"{[round(r, 2) for r in cpu_ratios]}; CPU us per request "
+        + ", ".join(
+            f"{name} {statistics.median(r['cpu_us_per_request'] for r in rows[name]):.0f}"
+            for name in urls
+        )
+    )
     print(
         "  with coalescing off: "
         f"{[round(r, 2) for r in rows['one_by_one_ratio']]}; coalesced requests per "

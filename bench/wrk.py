@@ -95,6 +95,17 @@ def raw_signals(card: ModelCard) -> list[str]:
     return [s.name for s in card.signals if s.used and s.derived_from is None]
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) the process has used so far, from ``/proc``.
+
+    Requests served per CPU second is what a server would do on a core of its own: on a
+    shared machine, where the wall clock also measures everyone else, it is the steadier
+    figure to compare two servers by.
+    """
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_wrk(
     url: str, body: Path, lua: Path, seconds: float, conc: int, rate: float | None
 ) -> dict[str, Any]:
