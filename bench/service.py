@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -131,28 +132,37 @@ def _cost_at(model: Any, n: int) -> dict[str, float]:
     return cost | {"total": sum(cost.values())}
 
 
-def main() -> None:
+@dataclass
+class Servers:
+    """The three servers of one run, started side by side, and what each is asked."""
+
+    procs: dict[str, subprocess.Popen[bytes]]
+    urls: dict[str, tuple[str, Path]]  # name -> (predict URL, body file)
+    our_port: int
+
+    def stop(self, name: str | None = None) -> None:
+        for key, proc in self.procs.items():
+            if (name is None or key == name) and proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=20)
+
+
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rss-requests", type=int, default=100_000)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "service")
-    args = parser.parse_args()
-    require_wrk()
-    work = Path(tempfile.mkdtemp(prefix="softsensor-bench-"))
-    data, card = make_model(work)
-    lua = work / "post.lua"
-    lua.write_text(LUA)
-    frame = np.genfromtxt(data, delimiter=",", names=True, dtype=None, encoding="utf-8")
-    raw = raw_signals(card)
-    last = {s: float(frame[s][-1]) for s in raw}
-    ours_body = work / "ours.json"
+    return parser.parse_args()
+
+
+def _start_servers(work: Path, card: Any, last: dict[str, float]) -> Servers:
+    """The reference app, the service, and the service scoring requests one by one."""
+    ours_body, ref_body = work / "ours.json", work / "ref.json"
     ours_body.write_text(json.dumps({"model": "column_a", "records": [{"values": last}]}))
-    ref_body = work / "ref.json"
     ref_body.write_text(json.dumps({"x": [[r.mean for r in card.reference]]}))
     model_path = Registry(work / "models").version_dir("column_a", "bench") / MODEL_FILE
-
     env = {
         **os.environ,
         "PYTHONPATH": str(REPO),
@@ -162,20 +172,9 @@ def main() -> None:
         "SOFTSENSOR_MAX_BODY_BYTES": str(256 << 20),
     }
     ref_port, our_port, solo_port = free_port(), free_port(), free_port()
-    uvicorn = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--factory",
-        "--log-level",
-        "warning",
-        "--no-access-log",
-        "--workers",
-        "1",
-    ]
-    ref = start(
-        [*uvicorn, "bench.reference_app:create", "--port", str(ref_port)], env, ref_port, "/docs"
-    )
+    uvicorn = [sys.executable, "-m", "uvicorn", "--factory", "--log-level", "warning"]
+    uvicorn += ["--no-access-log", "--workers", "1", "bench.reference_app:create"]
+    ref = start([*uvicorn, "--port", str(ref_port)], env, ref_port, "/docs")
 
     def serve(port: int, state: str, extra: dict[str, str]) -> subprocess.Popen[bytes]:
         cmd = [sys.executable, "-m", "service.cli", "serve", "--registry", str(work / "models")]
@@ -184,112 +183,110 @@ def main() -> None:
 
     ours = serve(our_port, "state", {})
     solo = serve(solo_port, "state-solo", {"SOFTSENSOR_COALESCE_REQUESTS": "1"})
-    servers = {"reference": ref, "service": ours, "service_one_by_one": solo}
-    urls = {
-        "reference": (f"http://127.0.0.1:{ref_port}/predict", ref_body),
-        "service": (f"http://127.0.0.1:{our_port}/v1/predict", ours_body),
-        "service_one_by_one": (f"http://127.0.0.1:{solo_port}/v1/predict", ours_body),
+    return Servers(
+        {"reference": ref, "service": ours, "service_one_by_one": solo},
+        {
+            "reference": (f"http://127.0.0.1:{ref_port}/predict", ref_body),
+            "service": (f"http://127.0.0.1:{our_port}/v1/predict", ours_body),
+            "service_one_by_one": (f"http://127.0.0.1:{solo_port}/v1/predict", ours_body),
+        },
+        our_port,
+    )
+
+
+def _single_row(args: argparse.Namespace, servers: Servers, lua: Path) -> dict[str, Any]:
+    """One-row requests to each server in turn, ``rounds`` times; the CPU each used."""
+    rows: dict[str, Any] = {name: [] for name in servers.urls}
+    for url, body in servers.urls.values():  # warm-up
+        run_wrk(url, body, lua, 2, args.concurrency, None)
+    rows["rss_warm_kib"] = rss_kib(servers.procs["service"].pid)
+    calls_before = batch_sizes(servers.our_port)
+    for _ in range(args.rounds):
+        for name, (url, body) in servers.urls.items():
+            cpu = cpu_seconds(servers.procs[name].pid)
+            run = run_wrk(url, body, lua, args.seconds, args.concurrency, None)
+            cpu = cpu_seconds(servers.procs[name].pid) - cpu
+            run["cpu_us_per_request"] = 1e6 * cpu / max(run["requests"], 1)
+            rows[name].append(run)
+    calls_after = batch_sizes(servers.our_port)
+    rows["requests_per_call"] = (calls_after[0] - calls_before[0]) / (
+        calls_after[1] - calls_before[1]
+    )
+    return rows
+
+
+def _soak(args: argparse.Namespace, servers: Servers, lua: Path, rows: dict[str, Any]) -> Any:
+    """The service's RSS before and after ``rss_requests`` more requests."""
+    pid = servers.procs["service"].pid
+    url, body = servers.urls["service"]
+    before = rss_kib(pid)
+    rate = statistics.median(r["rps"] for r in rows["service"])
+    soak_s = min(900.0, 1.25 * args.rss_requests / rate)  # wrk runs by time, not count
+    soak = run_wrk(url, body, lua, soak_s, args.concurrency, None)
+    after = rss_kib(pid)
+    warm = rows.pop("rss_warm_kib")
+    return {
+        "after_warmup_kib": warm,
+        "before_soak_kib": before,
+        "after_soak_kib": after,
+        "soak": soak,
+        "growth_vs_warmup": after / warm - 1,
     }
-    results: dict[str, Any] = {"single_row": {name: [] for name in urls}}
-    try:
-        our_url = urls["service"][0]
-        for url, body in urls.values():  # warm-up
-            run_wrk(url, body, lua, 2, args.concurrency, None)
-        rss_warm = rss_kib(ours.pid)
-        calls_before = batch_sizes(our_port)
-        for _ in range(args.rounds):
-            for name, (url, body) in urls.items():
-                cpu = cpu_seconds(servers[name].pid)
-                run = run_wrk(url, body, lua, args.seconds, args.concurrency, None)
-                cpu = cpu_seconds(servers[name].pid) - cpu
-                run["cpu_us_per_request"] = 1e6 * cpu / max(run["requests"], 1)
-                results["single_row"][name].append(run)
-        calls_after = batch_sizes(our_port)
-        results["single_row"]["requests_per_call"] = (calls_after[0] - calls_before[0]) / (
-            calls_after[1] - calls_before[1]
-        )
-        solo.terminate()
-        solo.wait(timeout=20)
-        rss_before = rss_kib(ours.pid)
-        rate = statistics.median(r["rps"] for r in results["single_row"]["service"])
-        soak_s = min(900.0, 1.25 * args.rss_requests / rate)  # wrk runs by time, not count
-        soak = run_wrk(our_url, ours_body, lua, soak_s, args.concurrency, None)
-        rss_after = rss_kib(ours.pid)
-        results["rss"] = {
-            "after_warmup_kib": rss_warm,
-            "before_soak_kib": rss_before,
-            "after_soak_kib": rss_after,
-            "soak": soak,
-            "growth_vs_warmup": rss_after / rss_warm - 1,
-        }
-        batch = []
-        session_x = None
-        for n in (1_000, 10_000, 100_000):
-            reps = int(np.ceil(n / len(frame)))
-            cols = {s: np.tile(frame[s], reps)[:n].tolist() for s in raw}
-            times = []
-            with httpx.Client(timeout=300) as client:
-                # New sample times each time: live data, not a backfill. The first post is a
-                # warm-up (the process grows its heap for the size), then five are timed.
-                past = time.time() - 60.0 * 70 * n  # in the past: the service refuses the future
-                for rep in range(6):
-                    stamps = (past + 60.0 * (np.arange(n) + (rep + 1) * 10 * n)).tolist()
-                    payload = json.dumps(
-                        {"model": "column_a", "timestamp": stamps, "columns": cols}
-                    ).encode()
-                    t0 = time.perf_counter()
-                    r = client.post(  # returns once the whole answer has arrived
-                        our_url, content=payload, headers={"content-type": "application/json"}
-                    )
-                    if rep:
-                        times.append(time.perf_counter() - t0)
-                    assert r.status_code == 200, r.text[:300]
-                    assert len(r.json()["estimate"]) == n  # parsed outside the timing
-            matrix = np.column_stack([np.asarray(cols[s]) for s in raw])
-            loaded = load_model(Registry(work / "models"), "column_a", "bench")
-            session_x = loaded.plan.assemble(
-                np.vstack([np.repeat(matrix[:1], loaded.history, axis=0), matrix])
+
+
+def _batch(url: str, frame: Any, raw: list[str], work: Path, n: int) -> dict[str, Any]:
+    """An ``n``-row columnar batch over HTTP, against onnxruntime alone on the same rows."""
+    reps = int(np.ceil(n / len(frame)))
+    cols = {s: np.tile(frame[s], reps)[:n].tolist() for s in raw}
+    times = []
+    with httpx.Client(timeout=300) as client:
+        # New sample times each time: live data, not a backfill. The first post is a
+        # warm-up (the process grows its heap for the size), then five are timed.
+        past = time.time() - 60.0 * 70 * n  # in the past: the service refuses the future
+        for rep in range(6):
+            stamps = (past + 60.0 * (np.arange(n) + (rep + 1) * 10 * n)).tolist()
+            payload = json.dumps({"model": "column_a", "timestamp": stamps, "columns": cols})
+            t0 = time.perf_counter()
+            r = client.post(  # returns once the whole answer has arrived
+                url, content=payload.encode(), headers={"content-type": "application/json"}
             )
-            ort_times = []
-            for _ in range(3):
-                t0 = time.perf_counter()
-                loaded.predict(session_x)
-                ort_times.append(time.perf_counter() - t0)
-            http_s, ort_s = statistics.median(times), statistics.median(ort_times)
-            batch.append(
-                {
-                    "rows": n,
-                    "body_bytes": len(payload),
-                    "http_seconds": http_s,
-                    "rows_per_second": n / http_s,
-                    "onnxruntime_seconds": ort_s,
-                    "onnxruntime_rows_per_second": n / ort_s,
-                }
-            )
-        results["batch"] = batch
-        results["validity_cost_us_per_row"] = validity_cost(
-            load_model(Registry(work / "models"), "column_a", "bench")
-        )
-    finally:
-        for proc in servers.values():
-            if proc.poll() is None:
-                proc.terminate()
-                proc.wait(timeout=20)
+            if rep:
+                times.append(time.perf_counter() - t0)
+            assert r.status_code == 200, r.text[:300]
+            assert len(r.json()["estimate"]) == n  # parsed outside the timing
+    matrix = np.column_stack([np.asarray(cols[s]) for s in raw])
+    loaded = load_model(Registry(work / "models"), "column_a", "bench")
+    x = loaded.plan.assemble(np.vstack([np.repeat(matrix[:1], loaded.history, axis=0), matrix]))
+    ort_times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        loaded.predict(x)
+        ort_times.append(time.perf_counter() - t0)
+    http_s, ort_s = statistics.median(times), statistics.median(ort_times)
+    return {
+        "rows": n,
+        "body_bytes": len(payload),
+        "http_seconds": http_s,
+        "rows_per_second": n / http_s,
+        "onnxruntime_seconds": ort_s,
+        "onnxruntime_rows_per_second": n / ort_s,
+    }
+
+
+def _ratios(results: dict[str, Any], args: argparse.Namespace) -> None:
+    """Service over reference, round by round: wall-clock rate and rate per CPU second."""
     rows = results["single_row"]
 
-    def ratios_of(name: str) -> list[float]:
+    def ratios_of(name: str, key: str = "rps") -> list[float]:
         pairs = zip(rows[name], rows["reference"], strict=True)
-        return [s["rps"] / r["rps"] for s, r in pairs]
+        if key == "rps":
+            return [s["rps"] / r["rps"] for s, r in pairs]
+        return [r[key] / s[key] for s, r in pairs]  # a cost: the reference's over ours
 
-    ratios = ratios_of("service")
-    results["single_row"]["throughput_ratio"] = ratios
-    cpu_ratios = [  # requests per CPU second, service over reference
-        r["cpu_us_per_request"] / s["cpu_us_per_request"]
-        for s, r in zip(rows["service"], rows["reference"], strict=True)
-    ]
-    results["single_row"]["cpu_ratio"] = cpu_ratios
-    results["single_row"]["throughput_ratio_median"] = statistics.median(ratios)
-    results["single_row"]["one_by_one_ratio"] = ratios_of("service_one_by_one")
+    rows["throughput_ratio"] = ratios_of("service")
+    rows["cpu_ratio"] = ratios_of("service", "cpu_us_per_request")
+    rows["throughput_ratio_median"] = statistics.median(rows["throughput_ratio"])
+    rows["one_by_one_ratio"] = ratios_of("service_one_by_one")
     results["command"] = (
         f"python -m bench.service --rounds {args.rounds} --seconds "
         f"{args.seconds:g} --concurrency {args.concurrency}"
@@ -298,22 +295,25 @@ def main() -> None:
         "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_atomic(args.out / "results.json", json.dumps(results, indent=1) + "\n")
-    for name in urls:
+
+
+def _print(results: dict[str, Any]) -> None:
+    rows = results["single_row"]
+    names = ("reference", "service", "service_one_by_one")
+    for name in names:
         rr = rows[name]
         print(
             f"{name:18s} rps {[round(r['rps']) for r in rr]}  p50 ms "
             f"{[r['p50_ms'] for r in rr]}  p99 ms {[r['p99_ms'] for r in rr]}  "
             f"non-2xx {sum(r['non_2xx'] for r in rr)}"
         )
-    print(f"throughput ratio service/reference: {[round(r, 2) for r in ratios]}")
+    print(f"throughput ratio service/reference: {[round(r, 2) for r in rows['throughput_ratio']]}")
     print(
         "  per CPU second of the server process (what a core of its own gives): "
-        f"{[round(r, 2) for r in cpu_ratios]}; CPU us per request "
+        f"{[round(r, 2) for r in rows['cpu_ratio']]}; CPU us per request "
         + ", ".join(
             f"{name} {statistics.median(r['cpu_us_per_request'] for r in rows[name]):.0f}"
-            for name in urls
+            for name in names
         )
     )
     print(
@@ -337,6 +337,34 @@ def main() -> None:
         f"{r['soak']['requests']} more requests {r['after_soak_kib']} KiB "
         f"({r['growth_vs_warmup']:+.1%})"
     )
+
+
+def main() -> None:
+    args = _arguments()
+    require_wrk()
+    work = Path(tempfile.mkdtemp(prefix="softsensor-bench-"))
+    data, card = make_model(work)
+    lua = work / "post.lua"
+    lua.write_text(LUA)
+    frame = np.genfromtxt(data, delimiter=",", names=True, dtype=None, encoding="utf-8")
+    raw = raw_signals(card)
+    servers = _start_servers(work, card, {s: float(frame[s][-1]) for s in raw})
+    results: dict[str, Any] = {}
+    try:
+        results["single_row"] = _single_row(args, servers, lua)
+        servers.stop("service_one_by_one")
+        results["rss"] = _soak(args, servers, lua, results["single_row"])
+        url = servers.urls["service"][0]
+        results["batch"] = [_batch(url, frame, raw, work, n) for n in (1_000, 10_000, 100_000)]
+        results["validity_cost_us_per_row"] = validity_cost(
+            load_model(Registry(work / "models"), "column_a", "bench")
+        )
+    finally:
+        servers.stop()
+    _ratios(results, args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_atomic(args.out / "results.json", json.dumps(results, indent=1) + "\n")
+    _print(results)
     shutil.rmtree(work, ignore_errors=True)
 
 
