@@ -16,6 +16,8 @@ from pydantic import (
     Field,
     JsonValue,
     StrictFloat,
+    StrictInt,
+    StringConstraints,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -70,6 +72,16 @@ _RECORDS_EXAMPLE: dict[str, JsonValue] = {
     "stream": "unit-1",
     "records": [{"timestamp": "2026-01-01T05:00:00Z", "values": dict(_COLUMN_A_READING)}],
 }
+_QUALITY_EXAMPLE: dict[str, JsonValue] = {  # a transmitter away, another one doubtful
+    "model": "column_a",
+    "records": [
+        {
+            "timestamp": "2026-01-01T05:00:00Z",
+            "values": dict(_COLUMN_A_READING) | {"T21": "I/O Timeout"},
+            "quality": {"T34": "Uncertain_LastKnownValue"},
+        }
+    ],
+}
 _COLUMNS_EXAMPLE: dict[str, JsonValue] = {
     "model": "column_a",
     "timestamp": [1767243600.0],
@@ -77,11 +89,28 @@ _COLUMNS_EXAMPLE: dict[str, JsonValue] = {
 }
 
 
+# A value is a number, null (not available) or a digital state's name ("I/O Timeout",
+# "Shutdown", as PI sends instead of a number): a state is a bad input, never a number.
+Value = StrictFloat | Annotated[str, StringConstraints(max_length=200)] | None
+# Per signal: a symbol ("Good", "Uncertain_LastKnownValue", "BadNoCommunication", PI's
+# "Questionable") or a number in the request's quality_encoding. Missing means good.
+QualityValue = StrictFloat | StrictInt | Annotated[str, StringConstraints(max_length=200)]
+QUALITY = (
+    "per signal, the value's quality as the historian sent it: a symbol (Good..., "
+    "Uncertain..., Questionable, Bad...) or a number in quality_encoding; missing is good. "
+    "A bad input is treated as missing (carried forward) and makes the row uncertain, too "
+    "many make it bad; an uncertain input makes the row uncertain"
+)
+QualityEncoding = Literal["opcua", "opcda", "percent"]
+
+
 class Record(_Body):
-    """One sample: when it was taken and the signals' values (null = not available)."""
+    """One sample: when it was taken, the signals' values (null = not available; a digital
+    state's name = a bad value) and, optionally, their qualities."""
 
     timestamp: Stamp | None = None
-    values: dict[str, StrictFloat | None]
+    values: dict[str, Value]
+    quality: dict[str, QualityValue] | None = Field(default=None, description=QUALITY)
 
 
 class PredictRequest(_Body):
@@ -94,8 +123,16 @@ class PredictRequest(_Body):
     )
     records: list[Record] | None = None
     timestamp: list[Stamp] | None = Field(default=None, description="columnar: sample times")
-    columns: dict[str, list[StrictFloat | None]] | None = Field(
+    columns: dict[str, list[Value]] | None = Field(
         default=None, description="columnar: one list of values per signal"
+    )
+    quality: dict[str, list[QualityValue | None]] | None = Field(
+        default=None, description="columnar: " + QUALITY + " (null: good)"
+    )
+    quality_encoding: QualityEncoding | None = Field(
+        default=None,
+        description="how numeric qualities read: opcua (status code, 0 = Good), opcda "
+        "(quality byte, 192 = Good) or percent (confidence 0..100)",
     )
 
     @property
@@ -115,12 +152,19 @@ class PredictRequest(_Body):
                 lengths["timestamp"] = len(self.timestamp)
             if len(set(lengths.values())) > 1:
                 raise ValueError(f"columns must have equal lengths, got {lengths}")
+        if self.quality is not None and self.columns is None:
+            raise ValueError("'quality' lists go with 'columns'; a record has its own 'quality'")
+        if self.quality is not None and self.columns is not None:
+            rows = self.rows
+            for name, q in self.quality.items():
+                if len(q) != rows:
+                    raise ValueError(f"quality[{name!r}] has {len(q)} values for {rows} rows")
         return self
 
     model_config = ConfigDict(
         extra="forbid",
         allow_inf_nan=False,
-        json_schema_extra={"examples": [_RECORDS_EXAMPLE, _COLUMNS_EXAMPLE]},
+        json_schema_extra={"examples": [_RECORDS_EXAMPLE, _COLUMNS_EXAMPLE, _QUALITY_EXAMPLE]},
     )
 
 
@@ -128,8 +172,8 @@ Status = Literal["good", "uncertain", "bad"]
 REASONS = (
     "why a row is not good (service.scoring.status): out_of_range:<signal>, "
     "outside_training:<signal>, "
-    "imputed:<signal>, frozen:<signal>, drift:<signal>, missing_history, t2, spe, clamped, "
-    "bias_stale"
+    "imputed:<signal>, frozen:<signal>, drift:<signal>, quality_bad:<signal>, "
+    "quality_uncertain:<signal>, missing_history, t2, spe, clamped, bias_stale"
 )
 
 
@@ -155,6 +199,10 @@ class Estimate(BaseModel):
     )
     model_version: str
     status: Status
+    status_code: int = Field(
+        description="the status as an OPC UA status code (0 Good, 0x40000000 Uncertain, "
+        "0x80000000 Bad), for a historian to store with the value"
+    )
     reasons: list[str] = Field(description=REASONS)
     t2: float | None = Field(description="Hotelling T2 of the inputs (None: no calibration)")
     spe: float | None = Field(description="SPE (Q) of the inputs (None: no calibration)")
@@ -195,6 +243,7 @@ class ColumnarPredictResponse(BaseModel):
     interval_low: list[float]
     interval_high: list[float]
     status: list[Status]
+    status_code: list[int] = Field(description="the statuses as OPC UA status codes")
     t2: list[float] | None
     spe: list[float] | None
     frozen: list[str] = Field(description="signals frozen at the last row")

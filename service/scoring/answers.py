@@ -13,8 +13,12 @@ from typing import Any
 import numpy as np
 
 from service.contracts.arrays import FloatArray
+from service.plant.quality import STATUS_CODES, Quality
 from service.scoring.status import STATUS_NAMES, Statuses
 
+# Each status as the OPC UA status code of its severity (Part 4, 7.39), in STATUS_NAMES order,
+# so a historian stores the estimate with a quality it knows.
+OPCUA_CODES = tuple(STATUS_CODES[q] for q in (Quality.GOOD, Quality.UNCERTAIN, Quality.BAD))
 _LISTS = ("out_of_range", "outside_training", "frozen", "imputed", "drift")
 QUIET: dict[str, Any] = {
     "out_of_range": [],
@@ -71,6 +75,7 @@ def records_answer(head: dict[str, Any], stamps: Any, version: str, s: Scored) -
                 "interval": (lo, hi),
                 "model_version": version,
                 "status": STATUS_NAMES[codes[i]],
+                "status_code": OPCUA_CODES[codes[i]],
                 "reasons": why,
                 "t2": t2[i],
                 "spe": spe[i],
@@ -97,6 +102,7 @@ def columns_answer(
         "interval_low": s.low,
         "interval_high": s.high,
         "status": names[s.statuses.codes].tolist(),
+        "status_code": np.array(OPCUA_CODES)[s.statuses.codes].tolist(),
         "t2": s.t2,
         "spe": s.spe,
         "frozen": frozen,

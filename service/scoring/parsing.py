@@ -15,17 +15,28 @@ import numpy as np
 from service.api.schemas import PredictRequest
 from service.contracts.arrays import FloatArray
 from service.contracts.errors import BadInputError, PayloadTooLargeError, shown_names
+from service.scoring.qualities import (
+    Qualities,
+    bad_as_missing,
+    column_qualities,
+    record_qualities,
+)
 from service.scoring.rows import Series
 from service.scoring.runtime import LoadedModel
 from service.state.clock import to_posix
 
 
-def _floats(values: list[float | None]) -> FloatArray:
-    """A JSON number list as floats, null as NaN; the common all-numbers case stays in C."""
-    try:
-        return np.asarray(values, dtype=np.float64)
-    except TypeError:
-        return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+def _floats(values: list[Any] | FloatArray) -> FloatArray:
+    """A JSON value list as floats, null and digital states as NaN; the common all-numbers
+    case stays in C."""
+    if isinstance(values, np.ndarray):  # read in bulk: numbers only
+        return values
+    if str not in map(type, values):  # numpy would read "1.5" as a number
+        try:
+            return np.asarray(values, dtype=np.float64)
+        except TypeError:
+            pass
+    return np.array([v if isinstance(v, float | int) else np.nan for v in values])
 
 
 def check_rows(n: int, limit: int) -> None:
@@ -61,9 +72,10 @@ def _times(model: LoadedModel, stamps: list[Any], n: int) -> FloatArray:
     return in_order(times)
 
 
-def _record_table(model: LoadedModel, req: PredictRequest) -> FloatArray:
+def _record_table(model: LoadedModel, req: PredictRequest) -> tuple[FloatArray, Qualities]:
     known, names, needed = model.known_signals, model.raw_signals, model.raw_signal_set
     table = []
+    marked = False  # some record carries a quality or a digital state
     for i, rec in enumerate(req.records or ()):
         got = rec.values
         keys = got.keys()
@@ -74,23 +86,37 @@ def _record_table(model: LoadedModel, req: PredictRequest) -> FloatArray:
                 f"{missing} for model {model.name!r} (send null for a value that is "
                 "not available)"
             )
-        table.append([got[s] for s in names])
+        row = [got[s] for s in names]
+        table.append(row)
+        # numpy would read "1.5" as a number: a text value is a state, found by its type
+        marked = marked or rec.quality is not None or str in map(type, row)
     try:
-        return np.array(table, dtype=np.float64)
-    except TypeError:  # a null somewhere: not available, imputed later
-        return np.array(
-            [[np.nan if v is None else v for v in row] for row in table], dtype=np.float64
+        if marked:
+            raise TypeError("a quality or a digital state: read value by value")
+        values = np.array(table, dtype=np.float64)
+    except TypeError:  # a null (imputed later) or a digital state somewhere
+        values = np.array(
+            [[v if isinstance(v, float | int) else np.nan for v in row] for row in table],
+            dtype=np.float64,
         )
+    if not marked:
+        return values, None
+    return values, record_qualities(model, req, table)
 
 
-def read_series(model: LoadedModel, req: PredictRequest, max_rows: int) -> tuple[Series, Any]:
-    """The request's rows as a [n, S] series in the model's signal order, and the timestamps
-    as sent (echoed back unchanged)."""
+def read_series(
+    model: LoadedModel, req: PredictRequest, max_rows: int
+) -> tuple[Series, tuple[Any, Qualities]]:
+    """The request's rows as a [n, S] series in the model's signal order (bad values as
+    missing), the timestamps as sent (echoed back unchanged) and the values' qualities."""
     if req.records is not None:
         check_rows(len(req.records), max_rows)
-        values = _record_table(model, req)
+        values, quality = _record_table(model, req)
         stamps: list[Any] = [r.timestamp for r in req.records]
-        return Series(_times(model, stamps, len(stamps)), values), stamps
+        return Series(_times(model, stamps, len(stamps)), bad_as_missing(values, quality)), (
+            stamps,
+            quality,
+        )
     names = model.raw_signals
     columns = req.columns or {}
     unknown = sorted(columns.keys() - model.known_signals)
@@ -105,10 +131,12 @@ def read_series(model: LoadedModel, req: PredictRequest, max_rows: int) -> tuple
     by_signal = np.empty((len(names), n))  # contiguous per signal, then viewed [n, S]
     for j, s in enumerate(names):
         by_signal[j] = _floats(columns[s])
+    quality = column_qualities(model, req, n)
+    values = bad_as_missing(by_signal.T, quality)
     if isinstance(req.timestamp, np.ndarray):  # read in bulk: numbers, all finite
-        return Series(in_order(req.timestamp), by_signal.T), req.timestamp
+        return Series(in_order(req.timestamp), values), (req.timestamp, quality)
     stamps = list(req.timestamp) if req.timestamp is not None else [None] * n
-    return Series(_times(model, stamps, n), by_signal.T), stamps
+    return Series(_times(model, stamps, n), values), (stamps, quality)
 
 
 def row_field(req: PredictRequest) -> str:

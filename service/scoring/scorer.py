@@ -27,15 +27,18 @@ from service.parts import Parts
 from service.scoring.answers import Scored, columns_answer, records_answer
 from service.scoring.numbers import served_numbers
 from service.scoring.parsing import read_series, row_field
+from service.scoring.qualities import Qualities
 from service.scoring.rows import Assembled, Series, assemble_many
 from service.scoring.runtime import LoadedModel
 from service.scoring.slots import ModelSlot
 from service.scoring.status import (
     BAD,
     STATUS_NAMES,
+    UNCERTAIN,
     RowEvidence,
     SignalEvidence,
     Statuses,
+    bad_outside_limit,
     decide,
 )
 from service.scoring.validity import Assessment
@@ -83,6 +86,7 @@ class _Part:
     batch: Series
     stamps: Any  # as sent, echoed back
     history: Series | None
+    quality: Qualities  # [n, S] of the values sent; None: all good
 
 
 def _names(names: Sequence[str], flags: NDArray[np.bool_]) -> list[str]:
@@ -164,7 +168,7 @@ class Scorer:
 
     def _part(self, slot: ModelSlot, req: PredictRequest) -> _Part:
         model = slot.model
-        batch, stamps = read_series(model, req, self.settings.max_batch_rows)
+        batch, (stamps, quality) = read_series(model, req, self.settings.max_batch_rows)
         stateful = req.stream is not None
         try:  # a stream first seen here, or moved on by another replica, reads the store
             state = self._stream(slot, req.stream or self.settings.default_stream)
@@ -178,7 +182,7 @@ class Scorer:
         if stateful:
             state.check_order(float(batch.times[0]))
             history = state.history
-        return _Part(req, state, stateful, batch, stamps, history)
+        return _Part(req, state, stateful, batch, stamps, history, quality)
 
     def _score_all(
         self,
@@ -221,9 +225,8 @@ class Scorer:
             if answers[i] is not None:  # refused above
                 continue
             assessed = _slice(assessment, a, b)
-            answers[i] = self._finish(
-                slot, p, part, estimate[a:b], assessed, bool(quiet[a:b].all()), counts
-            )
+            calm = bool(quiet[a:b].all()) and p.quality is None
+            answers[i] = self._finish(slot, p, part, estimate[a:b], assessed, calm, counts)
             log.append((model.name, p.state.stream, p.batch.times, estimate[a:b]))
             scored += b - a
             if rows.holes:
@@ -312,7 +315,8 @@ class Scorer:
         elif signals_quiet:  # only the request's own row evidence: no per-signal evidence
             statuses = decide(n, [], self._row_evidence(n, part, stale, scored[4]))
         else:
-            statuses = self._statuses_of(slot, part, n, frozen, drifting, a, stale, scored[4])
+            evidence = (frozen, drifting, p.quality)
+            statuses = self._statuses_of(slot, part, n, evidence, a, stale, scored[4])
         if statuses.reasons:
             counts += np.bincount(statuses.codes, minlength=3)
         else:
@@ -340,19 +344,26 @@ class Scorer:
         slot: ModelSlot,
         part: Assembled,
         n: int,
-        frozen: NDArray[np.bool_],
-        drifting: NDArray[np.bool_] | None,
+        evidence: tuple[NDArray[np.bool_], NDArray[np.bool_] | None, Qualities],
         a: Assessment | None,
         stale: bool,
         clamped: NDArray[np.bool_],
     ) -> Statuses:
         """Every piece of a request's evidence through the rules (``service.scoring.status``)."""
         names = slot.model.raw_signals
+        frozen, drifting, quality = evidence
         per_signal = [
             SignalEvidence("out_of_range", names, part.out_of_range, BAD),
             SignalEvidence("imputed", names, part.imputed),
             SignalEvidence("frozen", names, frozen),
         ]
+        if quality is not None:  # the historian's word on its own values
+            per_signal += [
+                SignalEvidence(
+                    "quality_bad", names, quality == BAD, bad_above=bad_outside_limit(len(names))
+                ),
+                SignalEvidence("quality_uncertain", names, quality == UNCERTAIN),
+            ]
         per_row = self._row_evidence(n, part, stale, clamped)
         validity = slot.validity
         if a is not None and validity is not None:

@@ -12,6 +12,9 @@ evidence                                              status     reason
 ===================================================  =========  =========================
 a value outside its signal's valid (physical) range   bad        ``out_of_range:<signal>``
 more than ``bad_outside_limit(n)`` signals outside     bad        (their reasons below)
+more than ``bad_outside_limit(n)`` bad inputs          bad        (their reasons below)
+an input the historian marks bad (or a digital state)  uncertain  ``quality_bad:<signal>``
+an input the historian marks uncertain                 uncertain  ``quality_uncertain:<s>``
 a signal outside its training range                   uncertain  ``outside_training:<s>``
 Hotelling T2 above its 99 % limit                      uncertain  ``t2``
 SPE (Q) above its 99 % limit                           uncertain  ``spe``
@@ -28,11 +31,14 @@ fewer inputs gets the same share, ``round(n / 4)``, at least one: a 12-signal mo
 with four signals outside, a 3-signal model with two. Counted per signal, not per lagged
 feature, since a sensor out of range takes its lagged copies with it.
 
-Differences from DeltaV, on purpose: a value outside its physical range is treated as a bad
-input (DeltaV has the transmitter's own status for that); T2 and SPE add the multivariate
-check DeltaV lacks (a row can be inside every single range and still unlike training).
-Evidence comes in two shapes, per signal and per row, so input qualities sent by a historian
-plug in as one more piece of per-signal evidence with its own level.
+Differences from DeltaV, on purpose: a bad input is substituted (carried forward, the card's
+policy for a gap) and makes the row uncertain, not bad, up to the same quarter of the signals
+(DeltaV makes the output Bad at the first Bad input; an operator would rather see an uncertain
+estimate than none when one transmitter of twelve drops out); a value outside its physical
+range is treated as a bad input (DeltaV has the transmitter's own status for that); T2 and
+SPE add the multivariate check DeltaV lacks (a row can be inside every single range and still unlike training).
+Evidence comes in two shapes, per signal and per row; input qualities sent by a historian
+(``service.scoring.qualities``) are per-signal evidence like any other.
 """
 
 from __future__ import annotations

@@ -129,7 +129,7 @@ RAW = {"content-type": "application/json"}
         ("/v1/lab-results", '{"results": [{"sample_time": Infinity, "value": 1}]}', 422, "time"),
         ("/v2/models/tiny/infer", v2_text("[NaN, 1, 2, 3]"), 400, "data"),
         # strings, booleans and nulls where a number belongs
-        ("/v1/predict", _columns(b=["1.0", 2.0]), 422, "columns.b"),
+        ("/v1/predict", _columns(b=[[1.0], 2.0]), 422, "columns.b"),  # text: a digital state
         ("/v1/predict", _columns(b=[True, 2.0]), 422, "columns.b"),
         ("/v1/predict", _columns(timestamp=[None, 1.0]), 422, "timestamp"),
         ("/v1/predict", _columns(timestamp=[True, False]), 422, "timestamp"),

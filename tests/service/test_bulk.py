@@ -49,7 +49,7 @@ def test_bulk_reader_gives_the_schema_values(published: Published) -> None:
     ("change", "field"),
     [
         (lambda p: p["columns"]["a"].__setitem__(7, True), "columns.a.7"),
-        (lambda p: p["columns"]["b"].__setitem__(3, "12.5"), "columns.b.3"),
+        (lambda p: p["columns"]["b"].__setitem__(3, {"v": 12.5}), "columns.b.3"),
         (lambda p: p.__setitem__("model", "Bad Name!"), "model"),
         (lambda p: p.__setitem__("colour", "red"), "colour"),
         (lambda p: p["columns"]["q"].pop(), "equal lengths"),
