@@ -36,7 +36,8 @@ policy for a gap) and makes the row uncertain, not bad, up to the same quarter o
 (DeltaV makes the output Bad at the first Bad input; an operator would rather see an uncertain
 estimate than none when one transmitter of twelve drops out); a value outside its physical
 range is treated as a bad input (DeltaV has the transmitter's own status for that); T2 and
-SPE add the multivariate check DeltaV lacks (a row can be inside every single range and still unlike training).
+SPE add the multivariate check DeltaV lacks (a row can be inside every single range and
+still unlike training).
 Evidence comes in two shapes, per signal and per row; input qualities sent by a historian
 (``service.scoring.qualities``) are per-signal evidence like any other.
 """
