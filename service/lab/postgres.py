@@ -80,7 +80,7 @@ def describe(url: str) -> str:
 class _Pool:
     """The connection pool and the one translation of psycopg's errors into the store's."""
 
-    def __init__(self, url: str, size: int, timeout_s: float) -> None:
+    def __init__(self, url: str, size: int, timeout_s: float, name: str = "state") -> None:
         self.where = describe(url)
         self.pool: psycopg_pool.ConnectionPool[psycopg.Connection[Any]] = (
             psycopg_pool.ConnectionPool(
@@ -91,7 +91,7 @@ class _Pool:
                 open=False,
                 kwargs={"autocommit": True, "connect_timeout": max(2, math.ceil(timeout_s))},
                 reconnect_timeout=math.inf,  # a server down for long is waited for, not dropped
-                name="softsensor-state",
+                name=f"softsensor-{name}",
             )
         )
         with self.errors("connect"):
@@ -223,6 +223,9 @@ class PostgresStore:
         self.where = f"PostgreSQL at {self._pool.where}"
         try:
             self._migrate()
+            # The stream locks' own connection: a holder needs connections of the main pool
+            # for its work, so taking both from one pool could starve it under load.
+            self._locks = _Pool(url, 1, timeout_s, "locks")
         except BaseException:
             self._pool.pool.close()
             raise
@@ -254,7 +257,8 @@ class PostgresStore:
                 log.info("state store %s: applied migration %s", self.where, name)
 
     def close(self) -> None:
-        """Close the pool; later calls fail with StoreError, a second close does nothing."""
+        """Close the pools; later calls fail with StoreError, a second close does nothing."""
+        self._locks.pool.close()
         self._pool.pool.close()
 
     def __enter__(self) -> PostgresStore:
@@ -392,10 +396,11 @@ class PostgresStore:
     def serialized(self, model: str, streams: Sequence[str]) -> Iterator[None]:
         """Hold a transaction advisory lock per (model, stream), taken in name order (no
         deadlock between replicas), while the caller decides and stores its results: the
-        lock is released after the caller's own transaction committed."""
+        lock is released after the caller's own transaction committed. The lock connection
+        is one per process (lab results are few), its own pool's."""
         keys = sorted({f"{model}\x1f{s}" for s in streams})
-        with self._pool.connection("lock streams") as conn, conn.transaction():
-            with self._pool.errors("lock streams"):
+        with self._locks.connection("lock streams") as conn, conn.transaction():
+            with self._locks.errors("lock streams"):
                 for key in keys:
                     conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
             yield
