@@ -12,9 +12,10 @@ same result twice is a harmless retry, another value for it is a 409. What shari
 - a stream's carried state (lag history, data clock, trackers) is saved with its
   predictions, so the next request may land on any replica (``service.state.snapshot``).
 
-A server that cannot be reached (down, restarting) raises :class:`StoreUnavailableError`
+A server that cannot be reached (down, restarting) raises ``StoreUnavailableError``
 (503, nothing stored); the pool replaces broken connections, so the service recovers by
-itself when the server is back. The schema is versioned in ``service.lab.migrations``.
+itself when the server is back (``service.lab.pgpool``). The schema is versioned in
+``service.lab.migrations``.
 """
 
 from __future__ import annotations
@@ -22,18 +23,16 @@ from __future__ import annotations
 import builtins
 import contextlib
 import logging
-import math
 from collections.abc import Iterator, Sequence
 from itertools import repeat
 from types import TracebackType
 from typing import Any
 
 import psycopg
-import psycopg_pool
-from psycopg.conninfo import conninfo_to_dict
 
-from service.lab.errors import StoreConflictError, StoreError, StoreUnavailableError
+from service.lab.errors import StoreConflictError, StoreError
 from service.lab.migrations import migrations
+from service.lab.pgpool import Pool
 from service.lab.records import (
     DEFAULT_STREAM,
     LAB_COLUMNS,
@@ -67,64 +66,6 @@ _UPSERT_STATE = (
 )
 
 
-def describe(url: str) -> str:
-    """``host:port/dbname`` of a connection URL: for messages, never the password."""
-    try:
-        info = conninfo_to_dict(url)
-    except psycopg.ProgrammingError as exc:
-        raise ValueError(f"state_url: not a PostgreSQL connection URL: {exc}") from None
-    host = info.get("host") or "localhost"
-    return f"{host}:{info.get('port') or 5432}/{info.get('dbname') or info.get('user') or ''}"
-
-
-class _Pool:
-    """The connection pool and the one translation of psycopg's errors into the store's."""
-
-    def __init__(self, url: str, size: int, timeout_s: float) -> None:
-        self.where = describe(url)
-        self.pool: psycopg_pool.ConnectionPool[psycopg.Connection[Any]] = (
-            psycopg_pool.ConnectionPool(
-                url,
-                min_size=1,
-                max_size=size,
-                timeout=timeout_s,
-                open=False,
-                kwargs={"autocommit": True, "connect_timeout": max(2, math.ceil(timeout_s))},
-                reconnect_timeout=math.inf,  # a server down for long is waited for, not dropped
-                name="softsensor-state",
-            )
-        )
-        with self.errors("connect"):
-            self.pool.open(wait=True, timeout=timeout_s)
-
-    @contextlib.contextmanager
-    def errors(self, action: str) -> Iterator[None]:
-        """psycopg's errors as StoreError naming the server and the action: a server that
-        cannot be reached is a 503 (and the idle connections are checked, so that the next
-        request gets a live one), anything else a 500."""
-        try:
-            yield
-        except psycopg_pool.PoolClosed as exc:
-            raise StoreError(None, f"cannot {action}: the store is closed") from exc
-        except psycopg.OperationalError as exc:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            log.warning("state store %s unavailable (%s): %s", self.where, action, reason)
-            with contextlib.suppress(Exception):
-                self.pool.check()
-            raise StoreUnavailableError(
-                None,
-                f"cannot {action}: the state database (PostgreSQL at {self.where}) is "
-                f"unavailable ({reason}); nothing was stored, retry later",
-            ) from exc
-        except psycopg.Error as exc:
-            raise StoreError(None, f"cannot {action} in PostgreSQL at {self.where}: {exc}") from exc
-
-    @contextlib.contextmanager
-    def connection(self, action: str) -> Iterator[psycopg.Connection[Any]]:
-        with self.errors(action), self.pool.connection() as conn:
-            yield conn
-
-
 class PostgresPredictionLog:
     """The prediction log and the streams' saved states, in the shared database.
 
@@ -136,7 +77,7 @@ class PostgresPredictionLog:
     a stream's state must never go back to an older one.
     """
 
-    def __init__(self, pool: _Pool) -> None:
+    def __init__(self, pool: Pool) -> None:
         self._pool = pool
 
     def record(self, model: str, stream: str, rows: Sequence[tuple[float, float]]) -> int:
@@ -219,10 +160,13 @@ class PostgresStore:
     shared = True
 
     def __init__(self, url: str, *, pool_size: int = 8, timeout_s: float = 2.0) -> None:
-        self._pool = _Pool(url, pool_size, timeout_s)
+        self._pool = Pool(url, pool_size, timeout_s)
         self.where = f"PostgreSQL at {self._pool.where}"
         try:
             self._migrate()
+            # The stream locks' own connection: a holder needs connections of the main pool
+            # for its work, so taking both from one pool could starve it under load.
+            self._locks = Pool(url, 1, timeout_s, "locks")
         except BaseException:
             self._pool.pool.close()
             raise
@@ -254,7 +198,8 @@ class PostgresStore:
                 log.info("state store %s: applied migration %s", self.where, name)
 
     def close(self) -> None:
-        """Close the pool; later calls fail with StoreError, a second close does nothing."""
+        """Close the pools; later calls fail with StoreError, a second close does nothing."""
+        self._locks.pool.close()
         self._pool.pool.close()
 
     def __enter__(self) -> PostgresStore:
@@ -392,10 +337,11 @@ class PostgresStore:
     def serialized(self, model: str, streams: Sequence[str]) -> Iterator[None]:
         """Hold a transaction advisory lock per (model, stream), taken in name order (no
         deadlock between replicas), while the caller decides and stores its results: the
-        lock is released after the caller's own transaction committed."""
+        lock is released after the caller's own transaction committed. The lock connection
+        is one per process (lab results are few), its own pool's."""
         keys = sorted({f"{model}\x1f{s}" for s in streams})
-        with self._pool.connection("lock streams") as conn, conn.transaction():
-            with self._pool.errors("lock streams"):
+        with self._locks.connection("lock streams") as conn, conn.transaction():
+            with self._locks.errors("lock streams"):
                 for key in keys:
                     conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
             yield

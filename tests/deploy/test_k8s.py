@@ -178,7 +178,7 @@ def test_state_is_shared_through_a_secret(monkeypatch: pytest.MonkeyPatch) -> No
     assert _one("Service")["spec"].get("sessionAffinity", "None") == "None"
     settings = settings_from_env(_one("ConfigMap")["data"], monkeypatch)
     hpa = _one("HorizontalPodAutoscaler")["spec"]
-    assert hpa["maxReplicas"] * settings.state_pool_size + 5 <= 100
+    assert hpa["maxReplicas"] * (settings.state_pool_size + 1) + 5 <= 100  # +1: the locks
     (job,) = _pod_spec("CronJob")["containers"]
     assert _state_url_env(job)["valueFrom"]["secretKeyRef"] == ref
     args = parse_cli(job["args"])

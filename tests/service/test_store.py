@@ -420,3 +420,34 @@ def test_the_default_state_url_is_the_file_in_the_state_dir(tmp_path: Path) -> N
     with contextlib.closing(open_store(settings.store_url)) as store:
         assert not store.shared
     assert (tmp_path / "state" / "lab_results.sqlite").is_file()
+
+
+def test_stream_locks_do_not_starve_the_pool(pg_url: str) -> None:
+    """Two lab decisions at once (two models served) in one process, with the smallest pool
+    allowed: the one holding its lock still gets the connections its work needs (the locks
+    have a connection of their own), the other waits for it, neither fails."""
+    from service.lab.postgres import PostgresStore
+
+    holding = threading.Event()
+    errors: list[BaseException] = []
+    with PostgresStore(pg_url, pool_size=2, timeout_s=1.0) as store:
+
+        def decide(model: str) -> None:
+            try:
+                with store.serialized(model, ["s"]):
+                    holding.set()
+                    time.sleep(0.2)  # the other one tries meanwhile
+                    assert store.get(model, T0, "s") is None
+                    store.add(model, T0, 1.0, T0, stream="s")
+            except BaseException as exc:
+                errors.append(exc)
+
+        first = threading.Thread(target=decide, args=("a",))
+        first.start()
+        assert holding.wait(10)
+        second = threading.Thread(target=decide, args=("b",))
+        second.start()
+        first.join()
+        second.join()
+        assert not errors, errors
+        assert {r.model for r in store.list()} == {"a", "b"}
