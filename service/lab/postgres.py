@@ -42,6 +42,7 @@ from service.lab.records import (
     check_find,
     check_limit,
     finite,
+    list_filter,
     prediction_batch,
     record_of,
     row_of,
@@ -283,16 +284,7 @@ class PostgresStore:
     ) -> builtins.list[LabRecord]:
         """Stored lab results, newest sample first; ``since`` keeps sample_time >= it."""
         check_limit(limit)
-        clauses: builtins.list[str] = []
-        params: builtins.list[Any] = []
-        for column, value in (("model", model), ("stream", stream)):
-            if value is not None:
-                clauses.append(f"{column} = %s")
-                params.append(text(column, value))
-        if since is not None:
-            clauses.append("sample_time >= %s")
-            params.append(finite("since", since))
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        where, params = list_filter(model, stream, since, "%s")
         query = (
             f"SELECT {LAB_COLUMNS} FROM lab_results {where}"
             ' ORDER BY sample_time DESC, model COLLATE "C", stream COLLATE "C" LIMIT %s'

@@ -116,3 +116,20 @@ def check_find(sample_time: float, tolerance_s: float) -> tuple[float, float]:
 def check_limit(limit: int) -> None:
     if not 1 <= limit <= MAX_LIST:
         raise ValueError(f"limit must be in 1..{MAX_LIST}, got {limit}")
+
+
+def list_filter(
+    model: str | None, stream: str | None, since: float | None, mark: str
+) -> tuple[str, list[Any]]:
+    """The WHERE clause and its parameters of a lab-result listing, checked; ``mark`` is the
+    engine's parameter placeholder (``?`` or ``%s``)."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    for column, value in (("model", model), ("stream", stream)):
+        if value is not None:
+            clauses.append(f"{column} = {mark}")
+            params.append(text(column, value))
+    if since is not None:
+        clauses.append(f"sample_time >= {mark}")
+        params.append(finite("since", since))
+    return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), params

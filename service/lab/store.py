@@ -33,6 +33,7 @@ from service.lab.records import (
     LabRecord,
     check_limit,
     finite,
+    list_filter,
     record_of,
     row_of,
     text,
@@ -234,16 +235,7 @@ class LabStore:
     ) -> builtins.list[LabRecord]:
         """Stored lab results, newest sample first; ``since`` keeps sample_time >= it."""
         check_limit(limit)
-        clauses: builtins.list[str] = []
-        params: builtins.list[Any] = []
-        for column, value in (("model", model), ("stream", stream)):
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                params.append(text(column, value))
-        if since is not None:
-            clauses.append("sample_time >= ?")
-            params.append(finite("since", since))
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        where, params = list_filter(model, stream, since, "?")
         query = (
             f"SELECT {_LAB_COLUMNS} FROM lab_results {where}"
             " ORDER BY sample_time DESC, model, stream LIMIT ?"
