@@ -61,6 +61,12 @@ class TrainResult:
     ended_linear: bool = False
     start_val_rmse: float | None = None  # validation RMSE of the starting linear model
     seed: int = 0
+    ridge_alpha: float | None = None  # alpha of the ridge start (by validation)
+    # Refitted on train + validation with the choices made on validation (their validation
+    # figures are then in-sample); ``selected`` is the run those choices came from.
+    refit: bool = False
+    selected: TrainResult | None = None
+    chain_scale: float = 1.0  # share of the hidden chain's correction kept (shrink_chain)
 
     @property
     def epochs_run(self) -> int:
@@ -89,6 +95,9 @@ class TrainResult:
     def history_dicts(self) -> list[dict[str, Any]]:
         return [asdict(r) for r in self.history]
 
+
+# Shares of the hidden chain's correction a checkpoint may keep (TrainConfig.shrink_chain).
+SHRINK_GRID = tuple(round(0.1 * k, 1) for k in range(1, 11))
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -124,6 +133,7 @@ class Trainer:
         pruner: Pruner,
         config: TrainConfig,
         transform: TargetTransform | None = None,
+        ridge_alpha: float | None = None,
     ) -> None:
         torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)
@@ -153,8 +163,9 @@ class Trainer:
             self.loss_fn = _squared_error
         self.model = MaskedMLP(self.xt.shape[1], n_outputs, network)
         self.start_val_rmse: float | None = None
+        self.ridge_alpha: float | None = None
         if self.model.linear is not None and config.start_at_linear and self.regression:
-            self._start_at_ridge()
+            self._start_at_ridge(ridge_alpha)
             self.start_state = copy.deepcopy(self.model.state_dict())
             self.start_val_rmse = self._val_rmse()
         groups: list[dict[str, Any]] = [
@@ -168,6 +179,7 @@ class Trainer:
                 {
                     "params": list(self.model.linear.parameters()),
                     "weight_decay": config.linear_weight_decay,
+                    "lr": config.lr * config.linear_lr_scale,
                 }
             )
         self.optimizer = torch.optim.Adam(groups, lr=config.lr, foreach=True)
@@ -179,15 +191,19 @@ class Trainer:
         self.best_loss = np.inf
         self.best_epoch = -1
         self.best_state = copy.deepcopy(self.model.state_dict())
+        self.best_scale = 1.0
+        self.shrinking = config.shrink_chain and self.regression and self.model.linear is not None
         self.stopped = False
         self.seconds = 0.0
 
-    def _start_at_ridge(self) -> None:
-        """Linear path at the ridge solution (alpha by validation, in the standardized and
-        transformed space the network is fitted in), the hidden chain's output at zero."""
+    def _start_at_ridge(self, alpha: float | None) -> None:
+        """Linear path at the ridge solution (alpha by validation unless given, in the
+        standardized and transformed space the network is fitted in), the hidden chain's
+        output at zero."""
         x_train, y_train = self.xt.double().numpy(), self.yt.double().numpy().ravel()
         x_val = self.xv.double().numpy()
-        ridge = fit_ridge(x_train, y_train, x_val, self.y_val, inverse=self._to_unit)
+        alphas = {} if alpha is None else {"alphas": (alpha,)}
+        ridge = fit_ridge(x_train, y_train, x_val, self.y_val, inverse=self._to_unit, **alphas)
         weight = ridge.coef_ / ridge.scale_
         bias = ridge.intercept_ - float(weight @ ridge.mean_)
         self.model.start_at_linear(
@@ -202,6 +218,20 @@ class Trainer:
     def _to_unit(self, z: FloatArray) -> FloatArray:
         """Network output (standardized, transformed) -> the target's unit."""
         return self.transform.inverse(self.y_scaler.inverse_transform(z).ravel())
+
+    def _shrunk_val_rmse(self) -> tuple[float, float]:
+        """(best validation RMSE, its chain share g) over SHRINK_GRID: the linear path plus
+        g times the chain's correction (the chain's output layer is linear, so g folds in)."""
+        assert self.model.linear is not None
+        self.model.eval()
+        with torch.no_grad():
+            lin = self.model.linear(self.xv).double().numpy()
+            full = self.model(self.xv).double().numpy()
+        fits = [
+            (float(np.sqrt(np.mean((self._to_unit(lin + g * (full - lin)) - self.y_val) ** 2))), g)
+            for g in SHRINK_GRID
+        ]
+        return min(fits)
 
     def _val_rmse(self) -> float | None:
         """Validation RMSE in the target's unit: what checkpoints are chosen on."""
@@ -256,9 +286,12 @@ class Trainer:
             val_loss = _evaluate(model, self.xv, self.yv, self.loss_fn)
             val_rmse = self._val_rmse()
             judged = val_loss if val_rmse is None else val_rmse
+        scale = 1.0
+        if self.shrinking:
+            judged, scale = self._shrunk_val_rmse()
         if epoch >= self.pruner.final_epoch - 1:  # masks can no longer change after this epoch
             if judged < self.best_loss:
-                self.best_loss, self.best_epoch = judged, epoch
+                self.best_loss, self.best_epoch, self.best_scale = judged, epoch, scale
                 self.best_state = copy.deepcopy(model.state_dict())
             elif epoch - self.best_epoch >= self.config.early_stopping:
                 self.stopped = True
@@ -277,14 +310,23 @@ class Trainer:
         self.seconds += record.seconds
         return record
 
-    def finish(self) -> TrainResult:
+    def finish(self, end_linear: bool | None = None, chain_scale: float = 1.0) -> TrainResult:
         """Restore the best final-mask checkpoint and package the result.
 
         A run that started at the ridge solution keeps it if nothing reached later is better
         on validation: the chain is then removed (a dense baseline keeps its zeroed chain,
-        so that it stays unpruned) and the model is that linear one.
+        so that it stays unpruned) and the model is that linear one. A refit (``end_linear``
+        given) has no validation of its own: it ends linear as told, else at its last epoch.
         """
-        ended_linear = self.start_val_rmse is not None and not self.best_loss < self.start_val_rmse
+        if end_linear is None:
+            ended_linear = (
+                self.start_val_rmse is not None and not self.best_loss < self.start_val_rmse
+            )
+        else:
+            ended_linear = end_linear
+            self.best_epoch = len(self.history) - 1
+            self.best_state = copy.deepcopy(self.model.state_dict())
+            self.best_scale = chain_scale
         if ended_linear:
             self.model.load_state_dict(self.start_state)
             if self.pruner.name != "dense":
@@ -295,6 +337,7 @@ class Trainer:
                 self.totals.connections_removed += cleaned.connections_removed
         else:
             self.model.load_state_dict(self.best_state)
+            self.model.scale_chain(self.best_scale)
         self.model.eval()
         return TrainResult(
             model=self.model,
@@ -309,6 +352,8 @@ class Trainer:
             ended_linear=ended_linear,
             start_val_rmse=self.start_val_rmse,
             seed=self.config.seed,
+            ridge_alpha=self.ridge_alpha,
+            chain_scale=1.0 if ended_linear else self.best_scale,
         )
 
 
