@@ -49,7 +49,7 @@ class TrainConfig:
     # After every choice is made on validation (ridge alpha, epochs, where pruning stopped,
     # network or linear model), train again on train + validation with those choices: the
     # model then knows the most recent operating points (regression only).
-    refit: bool = False
+    refit: bool = True
     # Checkpoints also choose how much of the hidden chain's correction to add to the linear
     # path (out = linear(x) + g * mlp(x), g on a grid in (0, 1], by validation RMSE), folded
     # into the chain's output layer: a shrunken correction where the full one overfits.
