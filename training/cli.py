@@ -200,6 +200,13 @@ def _add_train_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         default=tc.early_stopping,
         help="stop after this many epochs without a better validation RMSE (masks final)",
     )
+    g.add_argument(
+        "--no-refit",
+        dest="refit",
+        action="store_false",
+        help="keep the networks fitted on the training rows instead of refitting them on "
+        "train + validation with the choices validation made",
+    )
     c = p.add_argument_group("connection appraisal (method ca)")
     c.add_argument(
         "--tau", type=_positive_float, default=ca.tau, help="relative-importance threshold"
@@ -285,6 +292,7 @@ def _run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
                 start_at_linear=args.start_at_linear,
                 input_noise=args.input_noise,
                 early_stopping=args.early_stopping,
+                refit=args.refit,
                 seed=args.seed,
                 progress=not args.quiet,
             ),

@@ -109,6 +109,11 @@ class RunReport:
         """The run's estimate in the target's unit (the members' mean)."""
         return self.ensemble.predict(x)
 
+    def predict_held_out(self, x: FloatArray) -> FloatArray:
+        """The estimate of the members validation judged: for refitted members, the runs
+        fitted on the training rows only, whose validation errors are out of sample."""
+        return Ensemble([m.selected or m for m in self.members]).predict(x)
+
 
 def epochs_to_target(val_losses: Sequence[float], reference: float | None) -> int | None:
     """Epochs (counted from 1) until validation loss first reaches 1.1x the dense best."""
@@ -188,7 +193,9 @@ def run_experiment(dataset: Dataset, cfg: RunConfig) -> RunReport:
     if reference is None and cfg.method == "dense":
         reference = val_losses[chosen.best_epoch]  # dense is its own reference
     test = score(dataset.test.y, ensemble.predict(dataset.test.x))
-    val = score(dataset.validation.y, ensemble.predict(dataset.validation.x))
+    # Validation is scored on the members it judged: a refit has learnt from those rows.
+    held_out = Ensemble([m.selected or m for m in members])
+    val = score(dataset.validation.y, held_out.predict(dataset.validation.x))
     train_scores = score(dataset.train.y, ensemble.predict(dataset.train.x))
     figures = [
         _member_figures(m, sh, network.hidden) for m, sh in zip(members, shrunk_each, strict=True)
@@ -209,6 +216,7 @@ def run_experiment(dataset: Dataset, cfg: RunConfig) -> RunReport:
         "val_mae": val.mae,
         "val_r2": val.r2,
         "train_rmse": train_scores.rmse,
+        "refit": bool(cfg.train.refit and first.refit),
         "pruning_rate": float(np.mean(rates)),
         "pruning_rate_per_layer": per_layer,
         "neurons_removed": [
