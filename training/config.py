@@ -39,7 +39,6 @@ class TrainConfig:
     lr: float = 1e-3  # Adam learning rate
     weight_decay: float = 0.003  # L2 penalty on the hidden chain (Adam's weight_decay)
     linear_weight_decay: float = 0.0  # L2 penalty on the linear path
-    linear_lr_scale: float = 1.0  # the linear path's learning rate, as a share of lr
     # Start the linear path at the ridge solution and the chain's output at zero, so training
     # starts at the linear model (regression with a linear path only).
     start_at_linear: bool = True
@@ -50,10 +49,6 @@ class TrainConfig:
     # network or linear model), train again on train + validation with those choices: the
     # model then knows the most recent operating points (regression only).
     refit: bool = True
-    # Checkpoints also choose how much of the hidden chain's correction to add to the linear
-    # path (out = linear(x) + g * mlp(x), g on a grid in (0, 1], by validation RMSE), folded
-    # into the chain's output layer: a shrunken correction where the full one overfits.
-    shrink_chain: bool = False
     seed: int = 0
     threads: int = 1  # tiny networks run faster, and reproducibly, on one thread
     progress: bool = True  # show a progress bar

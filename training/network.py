@@ -130,15 +130,6 @@ class MaskedMLP(nn.Module):
         last.weight.zero_()
         last.bias.zero_()
 
-    @torch.no_grad()
-    def scale_chain(self, share: float) -> None:
-        """Keep ``share`` of the hidden chain's output (its last layer is linear): the model
-        becomes ``linear(x) + share * mlp(x)``."""
-        if share != 1.0:
-            last = self._chain[-1]
-            last.weight.mul_(share)
-            last.bias.mul_(share)
-
     def inputs_in_use(self) -> torch.Tensor:
         """Boolean per input: some active connection of either path still reads it."""
         used = self._chain[0].mask.any(dim=0)

@@ -61,5 +61,5 @@ def refit(
     epochs = 0 if selected.ended_linear else selected.best_epoch + 1
     while len(trainer.history) < epochs:
         trainer.run_epoch()
-    result = trainer.finish(end_linear=selected.ended_linear, chain_scale=selected.chain_scale)
+    result = trainer.finish(end_linear=selected.ended_linear)
     return replace(result, refit=True, selected=selected)

@@ -66,7 +66,6 @@ class TrainResult:
     # figures are then in-sample); ``selected`` is the run those choices came from.
     refit: bool = False
     selected: TrainResult | None = None
-    chain_scale: float = 1.0  # share of the hidden chain's correction kept (shrink_chain)
 
     @property
     def epochs_run(self) -> int:
@@ -95,9 +94,6 @@ class TrainResult:
     def history_dicts(self) -> list[dict[str, Any]]:
         return [asdict(r) for r in self.history]
 
-
-# Shares of the hidden chain's correction a checkpoint may keep (TrainConfig.shrink_chain).
-SHRINK_GRID = tuple(round(0.1 * k, 1) for k in range(1, 11))
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -179,7 +175,6 @@ class Trainer:
                 {
                     "params": list(self.model.linear.parameters()),
                     "weight_decay": config.linear_weight_decay,
-                    "lr": config.lr * config.linear_lr_scale,
                 }
             )
         self.optimizer = torch.optim.Adam(groups, lr=config.lr, foreach=True)
@@ -191,8 +186,6 @@ class Trainer:
         self.best_loss = np.inf
         self.best_epoch = -1
         self.best_state = copy.deepcopy(self.model.state_dict())
-        self.best_scale = 1.0
-        self.shrinking = config.shrink_chain and self.regression and self.model.linear is not None
         self.stopped = False
         self.seconds = 0.0
 
@@ -218,20 +211,6 @@ class Trainer:
     def _to_unit(self, z: FloatArray) -> FloatArray:
         """Network output (standardized, transformed) -> the target's unit."""
         return self.transform.inverse(self.y_scaler.inverse_transform(z).ravel())
-
-    def _shrunk_val_rmse(self) -> tuple[float, float]:
-        """(best validation RMSE, its chain share g) over SHRINK_GRID: the linear path plus
-        g times the chain's correction (the chain's output layer is linear, so g folds in)."""
-        assert self.model.linear is not None
-        self.model.eval()
-        with torch.no_grad():
-            lin = self.model.linear(self.xv).double().numpy()
-            full = self.model(self.xv).double().numpy()
-        fits = [
-            (float(np.sqrt(np.mean((self._to_unit(lin + g * (full - lin)) - self.y_val) ** 2))), g)
-            for g in SHRINK_GRID
-        ]
-        return min(fits)
 
     def _val_rmse(self) -> float | None:
         """Validation RMSE in the target's unit: what checkpoints are chosen on."""
@@ -286,12 +265,9 @@ class Trainer:
             val_loss = _evaluate(model, self.xv, self.yv, self.loss_fn)
             val_rmse = self._val_rmse()
             judged = val_loss if val_rmse is None else val_rmse
-        scale = 1.0
-        if self.shrinking:
-            judged, scale = self._shrunk_val_rmse()
         if epoch >= self.pruner.final_epoch - 1:  # masks can no longer change after this epoch
             if judged < self.best_loss:
-                self.best_loss, self.best_epoch, self.best_scale = judged, epoch, scale
+                self.best_loss, self.best_epoch = judged, epoch
                 self.best_state = copy.deepcopy(model.state_dict())
             elif epoch - self.best_epoch >= self.config.early_stopping:
                 self.stopped = True
@@ -310,7 +286,7 @@ class Trainer:
         self.seconds += record.seconds
         return record
 
-    def finish(self, end_linear: bool | None = None, chain_scale: float = 1.0) -> TrainResult:
+    def finish(self, end_linear: bool | None = None) -> TrainResult:
         """Restore the best final-mask checkpoint and package the result.
 
         A run that started at the ridge solution keeps it if nothing reached later is better
@@ -326,7 +302,6 @@ class Trainer:
             ended_linear = end_linear
             self.best_epoch = len(self.history) - 1
             self.best_state = copy.deepcopy(self.model.state_dict())
-            self.best_scale = chain_scale
         if ended_linear:
             self.model.load_state_dict(self.start_state)
             if self.pruner.name != "dense":
@@ -337,7 +312,6 @@ class Trainer:
                 self.totals.connections_removed += cleaned.connections_removed
         else:
             self.model.load_state_dict(self.best_state)
-            self.model.scale_chain(self.best_scale)
         self.model.eval()
         return TrainResult(
             model=self.model,
@@ -353,7 +327,6 @@ class Trainer:
             start_val_rmse=self.start_val_rmse,
             seed=self.config.seed,
             ridge_alpha=self.ridge_alpha,
-            chain_scale=1.0 if ended_linear else self.best_scale,
         )
 
 

@@ -1,5 +1,4 @@
-"""Refit on train + validation with the choices validation made, and the shrunken chain
-correction a checkpoint may keep."""
+"""Refit on train + validation with the choices validation made."""
 
 from __future__ import annotations
 
@@ -7,7 +6,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 from tests.conftest import TINY_SPEC, write_tiny_csv
@@ -18,7 +16,6 @@ from training.evaluation import fit_ridge
 from training.experiment import RunConfig, run_experiment
 from training.network import MaskedMLP
 from training.spec import load_spec
-from training.trainer import SHRINK_GRID
 
 FAST = TrainConfig(epochs=20, batch_size=8, lr=3e-3, progress=False)
 
@@ -82,36 +79,3 @@ def test_ca_in_a_refit_stops_appraising_where_the_selecting_run_stopped() -> Non
     for epoch in range(30):
         pruner.end_epoch(epoch, model, opt, val_loss=1.0 / (epoch + 1))  # never rising
     assert pruner.stopped_at_ == 14 and pruner.final_epoch == 15
-
-
-def test_scaling_the_chain_keeps_that_share_of_its_correction() -> None:
-    torch.manual_seed(0)
-    model = MaskedMLP(5, 1, NetworkConfig(hidden=(8, 4)))
-    x = torch.randn(16, 5)
-    assert model.linear is not None
-    with torch.no_grad():
-        lin, full = model.linear(x), model(x)
-        model.scale_chain(0.3)
-        torch.testing.assert_close(model(x), lin + 0.3 * (full - lin))
-
-
-def test_a_shrunken_checkpoint_serves_the_validation_rmse_it_was_chosen_on(
-    tmp_path: Path,
-) -> None:
-    """The chosen share is folded into the network: its validation RMSE is the checkpoint's,
-    and no worse than the full correction at that epoch."""
-    ds = _tiny(tmp_path, n=120)
-    cfg = RunConfig(
-        network=NetworkConfig(hidden=(8,)),
-        train=replace(FAST, shrink_chain=True, weight_decay=0.0),
-        members=1,
-    )
-    member = run_experiment(ds, cfg).result
-    assert member.chain_scale in SHRINK_GRID
-    served = _rmse(member.predict(ds.validation.x), ds.validation.y)
-    if member.ended_linear:
-        assert served == pytest.approx(member.start_val_rmse, rel=1e-5)
-    else:
-        unshrunk = member.history[member.best_epoch].val_rmse
-        assert unshrunk is not None and served <= unshrunk + 1e-7
-        assert served < (member.start_val_rmse or np.inf)
