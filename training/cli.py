@@ -352,7 +352,8 @@ def _run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
             "stopped_by": tuned.stopped_by,
         }
     write_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-    history = [m.history_dicts() for m in report.members]
+    # The learning curves validation judged (a refit's own history has no held-out figures)
+    history = [(m.selected or m).history_dicts() for m in report.members]
     write_atomic(out / "history.json", json.dumps(history) + "\n")
     _save_checkpoint(report, out / "checkpoint.pt")
     for line in summary_lines(metrics):

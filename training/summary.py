@@ -105,7 +105,12 @@ def summary_lines(m: dict[str, Any]) -> list[str]:
     ):
         lines.append(
             "The network is the linear model: no network beat its starting ridge solution on "
-            "validation, so every one ended there (test RMSE equal to ridge's)."
+            "validation, so every one ended there"
+            + (
+                " (ridge refitted on train + validation)."
+                if m.get("refit")
+                else " (test RMSE equal to ridge's)."
+            )
         )
     elif ridge is not None:
         r = ridge["test"]["analyzer"]["rmse"]
