@@ -67,11 +67,15 @@ def slim_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: metrics[k] for k in (*keep, *extra)}
 
 
-def run_seed(job: tuple[int, float, RunConfig, str, str]) -> list[dict[str, Any]]:
-    """Dense, then CA, then the baselines at CA's per-layer sparsity, for one seed and noise."""
-    seed, noise, base, spec, data = job
+def run_seed(job: tuple[int, float, RunConfig, str, str, bool]) -> list[dict[str, Any]]:
+    """Dense, then CA, then the baselines at CA's per-layer sparsity, for one seed and noise
+    (``ca_only``: CA and the linear baselines alone)."""
+    seed, noise, base, spec, data, ca_only = job
     ds = load_dataset(load_spec(spec), data, noise_sigma=noise, seed=seed)
     rows = []
+    if ca_only:
+        ca = run_experiment(ds, replace(base, method="ca", seed=seed, noise=noise)).metrics
+        return [slim_metrics(ca), *score_linear(ds, seed, noise)]
     dense = run_experiment(ds, replace(base, method="dense", seed=seed, noise=noise)).metrics
     ca = run_experiment(
         ds,
@@ -183,6 +187,14 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=TrainConfig().epochs)
     parser.add_argument("--tau", type=float, default=CAConfig().tau)
     parser.add_argument("--members", type=int, default=RunConfig().members)
+    parser.add_argument(
+        "--ca-only",
+        action="store_true",
+        help="CA and the linear baselines only (no dense, GMP, magnitude or random runs)",
+    )
+    parser.add_argument(
+        "--no-refit", dest="refit", action="store_false", help="networks fitted on train only"
+    )
     args = parser.parse_args()
     spec: Path = args.spec
     if args.simulate_days is not None:
@@ -193,11 +205,15 @@ def main() -> None:
         raise SystemExit(f"data not found at {args.data}; nothing to benchmark")
     base = RunConfig(
         network=NetworkConfig(),
-        train=TrainConfig(progress=False, epochs=args.epochs),
+        train=TrainConfig(progress=False, epochs=args.epochs, refit=args.refit),
         ca=replace(CAConfig(), tau=args.tau),
         members=args.members,
     )
-    jobs = [(s, n, base, str(spec), str(args.data)) for n in args.noise for s in range(args.seeds)]
+    jobs = [
+        (s, n, base, str(spec), str(args.data), args.ca_only)
+        for n in args.noise
+        for s in range(args.seeds)
+    ]
     started = time.perf_counter()
     with ProcessPoolExecutor(args.workers) as pool:
         rows = [r for batch in pool.map(run_seed, jobs) for r in batch]
