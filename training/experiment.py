@@ -201,8 +201,9 @@ def run_experiment(dataset: Dataset, cfg: RunConfig) -> RunReport:
         _member_figures(m, sh, network.hidden) for m, sh in zip(members, shrunk_each, strict=True)
     ]
     linear_params = (len(dataset.feature_names) + 1) if network.linear_path else 0
-    train_seconds = sum(m.train_seconds for m in members)
-    epochs_run = sum(m.epochs_run for m in members)
+    fits = [*members, *(m.selected for m in members if m.selected is not None)]  # and refits
+    train_seconds = sum(m.train_seconds for m in fits)
+    epochs_run = sum(m.epochs_run for m in fits)
     metrics: dict[str, Any] = {
         "method": cfg.method,
         "seed": cfg.seed,
