@@ -22,11 +22,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from service.contracts.atomic import write_atomic
-from training.baseline import fit_baselines
+from training.baseline import Baseline, fit_baselines
 from training.config import CAConfig, NetworkConfig, TrainConfig
 from training.data import Dataset, load_dataset
-from training.evaluation import score
+from training.evaluation import fit_ridge, score
 from training.experiment import RunConfig, run_experiment
 from training.spec import load_spec
 
@@ -65,11 +67,15 @@ def slim_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: metrics[k] for k in (*keep, *extra)}
 
 
-def run_seed(job: tuple[int, float, RunConfig, str, str]) -> list[dict[str, Any]]:
-    """Dense, then CA, then the baselines at CA's per-layer sparsity, for one seed and noise."""
-    seed, noise, base, spec, data = job
+def run_seed(job: tuple[int, float, RunConfig, str, str, bool]) -> list[dict[str, Any]]:
+    """Dense, then CA, then the baselines at CA's per-layer sparsity, for one seed and noise
+    (``ca_only``: CA and the linear baselines alone)."""
+    seed, noise, base, spec, data, ca_only = job
     ds = load_dataset(load_spec(spec), data, noise_sigma=noise, seed=seed)
     rows = []
+    if ca_only:
+        ca = run_experiment(ds, replace(base, method="ca", seed=seed, noise=noise)).metrics
+        return [slim_metrics(ca), *score_linear(ds, seed, noise)]
     dense = run_experiment(ds, replace(base, method="dense", seed=seed, noise=noise)).metrics
     ca = run_experiment(
         ds,
@@ -97,7 +103,8 @@ def score_linear(ds: Dataset, seed: int, noise: float) -> list[dict[str, Any]]:
     ridge on the transformed target when the spec has one, persistence of the latest analyzer
     value when the inputs hold one), as benchmark rows."""
     rows = []
-    for b in fit_baselines(ds):
+    baselines = fit_baselines(ds)
+    for b in [*baselines, *refitted_ridge(ds, baselines)]:
         pred_test = b.predict(ds, ds.test.x)
         t = score(ds.test.y, pred_test)
         v = score(ds.validation.y, b.predict(ds, ds.validation.x))
@@ -116,6 +123,19 @@ def score_linear(ds: Dataset, seed: int, noise: float) -> list[dict[str, Any]]:
             row |= {"test_truth_rmse": truth.rmse, "test_truth_r2": truth.r2}
         rows.append(row)
     return rows
+
+
+def refitted_ridge(ds: Dataset, baselines: list[Baseline]) -> list[Baseline]:
+    """Ridge refitted on train + validation with its validation-chosen alpha: the linear
+    model a refit network must beat, since it learns from the same recent rows."""
+    ridge = next((b.ridge for b in baselines if b.name == "ridge"), None)
+    if ridge is None:
+        return []
+    x = np.vstack([ds.train.x, ds.validation.x])
+    y = np.concatenate([ds.train.y, ds.validation.y])
+    refitted = fit_ridge(x, y, ds.validation.x, ds.validation.y, (ridge.alpha,))
+    text = f"ridge refitted on train + validation, alpha {ridge.alpha:g}"
+    return [Baseline("ridge_refit", text, refitted)]
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
@@ -167,6 +187,14 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=TrainConfig().epochs)
     parser.add_argument("--tau", type=float, default=CAConfig().tau)
     parser.add_argument("--members", type=int, default=RunConfig().members)
+    parser.add_argument(
+        "--ca-only",
+        action="store_true",
+        help="CA and the linear baselines only (no dense, GMP, magnitude or random runs)",
+    )
+    parser.add_argument(
+        "--no-refit", dest="refit", action="store_false", help="networks fitted on train only"
+    )
     return parser.parse_args()
 
 
@@ -181,11 +209,15 @@ def main() -> None:
         raise SystemExit(f"data not found at {args.data}; nothing to benchmark")
     base = RunConfig(
         network=NetworkConfig(),
-        train=TrainConfig(progress=False, epochs=args.epochs),
+        train=TrainConfig(progress=False, epochs=args.epochs, refit=args.refit),
         ca=replace(CAConfig(), tau=args.tau),
         members=args.members,
     )
-    jobs = [(s, n, base, str(spec), str(args.data)) for n in args.noise for s in range(args.seeds)]
+    jobs = [
+        (s, n, base, str(spec), str(args.data), args.ca_only)
+        for n in args.noise
+        for s in range(args.seeds)
+    ]
     started = time.perf_counter()
     with ProcessPoolExecutor(args.workers) as pool:
         rows = [r for batch in pool.map(run_seed, jobs) for r in batch]

@@ -27,8 +27,11 @@ class CAPruner(Pruner):
 
     name = "ca"
 
-    def __init__(self, config: CAConfig | None = None) -> None:
+    def __init__(self, config: CAConfig | None = None, stop_at: int | None = None) -> None:
+        """``stop_at``: the epoch after which appraisal stops whatever validation says (a
+        refit replays where the validation-rise guard of the selecting run stopped)."""
         self.cfg = config or CAConfig()
+        self.stop_at = stop_at
         self.scores_: list[torch.Tensor] = []
         self.counts_: list[torch.Tensor] = []
         self.history_: list[list[torch.Tensor]] = []
@@ -45,6 +48,8 @@ class CAPruner(Pruner):
         self.counts_ = [torch.zeros_like(layer.weight, dtype=torch.int32) for layer in layers]
         self.history_ = [[] for _ in layers]
         self.leaky_ = [torch.zeros_like(layer.weight) for layer in layers]
+        self.stopped_at_ = None
+        self._val_losses = []
         for layer in layers:
             layer.track_activity = c.criterion == "activity"
 
@@ -110,6 +115,10 @@ class CAPruner(Pruner):
 
     def _note_validation(self, epoch: int, val_loss: float) -> None:
         """Collapse guard: stop appraising once validation loss keeps rising."""
+        if self.stop_at is not None:
+            if epoch >= self.stop_at:
+                self.stopped_at_ = epoch
+            return
         limit = self.cfg.stop_after_val_rises
         self._val_losses.append(val_loss)
         recent = self._val_losses[-(limit + 1) :]

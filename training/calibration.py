@@ -353,14 +353,23 @@ def _bias_alarm(
     return _residual_alarm(innovation, bias_path, _scale(corrected, floor, power), top, high - low)
 
 
-def calibrate(dataset: Dataset, exported: ExportedModel) -> Calibration:
-    """The calibration block of the card for ``exported``, trained on ``dataset``."""
+def calibrate(
+    dataset: Dataset, exported: ExportedModel, validation_estimate: FloatArray | None = None
+) -> Calibration:
+    """The calibration block of the card for ``exported``, trained on ``dataset``.
+
+    ``validation_estimate``: estimates of the validation rows by models that did not learn
+    from them, when the exported one did (a refit on train + validation): the interval and
+    the bias alarms must be judged on held-out errors, not in-sample ones.
+    """
     kept = list(exported.inputs_kept)
     plan, features = _plan(dataset, kept)
     est = {
         part: run_onnx(exported.onnx_bytes, getattr(dataset, part).x[:, kept])
         for part in ("train", "validation")
     }
+    if validation_estimate is not None:
+        est["validation"] = np.asarray(validation_estimate, dtype=np.float64)
     delay = dataset.spec.target.analyzer_delay
     rows = _read_rows(dataset, plan)
     train, val = _spans(dataset, rows)

@@ -108,9 +108,9 @@ def build_card(
     spec = dataset.spec
     features = spec.lag_features()
     kept = [features[i] for i in exported.inputs_kept]
-    pred = {
-        part: report.predict(getattr(dataset, part).x) for part in ("train", "validation", "test")
-    }
+    pred = {part: report.predict(getattr(dataset, part).x) for part in ("train", "test")}
+    # Validation errors of the models that were judged on it (a refit learnt from those rows)
+    pred["validation"] = report.predict_held_out(dataset.validation.x)
     residuals = dataset.validation.y - pred["validation"]
     x_train = dataset.train.x
     m = report.metrics
@@ -146,7 +146,7 @@ def build_card(
             pruning_rate=[r["pruning_rate"] for r in m["member_runs"]],
             ended_linear=[r["ended_linear"] for r in m["member_runs"]],
         ),
-        calibration=calibrate(dataset, exported),
+        calibration=calibrate(dataset, exported, pred["validation"]),
     )
 
 

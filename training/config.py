@@ -45,6 +45,10 @@ class TrainConfig:
     # Gaussian jitter (standardized units) on the inputs the hidden chain sees in each batch
     input_noise: float = 0.0
     early_stopping: int = 30  # stop after this many epochs without improvement (masks final)
+    # After every choice is made on validation (ridge alpha, epochs, where pruning stopped,
+    # network or linear model), train again on train + validation with those choices: the
+    # model then knows the most recent operating points (regression only).
+    refit: bool = True
     seed: int = 0
     threads: int = 1  # tiny networks run faster, and reproducibly, on one thread
     progress: bool = True  # show a progress bar

@@ -21,6 +21,7 @@ from training.ensemble import Ensemble, member_seeds, merge
 from training.evaluation import score
 from training.network import count_dense_parameters, match_widths
 from training.pruning import DensePruner, GMPPruner, MagnitudePruner, Pruner, RandomPruner
+from training.refit import refit
 from training.shrink import ShrunkNetwork, dense_architecture, shrink
 from training.trainer import TrainResult, train
 
@@ -108,6 +109,11 @@ class RunReport:
         """The run's estimate in the target's unit (the members' mean)."""
         return self.ensemble.predict(x)
 
+    def predict_held_out(self, x: FloatArray) -> FloatArray:
+        """The estimate of the members validation judged: for refitted members, the runs
+        fitted on the training rows only, whose validation errors are out of sample."""
+        return Ensemble([m.selected or m for m in self.members]).predict(x)
+
 
 def epochs_to_target(val_losses: Sequence[float], reference: float | None) -> int | None:
     """Epochs (counted from 1) until validation loss first reaches 1.1x the dense best."""
@@ -120,22 +126,26 @@ def epochs_to_target(val_losses: Sequence[float], reference: float | None) -> in
 def train_members(dataset: Dataset, cfg: RunConfig, network: NetworkConfig) -> list[TrainResult]:
     """Train the run's members, each with its own seed (member 0 with the run's)."""
     members = []
+    transform = dataset.spec.target.target_transform()
     for i, seed in enumerate(member_seeds(cfg.seed, cfg.members)):
         label = cfg.method if cfg.members == 1 else f"{cfg.method} {i + 1}/{cfg.members}"
-        members.append(
-            train(
-                dataset.train.x,
-                dataset.train.y,
-                dataset.validation.x,
-                dataset.validation.y,
-                network,
-                make_pruner(replace(cfg, seed=seed)),
-                replace(cfg.train, seed=seed),  # the member's seed governs init and order
-                dataset.spec.target.target_transform(),
-                unit=dataset.spec.target.unit,
-                desc=label,
-            )
+        pruner = make_pruner(replace(cfg, seed=seed))
+        train_cfg = replace(cfg.train, seed=seed)  # the member's seed governs init and order
+        selected = train(
+            dataset.train.x,
+            dataset.train.y,
+            dataset.validation.x,
+            dataset.validation.y,
+            network,
+            pruner,
+            train_cfg,
+            transform,
+            unit=dataset.spec.target.unit,
+            desc=label,
         )
+        if cfg.train.refit:
+            selected = refit(dataset, network, pruner, train_cfg, selected, transform)
+        members.append(selected)
     return members
 
 
@@ -143,7 +153,8 @@ def _member_figures(
     result: TrainResult, shrunk: ShrunkNetwork, hidden: Sequence[int]
 ) -> dict[str, Any]:
     model = result.model
-    val = [h.val_rmse for h in result.history]
+    chosen = result.selected or result  # a refit's history figures are its selecting run's
+    val = [h.val_rmse for h in chosen.history]
     return {
         "seed": result.seed,
         "pruning_rate": model.pruning_rate(),
@@ -153,9 +164,10 @@ def _member_figures(
         ],
         "inputs_kept": len(shrunk.inputs_kept),
         "params_after": shrunk.count_parameters()[0],
-        "epochs": result.epochs_run,
-        "best_epoch": result.best_epoch + 1,
-        "best_val_rmse": None if result.best_epoch < 0 else val[result.best_epoch],
+        "epochs": chosen.epochs_run,
+        "best_epoch": chosen.best_epoch + 1,
+        "best_val_rmse": None if chosen.best_epoch < 0 else val[chosen.best_epoch],
+        "refit": result.refit,
         "ended_linear": result.ended_linear,
     }
 
@@ -175,19 +187,23 @@ def run_experiment(dataset: Dataset, cfg: RunConfig) -> RunReport:
     per_layer = np.mean([m.model.pruning_rate_per_layer() for m in members], axis=0).tolist()
     sizes = [len(dataset.feature_names), *network.hidden, 1]
     nonzero, _ = shrunk.count_parameters()
-    val_losses = [h.val_loss for h in first.history]
+    chosen = first.selected or first  # the learning-speed figures come from the selecting run
+    val_losses = [h.val_loss for h in chosen.history]
     reference = cfg.dense_best_val_loss
     if reference is None and cfg.method == "dense":
-        reference = val_losses[first.best_epoch]  # dense is its own reference
+        reference = val_losses[chosen.best_epoch]  # dense is its own reference
     test = score(dataset.test.y, ensemble.predict(dataset.test.x))
-    val = score(dataset.validation.y, ensemble.predict(dataset.validation.x))
+    # Validation is scored on the members it judged: a refit has learnt from those rows.
+    held_out = Ensemble([m.selected or m for m in members])
+    val = score(dataset.validation.y, held_out.predict(dataset.validation.x))
     train_scores = score(dataset.train.y, ensemble.predict(dataset.train.x))
     figures = [
         _member_figures(m, sh, network.hidden) for m, sh in zip(members, shrunk_each, strict=True)
     ]
     linear_params = (len(dataset.feature_names) + 1) if network.linear_path else 0
-    train_seconds = sum(m.train_seconds for m in members)
-    epochs_run = sum(m.epochs_run for m in members)
+    fits = [*members, *(m.selected for m in members if m.selected is not None)]  # and refits
+    train_seconds = sum(m.train_seconds for m in fits)
+    epochs_run = sum(m.epochs_run for m in fits)
     metrics: dict[str, Any] = {
         "method": cfg.method,
         "seed": cfg.seed,
@@ -201,6 +217,7 @@ def run_experiment(dataset: Dataset, cfg: RunConfig) -> RunReport:
         "val_mae": val.mae,
         "val_r2": val.r2,
         "train_rmse": train_scores.rmse,
+        "refit": bool(cfg.train.refit and first.refit),
         "pruning_rate": float(np.mean(rates)),
         "pruning_rate_per_layer": per_layer,
         "neurons_removed": [
@@ -215,9 +232,9 @@ def run_experiment(dataset: Dataset, cfg: RunConfig) -> RunReport:
         "members": cfg.members,
         "member_runs": figures,
         "ended_linear": sum(f["ended_linear"] for f in figures),
-        "epochs": first.epochs_run,
-        "best_epoch": first.best_epoch + 1,
-        "best_val_loss": val_losses[first.best_epoch],
+        "epochs": chosen.epochs_run,
+        "best_epoch": chosen.best_epoch + 1,
+        "best_val_loss": val_losses[chosen.best_epoch],
         "val_loss_auc": float(np.mean(val_losses)),
         "epochs_to_target": epochs_to_target(val_losses, reference),
         "train_seconds": train_seconds,

@@ -135,7 +135,12 @@ def _against_ridge(m: dict[str, Any], members: int) -> list[str]:
     if int(m.get("ended_linear", 0)) == members and m["network"].get("linear_path"):
         return [
             "The network is the linear model: no network beat its starting ridge solution on "
-            "validation, so every one ended there (test RMSE equal to ridge's)."
+            "validation, so every one ended there"
+            + (
+                " (ridge refitted on train + validation)."
+                if m.get("refit")
+                else " (test RMSE equal to ridge's)."
+            )
         ]
     r = ridge["test"]["analyzer"]["rmse"]
     change = (m["test_rmse"] - r) / r

@@ -59,6 +59,11 @@ class TrainResult:
     ended_linear: bool = False
     start_val_rmse: float | None = None  # validation RMSE of the starting linear model
     seed: int = 0
+    ridge_alpha: float | None = None  # alpha of the ridge start (by validation)
+    # Refitted on train + validation with the choices made on validation (their validation
+    # figures are then in-sample); ``selected`` is the run those choices came from.
+    refit: bool = False
+    selected: TrainResult | None = None
 
     @property
     def epochs_run(self) -> int:
@@ -116,6 +121,7 @@ class Trainer:
         pruner: Pruner,
         config: TrainConfig,
         transform: TargetTransform | None = None,
+        ridge_alpha: float | None = None,
     ) -> None:
         torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)
@@ -129,8 +135,9 @@ class Trainer:
         n_outputs = self._prepare_targets(y_train, y_val)
         self.model = MaskedMLP(self.xt.shape[1], n_outputs, network)
         self.start_val_rmse: float | None = None
+        self.ridge_alpha: float | None = None
         if self.model.linear is not None and config.start_at_linear and self.regression:
-            self._start_at_ridge()
+            self._start_at_ridge(ridge_alpha)
             self.start_state = copy.deepcopy(self.model.state_dict())
             self.start_val_rmse = self._val_rmse()
         groups: list[dict[str, Any]] = [
@@ -176,12 +183,14 @@ class Trainer:
         self.loss_fn = _squared_error
         return 1
 
-    def _start_at_ridge(self) -> None:
-        """Linear path at the ridge solution (alpha by validation, in the standardized and
-        transformed space the network is fitted in), the hidden chain's output at zero."""
+    def _start_at_ridge(self, alpha: float | None) -> None:
+        """Linear path at the ridge solution (alpha by validation unless given, in the
+        standardized and transformed space the network is fitted in), the hidden chain's
+        output at zero."""
         x_train, y_train = self.xt.double().numpy(), self.yt.double().numpy().ravel()
         x_val = self.xv.double().numpy()
-        ridge = fit_ridge(x_train, y_train, x_val, self.y_val, inverse=self._to_unit)
+        alphas = {} if alpha is None else {"alphas": (alpha,)}
+        ridge = fit_ridge(x_train, y_train, x_val, self.y_val, inverse=self._to_unit, **alphas)
         weight = ridge.coef_ / ridge.scale_
         bias = ridge.intercept_ - float(weight @ ridge.mean_)
         self.model.start_at_linear(
@@ -271,14 +280,22 @@ class Trainer:
         self.seconds += record.seconds
         return record
 
-    def finish(self) -> TrainResult:
+    def finish(self, end_linear: bool | None = None) -> TrainResult:
         """Restore the best final-mask checkpoint and package the result.
 
         A run that started at the ridge solution keeps it if nothing reached later is better
         on validation: the chain is then removed (a dense baseline keeps its zeroed chain,
-        so that it stays unpruned) and the model is that linear one.
+        so that it stays unpruned) and the model is that linear one. A refit (``end_linear``
+        given) has no validation of its own: it ends linear as told, else at its last epoch.
         """
-        ended_linear = self.start_val_rmse is not None and not self.best_loss < self.start_val_rmse
+        if end_linear is None:
+            ended_linear = (
+                self.start_val_rmse is not None and not self.best_loss < self.start_val_rmse
+            )
+        else:
+            ended_linear = end_linear
+            self.best_epoch = len(self.history) - 1
+            self.best_state = copy.deepcopy(self.model.state_dict())
         if ended_linear:
             self.model.load_state_dict(self.start_state)
             if self.pruner.name != "dense":
@@ -303,6 +320,7 @@ class Trainer:
             ended_linear=ended_linear,
             start_val_rmse=self.start_val_rmse,
             seed=self.config.seed,
+            ridge_alpha=self.ridge_alpha,
         )
 
 

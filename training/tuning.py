@@ -48,6 +48,7 @@ def suggest(trial: Any, base: RunConfig) -> RunConfig:
         linear_weight_decay=trial.suggest_float("linear_weight_decay", 1e-5, 1e-1, log=True),
         input_noise=trial.suggest_float("input_noise", 0.0, 0.5),
         progress=False,
+        refit=False,  # trials are judged on validation, which a refit would have learnt from
     )
     ca = replace(base.ca, tau=trial.suggest_float("tau", 0.3, 0.7))
     network = replace(base.network, hidden=hidden)
@@ -101,7 +102,10 @@ def tune(
     elapsed = time.perf_counter() - started
     best = study.best_trial
     chosen = replace(suggest(optuna.trial.FixedTrial(best.params), base), members=base.members)
-    chosen = replace(chosen, train=replace(chosen.train, progress=base.train.progress))
+    chosen = replace(
+        chosen,
+        train=replace(chosen.train, progress=base.train.progress, refit=base.train.refit),
+    )
     return TuneResult(
         config=chosen,
         best_val_rmse=float(best.value) if best.value is not None else float("nan"),

@@ -5,6 +5,7 @@ ensembles as one graph; the baselines and what the card and report say about the
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ from training.shrink import shrink
 from training.spec import load_spec
 
 FAST = TrainConfig(epochs=20, batch_size=8, lr=3e-3, progress=False)
+NO_REFIT = replace(FAST, refit=False)  # the first fit itself, as validation judged it
 
 
 def _tiny(tmp_path: Path, spec_text: str = TINY_SPEC, n: int = 80) -> Dataset:
@@ -52,7 +54,7 @@ def test_training_starts_at_the_ridge_solution(tmp_path: Path) -> None:
     """Before the first step the run's validation RMSE is ridge's (alpha by validation)."""
     ds = _tiny(tmp_path)
     report = run_experiment(
-        ds, RunConfig(network=NetworkConfig(hidden=(8,)), train=FAST, members=1)
+        ds, RunConfig(network=NetworkConfig(hidden=(8,)), train=NO_REFIT, members=1)
     )
     ridge = fit_ridge(ds.train.x, ds.train.y, ds.validation.x, ds.validation.y)
     ridge_val = float(np.sqrt(np.mean((ridge.predict(ds.validation.x) - ds.validation.y) ** 2)))
@@ -65,7 +67,7 @@ def test_a_run_that_cannot_beat_ridge_on_validation_ends_at_it(tmp_path: Path) -
     ds = _tiny(tmp_path)
     cfg = RunConfig(
         network=NetworkConfig(hidden=(8,)),
-        train=TrainConfig(epochs=10, batch_size=8, lr=5.0, progress=False),
+        train=TrainConfig(epochs=10, batch_size=8, lr=5.0, progress=False, refit=False),
         members=1,
     )
     report = run_experiment(ds, cfg)

@@ -68,7 +68,9 @@ def test_early_stopping_ends_dense_training(tiny_ds: Dataset) -> None:
     cfg = RunConfig(
         method="dense",
         network=SMALL,
-        train=TrainConfig(epochs=400, batch_size=8, lr=1e-2, early_stopping=5, progress=False),
+        train=TrainConfig(
+            epochs=400, batch_size=8, lr=1e-2, early_stopping=5, progress=False, refit=False
+        ),
     )
     report = run_experiment(tiny_ds, cfg)
     assert report.result.epochs_run < 400

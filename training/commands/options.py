@@ -149,6 +149,13 @@ def _add_optimizer_options(g: argparse._ArgumentGroup) -> None:
         default=tc.early_stopping,
         help="stop after this many epochs without a better validation RMSE (masks final)",
     )
+    g.add_argument(
+        "--no-refit",
+        dest="refit",
+        action="store_false",
+        help="keep the networks fitted on the training rows instead of refitting them on "
+        "train + validation with the choices validation made",
+    )
 
 
 def _add_ca_options(c: argparse._ArgumentGroup) -> None:

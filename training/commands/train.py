@@ -45,6 +45,7 @@ def _run_config(args: argparse.Namespace) -> RunConfig:
             start_at_linear=args.start_at_linear,
             input_noise=args.input_noise,
             early_stopping=args.early_stopping,
+            refit=args.refit,
             seed=args.seed,
             progress=not args.quiet,
         ),
@@ -139,7 +140,8 @@ def _write_run(
             "stopped_by": tuned.stopped_by,
         }
     write_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-    history = [m.history_dicts() for m in report.members]
+    # The learning curves validation judged (a refit's own history has no held-out figures)
+    history = [(m.selected or m).history_dicts() for m in report.members]
     write_atomic(out / "history.json", json.dumps(history) + "\n")
     _save_checkpoint(report, out / "checkpoint.pt")
     return metrics
