@@ -193,7 +193,7 @@ def _parse_args() -> argparse.Namespace:
         help="CA and the linear baselines only (no dense, GMP, magnitude or random runs)",
     )
     parser.add_argument(
-        "--no-refit", dest="refit", action="store_false", help="networks fitted on train only"
+        "--refit", action="store_true", help="networks refitted on train + validation"
     )
     return parser.parse_args()
 

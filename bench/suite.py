@@ -268,7 +268,8 @@ def _run_table(source: Source, run: RunConfig, *, keep_structure: bool) -> dict[
         "dataset": source.name,
         "hidden": report.metrics["network"]["hidden"],
     }
-    record: dict[str, Any] = {"metrics": metrics, "history": _history(report.result.history)}
+    judged = report.result.selected or report.result  # a refit's curves: the run validation judged
+    record: dict[str, Any] = {"metrics": metrics, "history": _history(judged.history)}
     if keep_structure and run.method == "ca":
         # Which inputs, neurons and connections survive (first member): drawn for the
         # process engineer, the hidden chain and the linear path apart.

@@ -47,8 +47,11 @@ class TrainConfig:
     early_stopping: int = 30  # stop after this many epochs without improvement (masks final)
     # After every choice is made on validation (ridge alpha, epochs, where pruning stopped,
     # network or linear model), train again on train + validation with those choices: the
-    # model then knows the most recent operating points (regression only).
-    refit: bool = True
+    # model then knows the most recent operating points (regression only). Off by default:
+    # in the plant replay (docs/replay.md) the refitted model's bias-corrected estimate was
+    # worse (RMSE 0.038 against 0.032 mol %) and its interval, calibrated on the held-out
+    # members, covered the truth 92 % of the time instead of 96 %.
+    refit: bool = False
     seed: int = 0
     threads: int = 1  # tiny networks run faster, and reproducibly, on one thread
     progress: bool = True  # show a progress bar

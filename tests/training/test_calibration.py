@@ -37,7 +37,7 @@ def trained_run(
     ds = load_dataset(load_spec(spec), data)
     cfg = RunConfig(
         network=NetworkConfig(hidden=(16, 16)),
-        train=TrainConfig(epochs=30, progress=False),
+        train=TrainConfig(epochs=30, progress=False, refit=True),
         ca=CAConfig(),
     )
     report = run_experiment(ds, cfg)

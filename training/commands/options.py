@@ -150,11 +150,10 @@ def _add_optimizer_options(g: argparse._ArgumentGroup) -> None:
         help="stop after this many epochs without a better validation RMSE (masks final)",
     )
     g.add_argument(
-        "--no-refit",
-        dest="refit",
-        action="store_false",
-        help="keep the networks fitted on the training rows instead of refitting them on "
-        "train + validation with the choices validation made",
+        "--refit",
+        action="store_true",
+        help="refit the networks on train + validation with the choices validation made "
+        "(off by default: see docs/tuning.md)",
     )
 
 
