@@ -95,10 +95,7 @@ def _record_table(model: LoadedModel, req: PredictRequest) -> tuple[FloatArray, 
             raise TypeError("a quality or a digital state: read value by value")
         values = np.array(table, dtype=np.float64)
     except TypeError:  # a null (imputed later) or a digital state somewhere
-        values = np.array(
-            [[v if isinstance(v, float | int) else np.nan for v in row] for row in table],
-            dtype=np.float64,
-        )
+        values = np.array([_floats(row) for row in table], dtype=np.float64)
     if not marked:
         return values, None
     return values, record_qualities(model, req, table)
