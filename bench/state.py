@@ -153,24 +153,10 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=8)
-    parser.add_argument("--postgres-url", default=None, help="a server to use (admin URL)")
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "state")
-    args = parser.parse_args()
-    require_wrk()
-    work = Path(tempfile.mkdtemp(prefix="softsensor-bench-state-"))
-    data, card = make_model(work)
-    frame = np.genfromtxt(data, delimiter=",", names=True, dtype=None, encoding="utf-8")
-    values = {s: float(frame[s][-1]) for s in raw_signals(card)}
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO),
-        "SOFTSENSOR_WATCH_INTERVAL_S": "0",
-        "SOFTSENSOR_LAB_MAX_AGE_S": "1e10",
-    }
+def run_rounds(
+    args: argparse.Namespace, work: Path, values: dict[str, float], env: dict[str, str]
+) -> dict[str, list[dict[str, Any]]]:
+    """Each round, one server per engine in turn, measured under the same loads."""
     server = None if args.postgres_url else PgServer.start()
     results: dict[str, list[dict[str, Any]]] = {"sqlite": [], "postgresql": []}
     try:
@@ -196,6 +182,28 @@ def main() -> None:
     finally:
         if server is not None:
             server.destroy()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=8)
+    parser.add_argument("--postgres-url", default=None, help="a server to use (admin URL)")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "state")
+    args = parser.parse_args()
+    require_wrk()
+    work = Path(tempfile.mkdtemp(prefix="softsensor-bench-state-"))
+    data, card = make_model(work)
+    frame = np.genfromtxt(data, delimiter=",", names=True, dtype=None, encoding="utf-8")
+    values = {s: float(frame[s][-1]) for s in raw_signals(card)}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "SOFTSENSOR_WATCH_INTERVAL_S": "0",
+        "SOFTSENSOR_LAB_MAX_AGE_S": "1e10",
+    }
+    results = run_rounds(args, work, values, env)
     report = {
         "results": results,
         "command": "python -m bench.state " + " ".join(sys.argv[1:]),
