@@ -21,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field, ValidationError
 
 from service.api.columnar import read_predict
+from service.api.pi_predict import Answer, PredictQuery, read_query, read_shaped
 from service.api.schemas import (
     NAME_PATTERN,
     POSIX_MAX,
@@ -29,6 +30,7 @@ from service.api.schemas import (
     IsoTime,
     LabRequest,
     LabResponse,
+    PredictRequest,
     PromoteRequest,
     StoredLab,
 )
@@ -90,15 +92,21 @@ async def predict(request: Request) -> Response:
     The body is read and validated straight from bytes (pydantic-core, simdjson for large
     numeric columns) and the answer written with orjson: the hot path of a historian polling
     every minute per unit. Small requests go to their model's batcher; a large body is read,
-    validated and scored in a worker thread, off the event loop.
+    validated and scored in a worker thread, off the event loop. Query parameters choose
+    other shapes in and out (PI Web API, ``service.api.pi_predict``): read into the same
+    request, scored by the same path.
     """
     service = service_of(request)
     body = await request.body()
     try:
+        shape = read_query(request.query_params) if request.scope["query_string"] else None
         if len(body) > BIG_BODY:
-            payload = await asyncio.to_thread(_score_big, service, body)
+            payload = await asyncio.to_thread(_score_big, service, body, shape)
         else:
-            payload = await service.batchers.score(read_predict(body))
+            req, answer = _read(service, body, shape)
+            payload = await service.batchers.score(req)
+            if answer is not None:
+                payload = answer(payload)
     except ValidationError as exc:
         raise RequestValidationError(exc.errors()) from exc
     return Response(
@@ -106,8 +114,18 @@ async def predict(request: Request) -> Response:
     )
 
 
-def _score_big(service: SoftSensorService, body: bytes) -> dict[str, Any]:
-    return service.predict(read_predict(body, service.settings.max_batch_rows))
+def _read(
+    service: SoftSensorService, body: bytes, shape: PredictQuery | None, max_rows: int | None = None
+) -> tuple[PredictRequest, Answer | None]:
+    if shape is None:
+        return read_predict(body, max_rows), None
+    return read_shaped(service, body, shape, lambda: read_predict(body, max_rows))
+
+
+def _score_big(service: SoftSensorService, body: bytes, shape: PredictQuery | None) -> Any:
+    req, answer = _read(service, body, shape, service.settings.max_batch_rows)
+    payload = service.predict(req)
+    return payload if answer is None else answer(payload)
 
 
 # ---- lab results -------------------------------------------------------------------------

@@ -5,7 +5,7 @@ In: the body of a streamset read (``GET streamsets/recorded|interpolated|end|val
 ``{"Items": [{..., "Value": PITimedValue}]}``, or the bare array of the write shape. Each
 stream is mapped to a signal by the tag map. A value whose ``Good`` is false is bad and is
 not used as a number (PI sends a digital state such as ``{"Name": "I/O Timeout"}`` or an
-``Errors`` list there); a good value marked ``Questionable`` is uncertain.
+``Errors`` list there); a good value marked ``Questionable`` or ``Substituted`` is uncertain.
 
 Recorded values are not aligned across streams: the rows are the times any stream has a
 value, from the first time every signal has one, each signal read as of that time (its
@@ -85,8 +85,9 @@ def read_point(item: object, where: str) -> PiPoint:
     when = _time(item.get("Timestamp"), where)
     good = item.get("Good", True)
     questionable = item.get("Questionable", False)
-    if not isinstance(good, bool) or not isinstance(questionable, bool):
-        raise BadInputError(f"{where}: Good and Questionable must be true or false")
+    substituted = item.get("Substituted", False)
+    if not all(isinstance(flag, bool) for flag in (good, questionable, substituted)):
+        raise BadInputError(f"{where}: Good, Questionable and Substituted must be true or false")
     value = item.get("Value")
     if "Errors" in item:  # a handled error in the transfer: no value at all
         good, value = False, {"Errors": item["Errors"]}
@@ -99,7 +100,7 @@ def read_point(item: object, where: str) -> PiPoint:
         )
     if value != value or abs(value) == float("inf"):
         raise BadInputError(f"{where}.Value: not a finite number")
-    return PiPoint(when, float(value), from_pi(good, questionable))
+    return PiPoint(when, float(value), from_pi(good, questionable, substituted))
 
 
 def _streams(body: object) -> list[Mapping[str, Any]]:
@@ -122,7 +123,11 @@ def read_streamset(body: object, tags: TagMap, required: Sequence[str]) -> Histo
         name = stream.get("Name") or stream.get("Path") or stream.get("WebId")
         signal = tags.signal_of_pi(stream.get("WebId"), stream.get("Path"), stream.get("Name"))
         if signal is None:
-            raise BadInputError(f"{where}: stream {str(name)[:80]!r} is not in the tag map")
+            of = "" if tags.model is None else f" of model {tags.model!r}"
+            raise BadInputError(
+                f"{where}: stream {str(name)[:80]!r} is not in the tag map{of} (matched by "
+                "WebId, Path or Name)"
+            )
         if stream.get("WebException"):
             raise BadInputError(f"{where}.WebException: {_bad_text(stream['WebException'])}")
         raw = stream.get("Items", [stream["Value"]] if "Value" in stream else None)

@@ -105,9 +105,7 @@ def test_a_streamset_read_is_scored_as_the_same_rows_as_records(
     assert {"quality_bad:a", "quality_bad:b"} <= set(reasons[4])  # Shutdown, I/O Timeout
 
 
-def test_the_round_trip_answers_the_recorded_write_body(
-    server: str, published: Published
-) -> None:
+def test_the_round_trip_answers_the_recorded_write_body(server: str, published: Published) -> None:
     want = _records_answer(server, published, "as-records-2")["rows"]
     _warm(server, published, "pi-2")
     r = httpx.post(

@@ -33,7 +33,7 @@ def test_streamset_read_aligned_with_qualities() -> None:
         datetime(2026, 1, 1, 0, 2, tzinfo=UTC),
     ]
     assert rows.values["a"] == [1.25, 1.5, 1.75]
-    assert rows.quality["a"] == [G, U, G]  # questionable -> uncertain; substituted stays good
+    assert rows.quality["a"] == [G, U, U]  # questionable, substituted -> uncertain
     assert rows.values["b"] == [0.5, 0.5, None]  # as of each time; Good false -> no number
     assert rows.quality["b"] == [G, G, B]
     assert rows.notes["b"][2] == "I/O Timeout"
