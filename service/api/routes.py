@@ -101,16 +101,15 @@ async def predict(request: Request) -> Response:
     try:
         shape = read_query(request.query_params) if request.scope["query_string"] else None
         if len(body) > BIG_BODY:
-            payload = await asyncio.to_thread(_score_big, service, body, shape)
+            payload, answer = await asyncio.to_thread(_score_big, service, body, shape)
         else:
             req, answer = _read(service, body, shape)
             payload = await service.batchers.score(req)
-            if answer is not None:
-                payload = answer(payload)
     except ValidationError as exc:
         raise RequestValidationError(exc.errors()) from exc
+    out = payload if answer is None else answer(payload)
     return Response(
-        orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json"
+        orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json"
     )
 
 
@@ -122,10 +121,11 @@ def _read(
     return read_shaped(service, body, shape, lambda: read_predict(body, max_rows))
 
 
-def _score_big(service: SoftSensorService, body: bytes, shape: PredictQuery | None) -> Any:
+def _score_big(
+    service: SoftSensorService, body: bytes, shape: PredictQuery | None
+) -> tuple[dict[str, Any], Answer | None]:
     req, answer = _read(service, body, shape, service.settings.max_batch_rows)
-    payload = service.predict(req)
-    return payload if answer is None else answer(payload)
+    return service.predict(req), answer
 
 
 # ---- lab results -------------------------------------------------------------------------
