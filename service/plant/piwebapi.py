@@ -19,6 +19,7 @@ with ``Good``/``Questionable`` from each row's status.
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -64,7 +65,10 @@ def _time(raw: object, where: str) -> datetime:
         raise BadInputError(
             f"{where}.Timestamp: {raw[:40]!r} has no time zone (PI sends UTC with Z)"
         )
-    return when.astimezone(UTC)
+    try:
+        return when.astimezone(UTC)
+    except OverflowError as exc:  # year 1 or 9999 with an offset
+        raise BadInputError(f"{where}.Timestamp: {raw[:40]!r} is out of range") from exc
 
 
 def _bad_text(value: object) -> str:
@@ -98,9 +102,13 @@ def read_point(item: object, where: str) -> PiPoint:
             f"{where}.Value: a good value of a numeric signal must be a number, got "
             f"{_bad_text(value)!r} (a digital or string tag mapped to a measurement?)"
         )
-    if value != value or abs(value) == float("inf"):
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond any float
+        number = math.inf
+    if not math.isfinite(number):
         raise BadInputError(f"{where}.Value: not a finite number")
-    return PiPoint(when, float(value), from_pi(good, questionable, substituted))
+    return PiPoint(when, number, from_pi(good, questionable, substituted))
 
 
 def _streams(body: object) -> list[Mapping[str, Any]]:
@@ -115,13 +123,21 @@ def _streams(body: object) -> list[Mapping[str, Any]]:
     return items
 
 
+def _key(stream: Mapping[str, Any], key: str, where: str) -> str | None:
+    value = stream.get(key)
+    if value is not None and not isinstance(value, str):
+        raise BadInputError(f"{where}.{key}: text is required")
+    return value
+
+
 def read_streamset(body: object, tags: TagMap, required: Sequence[str]) -> HistorianRows:
     """The aligned rows of a streamset body, for the model's ``required`` signals."""
     points: dict[str, list[PiPoint]] = {}
     for i, stream in enumerate(_streams(body)):
         where = f"Items[{i}]"
-        name = stream.get("Name") or stream.get("Path") or stream.get("WebId")
-        signal = tags.signal_of_pi(stream.get("WebId"), stream.get("Path"), stream.get("Name"))
+        web_id, path, point = (_key(stream, k, where) for k in ("WebId", "Path", "Name"))
+        name = point or path or web_id
+        signal = tags.signal_of_pi(web_id, path, point)
         if signal is None:
             of = "" if tags.model is None else f" of model {tags.model!r}"
             raise BadInputError(

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from service.api.pi_schemas import PiRecordedWrite, PiStreamset
 from tests.service.conftest import Published, ServerProcess, start_server, tiny_records
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -128,6 +129,13 @@ def test_the_round_trip_answers_the_recorded_write_body(server: str, published: 
             v["Value"] = None
     # ... and everything else is the documented UpdateValuesAdHoc shape, with the qualities.
     assert body == _golden("pi_predict_write.json")
+
+
+def test_the_golden_bodies_have_the_shapes_the_openapi_schema_states() -> None:
+    for name in ("pi_predict_read.json", "pi_streamset_recorded.json"):
+        PiStreamset.model_validate(_golden(name))
+    golden = _golden("pi_recorded_write.json")
+    assert PiRecordedWrite.model_validate(golden).model_dump(mode="json") == golden
 
 
 def test_records_in_can_answer_the_write_body_too(server: str, published: Published) -> None:
