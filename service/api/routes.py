@@ -35,7 +35,7 @@ from service.api.schemas import (
     StoredLab,
 )
 from service.contracts.card import ModelCard
-from service.contracts.errors import ForbiddenError, UnauthorizedError
+from service.contracts.errors import BadInputError, ForbiddenError, UnauthorizedError
 from service.contracts.registry import LoadCheck
 from service.dataplane import SoftSensorService
 from service.scoring.runtime import load_problem
@@ -100,12 +100,19 @@ async def predict(request: Request) -> Response:
     body = await request.body()
     try:
         shape = read_query(request.query_params) if request.scope["query_string"] else None
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors()) from exc
+    try:
         if len(body) > BIG_BODY:
             payload, answer = await asyncio.to_thread(_score_big, service, body, shape)
         else:
             req, answer = _read(service, body, shape)
             payload = await service.batchers.score(req)
     except ValidationError as exc:
+        if shape is None and any(e["loc"][:1] == ("Items",) for e in exc.errors()):
+            raise BadInputError(
+                "Items: a PI Web API body is read with ?format=piwebapi (and the model's tag map)"
+            ) from exc
         raise RequestValidationError(exc.errors()) from exc
     out = payload if answer is None else answer(payload)
     return Response(

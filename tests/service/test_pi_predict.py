@@ -176,6 +176,12 @@ def test_bad_requests_are_refused_naming_the_field(
         assert message in text
 
 
+def test_a_pi_body_without_its_format_gets_a_hint(server: str) -> None:
+    r = httpx.post(f"{server}/v1/predict", json=_golden("pi_predict_read.json"), timeout=30)
+    assert r.status_code == 422, r.text
+    assert "?format=piwebapi" in r.json()["detail"]
+
+
 def test_a_bad_tag_map_stops_the_server_naming_the_file_and_key(
     published: Published, tmp_path: Path
 ) -> None:
