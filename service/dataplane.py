@@ -26,6 +26,7 @@ from service.lab.statestore import SavedState, StateStore, open_store
 from service.monitoring.alarms import ResidualAlarm
 from service.monitoring.metrics import ServiceMetrics
 from service.parts import Parts
+from service.plant.tagmaps import TagMaps, load_tag_maps
 from service.scoring.batcher import Batchers
 from service.scoring.scorer import Scorer
 from service.scoring.slots import ModelSlot, ModelSlots
@@ -44,6 +45,8 @@ class SoftSensorService:
         self.models = ModelSlots(settings, metrics)
         self.store: StateStore | None = None
         self.streams = StreamStore(settings.max_streams)
+        # Read before anything starts: a bad file stops the start, naming file and key.
+        self.tag_maps: TagMaps = load_tag_maps(settings.tag_maps)
         self._stop = threading.Event()
         self._refresher: threading.Thread | None = None
         parts = Parts(settings, self.models, self.stream, self._store, metrics, self.sync_labs)

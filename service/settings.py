@@ -117,6 +117,12 @@ class Settings(BaseSettings):
         "one is scored on its own",
     )
     cors_origins: list[str] = Field(default_factory=list, description="no CORS unless listed")
+    tag_maps: list[Path] = Field(
+        default_factory=list,
+        description="tag map files, or directories of them (*.yaml, *.yml), as a JSON list: "
+        "which PI points feed each model's signals and take its answers back "
+        "(predict's format=piwebapi and answer=piwebapi); validated at start",
+    )
     # HTTP limits of `softsensor serve` (service.api.http_protocol): what a client may take.
     max_header_bytes: int = Field(
         default=32 << 10, ge=1024, description="request line and headers, at most (else 431)"

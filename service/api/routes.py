@@ -21,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field, ValidationError
 
 from service.api.columnar import read_predict
+from service.api.pi_predict import Answer, PredictQuery, read_query, read_shaped
 from service.api.schemas import (
     NAME_PATTERN,
     POSIX_MAX,
@@ -29,11 +30,12 @@ from service.api.schemas import (
     IsoTime,
     LabRequest,
     LabResponse,
+    PredictRequest,
     PromoteRequest,
     StoredLab,
 )
 from service.contracts.card import ModelCard
-from service.contracts.errors import ForbiddenError, UnauthorizedError
+from service.contracts.errors import BadInputError, ForbiddenError, UnauthorizedError
 from service.contracts.registry import LoadCheck
 from service.dataplane import SoftSensorService
 from service.scoring.runtime import load_problem
@@ -90,24 +92,47 @@ async def predict(request: Request) -> Response:
     The body is read and validated straight from bytes (pydantic-core, simdjson for large
     numeric columns) and the answer written with orjson: the hot path of a historian polling
     every minute per unit. Small requests go to their model's batcher; a large body is read,
-    validated and scored in a worker thread, off the event loop.
+    validated and scored in a worker thread, off the event loop. Query parameters choose
+    other shapes in and out (PI Web API, ``service.api.pi_predict``): read into the same
+    request, scored by the same path.
     """
     service = service_of(request)
     body = await request.body()
     try:
-        if len(body) > BIG_BODY:
-            payload = await asyncio.to_thread(_score_big, service, body)
-        else:
-            payload = await service.batchers.score(read_predict(body))
+        shape = read_query(request.query_params) if request.scope["query_string"] else None
     except ValidationError as exc:
         raise RequestValidationError(exc.errors()) from exc
+    try:
+        if len(body) > BIG_BODY:
+            payload, answer = await asyncio.to_thread(_score_big, service, body, shape)
+        else:
+            req, answer = _read(service, body, shape)
+            payload = await service.batchers.score(req)
+    except ValidationError as exc:
+        if shape is None and any(e["loc"][:1] == ("Items",) for e in exc.errors()):
+            raise BadInputError(
+                "Items: a PI Web API body is read with ?format=piwebapi (and the model's tag map)"
+            ) from exc
+        raise RequestValidationError(exc.errors()) from exc
+    out = payload if answer is None else answer(payload)
     return Response(
-        orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json"
+        orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json"
     )
 
 
-def _score_big(service: SoftSensorService, body: bytes) -> dict[str, Any]:
-    return service.predict(read_predict(body, service.settings.max_batch_rows))
+def _read(
+    service: SoftSensorService, body: bytes, shape: PredictQuery | None, max_rows: int | None = None
+) -> tuple[PredictRequest, Answer | None]:
+    if shape is None:
+        return read_predict(body, max_rows), None
+    return read_shaped(service, body, shape, lambda: read_predict(body, max_rows))
+
+
+def _score_big(
+    service: SoftSensorService, body: bytes, shape: PredictQuery | None
+) -> tuple[dict[str, Any], Answer | None]:
+    req, answer = _read(service, body, shape, service.settings.max_batch_rows)
+    return service.predict(req), answer
 
 
 # ---- lab results -------------------------------------------------------------------------

@@ -5,7 +5,7 @@ In: the body of a streamset read (``GET streamsets/recorded|interpolated|end|val
 ``{"Items": [{..., "Value": PITimedValue}]}``, or the bare array of the write shape. Each
 stream is mapped to a signal by the tag map. A value whose ``Good`` is false is bad and is
 not used as a number (PI sends a digital state such as ``{"Name": "I/O Timeout"}`` or an
-``Errors`` list there); a good value marked ``Questionable`` is uncertain.
+``Errors`` list there); a good value marked ``Questionable`` or ``Substituted`` is uncertain.
 
 Recorded values are not aligned across streams: the rows are the times any stream has a
 value, from the first time every signal has one, each signal read as of that time (its
@@ -19,6 +19,7 @@ with ``Good``/``Questionable`` from each row's status.
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -64,7 +65,10 @@ def _time(raw: object, where: str) -> datetime:
         raise BadInputError(
             f"{where}.Timestamp: {raw[:40]!r} has no time zone (PI sends UTC with Z)"
         )
-    return when.astimezone(UTC)
+    try:
+        return when.astimezone(UTC)
+    except OverflowError as exc:  # year 1 or 9999 with an offset
+        raise BadInputError(f"{where}.Timestamp: {raw[:40]!r} is out of range") from exc
 
 
 def _bad_text(value: object) -> str:
@@ -85,8 +89,9 @@ def read_point(item: object, where: str) -> PiPoint:
     when = _time(item.get("Timestamp"), where)
     good = item.get("Good", True)
     questionable = item.get("Questionable", False)
-    if not isinstance(good, bool) or not isinstance(questionable, bool):
-        raise BadInputError(f"{where}: Good and Questionable must be true or false")
+    substituted = item.get("Substituted", False)
+    if not all(isinstance(flag, bool) for flag in (good, questionable, substituted)):
+        raise BadInputError(f"{where}: Good, Questionable and Substituted must be true or false")
     value = item.get("Value")
     if "Errors" in item:  # a handled error in the transfer: no value at all
         good, value = False, {"Errors": item["Errors"]}
@@ -97,9 +102,13 @@ def read_point(item: object, where: str) -> PiPoint:
             f"{where}.Value: a good value of a numeric signal must be a number, got "
             f"{_bad_text(value)!r} (a digital or string tag mapped to a measurement?)"
         )
-    if value != value or abs(value) == float("inf"):
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond any float
+        number = math.inf
+    if not math.isfinite(number):
         raise BadInputError(f"{where}.Value: not a finite number")
-    return PiPoint(when, float(value), from_pi(good, questionable))
+    return PiPoint(when, number, from_pi(good, questionable, substituted))
 
 
 def _streams(body: object) -> list[Mapping[str, Any]]:
@@ -114,15 +123,27 @@ def _streams(body: object) -> list[Mapping[str, Any]]:
     return items
 
 
+def _key(stream: Mapping[str, Any], key: str, where: str) -> str | None:
+    value = stream.get(key)
+    if value is not None and not isinstance(value, str):
+        raise BadInputError(f"{where}.{key}: text is required")
+    return value
+
+
 def read_streamset(body: object, tags: TagMap, required: Sequence[str]) -> HistorianRows:
     """The aligned rows of a streamset body, for the model's ``required`` signals."""
     points: dict[str, list[PiPoint]] = {}
     for i, stream in enumerate(_streams(body)):
         where = f"Items[{i}]"
-        name = stream.get("Name") or stream.get("Path") or stream.get("WebId")
-        signal = tags.signal_of_pi(stream.get("WebId"), stream.get("Path"), stream.get("Name"))
+        web_id, path, point = (_key(stream, k, where) for k in ("WebId", "Path", "Name"))
+        name = point or path or web_id
+        signal = tags.signal_of_pi(web_id, path, point)
         if signal is None:
-            raise BadInputError(f"{where}: stream {str(name)[:80]!r} is not in the tag map")
+            of = "" if tags.model is None else f" of model {tags.model!r}"
+            raise BadInputError(
+                f"{where}: stream {str(name)[:80]!r} is not in the tag map{of} (matched by "
+                "WebId, Path or Name)"
+            )
         if stream.get("WebException"):
             raise BadInputError(f"{where}.WebException: {_bad_text(stream['WebException'])}")
         raw = stream.get("Items", [stream["Value"]] if "Value" in stream else None)

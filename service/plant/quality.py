@@ -101,10 +101,10 @@ def from_number(value: float, encoding: Encoding | None, where: str) -> Quality:
     return from_opcua(int(value)) if encoding == "opcua" else from_opcda(int(value))
 
 
-def from_pi(good: bool, questionable: bool) -> Quality:
-    """PI Web API's flags: ``Good`` false is bad; a good value marked questionable is
-    uncertain. ``Substituted`` (edited after it was written) and ``Annotated`` say nothing
-    about the measurement and are kept for the round trip only."""
+def from_pi(good: bool, questionable: bool, substituted: bool = False) -> Quality:
+    """PI Web API's flags: ``Good`` false is bad; a good value marked questionable, or
+    substituted (replaced after it was written: a manual entry or an edit, not the reading
+    the transmitter sent), is uncertain. ``Annotated`` says nothing about the value."""
     if not good:
         return Quality.BAD
-    return Quality.UNCERTAIN if questionable else Quality.GOOD
+    return Quality.UNCERTAIN if questionable or substituted else Quality.GOOD

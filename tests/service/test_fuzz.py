@@ -53,6 +53,7 @@ PASSES = (
     (GenerationMode.POSITIVE, True),
 )
 SERVED = {"name": "tiny", "version": "v1"}
+TAG_MAP = Path(__file__).parent / "golden" / "pi_predict_tagmap.yaml"
 SIGNALS = ("a", "b", "q")  # what the test model reads (tests/conftest.py TINY_SPEC)
 
 
@@ -62,7 +63,8 @@ def _aimable(operation: Any) -> bool:
 
 @pytest.fixture
 def fuzz_server(published: Published, tmp_path: Path) -> Iterator[ServerProcess]:
-    """A real `softsensor serve` on the test model, admin token set, watcher on."""
+    """A real `softsensor serve` on the test model, admin token set, watcher on, a tag map
+    for it (so predict's PI Web API shapes are fuzzed past "no tag map")."""
     import shutil
 
     root = tmp_path / "models"
@@ -71,7 +73,11 @@ def fuzz_server(published: Published, tmp_path: Path) -> Iterator[ServerProcess]
         root,
         tmp_path / "state",
         tmp_path / "server.log",
-        {"SOFTSENSOR_ADMIN_TOKEN": TOKEN, "SOFTSENSOR_WATCH_INTERVAL_S": "1"},
+        {
+            "SOFTSENSOR_ADMIN_TOKEN": TOKEN,
+            "SOFTSENSOR_WATCH_INTERVAL_S": "1",
+            "SOFTSENSOR_TAG_MAPS": json.dumps([str(TAG_MAP)]),
+        },
     )
     try:
         server.wait_until("/v2/health/ready")

@@ -1,5 +1,6 @@
 """Every example the OpenAPI schema shows is a request the default model answers: posted to a
-service serving a model trained on the simulated Column A (the quickstart's default)."""
+service serving a model trained on the simulated Column A (the quickstart's default), with the
+shipped tag maps (the PI Web API example is read through deploy/tagmaps/column_a.yaml)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.api.app import create_app
+from service.api.pi_schemas import PiRecordedWrite
 from service.contracts.registry import Registry
 from tests.service.conftest import make_settings
 from training.config import NetworkConfig, TrainConfig
@@ -37,30 +39,40 @@ def column_a_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp / "models"
 
 
+REPO = Path(__file__).resolve().parents[2]
+QUERY = {"PiStreamset": "?format=piwebapi&answer=piwebapi"}  # how each body shape is posted
+
+
 @pytest.fixture
 def client(column_a_registry: Path, tmp_path: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(make_settings(column_a_registry, tmp_path))) as c:
+    settings = make_settings(column_a_registry, tmp_path, tag_maps=[REPO / "deploy" / "tagmaps"])
+    with TestClient(create_app(settings)) as c:
         yield c
 
 
 def _examples(spec: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """(path, body) of every example of every JSON request body in the schema."""
+    """(path with its query, body) of every example of every JSON request body in the
+    schema, of each shape a body may take."""
     schemas = spec["components"]["schemas"]
     found = []
     for path, operations in spec["paths"].items():
         for op in operations.values():
             content = op.get("requestBody", {}).get("content", {}).get("application/json", {})
             schema = content.get("schema", {})
-            ref = schema.get("$ref", "").rsplit("/", 1)[-1]
-            for example in schemas.get(ref, {}).get("examples", []):
-                found.append((path, example))
+            for one in schema.get("anyOf", [schema]):
+                ref = one.get("$ref", "").rsplit("/", 1)[-1]
+                for example in schemas.get(ref, {}).get("examples", []):
+                    found.append((path + QUERY.get(ref, ""), example))
     return found
 
 
 def test_every_openapi_example_is_answered_by_the_default_model(client: TestClient) -> None:
     examples = _examples(client.get("/openapi.json").json())
     paths = {path for path, _ in examples}
-    assert {"/v1/predict", "/v1/lab-results"} <= paths, paths
+    assert {"/v1/predict", "/v1/lab-results", "/v1/predict" + QUERY["PiStreamset"]} <= paths
     for path, body in examples:
         r = client.post(path, json=body)
         assert r.status_code == 200, (path, body, r.text)
+        if "answer=piwebapi" in path:  # the answer is in the shape the schema states
+            written = PiRecordedWrite.model_validate(r.json()).root
+            assert len(written) == 4 and all(len(s.Items) == 1 for s in written)

@@ -33,7 +33,7 @@ def test_streamset_read_aligned_with_qualities() -> None:
         datetime(2026, 1, 1, 0, 2, tzinfo=UTC),
     ]
     assert rows.values["a"] == [1.25, 1.5, 1.75]
-    assert rows.quality["a"] == [G, U, G]  # questionable -> uncertain; substituted stays good
+    assert rows.quality["a"] == [G, U, U]  # questionable, substituted -> uncertain
     assert rows.values["b"] == [0.5, 0.5, None]  # as of each time; Good false -> no number
     assert rows.quality["b"] == [G, G, B]
     assert rows.notes["b"][2] == "I/O Timeout"
@@ -75,6 +75,13 @@ def _stream(values: list[dict[str, Any]], **keys: Any) -> dict[str, Any]:
         (_stream([], WebException={"Errors": ["PI point not found"]}), "PI point not found"),
         ({"WebException": {"Errors": ["timeout"]}, "Items": []}, "timeout"),
         ({"Items": "nothing"}, "a list of PI streams"),
+        ({"Items": [{"WebId": 7, "Items": []}]}, r"Items\[0\].WebId: text is required"),
+        (_stream([{"Timestamp": "2026-01-01T00:00:00Z", "Value": 10**400}]), "not a finite"),
+        (_stream([{"Timestamp": "0001-01-01T00:00:00+05:00", "Value": 1.0}]), "out of range"),
+        (
+            _stream([{"Timestamp": "2026-01-01T00:00:00Z", "Value": 1.0, "Substituted": 1}]),
+            "Substituted must be true or false",
+        ),
         ({"Items": []}, r"no values for signals \['a'\]"),
     ],
 )

@@ -79,11 +79,17 @@ def test_percent_confidence() -> None:
 
 
 @pytest.mark.parametrize(
-    ("good", "questionable", "quality"),
-    [(True, False, G), (True, True, U), (False, False, B), (False, True, B)],
+    ("good", "questionable", "substituted", "quality"),
+    [
+        (True, False, False, G),
+        (True, True, False, U),
+        (True, False, True, U),  # replaced after it was written: not the transmitter's reading
+        (False, False, False, B),
+        (False, True, True, B),
+    ],
 )
-def test_pi_flags(good: bool, questionable: bool, quality: Quality) -> None:
-    assert from_pi(good, questionable) is quality
+def test_pi_flags(good: bool, questionable: bool, substituted: bool, quality: Quality) -> None:
+    assert from_pi(good, questionable, substituted) is quality
 
 
 def test_status_codes_out_and_order() -> None:
