@@ -36,6 +36,7 @@ from service.contracts.card import ModelCard
 from service.contracts.errors import ForbiddenError, UnauthorizedError
 from service.contracts.registry import LoadCheck
 from service.dataplane import SoftSensorService
+from service.plant.published import publish_answer
 from service.scoring.runtime import load_problem
 from service.state.clock import to_posix
 
@@ -101,6 +102,7 @@ async def predict(request: Request) -> Response:
             payload = await service.batchers.score(read_predict(body))
     except ValidationError as exc:
         raise RequestValidationError(exc.errors()) from exc
+    publish_answer(request.app.state.opcua, payload)  # a queue hand-off: never waits
     return Response(
         orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json"
     )
