@@ -50,6 +50,8 @@ def run_connect(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     from service.plant.tagmap import load_tag_map
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    for chatty in ("asyncua", "httpx"):  # else lines per notification and per request
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     tags = load_tag_map(args.tags)
     bridge = Bridge(
         args.opcua,
@@ -61,15 +63,11 @@ def run_connect(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     )
 
     async def run() -> None:
-        task = asyncio.current_task()
-        assert task is not None
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, task.cancel)
-        try:
-            await bridge.run()
-        except asyncio.CancelledError:
-            logging.getLogger("softsensor.bridge").info("stopped after %d rows", bridge.sent)
+            loop.add_signal_handler(sig, bridge.stop)
+        await bridge.run()
+        logging.getLogger("softsensor.bridge").info("stopped after %d rows", bridge.sent)
 
     asyncio.run(run())
     return 0

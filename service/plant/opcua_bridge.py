@@ -12,8 +12,7 @@ When the plant server goes away (a closed connection is seen at once; a silent o
 client's watchdog within ``watchdog_s`` plus its probe), the bridge goes on sending rows every
 ``period_s`` with every input ``BadNoCommunication``, so the estimate the service publishes
 turns bad rather than freezing at its last good value, and reconnects with a growing pause
-(1 s to 10 s); once back, it subscribes again and carries on. Nothing here ends the loop but
-cancellation.
+(1 s to 10 s); once back, it subscribes again and carries on. Nothing ends the loop but ``stop``.
 """
 
 from __future__ import annotations
@@ -79,6 +78,7 @@ class Bridge:
                 _node_id(out.node_id)
         self.latest: dict[str, Reading] = {}
         self.changed = asyncio.Event()
+        self.stopping = asyncio.Event()
         self.connected = False
         self.sent = 0  # rows sent, for tests and logs
         self.last_answer: dict[str, Any] | None = None
@@ -154,14 +154,20 @@ class Bridge:
             except ua.UaStatusCodeError as exc:  # this node refused it; the others still get theirs
                 log.warning("writing %s to %s refused: %s", tag.value, tag.node_id, exc)
 
+    def stop(self) -> None:
+        """End ``run`` within a period, the plant session closed properly (cancelling it
+        instead would cut the session's close request short)."""
+        self.stopping.set()
+
     async def run(self) -> None:
-        """Forever: connect, subscribe, forward changes; on a lost connection, send bad
-        rows and reconnect."""
+        """Until ``stop``: connect, subscribe, forward changes; on a lost connection, send
+        bad rows and reconnect."""
         pause = 1.0
         async with httpx.AsyncClient(timeout=10) as http:
-            while True:
+            while not self.stopping.is_set():
                 try:
                     await self._session(http)
+                    continue  # returns only once stopping
                 except (OSError, TimeoutError, ua.UaError, ConnectionError) as exc:
                     problem = f"{type(exc).__name__}: {exc}"
                 except Exception as exc:  # logged with its traceback; the bridge carries on
@@ -181,7 +187,7 @@ class Bridge:
         """While the plant is away: a bad row each period, for ``pause`` seconds."""
         loop = asyncio.get_running_loop()
         until = loop.time() + pause
-        while loop.time() < until:
+        while loop.time() < until and not self.stopping.is_set():
             await self._send(http, None)
             await asyncio.sleep(min(self.period_s, max(0.0, until - loop.time())))
 
@@ -196,11 +202,11 @@ class Bridge:
             await self._forward(client, http)
 
     async def _forward(self, client: Client, http: httpx.AsyncClient) -> None:
-        """A row on every change (at most one per period) or every ``resend_s``; returns
-        only by raising, once the connection is lost (looked at every period)."""
+        """A row on every change (at most one per period) or every ``resend_s``, until
+        stopped; raises once the connection is lost (looked at every period)."""
         loop = asyncio.get_running_loop()
         last = -math.inf
-        while True:
+        while not self.stopping.is_set():
             due = last + self.resend_s - loop.time()
             if due > 0 and not self.changed.is_set():
                 with contextlib.suppress(TimeoutError):
