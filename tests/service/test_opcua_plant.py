@@ -212,7 +212,7 @@ def test_plant_bridge_service_and_client_end_to_end(published: Published, tmp_pa
             # -- the value is /v1/predict's for the same rows: hold the plant, wait for three
             # rows of the held values, and ask /v1/predict for three such rows on another stream
             plant.held = True
-            held_at = datetime.now(UTC) + timedelta(seconds=3 * RESEND_S + 1)
+            held_at = datetime.now(UTC) + timedelta(seconds=3 * RESEND_S + 3)  # slack: load
             held = await until(
                 lambda: status_after(held_at, {GOOD, UNCERTAIN, BAD}), "held rows", 30, logs
             )
