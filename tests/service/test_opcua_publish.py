@@ -116,8 +116,11 @@ def test_an_answer_without_rows_publishes_nothing_and_a_columns_one_its_last() -
 def test_serve_refuses_an_opcua_setting_it_cannot_serve(
     argv: list[str], message: str, capsys: pytest.CaptureFixture[str], monkeypatch: Any
 ) -> None:
+    # serve passes its options on through the environment (for its workers): set and
+    # delete each here, so that monkeypatch restores their absence after the test
     for key in ("OPCUA_ENDPOINT", "WORKERS", "OPCUA_STALE_AFTER_S"):
-        monkeypatch.delenv(f"SOFTSENSOR_{key}", raising=False)
+        monkeypatch.setenv(f"SOFTSENSOR_{key}", "")
+        monkeypatch.delenv(f"SOFTSENSOR_{key}")
     with pytest.raises(SystemExit) as exit_:
         main(argv)
     assert exit_.value.code == 2
