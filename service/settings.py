@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.lab.statestore import SCHEMES
@@ -164,6 +164,25 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1)
+    opcua_endpoint: str | None = Field(
+        default=None,
+        pattern=r"^opc\.tcp://[^/\s]+(/\S*)?$",
+        description="serve the estimates as OPC UA variables on this endpoint "
+        "(opc.tcp://host:port/path); unset = no OPC UA server",
+    )
+    opcua_stale_after_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="an OPC UA stream with no answered row for this long turns "
+        "BadNoCommunication (its bridge or historian is gone)",
+    )
+
+    @model_validator(mode="after")
+    def _one_opcua_server(self) -> Settings:
+        """One process binds the OPC UA port: with several workers each would try to."""
+        if self.opcua_endpoint is not None and self.workers > 1:
+            raise ValueError("opcua_endpoint needs workers = 1 (each worker would bind it)")
+        return self
 
 
 @lru_cache(maxsize=1)

@@ -3,7 +3,8 @@
 Composition, outermost first (Starlette's pattern; each layer is a plain ASGI app):
 
     CORS (only if configured) -> RequestMetrics -> BodyLimit -> JsonBodies -> router
-        POST /v1/predict -> routes.predict (a Starlette route)
+        POST /v1/predict -> routes.predict (a Starlette route); each answer's latest row
+                            also goes to the OPC UA server when one runs (--opcua)
         anything else    -> the FastAPI app (lab results, models, admin, v2, docs, metrics)
 
 Predict is a route like any other, through the same middlewares and error mapping; it is a
@@ -49,6 +50,25 @@ async def _watch(service: SoftSensorService, interval: float) -> None:
             log.exception("champion watcher pass failed")
 
 
+@contextlib.asynccontextmanager
+async def _opcua_server(app: Starlette, settings: Settings) -> AsyncIterator[None]:
+    """With ``opcua_endpoint``: the OPC UA server on this event loop, for as long as the app
+    runs; predict publishes to ``app.state.opcua``. asyncua is imported only then."""
+    if settings.opcua_endpoint is None:
+        yield
+        return
+    from service.plant.opcua_server import EstimateServer
+
+    server = EstimateServer(settings.opcua_endpoint, settings.opcua_stale_after_s)
+    await server.start()
+    app.state.opcua = server
+    try:
+        yield
+    finally:
+        app.state.opcua = None
+        await server.stop()
+
+
 def _lifespan(service: SoftSensorService, settings: Settings) -> Any:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -57,7 +77,8 @@ def _lifespan(service: SoftSensorService, settings: Settings) -> Any:
         if settings.watch_interval_s > 0:
             watcher = asyncio.create_task(_watch(service, settings.watch_interval_s))
         try:
-            yield
+            async with _opcua_server(app, settings):
+                yield
         finally:
             if watcher is not None:
                 watcher.cancel()
@@ -116,4 +137,5 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.router.default = api  # what no route here matches (a 405 of predict stays here)
     app.state.service = service
     app.state.api = api
+    app.state.opcua = None  # the OPC UA server, while one runs (opcua_endpoint)
     return app

@@ -38,6 +38,7 @@ from service.contracts.card import ModelCard
 from service.contracts.errors import BadInputError, ForbiddenError, UnauthorizedError
 from service.contracts.registry import LoadCheck
 from service.dataplane import SoftSensorService
+from service.plant.published import publish_answer
 from service.scoring.runtime import load_problem
 from service.state.clock import to_posix
 
@@ -114,6 +115,7 @@ async def predict(request: Request) -> Response:
                 "Items: a PI Web API body is read with ?format=piwebapi (and the model's tag map)"
             ) from exc
         raise RequestValidationError(exc.errors()) from exc
+    publish_answer(request.app.state.opcua, payload)  # a queue hand-off: never waits
     out = payload if answer is None else answer(payload)
     return Response(
         orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json"

@@ -1,7 +1,8 @@
 """The ``softsensor`` entry point: one parser, serving commands always, training commands
 where the ``train`` extra is installed.
 
-    softsensor serve --registry models --port 8000
+    softsensor serve --registry models --port 8000 [--opcua opc.tcp://0.0.0.0:4840/softsensor/]
+    softsensor connect --opcua opc.tcp://dcs:4840 --tags unit1.yaml --service http://127.0.0.1:8000
     softsensor models list --registry models
     softsensor train --spec training/specs/debutanizer.yaml --data DATA --out runs/ca
 """
@@ -14,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from service.cli.arguments import Subcommands
+from service.cli.connect import add_connect_parser
 from service.cli.models import add_models_parser
 from service.cli.serve import add_serve_parser
 
@@ -58,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_commands(sub)
     add_models_parser(sub)
     add_serve_parser(sub)
+    add_connect_parser(sub)
     return parser
 
 

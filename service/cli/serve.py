@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from service.cli.arguments import Subcommands, add_registry_option, positive_int
+from service.cli.arguments import Subcommands, add_registry_option, positive_float, positive_int
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 
 def add_serve_parser(sub: Subcommands) -> None:
@@ -20,11 +24,26 @@ def add_serve_parser(sub: Subcommands) -> None:
     p.add_argument("--port", type=positive_int, default=None, help="port (default 8000)")
     p.add_argument("--workers", type=positive_int, default=None, help="processes (default 1)")
     p.add_argument("--state-dir", type=Path, default=None, help="lab-result store directory")
+    p.add_argument(
+        "--opcua",
+        metavar="ENDPOINT",
+        default=None,
+        help="also serve the estimates as OPC UA variables on ENDPOINT "
+        "(opc.tcp://host:port/path; one worker)",
+    )
+    p.add_argument(
+        "--opcua-stale-after",
+        metavar="SECONDS",
+        type=positive_float,
+        default=None,
+        help="an OPC UA stream silent this long turns BadNoCommunication (default 30)",
+    )
     p.set_defaults(handler=run_serve, parser=p)
 
 
 def run_serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     import uvicorn
+    from pydantic import ValidationError
 
     from service.api.http_protocol import GuardedHttpToolsProtocol
     from service.settings import Settings
@@ -36,11 +55,16 @@ def run_serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         "port": args.port,
         "workers": args.workers,
         "state_dir": args.state_dir,
+        "opcua_endpoint": args.opcua,
+        "opcua_stale_after_s": args.opcua_stale_after,
     }
     for key, value in overrides.items():
         if value is not None:
             os.environ[f"SOFTSENSOR_{key.upper()}"] = str(value)
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        parser.error(_settings_problem(exc))
     uvicorn.run(
         "service.api.asgi:create",
         factory=True,
@@ -53,3 +77,11 @@ def run_serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         timeout_keep_alive=settings.keep_alive_s,
     )
     return 0
+
+
+def _settings_problem(exc: ValidationError) -> str:
+    """A settings error as one line naming the setting: ``opcua_endpoint: String should...``."""
+    parts = [
+        f"{'.'.join(str(x) for x in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
+    ]
+    return "; ".join(parts)

@@ -27,26 +27,13 @@ from datetime import UTC, datetime
 
 from asyncua import Node, Server, ua
 
-from service.plant.quality import Quality
+from service.plant.published import PublishedRow
 
+__all__ = ["BAD_NO_COMMUNICATION", "NAMESPACE", "EstimateServer", "PublishedRow", "node_id"]
 log = logging.getLogger("softsensor.opcua")
 NAMESPACE = "urn:softsensor:estimates"
 VALUES = ("Estimate", "EstimateCorrected", "IntervalLow", "IntervalHigh")
 BAD_NO_COMMUNICATION = 0x80310000
-
-
-@dataclass(frozen=True)
-class PublishedRow:
-    """The latest answered row of one stream."""
-
-    model: str
-    stream: str
-    time: datetime
-    estimate: float
-    corrected: float
-    low: float
-    high: float
-    status: Quality
 
 
 @dataclass
