@@ -18,7 +18,7 @@ from typing import Any
 from service.api.schemas import LabRequest, LabResponse, PredictRequest, StoredLab
 from service.contracts.errors import NotReadyError, ServiceError
 from service.contracts.registry import Registry
-from service.lab.bias import BiasFilter
+from service.lab.bias import BiasFilter, replay
 from service.lab.errors import StoreUnavailableError
 from service.lab.groupcommit import GroupCommit
 from service.lab.labs import LabDesk
@@ -196,14 +196,15 @@ class SoftSensorService:
         first: the same accepted results through the same filter give the same bias on
         every replica."""
         assert self.store is not None
+        # The count first: a change stored between the two reads makes the count older than
+        # the history, so the next refresh replays again (never the reverse).
+        count = self.store.lab_counts(slot.model.name).get(state.stream, 0)
         history = self.store.history(slot.model.name, state.stream)
         with state.lock:  # the bias path, so the residual alarm sees each result's bias
             state.bias, state.residual = BiasFilter(slot.bias_config), ResidualAlarm()
-            for r in history:
-                if r.accepted and r.estimate is not None:
-                    state.bias.update(r.value, r.estimate, r.sample_time, r.sample_time)
-                state.take_lab(r)
-            state.lab_count = len(history)
+            state.last_lab_sample = state.last_lab_value = state.last_residual = None
+            replay(state.bias, history, state.take_lab)
+            state.lab_count = count
 
     def sync_labs(self, slot: ModelSlot, states: Sequence[StreamState] | None = None) -> None:
         """With shared state: streams whose stored lab results changed (another replica

@@ -261,7 +261,8 @@ def test_models_show_prints_the_card_and_the_history(registry_copy: Path) -> Non
     Registry(registry_copy).promote("tiny", "v1")
 
     def cli(*args: str) -> str:
-        cmd = [sys.executable, "-m", "service.cli", "models", *args, "--registry", str(registry_copy)]
+        cmd = [sys.executable, "-m", "service.cli", "models", *args]
+        cmd += ["--registry", str(registry_copy)]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
         assert done.returncode == 0, done.stderr
         return done.stdout

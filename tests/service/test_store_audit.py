@@ -6,6 +6,7 @@ and stores an older service left are migrated."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,12 +43,9 @@ def _results(stream: str = "s", skip: float | None = None) -> list[LabRecord]:
     for i in range(6):
         t = T0 + 600.0 * i
         if t != skip:
-            estimate, value = 1.0, 1.1 + 0.1 * i
-            out.append(
-                LabRecord(
-                    "col", t, value, t + 900, estimate, value - estimate, True, None, stream, t + 800
-                )
-            )
+            value = 1.1 + 0.1 * i
+            record = LabRecord("col", t, value, t + 900, 1.0, value - 1.0, True, None, stream)
+            out.append(dataclasses.replace(record, result_time=t + 800))
     return out
 
 
@@ -144,9 +142,7 @@ def test_a_version_2_file_is_migrated_and_its_results_can_be_voided(tmp_path: Pa
         assert store.list("col") == [] and len(store.voids("col")) == 1
     conn = sqlite3.connect(path)
     try:
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [
-            (SCHEMA_VERSION,)
-        ]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
     finally:
         conn.close()
 
