@@ -46,7 +46,9 @@ class SoftSensorService:
         self.streams = StreamStore(settings.max_streams)
         self._stop = threading.Event()
         self._refresher: threading.Thread | None = None
-        parts = Parts(settings, self.models, self.stream, self._store, metrics, self.sync_labs)
+        parts = Parts(
+            settings, self.models, self.stream, self._store, metrics, self.sync_labs, self._replay
+        )
         self.scorer = Scorer(parts)
         self.labs = LabDesk(parts)
         self.log_writer: GroupCommit | None = None
@@ -95,6 +97,10 @@ class SoftSensorService:
             self.log_writer = None
         if self.store is not None:
             self.store.close()
+
+    def labs_store(self) -> StateStore:
+        """The open store (503 before it is)."""
+        return self._store()
 
     def _store(self) -> StateStore:
         if self.store is None:
