@@ -11,6 +11,7 @@ fails or is killed midway changes nothing, and a retry is answered as before.
 
 from __future__ import annotations
 
+import builtins
 import math
 import time
 from dataclasses import dataclass
@@ -183,7 +184,7 @@ class LabDesk:
 
     def records(
         self, model: str | None, stream: str | None, since: float | None, limit: int
-    ) -> list[LabRecord]:
+    ) -> builtins.list[LabRecord]:
         """The stored results of a served model (newest first), as the store keeps them."""
         name = model or self.slots.default_name()
         if name not in self.slots.served:
