@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import functools
 import getpass
+import json
+from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 from service.cli.arguments import Subcommands, add_registry_option, open_registry
@@ -38,7 +40,9 @@ def add_models_parser(sub: Subcommands) -> None:
         if action == "show":
             a.add_argument("version", nargs="?", help="default: the champion")
             a.add_argument("--version", dest="version_option", metavar="V", help="the same")
-            a.add_argument("--json", action="store_true", help="card.json instead of card.md")
+            a.add_argument(
+                "--json", action="store_true", help="the card and the history as one JSON document"
+            )
         if action in ("promote", "rollback"):
             a.add_argument(
                 "--by", default=None, help="who, for the history (default: your user name)"
@@ -92,15 +96,16 @@ def _show(
     if shown is None:
         parser.error(f"model {name!r} has no champion; name a version")
     card = registry.verify(name, shown)
+    changes = registry.history(name)
+    if as_json:
+        history = [asdict(c) | {"time": c.time.isoformat()} for c in changes]
+        print(json.dumps({"card": card.model_dump(mode="json"), "history": history}, indent=2))
+        return
     page = registry.version_dir(name, shown) / CARD_MD_FILE
     mark = " (champion)" if shown == champion else ""
     print(f"{name} {shown}{mark}\n")
-    if as_json or not page.is_file():
-        print(card.model_dump_json(indent=2))
-    else:
-        print(page.read_text(encoding="utf-8").rstrip())
+    print(page.read_text(encoding="utf-8").rstrip() if page.is_file() else card.model_dump_json())
     print("\n## Champion history\n")
-    changes = registry.history(name)
     if not changes:
         print("(no champion change recorded)")
     for c in changes:
