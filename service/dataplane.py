@@ -18,7 +18,7 @@ from typing import Any
 from service.api.schemas import LabRequest, LabResponse, PredictRequest, StoredLab
 from service.contracts.errors import NotReadyError, ServiceError
 from service.contracts.registry import Registry
-from service.lab.bias import BiasFilter
+from service.lab.bias import BiasFilter, replay
 from service.lab.errors import StoreUnavailableError
 from service.lab.groupcommit import GroupCommit
 from service.lab.labs import LabDesk
@@ -49,7 +49,9 @@ class SoftSensorService:
         self.tag_maps: TagMaps = load_tag_maps(settings.tag_maps)
         self._stop = threading.Event()
         self._refresher: threading.Thread | None = None
-        parts = Parts(settings, self.models, self.stream, self._store, metrics, self.sync_labs)
+        parts = Parts(
+            settings, self.models, self.stream, self._store, metrics, self.sync_labs, self._replay
+        )
         self.scorer = Scorer(parts)
         self.labs = LabDesk(parts)
         self.log_writer: GroupCommit | None = None
@@ -98,6 +100,10 @@ class SoftSensorService:
             self.log_writer = None
         if self.store is not None:
             self.store.close()
+
+    def labs_store(self) -> StateStore:
+        """The open store (503 before it is)."""
+        return self._store()
 
     def _store(self) -> StateStore:
         if self.store is None:
@@ -199,14 +205,15 @@ class SoftSensorService:
         first: the same accepted results through the same filter give the same bias on
         every replica."""
         assert self.store is not None
+        # The count first: a change stored between the two reads makes the count older than
+        # the history, so the next refresh replays again (never the reverse).
+        count = self.store.lab_counts(slot.model.name).get(state.stream, 0)
         history = self.store.history(slot.model.name, state.stream)
         with state.lock:  # the bias path, so the residual alarm sees each result's bias
             state.bias, state.residual = BiasFilter(slot.bias_config), ResidualAlarm()
-            for r in history:
-                if r.accepted and r.estimate is not None:
-                    state.bias.update(r.value, r.estimate, r.sample_time, r.sample_time)
-                state.take_lab(r)
-            state.lab_count = len(history)
+            state.last_lab_sample = state.last_lab_value = state.last_residual = None
+            replay(state.bias, history, state.take_lab)
+            state.lab_count = count
 
     def sync_labs(self, slot: ModelSlot, states: Sequence[StreamState] | None = None) -> None:
         """With shared state: streams whose stored lab results changed (another replica

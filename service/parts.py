@@ -25,6 +25,8 @@ class Parts:
     metrics: ServiceMetrics
     # streams' biases brought up to the shared store (another replica's lab results)
     sync: Callable[[ModelSlot, Sequence[StreamState]], None] = lambda slot, states: None
+    # a stream's bias and lab accounting rebuilt from the store (after a void)
+    replay: Callable[[ModelSlot, StreamState], None] = lambda slot, state: None
     rules: TimeRules = field(init=False)
 
     def __post_init__(self) -> None:

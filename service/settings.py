@@ -5,10 +5,28 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.lab.statestore import SCHEMES
+
+LEGACY_ADMIN = "admin"  # the name audit entries give the single SOFTSENSOR_ADMIN_TOKEN
+
+
+class NamedToken(BaseModel):
+    """One admin's bearer token: the name is what the audit trail records (never the token)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+    token: SecretStr
+
+    @field_validator("token", mode="after")
+    @classmethod
+    def _not_empty(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("an admin token must not be empty")
+        return value
 
 
 class Settings(BaseSettings):
@@ -47,7 +65,14 @@ class Settings(BaseSettings):
         "(the most a bias they moved lags behind here)",
     )
     admin_token: SecretStr | None = Field(
-        default=None, description="bearer token for reload/promote/rollback; unset = disabled"
+        default=None,
+        description="one bearer token for the admin endpoints, recorded as 'admin' in the "
+        "audit trail; unset (and no admin_tokens) = admin endpoints disabled",
+    )
+    admin_tokens: list[NamedToken] = Field(
+        default_factory=list,
+        description='named admin tokens, JSON: [{"name": "alice", "token": "..."}]; the name '
+        "is recorded with every promote, rollback and void",
     )
     max_batch_rows: int = Field(default=10_000, ge=1, description="rows per predict request")
     max_body_bytes: int = Field(default=8 << 20, ge=1024, description="request body limit")
@@ -77,6 +102,18 @@ class Settings(BaseSettings):
         gt=0,
         description="lab results sampled longer than this before their stream's latest data "
         "time do not move the bias (late)",
+    )
+    lab_min_delay_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="a lab result known sooner than this after its sample is refused, unless "
+        "the model card declares its target's lab_delay",
+    )
+    lab_max_delay_s: float = Field(
+        default=86_400.0,
+        gt=0,
+        description="a lab result known later than this after its sample is refused, unless "
+        "the model card declares its target's lab_delay",
     )
     lab_max_future_s: float = Field(
         default=300.0,
@@ -160,6 +197,25 @@ class Settings(BaseSettings):
         if value is not None and not value.get_secret_value().strip():
             return None
         return value
+
+    @model_validator(mode="after")
+    def _distinct_admins(self) -> Settings:
+        """Two admins with one name (or one token) would make the audit trail ambiguous."""
+        tokens = self.named_tokens()
+        for what, values in (
+            ("name", [t.name for t in tokens]),
+            ("token", [t.token.get_secret_value() for t in tokens]),
+        ):
+            if len(set(values)) != len(values):
+                raise ValueError(f"admin_tokens: every {what} must be distinct")
+        return self
+
+    def named_tokens(self) -> list[NamedToken]:
+        """Every admin token with its name; the single admin_token is named 'admin'."""
+        tokens = list(self.admin_tokens)
+        if self.admin_token is not None:
+            tokens.append(NamedToken(name=LEGACY_ADMIN, token=self.admin_token))
+        return tokens
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)

@@ -192,6 +192,7 @@ def _target_card(spec: DatasetSpec) -> TargetCard:
         unit=spec.target.unit,
         valid_range=_valid(spec.target.range),
         analyzer_delay_samples=spec.target.analyzer_delay,
+        lab_delay=spec.target.lab_delay,
         sample_interval_s=spec.source.sample_interval_s,
         transform=spec.target.transform,
     )

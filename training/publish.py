@@ -84,5 +84,5 @@ def publish(
     registry.verify(name, version)
     champion = make_first_champion and registry.champion(name) is None
     if champion:
-        registry.promote(name, version)
+        registry.promote(name, version, by="softsensor train", reason="the first version")
     return Published(name, version, path, card, exported, champion)

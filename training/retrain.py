@@ -115,38 +115,52 @@ def score_version(
 # Stored results whose value is not a measurement of the process as it was at its sample
 # time: outside the target's valid range (a typo, a unit), an implausible residual (a swapped
 # sample), stamped in the future (a clock error). Late or out-of-order ones are still labels.
+RETRAIN_ACTOR = "softsensor retrain"  # who the champion history says promoted a challenger
 UNUSABLE_LAB = frozenset({"out_of_range", "implausible", "future"})
 
 
 def read_lab_results(source: Path | str | None, name: str | None = None) -> pd.DataFrame | None:
-    """Lab results as labels (``timestamp``, ``value``): a CSV exported by the service, or
-    read from the service's state store itself when ``source`` is its URL (``sqlite:///...``
-    or ``postgresql://...``: the same database the serving pods write), model ``name``'s."""
+    """Lab results as labels (``timestamp``, ``value``, oldest first): a CSV exported by the
+    service (``GET /v1/lab-results?format=csv``; a hand-made one needs only those two
+    columns), or read from the service's state store itself when ``source`` is its URL
+    (``sqlite:///...`` or ``postgresql://...``: the same database the serving pods write),
+    model ``name``'s. Both go through one filter: results that are no measurement of the
+    process (``UNUSABLE_LAB``) are left out, voided ones are no longer stored."""
     if source is None:
         return None
     if "://" in str(source):
-        return _stored_lab_results(str(source), name)
+        return _labels(_stored_lab_results(str(source), name), str(source))
     path = Path(source)
-    frame = pd.read_csv(path)
+    frame = pd.read_csv(path, dtype={"reason": "string", "model": "string"})
     missing = {"timestamp", "value"} - set(frame.columns)
     if missing:
         raise SoftSensorError(f"lab results {path} lack columns {sorted(missing)}")
-    return frame
+    return _labels(frame, str(path))
+
+
+def _labels(frame: pd.DataFrame, where: str) -> pd.DataFrame:
+    """The usable results of an exported table, as (timestamp UTC, value), oldest first."""
+    if "reason" in frame.columns:
+        frame = frame[~frame["reason"].fillna("").isin(UNUSABLE_LAB)]
+    try:
+        stamps = pd.to_datetime(frame["timestamp"], utc=True, format="mixed")
+    except ValueError as exc:
+        raise SoftSensorError(f"lab results {where}: timestamp: {exc}") from exc
+    out = pd.DataFrame({"timestamp": stamps, "value": frame["value"].astype(float)})
+    return out.sort_values("timestamp", kind="stable").reset_index(drop=True)
 
 
 def _stored_lab_results(url: str, name: str | None) -> pd.DataFrame:
+    """The store's results as the service's CSV export has them (one function writes both)."""
+    from service.lab.export import CSV_COLUMNS, csv_row
     from service.lab.records import MAX_LIST
     from service.lab.statestore import open_store
 
     with contextlib.closing(open_store(url)) as store:
-        records = [r for r in store.list(name, limit=MAX_LIST) if r.reason not in UNUSABLE_LAB]
-    records.sort(key=lambda r: r.sample_time)
-    return pd.DataFrame(
-        {
-            "timestamp": pd.to_datetime([r.sample_time for r in records], unit="s", utc=True),
-            "value": [r.value for r in records],
-        }
-    )
+        rows = [csv_row(r) for r in store.list(name, limit=MAX_LIST)]
+    frame = pd.DataFrame(rows, columns=list(CSV_COLUMNS))
+    frame["value"] = frame["value"].astype(float)
+    return frame
 
 
 def retrain(
@@ -260,20 +274,20 @@ def _decide(
     margin = report.margin
     assert report.challenger_rmse is not None
     if champion is None:
-        registry.promote(name, version)
         report.decision = "promoted"
         report.reasons.append("no champion existed: the challenger is the first")
+        registry.promote(name, version, by=RETRAIN_ACTOR, reason=report.reasons[-1])
     elif report.champion_rmse is None:
-        registry.promote(name, version)
         report.decision = "promoted"
         report.reasons.append("the champion could not be evaluated on the new data")
+        registry.promote(name, version, by=RETRAIN_ACTOR, reason=report.reasons[-1])
     elif report.challenger_rmse < report.champion_rmse * (1.0 - margin):
-        registry.promote(name, version)
         report.decision = "promoted"
         report.reasons.append(
             f"challenger RMSE {report.challenger_rmse:.4g} beats the champion's "
             f"{report.champion_rmse:.4g} by more than {margin:.0%}"
         )
+        registry.promote(name, version, by=RETRAIN_ACTOR, reason=report.reasons[-1])
     else:
         report.reasons.append(
             f"challenger RMSE {report.challenger_rmse:.4g} does not beat the champion's "

@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from service.contracts.card import LabDelay
 from service.contracts.features import DerivedSignal, LagFeature
 from training.errors import SpecError
 from training.target import TargetTransform
@@ -123,6 +124,9 @@ class TargetSpec(_Strict):
     # The analyzer's own scatter (from its data sheet or repeated samples), so that the
     # prediction interval can promise the true quality rather than the next lab reading.
     repeatability: RepeatabilitySpec | None = None
+    # When lab results of this target can be known after their sample, {min_s, max_s} in
+    # seconds (the lab's turnaround): the service refuses a result whose delay lies outside.
+    lab_delay: LabDelay | None = None
 
     def target_transform(self) -> TargetTransform:
         return TargetTransform(self.transform, self.range[0], self.range[1])

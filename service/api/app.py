@@ -33,7 +33,7 @@ from service.api.errors import exception_handlers, private_roots
 from service.api.middleware import BodyLimit, JsonBodies, RequestMetrics
 from service.api.oip import router as v2_router
 from service.api.openapi import install_openapi
-from service.api.routes import admin, ops, predict, v1
+from service.api.routes import admin, admin_v1, ops, predict, v1
 from service.dataplane import SoftSensorService
 from service.monitoring.metrics import ServiceMetrics
 from service.settings import Settings, get_settings
@@ -101,7 +101,7 @@ def _api(service: SoftSensorService, handlers: dict[Any, Any]) -> FastAPI:
         exception_handlers=handlers,
     )
     api.state.service = service
-    for router in (v1, admin, v2_router, ops):
+    for router in (v1, admin, admin_v1, v2_router, ops):
         api.include_router(router)
     install_docs(api)
     install_openapi(api)

@@ -10,7 +10,7 @@ import asyncio
 import functools
 import hmac
 from pathlib import PurePath
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
@@ -20,6 +20,14 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field, ValidationError
 
+from service.api.admin_schemas import (
+    AuditEvent,
+    PromoteRequest,
+    RollbackRequest,
+    VoidRequest,
+    VoidResponse,
+)
+from service.api.audit import audit_trail
 from service.api.columnar import read_predict
 from service.api.pi_predict import Answer, PredictQuery, read_query, read_shaped
 from service.api.schemas import (
@@ -31,13 +39,13 @@ from service.api.schemas import (
     LabRequest,
     LabResponse,
     PredictRequest,
-    PromoteRequest,
     StoredLab,
 )
 from service.contracts.card import ModelCard
 from service.contracts.errors import BadInputError, ForbiddenError, UnauthorizedError
 from service.contracts.registry import LoadCheck
 from service.dataplane import SoftSensorService
+from service.lab.export import to_csv
 from service.plant.published import publish_answer
 from service.scoring.runtime import load_problem
 from service.state.clock import to_posix
@@ -60,15 +68,26 @@ SinceSeconds = Annotated[float, Field(ge=POSIX_MIN, le=POSIX_MAX, allow_inf_nan=
 ModelName = Annotated[str, PathParam(pattern=NAME_PATTERN, description="model name")]
 
 
-async def require_admin(request: Request) -> None:
-    """Bearer-token guard; with no token configured the admin endpoints are off."""
-    token = service_of(request).settings.admin_token
-    if token is None:
-        raise ForbiddenError("admin endpoints are disabled: no SOFTSENSOR_ADMIN_TOKEN is set")
+async def require_admin(request: Request) -> str:
+    """Bearer-token guard: the name of the admin whose token was given (for the audit
+    trail). Every configured token is compared, in constant time, whichever matches; with
+    none configured the admin endpoints are off."""
+    tokens = service_of(request).settings.named_tokens()
+    if not tokens:
+        raise ForbiddenError(
+            "admin endpoints are disabled: no SOFTSENSOR_ADMIN_TOKENS (or _ADMIN_TOKEN) is set"
+        )
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    expected = token.get_secret_value().encode()
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), expected):
+    found = None
+    for named in tokens:  # no early exit: the time taken does not tell which one matched
+        if hmac.compare_digest(given.encode(), named.token.get_secret_value().encode()):
+            found = named.name
+    if scheme.lower() != "bearer" or found is None:
         raise UnauthorizedError("a valid bearer token is required")
+    return found
+
+
+Admin = Annotated[str, Depends(require_admin)]
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -80,6 +99,12 @@ admin = APIRouter(
     tags=["admin"],
     dependencies=[Depends(require_admin)],
     responses={c: {"model": ErrorBody} for c in (400, 401, 403, 404, 409, 413, 415, 422, 503)},
+)
+admin_v1 = APIRouter(
+    prefix="/v1",
+    tags=["admin"],
+    dependencies=[Depends(require_admin)],
+    responses={c: {"model": ErrorBody} for c in (401, 403, 404, 409, 413, 415, 422, 503)},
 )
 ops = APIRouter(tags=["operations"])
 
@@ -146,7 +171,11 @@ def post_lab_results(body: LabRequest, service: Service) -> LabResponse:
     return service.add_lab_results(body)
 
 
-@v1.get("/lab-results", response_model=list[StoredLab], responses=ERRORS)
+@v1.get(
+    "/lab-results",
+    response_model=list[StoredLab],
+    responses=ERRORS | {200: {"content": {"text/csv": {}}}},
+)
 def get_lab_results(
     service: Service,
     model: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
@@ -155,10 +184,34 @@ def get_lab_results(
         SinceSeconds | IsoTime | None, Query(description="ISO time or POSIX seconds")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
-) -> list[StoredLab]:
+    format: Annotated[
+        Literal["json", "csv"],
+        Query(description="csv: the file `softsensor retrain --lab-results` reads"),
+    ] = "json",
+) -> Any:
     """Stored lab results, newest first; of one stream if ``stream`` is given."""
     start = None if since is None else to_posix(since)
+    if format == "csv":
+        text = to_csv(service.labs.records(model, stream, start, limit))
+        return Response(text, media_type="text/csv; charset=utf-8")
     return service.list_lab_results(model, start, limit, stream)
+
+
+@admin_v1.post("/lab-results/void", response_model=VoidResponse)
+def void_lab_result(body: VoidRequest, service: Service, actor: Admin) -> VoidResponse:
+    """Void a stored lab result (a wrong value): kept in the audit trail with who and why,
+    the stream's bias recomputed from the remaining results. 404 if none is stored."""
+    return service.labs.void(body, actor)
+
+
+@admin_v1.get("/audit", response_model=list[AuditEvent])
+def get_audit(
+    service: Service,
+    model: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+) -> list[AuditEvent]:
+    """Promotes, rollbacks and voids with who and why, newest first."""
+    return audit_trail(service, model, limit)
 
 
 # ---- models --------------------------------------------------------------------------------
@@ -213,16 +266,24 @@ def reload_model(name: ModelName, service: Service) -> ChampionChange:
 
 
 @admin.post("/{name}/promote", response_model=ChampionChange)
-def promote_model(name: ModelName, body: PromoteRequest, service: Service) -> ChampionChange:
-    """Make a version the champion, once it has loaded and scored a test row (else 409)."""
-    service.registry.promote(name, body.version, check=_load_check(service))
+def promote_model(
+    name: ModelName, body: PromoteRequest, service: Service, actor: Admin
+) -> ChampionChange:
+    """Make a version the champion, once it has loaded and scored a test row (else 409);
+    recorded in the model's history with the admin's name and the reason."""
+    check = _load_check(service)
+    service.registry.promote(name, body.version, check=check, by=actor, reason=body.reason)
     return ChampionChange(model=name, version=service.reload(name))
 
 
 @admin.post("/{name}/rollback", response_model=ChampionChange)
-def rollback_model(name: ModelName, service: Service) -> ChampionChange:
-    """Back to the newest previous version that loads and scores a test row."""
-    service.registry.rollback(name, check=_load_check(service))
+def rollback_model(
+    name: ModelName, service: Service, actor: Admin, body: RollbackRequest | None = None
+) -> ChampionChange:
+    """Back to the newest previous version that loads and scores a test row; recorded in
+    the model's history with the admin's name and the reason."""
+    reason = None if body is None else body.reason
+    service.registry.rollback(name, check=_load_check(service), by=actor, reason=reason)
     return ChampionChange(model=name, version=service.reload(name))
 
 

@@ -263,12 +263,19 @@ class LabResult(_Body):
     stream: StreamId | None = Field(
         default=None, description="the unit sampled; default: the model's default stream"
     )
+    result_time: DateStamp | None = Field(
+        default=None,
+        description="when the result was known (analyzed, entered); its delay after the "
+        "sample is checked against the analyzer's window (the card's target lab_delay, else "
+        "SOFTSENSOR_LAB_MIN_DELAY_S..SOFTSENSOR_LAB_MAX_DELAY_S); default: not stated, the "
+        "delay is not checked",
+    )
 
-    @field_validator("sample_time")
+    @field_validator("sample_time", "result_time")
     @classmethod
-    def _a_real_date(cls, stamp: Stamp) -> Stamp:
-        if not POSIX_MIN <= _posix(stamp) <= POSIX_MAX:
-            raise ValueError("sample time outside years 1..9999")
+    def _a_real_date(cls, stamp: Stamp | None) -> Stamp | None:
+        if stamp is not None and not POSIX_MIN <= _posix(stamp) <= POSIX_MAX:
+            raise ValueError("time outside years 1..9999")
         return stamp
 
 
@@ -284,7 +291,12 @@ class LabRequest(_Body):
                 {
                     "model": "column_a",
                     "results": [
-                        {"sample_time": "2026-01-01T05:00:00Z", "value": 0.878, "stream": "unit-1"}
+                        {
+                            "sample_time": "2026-01-01T05:00:00Z",
+                            "value": 0.878,
+                            "stream": "unit-1",
+                            "result_time": "2026-01-01T06:10:00Z",
+                        }
                     ],
                 }
             ]
@@ -332,10 +344,7 @@ class StoredLab(BaseModel):
     residual: float | None
     accepted: bool
     reason: str | None
-
-
-class PromoteRequest(_Body):
-    version: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    result_time: datetime | None = None
 
 
 class ErrorBody(BaseModel):

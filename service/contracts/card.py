@@ -68,6 +68,21 @@ class FeatureCard(_Strict):
         return LagFeature(self.signal, self.lag)
 
 
+class LabDelay(_Strict):
+    """How long after its sample a lab or analyzer result can be known, in seconds: the
+    window a DCS lab entry checks each entry's delay (result time - sample time) against.
+    A result outside it is a wrong sample time or a wrong result time, and is refused."""
+
+    min_s: float = Field(ge=0)
+    max_s: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _check_order(self) -> LabDelay:
+        if not self.min_s < self.max_s:
+            raise ValueError(f"min_s ({self.min_s}) must be below max_s ({self.max_s})")
+        return self
+
+
 class TargetCard(_Strict):
     """The quality estimated, and how late the analyzer that measures it reports."""
 
@@ -79,6 +94,8 @@ class TargetCard(_Strict):
     # What the network was fitted to ("log": ln(y - low), "logit": ln((y - low) / (high - y))
     # on valid_range). The graph inverts it: the model's output is in ``unit`` regardless.
     transform: Literal["none", "log", "logit"] = "none"
+    # The lab's turnaround window; None: the service's defaults (SOFTSENSOR_LAB_*_DELAY_S).
+    lab_delay: LabDelay | None = None
 
 
 class DataSummary(_Strict):

@@ -15,7 +15,8 @@ CHAMPION_FILE = "champion"  # the pointer file beside the versions of a model
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 VERSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 FILE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-RESERVED_VERSIONS = frozenset({CHAMPION_FILE})  # would collide with the pointer file
+HISTORY_FILE = "history"  # the champion history beside the pointer
+RESERVED_VERSIONS = frozenset({CHAMPION_FILE, HISTORY_FILE})  # would collide with those files
 
 
 def new_version_id(now: datetime | None = None, suffix: str | None = None) -> str:
@@ -46,7 +47,9 @@ def check_version(version: str) -> str:
     if not isinstance(version, str) or not VERSION_RE.fullmatch(version):
         raise InvalidNameError(None, f"invalid version {version!r}: expected {VERSION_RE.pattern}")
     if version in RESERVED_VERSIONS:
-        raise InvalidNameError(None, f"version {version!r} is reserved (it names the pointer)")
+        raise InvalidNameError(
+            None, f"version {version!r} is reserved (it names the champion pointer or history)"
+        )
     return version
 
 

@@ -39,6 +39,7 @@ from service.contracts.errors import (
     RegistryError,
     VersionExistsError,
 )
+from service.contracts.history import HISTORY_FILE, ChampionChange, append_change, now, read_changes
 from service.contracts.integrity import (
     MODEL_FILE,
     check_card_matches,
@@ -82,6 +83,7 @@ STALE_AFTER = timedelta(minutes=30)
 LoadCheck = Callable[[str, str], str | None]
 
 _LOCK_FILE = ".lock"
+UNKNOWN_ACTOR = "unknown"  # a caller that did not say who it acts for
 
 
 # --------------------------------------------------------------------------- plain data
@@ -237,7 +239,38 @@ class Registry:
             raise RegistryError(final, f"cannot write version: {exc}") from exc
         return final
 
-    def promote(self, name: str, version: str, check: LoadCheck | None = None) -> ChampionPointer:
+    def history(self, name: str) -> list[ChampionChange]:
+        """Every promote and rollback of ``name`` recorded, oldest first, with who and why."""
+        return read_changes(self.name_dir(name) / HISTORY_FILE)
+
+    def _record(
+        self,
+        name: str,
+        action: str,
+        version: str,
+        before: ChampionPointer | None,
+        by: str,
+        reason: str | None,
+    ) -> None:
+        """Append the change to the history, under the model's lock, once the pointer moved
+        (a crash between the two leaves a change unrecorded, never a record of none)."""
+        previous = None if before is None else before.version
+        change = ChampionChange(now(), action, version, previous, by, reason)
+        path = self.name_dir(name) / HISTORY_FILE
+        try:
+            append_change(path, change)
+        except OSError as exc:
+            raise RegistryError(path, f"cannot record the champion change: {exc}") from exc
+
+    def promote(
+        self,
+        name: str,
+        version: str,
+        check: LoadCheck | None = None,
+        *,
+        by: str = UNKNOWN_ACTOR,
+        reason: str | None = None,
+    ) -> ChampionPointer:
         """Make ``version`` the champion; the current one goes on top of ``previous``.
 
         The version must exist and verify (a champion the service would refuse is no
@@ -245,6 +278,8 @@ class Registry:
         onnxruntime cannot load or score is refused (409) before the pointer moves, rather
         than found out at the next restart. Promoting the current champion changes nothing.
         The history is bounded to :data:`MAX_PREVIOUS` entries and holds each version once.
+        The change is recorded in the model's champion history (``service.contracts.history``)
+        with ``by`` (who) and ``reason`` (why).
         """
         self.verify(name, version)
         with self._locked(name):
@@ -260,9 +295,18 @@ class Registry:
                 )
             history = [] if current is None else [current.version, *current.previous]
             previous = tuple(v for v in dict.fromkeys(history) if v != version)
-            return self._write_pointer(name, version, previous[:MAX_PREVIOUS])
+            pointer = self._write_pointer(name, version, previous[:MAX_PREVIOUS])
+            self._record(name, "promote", version, current, by, reason)
+            return pointer
 
-    def rollback(self, name: str, check: LoadCheck | None = None) -> str:
+    def rollback(
+        self,
+        name: str,
+        check: LoadCheck | None = None,
+        *,
+        by: str = UNKNOWN_ACTOR,
+        reason: str | None = None,
+    ) -> str:
         """Switch back to the most recent previous version that still exists, verifies and
         passes ``check`` (see :meth:`promote`).
 
@@ -282,6 +326,7 @@ class Registry:
                     check is None or check(name, candidate) is None
                 ):
                     self._write_pointer(name, candidate, current.previous[index + 1 :])
+                    self._record(name, "rollback", candidate, current, by, reason)
                     return candidate
             raise RegistryError(
                 self._pointer_path(name),

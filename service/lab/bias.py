@@ -22,10 +22,15 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from statistics import NormalDist
+from typing import TYPE_CHECKING
 
 from service.contracts.card import ModelCard
+
+if TYPE_CHECKING:
+    from service.lab.records import LabRecord
 
 DEFAULT_GAIN = 0.3
 DEFAULT_MAX_AGE_S = 86_400.0
@@ -281,3 +286,28 @@ class BiasFilter:
         if abs(residual) > c.max_residual:
             return IMPLAUSIBLE, f"|residual| {abs(residual):g} above limit {c.max_residual:g}"
         return None
+
+
+def replay(
+    bias: BiasFilter,
+    records: Iterable[LabRecord],
+    each: Callable[[LabRecord], None] | None = None,
+) -> BiasFilter:
+    """Run a stream's stored results (oldest sample first) through ``bias`` again: the
+    accepted ones move it as they did when they arrived, each judged at its own sample time
+    (so none is late now). ``each`` sees every record after the bias moved for it.
+
+    A restart, another replica and a void all rebuild a stream's bias this way, so the same
+    stored results always give the same bias; a voided result is no longer among them.
+    """
+    for r in records:
+        if r.accepted and r.estimate is not None:
+            bias.update(r.value, r.estimate, r.sample_time, r.sample_time)
+        if each is not None:
+            each(r)
+    return bias
+
+
+def replay_bias(config: BiasConfig, records: Iterable[LabRecord]) -> BiasFilter:
+    """A fresh filter with ``records`` replayed (see :func:`replay`)."""
+    return replay(BiasFilter(config), records)

@@ -30,6 +30,14 @@ class StoreConflictError(StoreError):
     status = 409
 
 
+class LabResultNotFoundError(StoreError):
+    """No stored lab result for that model, stream and sample time (to void): a wrong key, or
+    one voided already (the audit trail lists it)."""
+
+    status = 404
+    error = "not_found"
+
+
 class StoreUnavailableError(StoreError):
     """The database server cannot be reached (down, restarting, network): try again later.
 

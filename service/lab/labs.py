@@ -11,17 +11,19 @@ fails or is killed midway changes nothing, and a retry is answered as before.
 
 from __future__ import annotations
 
+import builtins
 import math
 import time
 from dataclasses import dataclass
 
+from service.api.admin_schemas import VoidRequest, VoidResponse
 from service.api.schemas import LabOutcome, LabRequest, LabResponse, LabResult, StoredLab
-from service.contracts.errors import ConflictError, ModelNotFoundError
+from service.contracts.errors import BadInputError, ConflictError, ModelNotFoundError
 from service.lab.bias import BiasFilter
 from service.lab.records import LabRecord
 from service.parts import Parts
 from service.scoring.slots import ModelSlot
-from service.state.clock import from_posix, to_posix
+from service.state.clock import TimeRules, from_posix, to_posix
 from service.state.streams import StreamState
 
 NO_ESTIMATE = "no estimate near this sample time"
@@ -33,6 +35,7 @@ class _Item:
     result: LabResult
     state: StreamState
     sample_time: float
+    result_time: float | None = None
 
 
 @dataclass
@@ -54,17 +57,22 @@ class LabDesk:
         self._sync = parts.sync
         self.metrics = parts.metrics
         self.rules = parts.rules
+        self._replay = parts.replay
 
     def add(self, req: LabRequest) -> LabResponse:
         """Check, decide, store durably (one transaction), then update biases and alarms."""
         slot = self.slots.slot(req.model)
         now = time.time()
         items = []
+        window = self._delay_window(slot)
         for i, result in enumerate(req.results):
             state = self._stream(slot, result.stream or self.settings.default_stream)
             t = to_posix(result.sample_time)
             self.rules.check_lab(t, state.clock, now, f"results[{i}].sample_time")
-            items.append(_Item(i, result, state, t))
+            known = None if result.result_time is None else to_posix(result.result_time)
+            if known is not None:
+                check_delay(t, known, now, window, f"results[{i}].result_time", self.rules)
+            items.append(_Item(i, result, state, t, known))
         items.sort(key=lambda item: item.sample_time)
         states = list({id(item.state): item.state for item in items}.values())
         streams = [state.stream for state in states]
@@ -130,6 +138,7 @@ class LabDesk:
                 accepted,
                 reason,
                 state.stream,
+                item.result_time,
             )
             decided.append(_Decided(item, record, bias.bias))
         return decided, filters
@@ -157,9 +166,6 @@ class LabDesk:
     def list(
         self, model: str | None, stream: str | None, since: float | None, limit: int
     ) -> list[StoredLab]:
-        name = model or self.slots.default_name()
-        if name not in self.slots.served:
-            raise ModelNotFoundError(None, f"model {name!r} is not served here")
         return [
             StoredLab(
                 model=r.model,
@@ -171,6 +177,100 @@ class LabDesk:
                 residual=r.residual,
                 accepted=r.accepted,
                 reason=r.reason,
+                result_time=None if r.result_time is None else from_posix(r.result_time),
             )
-            for r in self._store().list(name, since, limit, stream)
+            for r in self.records(model, stream, since, limit)
         ]
+
+    def records(
+        self, model: str | None, stream: str | None, since: float | None, limit: int
+    ) -> builtins.list[LabRecord]:
+        """The stored results of a served model (newest first), as the store keeps them."""
+        name = model or self.slots.default_name()
+        if name not in self.slots.served:
+            raise ModelNotFoundError(None, f"model {name!r} is not served here")
+        return self._store().list(name, since, limit, stream)
+
+    def _delay_window(self, slot: ModelSlot) -> DelayWindow:
+        """The analyzer's declared delay window (the card's), else the service's."""
+        declared = slot.model.card.target.lab_delay
+        if declared is not None:
+            return DelayWindow(declared.min_s, declared.max_s, "the model card's target lab_delay")
+        s = self.settings
+        return DelayWindow(
+            s.lab_min_delay_s,
+            s.lab_max_delay_s,
+            "SOFTSENSOR_LAB_MIN_DELAY_S..SOFTSENSOR_LAB_MAX_DELAY_S",
+        )
+
+    def void(self, req: VoidRequest, actor: str) -> VoidResponse:
+        """Void a stored result (durably, with who and why), then replay its stream's bias
+        from the results that remain: what a service that never had it would hold."""
+        slot = self.slots.slot(req.model)
+        state = self._stream(slot, req.stream or self.settings.default_stream)
+        name, store = slot.model.name, self._store()
+        with slot.lab_lock, store.serialized(name, [state.stream]):
+            voided = store.void(
+                name,
+                state.stream,
+                to_posix(req.sample_time),
+                by=actor,
+                reason=req.reason,
+                at=time.time(),
+            )
+            self._replay(slot, state)
+        self.metrics.lab_results.labels(name, "voided").inc()
+        r = voided.record
+        return VoidResponse(
+            model=name,
+            stream=r.stream,
+            sample_time=from_posix(r.sample_time),
+            value=r.value,
+            voided_by=voided.voided_by,
+            voided_at=from_posix(voided.voided_at),
+            reason=voided.reason,
+            bias=state.bias.bias,
+        )
+
+
+@dataclass(frozen=True)
+class DelayWindow:
+    """How long after its sample a result may be known, and who said so (for the message)."""
+
+    min_s: float
+    max_s: float
+    source: str
+
+
+def check_delay(
+    sample_time: float,
+    result_time: float,
+    now: float,
+    window: DelayWindow,
+    field: str,
+    rules: TimeRules,
+) -> None:
+    """Refuse a result known before its sample, sooner or later than the analyzer can deliver
+    it, or in the future: each is a wrong time, and nothing of the request is stored."""
+    delay = result_time - sample_time
+    if delay < 0:
+        raise BadInputError(
+            f"{field}: {from_posix(result_time).isoformat()} lies {-delay:.0f} s before the "
+            f"sample time {from_posix(sample_time).isoformat()}: a result cannot be known "
+            "before its sample is drawn"
+        )
+    if result_time - now > rules.lab_max_future_s:
+        raise BadInputError(
+            f"{field}: {from_posix(result_time).isoformat()} lies {result_time - now:.0f} s in "
+            f"the future of the service's clock (limit {rules.lab_max_future_s:g} s)"
+        )
+    for too, limit, ok in (
+        ("sooner", window.min_s, delay >= window.min_s),
+        ("later", window.max_s, delay <= window.max_s),
+    ):
+        if not ok:
+            raise BadInputError(
+                f"{field}: known {delay:.0f} s after its sample, {too} than the analyzer's "
+                f"{'minimum' if too == 'sooner' else 'maximum'} delay of {limit:g} s "
+                f"({window.source}): a wrong sample time or result time"
+            )

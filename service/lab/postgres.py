@@ -30,30 +30,35 @@ from typing import Any
 
 import psycopg
 
-from service.lab.errors import StoreConflictError, StoreError
+from service.lab.errors import LabResultNotFoundError, StoreConflictError, StoreError
 from service.lab.migrations import migrations
 from service.lab.pgpool import Pool
 from service.lab.records import (
     DEFAULT_STREAM,
     LAB_COLUMNS,
+    VOID_COLUMNS,
     LabRecord,
     PredictionBatch,
+    VoidRecord,
     check_batches,
     check_find,
     check_limit,
+    check_void,
     finite,
     list_filter,
+    not_stored,
     prediction_batch,
     record_of,
     row_of,
     text,
+    void_of,
 )
 from service.lab.statestore import SavedState
 
 log = logging.getLogger("softsensor")
 MIGRATION_LOCK = 7_317_001  # the advisory lock replicas starting together migrate under
 _INSERT_LAB = (
-    f"INSERT INTO lab_results ({LAB_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    f"INSERT INTO lab_results ({LAB_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
     " ON CONFLICT (model, stream, sample_time) DO NOTHING"
 )
 _UPSERT_PREDICTION = (
@@ -254,26 +259,54 @@ class PostgresStore:
                         f"{row[3]}; stored results are never overwritten",
                     )
                 new.append(False)
-            self._count(conn, rows, new)
+            added: dict[tuple[str, str], int] = {}
+            for row, is_new in zip(rows, new, strict=True):
+                if is_new:
+                    added[(row[0], row[1])] = added.get((row[0], row[1]), 0) + 1
+            self._count(conn, added)
         return new
 
     @staticmethod
-    def _count(
-        conn: psycopg.Connection[Any], rows: Sequence[tuple[Any, ...]], new: Sequence[bool]
-    ) -> None:
-        """Add the new results to their streams' counts (``lab_counts``), in the same
-        transaction."""
-        added: dict[tuple[str, str], int] = {}
-        for row, is_new in zip(rows, new, strict=True):
-            if is_new:
-                added[(row[0], row[1])] = added.get((row[0], row[1]), 0) + 1
-        for (model, stream), count in sorted(added.items()):
+    def _count(conn: psycopg.Connection[Any], changes: dict[tuple[str, str], int]) -> None:
+        """Add changes (results stored or voided) to their streams' counts (``lab_counts``),
+        in the caller's transaction."""
+        for (model, stream), count in sorted(changes.items()):
             conn.execute(
-                "INSERT INTO lab_streams (model, stream, results) VALUES (%s, %s, %s)"
+                "INSERT INTO lab_streams (model, stream, changes) VALUES (%s, %s, %s)"
                 " ON CONFLICT (model, stream) DO UPDATE"
-                " SET results = lab_streams.results + EXCLUDED.results",
+                " SET changes = lab_streams.changes + EXCLUDED.changes",
                 (model, stream, count),
             )
+
+    def void(
+        self, model: str, stream: str, sample_time: float, *, by: str, reason: str, at: float
+    ) -> VoidRecord:
+        """See ``service.lab.store.LabStore.void``: committed before it returns; the caller
+        holds :meth:`serialized` for the stream, so no replica decides on it meanwhile."""
+        key = (text("model", model), text("stream", stream), finite("sample_time", sample_time))
+        who, why, when = check_void(by, reason, at)
+        where = "WHERE model = %s AND stream = %s AND sample_time = %s"
+        with self._pool.connection("void a lab result") as conn, conn.transaction():
+            row = conn.execute(
+                f"DELETE FROM lab_results {where} RETURNING {LAB_COLUMNS}", key
+            ).fetchone()
+            if row is None:
+                raise LabResultNotFoundError(None, not_stored(*key))
+            marks = ", ".join(["%s"] * 13)
+            conn.execute(
+                f"INSERT INTO lab_voids ({VOID_COLUMNS}) VALUES ({marks})", (*row, when, who, why)
+            )
+            self._count(conn, {(key[0], key[1]): 1})
+        return VoidRecord(record_of(row), when, who, why)
+
+    def voids(self, model: str | None = None, limit: int = 100) -> builtins.list[VoidRecord]:
+        """The voided results (of ``model``), the latest void first."""
+        check_limit(limit)
+        where, params = ("WHERE model = %s", [text("model", model)]) if model else ("", [])
+        query = f"SELECT {VOID_COLUMNS} FROM lab_voids {where} ORDER BY voided_at DESC LIMIT %s"
+        with self._pool.connection("list voided lab results") as conn:
+            rows = conn.execute(query, (*params, limit)).fetchall()
+        return [void_of(r) for r in rows]
 
     def list(
         self,
@@ -320,7 +353,7 @@ class PostgresStore:
             return [r[0] for r in conn.execute(query, (text("model", model),)).fetchall()]
 
     def lab_counts(self, model: str) -> dict[str, int]:
-        query = "SELECT stream, results FROM lab_streams WHERE model = %s"
+        query = "SELECT stream, changes FROM lab_streams WHERE model = %s"
         with self._pool.connection("count lab results") as conn:
             rows = conn.execute(query, (text("model", model),)).fetchall()
         return {stream: int(count) for stream, count in rows}

@@ -17,7 +17,11 @@ from numpy.typing import NDArray
 
 DEFAULT_STREAM = "default"  # the stream of results and rows that name none
 MAX_LIST = 10_000  # a listing is for people and the retraining job; page with ``since``
-LAB_COLUMNS = "model, stream, sample_time, value, received, estimate, residual, accepted, reason"
+LAB_COLUMNS = (
+    "model, stream, sample_time, value, received, estimate, residual, accepted, reason, result_time"
+)
+# A voided result as the audit trail keeps it: the record, then who voided it, when and why.
+VOID_COLUMNS = f"{LAB_COLUMNS}, voided_at, voided_by, void_reason"
 
 # (model, stream, sample times, estimates) of one stream's scored rows
 PredictionBatch = tuple[str, str, NDArray[np.float64], NDArray[np.float64]]
@@ -36,6 +40,20 @@ class LabRecord:
     accepted: bool  # whether it moved the bias
     reason: str | None  # why not, if not
     stream: str = DEFAULT_STREAM
+    # POSIX s: when the result was known (analyzed, entered), as the client stated it; None
+    # when it did not (its delay was then not checked)
+    result_time: float | None = None
+
+
+@dataclass(frozen=True)
+class VoidRecord:
+    """A lab result an admin voided: out of the stream's history (its bias is replayed
+    without it), kept here with who voided it, when and why."""
+
+    record: LabRecord
+    voided_at: float  # POSIX s
+    voided_by: str  # the admin token's name
+    reason: str
 
 
 def finite(field: str, value: float) -> float:
@@ -58,10 +76,36 @@ def text(field: str, value: str) -> str:
 
 def record_of(row: Sequence[Any]) -> LabRecord:
     """A LabRecord from a ``SELECT {LAB_COLUMNS}`` row."""
-    model, stream, sample_time, value, received, estimate, residual, accepted, reason = row
+    model, stream, sample_time, value, received, estimate, residual, accepted, reason, known = row
     return LabRecord(
-        model, sample_time, value, received, estimate, residual, bool(accepted), reason, stream
+        model,
+        sample_time,
+        value,
+        received,
+        estimate,
+        residual,
+        bool(accepted),
+        reason,
+        stream,
+        known,
     )
+
+
+def void_of(row: Sequence[Any]) -> VoidRecord:
+    """A VoidRecord from a ``SELECT {VOID_COLUMNS}`` row."""
+    return VoidRecord(record_of(row[:10]), row[10], row[11], row[12])
+
+
+def not_stored(model: str, stream: str, sample_time: float) -> str:
+    return (
+        f"no lab result of {model!r} stream {stream!r} at sample_time {sample_time} is stored"
+        " (voided already? the audit trail lists voids)"
+    )
+
+
+def check_void(by: str, reason: str, at: float) -> tuple[str, str, float]:
+    """Who voided, why and when, checked: an audit entry needs all three."""
+    return text("by", by), text("reason", reason), finite("at", at)
 
 
 def row_of(r: LabRecord) -> tuple[Any, ...]:
@@ -78,6 +122,7 @@ def row_of(r: LabRecord) -> tuple[Any, ...]:
         optional_finite("residual", r.residual),
         bool(r.accepted),
         r.reason,
+        optional_finite("result_time", r.result_time),
     )
 
 

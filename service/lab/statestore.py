@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from service.lab.records import LabRecord, PredictionBatch
+from service.lab.records import LabRecord, PredictionBatch, VoidRecord
 
 SCHEMES = ("sqlite", "postgresql", "postgres")
 
@@ -113,7 +113,19 @@ class StateStore(Protocol):
     def streams(self, model: str) -> builtins.list[str]: ...
 
     def lab_counts(self, model: str) -> dict[str, int]:
-        """Stored lab results per stream: a count that moved means the bias did too."""
+        """Changes per stream (results stored, results voided): a count that moved means the
+        bias did too."""
+        ...
+
+    def void(
+        self, model: str, stream: str, sample_time: float, *, by: str, reason: str, at: float
+    ) -> VoidRecord:
+        """Move a stored result out of the stream's history into the audit trail, durably;
+        ``LabResultNotFoundError`` (404) if none is stored."""
+        ...
+
+    def voids(self, model: str | None = None, limit: int = 100) -> builtins.list[VoidRecord]:
+        """Voided results, the latest void first."""
         ...
 
     def serialized(

@@ -26,26 +26,57 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from service.lab.errors import LabResultNotFoundError
 from service.lab.predictionlog import PredictionLog
 from service.lab.records import (
     DEFAULT_STREAM,
     LAB_COLUMNS,
+    VOID_COLUMNS,
     LabRecord,
+    VoidRecord,
     check_limit,
+    check_void,
     finite,
     list_filter,
+    not_stored,
     record_of,
     row_of,
     text,
+    void_of,
 )
 from service.lab.sqlite import StoreConflictError, StoreError, connect, errors, transaction
 
 __all__ = ["DEFAULT_STREAM", "LabRecord", "LabStore", "StoreConflictError", "StoreError"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _LAB_COLUMNS = LAB_COLUMNS
+_INSERT_LAB = (
+    f"INSERT INTO lab_results ({_LAB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (model, stream, sample_time) DO NOTHING"
+)
 
-_TABLES = """
+# Voided results, moved here whole from lab_results with who voided them, when and why: the
+# audit trail of voids (a sample may be voided, entered again and voided again).
+_VOIDS = """
+CREATE TABLE lab_voids (
+    model TEXT NOT NULL,
+    stream TEXT NOT NULL,
+    sample_time REAL NOT NULL,
+    value REAL NOT NULL,
+    received REAL NOT NULL,
+    estimate REAL,
+    residual REAL,
+    accepted INTEGER NOT NULL,
+    reason TEXT,
+    result_time REAL,
+    voided_at REAL NOT NULL,
+    voided_by TEXT NOT NULL,
+    void_reason TEXT NOT NULL
+);
+CREATE INDEX lab_voids_model ON lab_voids (model, voided_at);
+"""
+
+_TABLES = f"""
 CREATE TABLE lab_results (
     model TEXT NOT NULL,
     stream TEXT NOT NULL,
@@ -56,6 +87,7 @@ CREATE TABLE lab_results (
     residual REAL,
     accepted INTEGER NOT NULL,
     reason TEXT,
+    result_time REAL,
     PRIMARY KEY (model, stream, sample_time)
 );
 CREATE INDEX lab_results_time ON lab_results (sample_time);
@@ -66,6 +98,7 @@ CREATE TABLE predictions (
     estimate REAL NOT NULL,
     PRIMARY KEY (model, stream, sample_time)
 ) WITHOUT ROWID;
+{_VOIDS}
 """
 
 # Version 1 kept lab results per model only, and a prediction table nothing wrote: its
@@ -77,8 +110,13 @@ DROP TABLE IF EXISTS predictions;
 {_TABLES}
 INSERT INTO lab_results ({_LAB_COLUMNS})
     SELECT model, '{DEFAULT_STREAM}', sample_time, value, received, estimate, residual,
-           accepted, reason FROM lab_results_v1;
+           accepted, reason, NULL FROM lab_results_v1;
 DROP TABLE lab_results_v1;
+"""
+# Version 2 had no result time and no voids: both are added, every result kept.
+_FROM_V2 = f"""
+ALTER TABLE lab_results ADD COLUMN result_time REAL;
+{_VOIDS}
 """
 
 
@@ -124,7 +162,7 @@ class LabStore:
                 )
             if version == SCHEMA_VERSION:
                 return
-            script = _TABLES if version is None else _FROM_V1
+            script = {None: _TABLES, 1: _FROM_V1, 2: _FROM_V2}[version]
             for statement in script.split(";"):
                 if statement.strip():
                     self._lab.execute(statement)
@@ -199,15 +237,11 @@ class LabStore:
         value raises :class:`StoreConflictError` (409) and nothing of the batch is stored.
         NaN or infinite numbers raise ValueError naming the field, before anything is written.
         """
-        rows = [(*row[:7], int(row[7]), row[8]) for row in map(row_of, records)]
+        rows = [(*row[:7], int(row[7]), *row[8:]) for row in map(row_of, records)]
         new = []
         with self._lab_lock, self._errors("store lab results"), transaction(self._lab):
             for row in rows:
-                cursor = self._lab.execute(
-                    f"INSERT INTO lab_results ({_LAB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT (model, stream, sample_time) DO NOTHING",
-                    row,
-                )
+                cursor = self._lab.execute(_INSERT_LAB, row)
                 if cursor.rowcount == 1:
                     new.append(True)
                     continue
@@ -277,11 +311,49 @@ class LabStore:
             return [r[0] for r in self._lab.execute(query, (text("model", model),)).fetchall()]
 
     def lab_counts(self, model: str) -> dict[str, int]:
-        """Stored lab results per stream of ``model`` (see ``StateStore.lab_counts``)."""
-        query = "SELECT stream, COUNT(*) FROM lab_results WHERE model = ? GROUP BY stream"
+        """Changes to the lab results per stream of ``model``: results stored plus results
+        voided (see ``StateStore.lab_counts``)."""
+        # a voided result was stored once and voided once: two changes
+        query = (
+            "SELECT stream, SUM(n) FROM (SELECT stream, 1 AS n FROM lab_results WHERE model = ?"
+            " UNION ALL SELECT stream, 2 FROM lab_voids WHERE model = ?) GROUP BY stream"
+        )
+        name = text("model", model)
         with self._lab_lock, self._errors("count lab results"):
-            rows = self._lab.execute(query, (text("model", model),)).fetchall()
+            rows = self._lab.execute(query, (name, name)).fetchall()
         return {stream: int(count) for stream, count in rows}
+
+    def void(
+        self, model: str, stream: str, sample_time: float, *, by: str, reason: str, at: float
+    ) -> VoidRecord:
+        """Move a stored result to the audit trail (``lab_voids``) with who voided it, when
+        and why, in one durable transaction; :class:`LabResultNotFoundError` if none is
+        stored (or it was voided already)."""
+        key = (text("model", model), text("stream", stream), finite("sample_time", sample_time))
+        who, why, when = check_void(by, reason, at)
+        where = "WHERE model = ? AND stream = ? AND sample_time = ?"
+        with self._lab_lock, self._errors("void a lab result"), transaction(self._lab):
+            row = self._lab.execute(
+                f"SELECT {_LAB_COLUMNS} FROM lab_results {where}", key
+            ).fetchone()
+            if row is None:
+                raise LabResultNotFoundError(None, not_stored(*key))
+            self._lab.execute(
+                f"INSERT INTO lab_voids ({VOID_COLUMNS}) VALUES"
+                " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (*row, when, who, why),
+            )
+            self._lab.execute(f"DELETE FROM lab_results {where}", key)
+        return VoidRecord(record_of(row), when, who, why)
+
+    def voids(self, model: str | None = None, limit: int = 100) -> builtins.list[VoidRecord]:
+        """The voided results (of ``model``), the latest void first."""
+        check_limit(limit)
+        where, params = ("WHERE model = ?", [text("model", model)]) if model else ("", [])
+        query = f"SELECT {VOID_COLUMNS} FROM lab_voids {where} ORDER BY voided_at DESC LIMIT ?"
+        with self._lab_lock, self._errors("list voided lab results"):
+            rows = self._lab.execute(query, (*params, limit)).fetchall()
+        return [void_of(r) for r in rows]
 
     def serialized(
         self, model: str, streams: Sequence[str]

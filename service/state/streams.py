@@ -103,7 +103,7 @@ class StreamState:
     last_lab_value: float | None = None
     last_lab_sample: float | None = None  # data time of the newest lab sample
     residual: ResidualAlarm = field(default_factory=ResidualAlarm)
-    lab_count: int = 0  # stored lab results accounted for (another replica may add some)
+    lab_count: int = 0  # changes to its lab results accounted for (``StateStore.lab_counts``)
     token: str = ""  # the saved state this copy matches (``service.state.snapshot``)
     lock: threading.Lock = field(default_factory=threading.Lock)
 

@@ -27,6 +27,7 @@ from service.contracts.card import (
     TargetCard,
     ValidRange,
 )
+from service.contracts.names import HISTORY_FILE
 from service.contracts.registry import (
     CHAMPION_FILE,
     MAX_PREVIOUS,
@@ -464,7 +465,7 @@ def test_stale_temp_dirs_are_ignored_and_cleaned(reg: Registry) -> None:
     reg.write_version("col", "v2", make_files("col", "v2"))  # a write cleans up after crashes
     assert not old.exists() and not pointer_tmp.exists() and fresh.exists()  # may be in use
     assert sorted(p.name for p in name_dir.iterdir()) == sorted(
-        [".lock", CHAMPION_FILE, "v1", "v2", fresh.name]
+        [".lock", CHAMPION_FILE, HISTORY_FILE, "v1", "v2", fresh.name]
     )
     assert reg.champion("col") == "v1"
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from service.lab.statestore import StateStore, open_store
-from service.lab.store import LabRecord, LabStore, StoreConflictError, StoreError
+from service.lab.store import SCHEMA_VERSION, LabRecord, LabStore, StoreConflictError, StoreError
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = 1_790_000_000.0
@@ -312,7 +312,7 @@ def test_a_version_1_file_is_migrated_to_the_default_stream(tmp_path: Path) -> N
         assert store.add("col", T0, 2.5, T0, stream="unit-b")  # same time, another stream
     conn = sqlite3.connect(path)
     try:
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
     finally:
         conn.close()
 

@@ -155,8 +155,11 @@ def test_models_cli_list_show_promote_rollback(
     assert "* tiny v2" in capsys.readouterr().out
     assert main(["models", "rollback", *reg, "tiny"]) == 0
     assert registry.champion("tiny") == v1
-    assert main(["models", "show", *reg, "tiny"]) == 0
-    assert json.loads(capsys.readouterr().out.split("\n", 1)[1])["version"] == v1
+    capsys.readouterr()
+    assert main(["models", "show", *reg, "tiny", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["card"]["version"] == v1
+    assert [h["action"] for h in shown["history"]] == ["promote", "promote", "rollback"]
     assert main(["models", "promote", *reg, "tiny", "v9"]) == 1
     assert "v9" in capsys.readouterr().err
 
