@@ -16,16 +16,14 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 
 from service.api.columnar import BULK_BYTES, check_rows
-from service.api.schemas import (
-    NAME_PATTERN,
-    VERSION_PATTERN,
-    ErrorBody,
+from service.api.oip_schemas import (
     V2InferRequest,
     V2InferResponse,
     V2ModelMetadata,
     V2OutputTensor,
     V2TensorMeta,
 )
+from service.api.schemas import NAME_PATTERN, VERSION_PATTERN, ErrorBody
 from service.contracts.errors import (
     BadInputError,
     ModelFaultError,

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
+from service.api.oip_schemas import V2InferRequest
 from service.api.pi_schemas import PiRecordedWrite, PiStreamset
 from service.api.schemas import (
     NAME_PATTERN,
@@ -20,7 +21,6 @@ from service.api.schemas import (
     ErrorBody,
     PredictRequest,
     PredictResponse,
-    V2InferRequest,
 )
 
 BODY_MODELS: tuple[tuple[type[BaseModel], JsonSchemaMode], ...] = (
