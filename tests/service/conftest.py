@@ -18,6 +18,7 @@ from service.api.app import create_app
 from service.contracts.registry import Registry
 from service.settings import Settings
 from tests.conftest import TINY_SPEC, write_tiny_csv
+from tests.service.engines import state_url, store  # noqa: F401 (the store on each engine)
 from training.config import CAConfig, NetworkConfig, TrainConfig
 from training.data import Dataset, load_dataset
 from training.experiment import RunConfig, run_experiment

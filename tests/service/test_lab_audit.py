@@ -24,6 +24,7 @@ from tests.service.conftest import (
     start_server,
     tiny_records,
 )
+from tests.service.feeding import feed
 from training.data import load_dataset
 from training.retrain import read_lab_results
 from training.spec import load_spec
@@ -35,15 +36,6 @@ HOUR = 3600.0
 
 def _auth(token: str) -> dict[str, str]:
     return {"authorization": f"Bearer {token}"}
-
-
-def _feed(client: Any, records: list[dict[str, Any]], stream: str = "unit-1") -> list[float]:
-    out = []
-    for rec in records:
-        r = client.post("/v1/predict", json={"stream": stream, "records": [rec]})
-        assert r.status_code == 200, r.text
-        out.append(r.json()["rows"][0]["estimate"])
-    return out
 
 
 def _labs(records: list[dict[str, Any]], estimates: list[float], rows: range) -> list[Any]:
@@ -77,7 +69,7 @@ def test_a_delay_outside_the_analyzers_window_is_refused_by_field(
     reason, nothing stored; a card may declare its analyzer's own window."""
     records = tiny_records(published.data, 0, 10)
     with TestClient(create_app(make_settings(registry_copy, tmp_path))) as c:
-        est = _feed(c, records)
+        est = feed(c, "unit-1", records)
         lab = _labs(records, est, range(5, 6))[0]
         early = lab | {"result_time": "2026-01-01T00:04:00Z"}  # before the 00:05 sample
         r = c.post("/v1/lab-results", json={"results": [early]})
@@ -100,7 +92,7 @@ def test_a_delay_outside_the_analyzers_window_is_refused_by_field(
     card_path.write_text(json.dumps(card))
     registry.promote("tiny", "v2")
     with TestClient(create_app(make_settings(registry_copy, tmp_path / "v2"))) as c:
-        est = _feed(c, records)
+        est = feed(c, "unit-1", records)
         lab = _labs(records, est, range(6, 7))[0]
         quick = lab | {"result_time": "2026-01-01T00:16:00Z"}  # 10 min: below 30 min
         r = c.post("/v1/lab-results", json={"results": [quick]})
@@ -116,7 +108,7 @@ def test_void_by_a_named_admin_recomputes_the_bias_and_is_audited(
     records = tiny_records(published.data, 0, 30)
     settings = make_settings(registry_copy, tmp_path / "a", admin_tokens=TOKENS)
     with TestClient(create_app(settings)) as c:
-        est = _feed(c, records[:20])
+        est = feed(c, "unit-1", records[:20])
         labs = _labs(records, est, range(5, 15))
         assert c.post("/v1/lab-results", json={"results": labs}).status_code == 200
         wrong = labs[4]
@@ -145,7 +137,7 @@ def test_void_by_a_named_admin_recomputes_the_bias_and_is_audited(
         assert event["stream"] == "unit-1" and event["value"] == wrong["value"]
     # a service that never had the voided value
     with TestClient(create_app(make_settings(registry_copy, tmp_path / "b"))) as c:
-        est_b = _feed(c, records[:20])
+        est_b = feed(c, "unit-1", records[:20])
         assert est_b == est
         kept = [lab for lab in labs if lab is not wrong]
         assert c.post("/v1/lab-results", json={"results": kept}).status_code == 200
@@ -191,7 +183,7 @@ def test_the_csv_export_is_what_retraining_reads(
     records = tiny_records(published.data, 0, 30)
     settings = make_settings(registry_copy, tmp_path, admin_tokens=TOKENS)
     with TestClient(create_app(settings)) as c:
-        est = _feed(c, records[:25])
+        est = feed(c, "unit-1", records[:25])
         labs = _labs(records, est, range(3, 20))
         labs.append({"sample_time": records[21]["timestamp"], "value": 500.0, "stream": "unit-1"})
         assert c.post("/v1/lab-results", json={"results": labs}).status_code == 200
@@ -227,7 +219,7 @@ def test_void_then_restart_gives_the_bias_of_a_replay_without_it(
     try:
         server.wait_until("/v2/health/ready")
         with httpx.Client(base_url=server.url, timeout=10) as c:
-            est = _feed(c, records[:20])
+            est = feed(c, "unit-1", records[:20])
             labs = _labs(records, est, range(5, 15))
             assert c.post("/v1/lab-results", json={"results": labs}).status_code == 200
             body = {"stream": "unit-1", "sample_time": labs[3]["sample_time"], "reason": "typo"}
@@ -248,7 +240,7 @@ def test_void_then_restart_gives_the_bias_of_a_replay_without_it(
         ("alice", "typo")
     ]
     with TestClient(create_app(make_settings(published.root, tmp_path / "never"))) as c:
-        _feed(c, records[:20])
+        feed(c, "unit-1", records[:20])
         kept = [lab for i, lab in enumerate(labs) if i != 3]
         assert c.post("/v1/lab-results", json={"results": kept}).status_code == 200
         never = _bias(c, records[20])

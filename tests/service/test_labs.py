@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from service.api.app import create_app
 from tests.service.conftest import Published, make_settings, tiny_records
+from tests.service.feeding import feed
 
 DAY = 86_400.0
 
@@ -28,24 +29,14 @@ def _stream_gauges(client: TestClient, name: str) -> dict[str, float]:
     return out
 
 
-def _feed(client: TestClient, stream: str, records: list[dict[str, Any]]) -> list[float]:
-    """Row by row, as a historian sends them; the estimates served."""
-    out = []
-    for rec in records:
-        r = client.post("/v1/predict", json={"stream": stream, "records": [rec]})
-        assert r.status_code == 200, r.text
-        out.append(r.json()["rows"][0]["estimate"])
-    return out
-
-
 def test_two_units_keep_separate_bias_and_alarms(published: Published, tmp_path: Path) -> None:
     """Two units on one model: unit A's lab results move A's bias only, match only A's
     estimates (unit B's differ), and B's answers do not change."""
     records = tiny_records(published.data, 0, 30)
     shifted = [r | {"values": r["values"] | {"a": r["values"]["a"] + 1.0}} for r in records]
     with TestClient(create_app(make_settings(published.root, tmp_path))) as client:
-        est_a = _feed(client, "unit-a", records[:20])
-        est_b = _feed(client, "unit-b", shifted[:20])
+        est_a = feed(client, "unit-a", records[:20])
+        est_b = feed(client, "unit-b", shifted[:20])
         assert est_a != pytest.approx(est_b)
         results = [
             {"sample_time": records[i]["timestamp"], "value": est_a[i] + 0.2, "stream": "unit-a"}
@@ -83,12 +74,12 @@ def test_lab_results_are_judged_on_the_streams_clock(published: Published, tmp_p
     settings = make_settings(published.root, tmp_path, lab_max_age_s=3600.0)
     records = tiny_records(published.data, 0, 32)  # January 2026, long before now
     with TestClient(create_app(settings)) as client:
-        est = _feed(client, "unit-1", records[:30])
+        est = feed(client, "unit-1", records[:30])
         on_time = {"sample_time": records[25]["timestamp"], "value": est[25], "stream": "unit-1"}
         assert client.post("/v1/lab-results", json={"results": [on_time]}).json()["outcomes"][0][
             "accepted"
         ]
-        _feed(client, "unit-1", [r | {"timestamp": _later(r, 2)} for r in records[30:32]])
+        feed(client, "unit-1", [r | {"timestamp": _later(r, 2)} for r in records[30:32]])
         late = {"sample_time": records[26]["timestamp"], "value": est[26], "stream": "unit-1"}
         outcome = client.post("/v1/lab-results", json={"results": [late]}).json()["outcomes"][0]
         assert outcome["stored"] and not outcome["accepted"] and outcome["reason"] == "late"
@@ -115,7 +106,7 @@ def test_a_lab_batch_is_stored_whole_or_not_at_all(published: Published, tmp_pat
     records = tiny_records(published.data, 0, 20)
     settings = make_settings(published.root, tmp_path)
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-        est = _feed(client, "unit-1", records)
+        est = feed(client, "unit-1", records)
         db = sqlite3.connect(tmp_path / "state" / "lab_results.sqlite")
         db.execute(
             "CREATE TRIGGER fail_sixth BEFORE INSERT ON lab_results"

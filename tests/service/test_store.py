@@ -12,31 +12,16 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from service.lab.statestore import StateStore, open_store
 from service.lab.store import SCHEMA_VERSION, LabRecord, LabStore, StoreConflictError, StoreError
+from tests.service.engines import ENGINES
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = 1_790_000_000.0
-ENGINES = ["sqlite", "postgresql"]
-
-
-@pytest.fixture(params=ENGINES)
-def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The URL of an empty store on each engine (a fresh file; a fresh database)."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'lab.db'}"
-    return str(request.getfixturevalue("pg_url"))
-
-
-@pytest.fixture
-def store(state_url: str) -> Iterator[StateStore]:
-    with contextlib.closing(open_store(state_url)) as opened:
-        yield opened
 
 
 def add(store: StateStore, sample_time: float, value: float = 1.5, model: str = "col") -> bool:

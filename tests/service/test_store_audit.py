@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,21 +19,7 @@ from service.lab.statestore import StateStore, open_store
 from service.lab.store import SCHEMA_VERSION, LabStore
 
 T0 = 1_790_000_000.0
-ENGINES = ["sqlite", "postgresql"]
 CONFIG = BiasConfig(max_abs_bias=5.0, max_residual=10.0)
-
-
-@pytest.fixture(params=ENGINES)
-def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'lab.db'}"
-    return str(request.getfixturevalue("pg_url"))
-
-
-@pytest.fixture
-def store(state_url: str) -> Iterator[StateStore]:
-    with contextlib.closing(open_store(state_url)) as opened:
-        yield opened
 
 
 def _results(stream: str = "s", skip: float | None = None) -> list[LabRecord]:
