@@ -77,7 +77,9 @@ class SoftSensorService:
         self.store = open_store(
             s.store_url, pool_size=s.state_pool_size, timeout_s=s.state_timeout_s
         )
-        self.log_writer = GroupCommit(self.scorer.write_log, "prediction-log")
+        self.log_writer = GroupCommit(
+            self.scorer.log.write, "prediction-log", write_now=self.scorer.log.write_now
+        )
         self.models.start()
         # Streams with lab results come back at once: their bias, alarms and analyzer age
         # are on /metrics after a restart, not only once they send again.
@@ -141,7 +143,9 @@ class SoftSensorService:
         if self.log_writer is None:
             raise NotReadyError("the lab-result store is not open yet")
         try:
-            await asyncio.wrap_future(self.log_writer.submit(log))
+            pending = self.log_writer.write(log)
+            if pending is not None:
+                await asyncio.wrap_future(pending)
         except StoreUnavailableError as exc:
             if not self._stateless(log):
                 raise

@@ -6,6 +6,11 @@ event loop: it waits for SQLite's writer lock, which a lab-result transaction ho
 its fsync. The loop hands each batch's rows to this writer and awaits the returned future;
 the writer takes everything handed over since its last commit and writes it in one call
 (one transaction), so a busy service pays one commit per few batches.
+
+At low load the hand-over costs more than the write: the thread's wake-up, the GIL passed
+back and forth, the loop woken again. So when the writer is idle and nothing waits, the
+caller may write at once (``write_now``), provided that cannot wait either (it declines
+when the file's write lock is taken), which keeps the order of the writes.
 """
 
 from __future__ import annotations
@@ -23,23 +28,56 @@ Rows = list[Any]
 class GroupCommit:
     """One writer thread; ``submit`` from any thread, ``close`` writes what is left."""
 
-    def __init__(self, write: Callable[[Rows], None], name: str = "group-commit") -> None:
+    def __init__(
+        self,
+        write: Callable[[Rows], None],
+        name: str = "group-commit",
+        write_now: Callable[[Rows], bool] | None = None,
+    ) -> None:
         self._write = write
+        self._write_now = write_now
         self._pending: list[tuple[Rows, concurrent.futures.Future[None]]] = []
         self._wake = threading.Condition()
         self._closing = False
+        self._writing = False  # a write in progress, by the thread or by ``write``
         self._thread = threading.Thread(target=self._work, name=name, daemon=True)
         self._thread.start()
 
     def submit(self, rows: Rows) -> concurrent.futures.Future[None]:
         """A future done once ``rows`` are written (or failed with the writer's error)."""
-        future: concurrent.futures.Future[None] = concurrent.futures.Future()
         with self._wake:
-            if self._closing:
-                raise RuntimeError("the group commit writer is closed")
-            self._pending.append((rows, future))
-            self._wake.notify()
+            return self._append(rows)
+
+    def _append(self, rows: Rows) -> concurrent.futures.Future[None]:
+        """Queue ``rows`` for the thread (the condition's lock held)."""
+        if self._closing:
+            raise RuntimeError("the group commit writer is closed")
+        future: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._pending.append((rows, future))
+        self._wake.notify()
         return future
+
+    def write(self, rows: Rows) -> concurrent.futures.Future[None] | None:
+        """None once ``rows`` are written here and now; else the future of ``submit``.
+
+        Written here only when the writer is idle with nothing pending and ``write_now``
+        could write without waiting; its errors are raised here, as ``submit``'s future
+        would have them.
+        """
+        if self._write_now is None:
+            return self.submit(rows)
+        with self._wake:
+            if self._pending or self._writing or self._closing:
+                return self._append(rows)
+            self._writing = True
+        try:
+            done = self._write_now(rows)
+        finally:
+            with self._wake:
+                self._writing = False
+                if self._pending:
+                    self._wake.notify()
+        return None if done else self.submit(rows)
 
     def close(self) -> None:
         with self._wake:
@@ -50,17 +88,23 @@ class GroupCommit:
     def _work(self) -> None:
         while True:
             with self._wake:
-                while not self._pending and not self._closing:
+                while (self._writing or not self._pending) and not self._closing:
+                    self._wake.wait()
+                while self._writing:  # closing: let the caller's write end first
                     self._wake.wait()
                 group, self._pending = self._pending, []
                 if not group and self._closing:
                     return
+                self._writing = True
             rows = [row for part, _ in group for row in part]
             try:
                 self._write(rows)
             except Exception as exc:  # each waiting batch gets the error as its answer
                 for _, future in group:
                     future.set_exception(exc)
-                continue
-            for _, future in group:
-                future.set_result(None)
+            else:
+                for _, future in group:
+                    future.set_result(None)
+            finally:
+                with self._wake:
+                    self._writing = False

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import sqlite3
 import threading
 from collections.abc import Sequence
 from itertools import repeat
 from pathlib import Path
 from typing import Any
 
+from service.lab.errors import StoreError
 from service.lab.records import (
     PredictionBatch,
     check_batches,
@@ -26,8 +28,10 @@ from service.lab.records import (
     prediction_batch,
     text,
 )
-from service.lab.sqlite import connect, errors, transaction
+from service.lab.sqlite import connect, errors, is_busy, transaction
 from service.lab.statestore import SavedState
+
+NOW_HANDOVER = 256  # one write in this many goes to the writer thread (WAL checkpoints)
 
 
 class PredictionLog:
@@ -37,10 +41,17 @@ class PredictionLog:
         self.path = path
         self._lock = threading.Lock()
         self._conn = connect(path, "NORMAL")
+        # The event loop's own connection, for writes that must not wait: no busy timeout,
+        # and no automatic checkpoint (its fsyncs stay on the writer thread's connection).
+        self._now = connect(path, "NORMAL", timeout_s=0.0)
+        self._now.execute("PRAGMA wal_autocheckpoint=0")
+        self._now_lock = threading.Lock()
+        self._now_writes = 0
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock, self._now_lock:
             self._conn.close()
+            self._now.close()
 
     def synchronous(self) -> Any:
         with self._lock, self._errors("read pragmas"):
@@ -70,13 +81,44 @@ class PredictionLog:
         if total == 0:
             return 0
         with self._lock, self._errors("store predictions"), transaction(self._conn):
-            for model, stream, times, estimates in batches:
-                self._conn.executemany(
-                    "INSERT OR REPLACE INTO predictions (model, stream, sample_time, estimate)"
-                    " VALUES (?, ?, ?, ?)",
-                    zip(repeat(model), repeat(stream), times.tolist(), estimates.tolist()),
-                )
+            self._insert(self._conn, batches)
         return total
+
+    def record_batches_now(self, batches: Sequence[PredictionBatch]) -> bool:
+        """``record_batches`` if it can be done without waiting, else False (nothing written).
+
+        For the event loop at low load: the hand-over to the writer thread and back cost
+        more than the insert itself. It gives up at once when another connection holds the
+        write lock (a lab result's transaction through its fsync, the writer thread) and,
+        every ``NOW_HANDOVER`` writes, leaves one to the writer thread, whose commit
+        checkpoints the WAL.
+        """
+        check_batches(batches)
+        if not self._now_lock.acquire(blocking=False):
+            return False
+        try:
+            self._now_writes += 1
+            if self._now_writes % NOW_HANDOVER == 0:
+                return False
+            try:
+                with self._errors("store predictions"), transaction(self._now):
+                    self._insert(self._now, batches)
+            except StoreError as exc:
+                if isinstance(exc.__cause__, sqlite3.Error) and is_busy(exc.__cause__):
+                    return False
+                raise
+            return True
+        finally:
+            self._now_lock.release()
+
+    @staticmethod
+    def _insert(conn: sqlite3.Connection, batches: Sequence[PredictionBatch]) -> None:
+        for model, stream, times, estimates in batches:
+            conn.executemany(
+                "INSERT OR REPLACE INTO predictions (model, stream, sample_time, estimate)"
+                " VALUES (?, ?, ?, ?)",
+                zip(repeat(model), repeat(stream), times.tolist(), estimates.tolist()),
+            )
 
     def find(
         self,

@@ -20,6 +20,7 @@ __all__ = [
     "connect",
     "errors",
     "finite",
+    "is_busy",
     "optional_finite",
     "text",
     "transaction",
@@ -28,11 +29,11 @@ __all__ = [
 BUSY_TIMEOUT_S = 10.0  # wait this long for another writer (process) before failing
 
 
-def connect(path: Path, synchronous: str) -> sqlite3.Connection:
+def connect(path: Path, synchronous: str, timeout_s: float = BUSY_TIMEOUT_S) -> sqlite3.Connection:
     """A connection in autocommit mode (transactions are explicit) with WAL on."""
     try:
         conn = sqlite3.connect(
-            path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+            path, timeout=timeout_s, isolation_level=None, check_same_thread=False
         )
     except sqlite3.Error as exc:
         raise StoreError(path, f"cannot open database: {exc}") from exc
@@ -48,6 +49,11 @@ def connect(path: Path, synchronous: str) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+def is_busy(exc: sqlite3.Error) -> bool:
+    """Whether ``exc`` says another connection holds the write lock (SQLITE_BUSY)."""
+    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY
 
 
 @contextlib.contextmanager

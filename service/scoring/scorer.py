@@ -21,12 +21,12 @@ from service.api.schemas import PredictRequest
 from service.contracts.arrays import FloatArray
 from service.contracts.errors import BadInputError, ModelFaultError, ServiceError
 from service.lab.errors import StateUnavailableError, StoreUnavailableError
-from service.lab.statestore import SavedState
 from service.monitoring.changes import ChangeTracker
 from service.parts import Parts
 from service.scoring.answers import Scored, columns_answer, records_answer
 from service.scoring.numbers import served_numbers
 from service.scoring.parsing import read_series, row_field
+from service.scoring.predictions import LogRows, PredictionWriter
 from service.scoring.qualities import Qualities
 from service.scoring.rows import Assembled, Series, assemble_many
 from service.scoring.runtime import LoadedModel
@@ -47,8 +47,6 @@ from service.state.streams import StreamState
 
 Answer = dict[str, Any] | ServiceError
 # per scored request its predictions; with shared state, per stateful stream its state
-LogRows = list[tuple[str, str, FloatArray, FloatArray] | SavedState]
-PRUNE_EVERY_ROWS = 5_000  # a stream's log is pruned to its retention this often
 
 
 def _non_finite(
@@ -110,7 +108,7 @@ class Scorer:
         self._store = parts.store
         self.metrics = parts.metrics
         self.rules = parts.rules
-        self._unpruned: dict[tuple[str, str], int] = {}
+        self.log = PredictionWriter(parts.store, parts.settings.prediction_retention_s)
         self._statuses: dict[str, list[Any]] = {}  # model -> Prometheus child per status
 
     def _status_counters(self, model: str) -> list[Any]:
@@ -123,16 +121,8 @@ class Scorer:
     def predict_many(self, reqs: Sequence[PredictRequest]) -> list[Answer]:
         """:meth:`score_many`, with the predictions logged durably before it returns."""
         answers, log = self.score_many(reqs)
-        self.write_log(log)
+        self.log.write(log)
         return answers
-
-    def write_log(self, log: LogRows) -> None:
-        """Store scored predictions (the lab results' match), then apply the retention."""
-        if log:
-            batches = [row for row in log if not isinstance(row, SavedState)]
-            latest = {(r.model, r.stream): r for r in log if isinstance(r, SavedState)}
-            self._store().predictions.record_batches(batches, list(latest.values()))
-            self._prune(batches)
 
     def score_many(self, reqs: Sequence[PredictRequest]) -> tuple[list[Answer], LogRows]:
         """Answers for requests that arrived together, each exactly what it gets alone, and
@@ -389,19 +379,6 @@ class Scorer:
             RowEvidence("bias_stale", np.full(n, stale)),
             RowEvidence("clamped", clamped),
         ]
-
-    def _prune(self, log: list[tuple[str, str, FloatArray, FloatArray]]) -> None:
-        """Every ``PRUNE_EVERY_ROWS`` rows of a stream, drop its predictions older than the
-        retention (on its data clock)."""
-        for model, stream, times, _ in log:
-            key = (model, stream)
-            due = self._unpruned.get(key, 0) + len(times)
-            if due < PRUNE_EVERY_ROWS:
-                self._unpruned[key] = due
-                continue
-            self._unpruned[key] = 0
-            cutoff = float(times[-1]) - self.settings.prediction_retention_s
-            self._store().predictions.prune(cutoff, model, stream)
 
 
 def _slice(a: Assessment | None, start: int, stop: int) -> Assessment | None:

@@ -274,18 +274,21 @@ def test_answers_go_out_only_once_their_predictions_are_durable(
     published: Published, tmp_path: Path
 ) -> None:
     """A batch's answers wait for the commit of its predictions (a lab result reported
-    after a kill -9 must find them), which runs on the writer thread, not the event loop;
-    when the commit fails, every request of the batch gets the error, not an answer."""
+    after a kill -9 must find them). An idle writer lets the loop commit at once; while
+    another connection holds the file's write lock (a lab result's transaction through its
+    fsync), the loop does not wait for it: the batch goes to the writer thread and the loop
+    serves on. When the commit fails, every request of the batch gets the error."""
     svc = _service(published, tmp_path)
-    threads: list[int] = []
-    real = svc.scorer.write_log
+    assert svc.log_writer is not None and svc.store is not None
+    writers: list[int] = []
+    for name in ("_write", "_write_now"):
+        real = getattr(svc.log_writer, name)
 
-    def watched(log: Any) -> None:
-        threads.append(threading.get_ident())
-        real(log)
+        def watched(log: Any, real: Any = real) -> Any:
+            writers.append(threading.get_ident())
+            return real(log)
 
-    assert svc.log_writer is not None
-    svc.log_writer._write = watched
+        setattr(svc.log_writer, name, watched)
     reqs = [_lone(float(v)) for v in range(4)]
 
     async def scored() -> tuple[int, list[Any]]:
@@ -293,13 +296,31 @@ def test_answers_go_out_only_once_their_predictions_are_durable(
         return threading.get_ident(), answers
 
     loop_thread, answers = asyncio.run(scored())
-    assert threads and loop_thread not in threads
+    assert writers == [loop_thread]  # idle: one commit, on the loop, no hand-over
     assert len(_prediction_log(svc)) == 4 and all(isinstance(a, dict) for a in answers)
+
+    writers.clear()
+    lab = sqlite3.connect(svc.store.where, isolation_level=None, check_same_thread=False)
+    lab.execute("BEGIN IMMEDIATE")  # the write lock, held as a lab transaction holds it
+
+    async def while_locked() -> tuple[int, list[Any]]:
+        batch = asyncio.gather(*(svc.batchers.score(_lone(float(v) + 10)) for v in range(4)))
+        for _ in range(20):  # the loop goes on while the batch waits for the lock
+            await asyncio.sleep(0.01)
+        assert not batch.done()
+        lab.execute("COMMIT")  # quick: nothing was written
+        return threading.get_ident(), await batch
+
+    loop_thread, answers = asyncio.run(while_locked())
+    lab.close()
+    assert writers[0] == loop_thread and loop_thread not in writers[1:] and len(writers) == 2
+    assert len(_prediction_log(svc)) == 8 and all(isinstance(a, dict) for a in answers)
 
     def broken(log: Any) -> None:
         raise StoreError(tmp_path, "disk full")
 
     svc.log_writer._write = broken
+    svc.log_writer._write_now = broken  # type: ignore[assignment]
 
     async def refused() -> list[Any]:
         coros = (svc.batchers.score(r) for r in reqs)
