@@ -11,9 +11,10 @@ one pass gave half the batch size (7 against 15 requests at 16 connections).
 What could block the loop is not the scoring but what it shares with worker threads: the
 SQLite file, whose writer lock a lab-result transaction holds through its fsync. So the
 predictions of a batch (which lab results are later matched against) are committed by a
-writer thread (``service.lab.predictionlog.GroupCommit``), and the batch's answers go out
-once that commit is done: durable before the answer, as before, while the loop goes on
-with other requests. The scoring itself stays on the loop: it is Python and numpy under
+writer thread (``service.lab.groupcommit.GroupCommit``), and the batch's answers go out
+once that commit is done: durable before the answer, while the loop goes on with other
+requests. When that writer is idle and the lock is free, the loop commits the batch itself
+(a write that declines rather than waits): the hand-over cost more than the insert. The scoring itself stays on the loop: it is Python and numpy under
 the GIL, and moved to a worker thread it ran no faster while the two threads' GIL handovers
 cost 30 % of one-row throughput and raised p99 latency fivefold (measured side by side).
 """
