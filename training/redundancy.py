@@ -1,11 +1,11 @@
 """The sensor-redundancy block of the card: each signal predicted from the others, and the
 limits of its drift test, chosen on held-out normal operation.
 
-- **weights** (training split): per signal, least squares on the other signals' smoothed
-  readings (the EWMA the service keeps), all standardized, after removing each signal's
-  slow wander (the detector's baseline): healthy sensors wander slowly and independently,
-  and a fit that chased that wander would amplify it, while the faster part of the
-  relation (the column's own moves) is what one sensor shares with the others;
+- **weights** (training split): per signal, least squares on the other signals' readings
+  and their smoothed values (the EWMA the service keeps), all standardized, after removing
+  each signal's slow wander (the detector's baseline): healthy sensors wander slowly and
+  independently, and a fit that chased that wander would amplify it, while the faster part
+  of the relation (the column's own moves) is what one sensor shares with the others;
 - **residual spread** (validation split): the robust spread (median absolute deviation) of
   each residual's departure from its baseline, so rare spikes do not inflate it;
 - **limits** (validation split): the detector (``service.monitoring.redundancy``, the very
@@ -56,14 +56,14 @@ def ewma_columns(values: FloatArray, samples: float) -> FloatArray:
 
 
 def fit_weights(target: FloatArray, regressors: FloatArray) -> FloatArray:
-    """[m, m] least-squares weights, column j predicting ``target[:, j]`` from the other
-    columns of ``regressors``."""
-    m = target.shape[1]
+    """[k m, m] least-squares weights, column j predicting ``target[:, j]`` from the
+    columns of ``regressors`` [n, k m] (k blocks of the m signals) that are not signal j."""
+    m, width = target.shape[1], regressors.shape[1]
     gram = regressors.T @ regressors / len(regressors)
     cross = regressors.T @ target / len(regressors)
-    weights = np.zeros((m, m))
+    weights = np.zeros((width, m))
     for j in range(m):
-        others = [i for i in range(m) if i != j]
+        others = [i for i in range(width) if i % m != j]
         a = gram[np.ix_(others, others)]
         a = a + RIDGE * np.trace(a) / len(others) * np.eye(len(others))
         weights[others, j] = np.linalg.solve(a, cross[others, j])
@@ -150,11 +150,11 @@ def calibrate_redundancy(
     if len(use) < MIN_SIGNALS or train.sum() < 10 * len(use):
         return None
     z = (filled[:, use] - mean[use]) / scale[use]
-    smoothed = ewma_columns(z, SMOOTH_SAMPLES)
+    both = np.hstack([z, ewma_columns(z, SMOOTH_SAMPLES)])
     target = z - ewma_columns(z, BASELINE_SAMPLES)
-    regressors = smoothed - ewma_columns(smoothed, BASELINE_SAMPLES)
+    regressors = both - ewma_columns(both, BASELINE_SAMPLES)
     weights = fit_weights(target[train], regressors[train])
-    residual = z - smoothed @ weights
+    residual = z - both @ weights
     departure = (residual - ewma_columns(residual, BASELINE_SAMPLES))[validation]
     sd = MAD_TO_SD * np.median(np.abs(departure - np.median(departure, axis=0)), axis=0)
     if len(departure) < 10 * BASELINE_SAMPLES or not (sd > 0).all():

@@ -278,11 +278,11 @@ class AlarmCalibration(_Strict):
 class SensorRedundancy(_Strict):
     """Each input signal predicted from the others (analytical redundancy), for sensor drift.
 
-    On the standardized signals ``z = (x - mean) / scale``, smoothed over ``smooth_samples``
-    rows (an EWMA: it averages the other sensors' noise away, while the column moves
-    slower than that), signal ``j`` is predicted as ``(smoothed @ weights)[j]``
-    (``weights[j][j]`` is 0: a sensor never predicts itself); the weights are fitted on the
-    training split with each signal's slow wander removed. The service follows each
+    On the standardized signals ``z = (x - mean) / scale`` and their EWMA over
+    ``smooth_samples`` rows (``s``: it averages the other sensors' noise away, while the
+    column moves slower than that), signal ``j`` is predicted as ``([z, s] @ weights)[j]``
+    (rows ``j`` and ``m + j`` are 0: a sensor never predicts itself); the weights are fitted
+    on the training split with each signal's slow wander removed. The service follows each
     residual's baseline (an EWMA over ``baseline_samples``: a healthy sensor wanders over
     days), standardizes the departure by ``residual_sd``, clips it at ``clip_sd`` (a spike
     is one sample, not a drift) and averages it over ``fast_samples``: the signal drifts
@@ -297,7 +297,7 @@ class SensorRedundancy(_Strict):
     signals: list[str]
     mean: list[float]
     scale: list[float]
-    weights: list[list[float]]  # [m][m]: column j predicts signal j
+    weights: list[list[float]]  # [2m][m]: column j predicts signal j
     smooth_samples: float = Field(gt=0)
     baseline_samples: float = Field(gt=0)
     fast_samples: float = Field(gt=0)
@@ -314,10 +314,11 @@ class SensorRedundancy(_Strict):
     def _check_shapes(self) -> SensorRedundancy:
         m = len(self.signals)
         sizes = {len(self.mean), len(self.scale), len(self.residual_sd), len(self.limit)}
-        if m < 2 or sizes != {m} or len(self.weights) != m:
+        if m < 2 or sizes != {m} or len(self.weights) != 2 * m:
             raise ValueError("need two or more signals, and one mean, scale, sd, limit each")
-        if any(len(w) != m for w in self.weights) or any(self.weights[j][j] for j in range(m)):
-            raise ValueError("weights must be [m][m] with a zero diagonal")
+        own = any(self.weights[j][j] or self.weights[m + j][j] for j in range(m))
+        if any(len(w) != m for w in self.weights) or own:
+            raise ValueError("weights must be [2m][m], zero where a signal would predict itself")
         if min(self.scale) <= 0 or min(self.residual_sd) <= 0 or min(self.limit) <= 0:
             raise ValueError("scales, residual spreads and limits must be positive")
         return self

@@ -9,8 +9,9 @@ later). The card's ``calibration.redundancy`` block (``training.redundancy``) ho
 prediction weights and every threshold; this module is the detector the service runs on
 each row of each (model, stream):
 
-1. the residual of every signal against the others' smoothed readings: one small matrix
-   product per row (the smoothing averages the other sensors' noise away);
+1. the residual of every signal against the others' readings and their smoothed values:
+   one small matrix product per row (the smoothing averages the other sensors' noise away,
+   the readings follow what moves at once, such as flows set in ratio);
 2. its departure from a slow baseline (an EWMA: a healthy sensor wanders over days, and
    that is not a fault), standardized by its held-out spread and clipped (a one-sample
    spike is not a drift, and must neither trip the test nor drag the baseline);
@@ -45,7 +46,7 @@ class RedundancyModel:
     columns: NDArray[np.intp]  # index of each signal among the stream's raw signals
     mean: FloatArray
     scale: FloatArray
-    weights: FloatArray  # [m, m]
+    weights: FloatArray  # [2m, m]: on the readings, then on their smoothed values
     smooth: float  # per-row decay of the regressors' EWMA
     baseline: float  # ... of the residual's baseline
     fast: float  # ... of the departure's average
@@ -132,9 +133,9 @@ class RedundancyDrift:
         model = self.model
         if self.smoothed is None:  # the first row: every average starts at its value
             self.smoothed = z.copy()
-            self.base = z - z @ model.weights
+            self.base = z - np.concatenate([z, z]) @ model.weights
         self.smoothed += (1.0 - model.smooth) * (z - self.smoothed)
-        residual = z - self.smoothed @ model.weights
+        residual = z - np.concatenate([z, self.smoothed]) @ model.weights
         step = np.clip((residual - self.base) / model.sd, -model.clip, model.clip)
         self.base += (1.0 - model.baseline) * step * model.sd
         self.average += (1.0 - model.fast) * (step - self.average)
