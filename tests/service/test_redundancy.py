@@ -123,5 +123,6 @@ def test_the_test_state_travels_in_a_snapshot(registry_copy: Path, published: Pu
     raw[:, [model.raw_signals.index("a"), model.raw_signals.index("b")]] = values
     one.monitors.redundancy.observe(raw)
     load(two, save(one), same_version=True)
-    assert np.array_equal(one.monitors.redundancy.state(), two.monitors.redundancy.state())
+    saved, restored = one.monitors.redundancy.state(), two.monitors.redundancy.state()
+    assert saved is not None and restored is not None and np.array_equal(saved, restored)
     assert two.monitors.redundancy.flagged[0] and not two.monitors.redundancy.flagged[1]

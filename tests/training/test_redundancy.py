@@ -41,7 +41,7 @@ def _plant(seed: int, n: int = ROWS) -> np.ndarray:
     states = np.column_stack([_ou(rng, n, 1.0, 240.0), _ou(rng, n, 0.5, 600.0)])
     loads = np.array([[1.0, 0.2], [0.8, -0.5], [0.5, 0.9], [1.2, 0.4], [0.3, -1.0], [0.9, 0.7]])
     wander = np.column_stack([_ou(rng, n, 0.1, 2880.0) for _ in NAMES])
-    return 70 + states @ loads.T + wander + rng.normal(0, NOISE, (n, len(NAMES)))
+    return np.asarray(70 + states @ loads.T + wander + rng.normal(0, NOISE, (n, len(NAMES))))
 
 
 @pytest.fixture(scope="module")
