@@ -136,7 +136,9 @@ def _drift_reading(result: dict[str, Any], drift: dict[str, Any]) -> list[str]:
         )
     if others:
         lines[0] += f" Other sensors flagged during the drift: {others}."
-    lines[0] += f" Drift alarm onsets on clean rows: {onsets}."
+    by_signal = result["clean"].get("drift_onsets_by_signal", {})
+    named = ", ".join(f"{k} {v}" for k, v in by_signal.items() if v)
+    lines[0] += f" Drift alarm onsets on clean rows: {onsets}" + (f" ({named})." if named else ".")
     return lines
 
 

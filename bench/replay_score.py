@@ -195,6 +195,7 @@ def _clean_scores(
         "frozen_rows": float(np.mean(frozen_rows[clean_all])),
         "range_rows": float(np.mean(range_rows[clean_all])),
         "drift_rows": float(np.mean(drift_rows[clean_all])),
+        "drift_onsets_by_signal": _drift_onsets_by_signal(reasons_all, clean_all),
         "alarms": _alarm_onsets(tables, clean, clean_all),
         "coverage_per_unit": {
             u: float(
@@ -205,6 +206,12 @@ def _clean_scores(
             for u in UNITS
         },
     }
+
+
+def _drift_onsets_by_signal(reasons: list[list[str]], where: Mask) -> dict[str, int]:
+    """Per sensor, how often a ``drift:<signal>`` flag starts on the rows ``where``."""
+    names = sorted({r[6:] for why in reasons for r in why if r.startswith("drift:")})
+    return {n: _onsets(_has(reasons, f"drift:{n}"), where) for n in names if n}
 
 
 def _alarm_onsets(
