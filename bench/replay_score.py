@@ -182,6 +182,7 @@ def _clean_scores(
     clean_minutes = float(clean_all.sum())
     frozen_rows = _has(reasons_all, "frozen:")
     range_rows = _has(reasons_all, "out_of_range:") | _has(reasons_all, "outside_training:")
+    drift_rows = _has(reasons_all, "drift:")
     return {
         "minutes": clean_minutes,
         "rmse_estimate": _rmse(est_all[clean_all], t_all[clean_all]),
@@ -193,6 +194,8 @@ def _clean_scores(
         "status": _shares(status_all, clean_all),
         "frozen_rows": float(np.mean(frozen_rows[clean_all])),
         "range_rows": float(np.mean(range_rows[clean_all])),
+        "drift_rows": float(np.mean(drift_rows[clean_all])),
+        "drift_onsets_by_signal": _drift_onsets_by_signal(reasons_all, clean_all),
         "alarms": _alarm_onsets(tables, clean, clean_all),
         "coverage_per_unit": {
             u: float(
@@ -203,6 +206,12 @@ def _clean_scores(
             for u in UNITS
         },
     }
+
+
+def _drift_onsets_by_signal(reasons: list[list[str]], where: Mask) -> dict[str, int]:
+    """Per sensor, how often a ``drift:<signal>`` flag starts on the rows ``where``."""
+    names = sorted({r[6:] for why in reasons for r in why if r.startswith("drift:")})
+    return {n: _onsets(_has(reasons, f"drift:{n}"), where) for n in names if n}
 
 
 def _alarm_onsets(
@@ -252,6 +261,11 @@ def _fault(
             out["drift_at_detection"] = kelvin
             out["noise_sds_at_detection"] = kelvin / THERMOCOUPLE_NOISE_SD
             out["residual_sds_at_detection"] = kelvin / sd
+            red = card.calibration.redundancy
+            if red is not None and f.signal in red.signals:
+                j = red.signals.index(str(f.signal))
+                out["redundancy_sds_at_detection"] = kelvin / (red.residual_sd[j] * red.scale[j])
+        out["also_flagged"] = _others_flagged(reasons, window, str(f.signal))
     elif f.kind == "pressure_step":
         out["delay_min"] = _first(t["alarms"]["residual"], window)
         step = np.flatnonzero(window)
@@ -271,6 +285,19 @@ def _fault(
         held[np.flatnonzero(window)[: round(FEED_RAMP_MINUTES)]] = False
         out["status_at_new_rate"] = _shares(t["status"], held)
     return out
+
+
+def _others_flagged(reasons: list[list[str]], window: Mask, signal: str) -> dict[str, int]:
+    """Other sensors named ``drift:<name>`` during a drift fault, with their first row (the
+    drifting sensor enters the others' predictions)."""
+    first: dict[str, int] = {}
+    rows = np.flatnonzero(window).tolist()
+    for k in rows:
+        for why in reasons[k]:
+            name = why.removeprefix("drift:")
+            if why.startswith("drift:") and name != signal and name not in first:
+                first[name] = k - rows[0]
+    return first
 
 
 def _lab_counts(labs: list[dict[str, Any]]) -> dict[str, int]:

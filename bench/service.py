@@ -91,6 +91,7 @@ def validity_cost(model: Any) -> dict[str, dict[str, float]]:
 def _cost_at(model: Any, n: int) -> dict[str, float]:
     from service.monitoring.alarms import AlarmConfig, SensorDrift
     from service.monitoring.changes import ChangeTracker
+    from service.monitoring.redundancy import RedundancyDrift, RedundancyModel
     from service.scoring.status import RowEvidence, SignalEvidence, decide
     from service.scoring.validity import input_validity
 
@@ -129,6 +130,11 @@ def _cost_at(model: Any, n: int) -> dict[str, float]:
         "status": _per_row_us(status, n, repeat),
         "trackers": _per_row_us(track, n, repeat),
     }
+    block = model.card.calibration.redundancy if model.card.calibration else None
+    red = RedundancyModel.from_card(block, model.raw_signals) if block is not None else None
+    if red is not None:  # the sensor-redundancy test, one stream, rows as a request brings
+        detector = RedundancyDrift(red)
+        cost["redundancy"] = _per_row_us(lambda: detector.observe(raw), n, repeat)
     return cost | {"total": sum(cost.values())}
 
 

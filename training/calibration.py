@@ -12,7 +12,9 @@ and the alarms describe the number a plant is served:
   the 99 % quantile of the validation split, and each column's residual spread;
 - **training range**: per feature, the range of the training file, widened by 5 %;
 - **alarms**: every window and threshold from held-out normal operation (the validation
-  split), ``ALARM_MARGIN`` times the largest value its statistic reached there.
+  split), ``ALARM_MARGIN`` times the largest value its statistic reached there;
+- **redundancy**: each sensor predicted from the others, and its drift test's limits at a
+  design false-alarm rate (``training.redundancy``).
 
 Statistics that need consecutive rows (frozen stretches, EWMAs, run lengths) read the
 training file again at full resolution: a dataset's parts hold only the labelled rows.
@@ -36,11 +38,13 @@ from service.contracts.card import (
     Calibration,
     InputPCA,
     IntervalCalibration,
+    SensorRedundancy,
     TrainingRange,
 )
 from service.contracts.features import FeaturePlan, LagFeature
 from training.data import Dataset, read_table
 from training.export import ExportedModel, run_onnx
+from training.redundancy import calibrate_redundancy
 from training.spec import RepeatabilitySpec
 
 COVERAGE = 0.95  # the interval's promise
@@ -353,6 +357,21 @@ def _bias_alarm(
     return _residual_alarm(innovation, bias_path, _scale(corrected, floor, power), top, high - low)
 
 
+def _redundancy(dataset: Dataset, rows: _Rows) -> SensorRedundancy | None:
+    """The sensor-redundancy block (``training.redundancy``) over the measured inputs (the
+    analyzer, when it is an input, is no sensor of the column's state)."""
+    measured = [j for j, s in enumerate(rows.signals) if s != dataset.spec.target.name]
+    index = np.arange(len(rows.raw))
+    start_val, start_test = int(dataset.validation.index[0]), int(dataset.test.index[0])
+    return calibrate_redundancy(
+        rows.raw[:, measured],
+        [rows.signals[j] for j in measured],
+        index < start_val,
+        (index >= start_val) & (index < start_test),
+        dataset.spec.source.sample_interval_s,
+    )
+
+
 def calibrate(
     dataset: Dataset, exported: ExportedModel, validation_estimate: FloatArray | None = None
 ) -> Calibration:
@@ -398,6 +417,7 @@ def calibrate(
     low, high = rows.x.min(axis=0), rows.x.max(axis=0)
     margin = RANGE_MARGIN * (high - low)
     return Calibration(
+        redundancy=_redundancy(dataset, rows),
         interval=interval,
         inputs=pca,
         training_range=TrainingRange(

@@ -292,6 +292,55 @@ class AlarmCalibration(_Strict):
     lab_silent_after_s: float | None = Field(default=None, gt=0)
 
 
+class SensorRedundancy(_Strict):
+    """Each input signal predicted from the others (analytical redundancy), for sensor drift.
+
+    On the standardized signals ``z = (x - mean) / scale`` and their EWMA over
+    ``smooth_samples`` rows (``s``: it averages the other sensors' noise away, while the
+    column moves slower than that), signal ``j`` is predicted as ``([z, s] @ weights)[j]``
+    (rows ``j`` and ``m + j`` are 0: a sensor never predicts itself); the weights are fitted
+    on the training split with each signal's slow wander removed. The service follows each
+    residual's baseline (an EWMA over ``baseline_samples``: a healthy sensor wanders over
+    days), standardizes the departure by ``residual_sd``, clips it at ``clip_sd`` (a spike
+    is one sample, not a drift) and averages it over ``fast_samples``: the signal drifts
+    while that average exceeds ``limit`` (in residual spreads) and until it falls below
+    ``release`` of it. Each ``limit`` comes from the validation split (held-out normal
+    operation): the tail of the statistic's peaks there, extrapolated to
+    ``false_alarms_per_week`` per stream over all signals, and at least ``margin`` times
+    the highest value seen. ``validation_onsets`` counts the alarms over the
+    ``validation_samples`` rows.
+    """
+
+    signals: list[str]
+    mean: list[float]
+    scale: list[float]
+    weights: list[list[float]]  # [2m][m]: column j predicts signal j
+    smooth_samples: float = Field(gt=0)
+    baseline_samples: float = Field(gt=0)
+    fast_samples: float = Field(gt=0)
+    clip_sd: float = Field(gt=0)
+    residual_sd: list[float]  # standardized units
+    limit: list[float]
+    release: float = Field(gt=0, le=1)
+    margin: float = Field(ge=1)
+    false_alarms_per_week: float = Field(gt=0)
+    validation_samples: int = Field(ge=0)
+    validation_onsets: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _check_shapes(self) -> SensorRedundancy:
+        m = len(self.signals)
+        sizes = {len(self.mean), len(self.scale), len(self.residual_sd), len(self.limit)}
+        if m < 2 or sizes != {m} or len(self.weights) != 2 * m:
+            raise ValueError("need two or more signals, and one mean, scale, sd, limit each")
+        own = any(self.weights[j][j] or self.weights[m + j][j] for j in range(m))
+        if any(len(w) != m for w in self.weights) or own:
+            raise ValueError("weights must be [2m][m], zero where a signal would predict itself")
+        if min(self.scale) <= 0 or min(self.residual_sd) <= 0 or min(self.limit) <= 0:
+            raise ValueError("scales, residual spreads and limits must be positive")
+        return self
+
+
 class Calibration(_Strict):
     """What the served number promises, computed from the exported model's own estimates."""
 
@@ -299,6 +348,9 @@ class Calibration(_Strict):
     inputs: InputPCA
     training_range: TrainingRange
     alarms: AlarmCalibration
+    # Per-sensor redundancy residuals (drift of one transmitter); absent in older cards,
+    # which then go without that detector.
+    redundancy: SensorRedundancy | None = None
 
 
 class ModelCard(_Strict):

@@ -36,6 +36,8 @@ class StreamView(Protocol):
 
     def unchanged_seconds(self) -> dict[str, float]: ...
 
+    def sensor_drift(self) -> dict[str, tuple[float | None, bool]]: ...
+
     def alarms(self) -> list[str]: ...
 
     def lab_age(self) -> float | None: ...
@@ -65,6 +67,20 @@ _FAMILIES: dict[str, tuple[bool, str, str, tuple[str, ...]]] = {
         "softsensor_feature_unchanged_seconds",
         "Data-time seconds since the signal's value last changed on the stream (a frozen "
         "sensor grows this)",
+        _PER_FEATURE,
+    ),
+    "redundancy": (
+        False,
+        "softsensor_sensor_redundancy_ratio",
+        "The sensor's residual against the other sensors (its departure from its baseline, "
+        "averaged) over the limit calibrated on held-out normal operation; above 1 it drifts",
+        _PER_FEATURE,
+    ),
+    "drifting": (
+        False,
+        "softsensor_sensor_drifting",
+        "1 while the stream's drift detectors flag the sensor (rows say drift:<signal>; the "
+        "drift alarm is on)",
         _PER_FEATURE,
     ),
     "pred_psi": (
@@ -153,6 +169,7 @@ class DriftCollector(Collector):
         psi, oor, still, pred_psi, bias = f["psi"], f["oor"], f["still"], f["pred_psi"], f["bias"]
         residual, estimate, lab, lab_age = f["residual"], f["estimate"], f["lab"], f["lab_age"]
         alarm, clock, info, ready = f["alarm"], f["clock"], f["info"], f["ready"]
+        ratio, drifting = f["redundancy"], f["drifting"]
         for s in self._streams():
             key = [s.model, s.stream]
             monitor = s.drift_monitor()
@@ -162,6 +179,10 @@ class DriftCollector(Collector):
                 oor.add_metric([*key, feature], count)
             for signal, seconds in s.unchanged_seconds().items():
                 still.add_metric([*key, signal], seconds)
+            for signal, (share, flagged) in s.sensor_drift().items():
+                if share is not None:
+                    ratio.add_metric([*key, signal], share)
+                drifting.add_metric([*key, signal], 1.0 if flagged else 0.0)
             pred_psi.add_metric(key, monitor.prediction_psi())
             bias.add_metric(key, s.bias_value)
             optional: tuple[tuple[GaugeMetricFamily, float | None], ...] = (
@@ -183,7 +204,20 @@ class DriftCollector(Collector):
             info.add_metric([model.name, model.version, model.card.onnx_sha256], 1.0)
         for name in self._served():
             ready.add_metric([name], 1.0 if name in loaded else 0.0)
-        yield from (psi, oor, still, pred_psi, bias, residual, estimate, lab, lab_age, alarm)
+        yield from (
+            psi,
+            oor,
+            still,
+            ratio,
+            drifting,
+            pred_psi,
+            bias,
+            residual,
+            estimate,
+            lab,
+            lab_age,
+            alarm,
+        )
         yield from (clock, info, ready)
 
 

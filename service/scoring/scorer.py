@@ -43,9 +43,10 @@ from service.scoring.status import (
 )
 from service.scoring.validity import Assessment
 from service.state.snapshot import catch_up, saved
-from service.state.streams import StreamState
+from service.state.streams import Monitors, StreamState
 
 Answer = dict[str, Any] | ServiceError
+Drifting = tuple[tuple[str, ...], NDArray[np.bool_]]  # sensors, flags [n, sensors]
 # per scored request its predictions; with shared state, per stateful stream its state
 
 
@@ -235,7 +236,7 @@ class Scorer:
 
     def _track(
         self, slot: ModelSlot, p: _Part, part: Assembled, estimate: FloatArray, a: Assessment | None
-    ) -> tuple[NDArray[np.bool_], NDArray[np.bool_] | None]:
+    ) -> tuple[NDArray[np.bool_], Drifting | None]:
         """Move the stream's trackers on by the request's rows; per row, which signals are
         frozen and which sensors drift (None without a drift detector)."""
         state, model = p.state, slot.model
@@ -259,20 +260,44 @@ class Scorer:
                     frozen = (unchanged > m.config.frozen_after_s) & ~part.imputed
             if p.stateful:
                 m.frozen = _names(model.raw_signals, frozen[-1])
-                if a is not None and a.residual is not None and m.sensor_drift is not None:
-                    keep = np.all(np.isfinite(a.residual), axis=1) & ~np.any(
-                        part.out_of_range, axis=1
-                    )
-                    with np.errstate(invalid="ignore"):
-                        drifting = m.sensor_drift.observe(a.residual, keep) > 1.0
-                    assert slot.validity is not None
-                    m.drifting = _names(slot.validity.pca_signals, drifting[-1])
+                drifting = self._drifting(slot, m, part, a)
+                if drifting is not None:
+                    m.drifting = _names(drifting[0], drifting[1][-1])
                 if a is not None:
                     m.outside_run = _run_length(np.any(a.outside, axis=1), m.outside_run)
             pad = part.padded  # padded rows hold invented history: not evidence of drift
             if pad < len(estimate):
                 m.drift.add(part.x[pad:], estimate[pad:])
         return frozen, drifting
+
+    @staticmethod
+    def _drifting(
+        slot: ModelSlot, m: Monitors, part: Assembled, a: Assessment | None
+    ) -> Drifting | None:
+        """Move the stream's drift detectors on by the request's rows (call under the
+        stream's lock): per row, the sensors the PCA residual test and the redundancy test
+        flag, by name; None without either detector."""
+        valid = ~np.any(part.out_of_range, axis=1)
+        found: list[Drifting] = []
+        if a is not None and a.residual is not None and m.sensor_drift is not None:
+            keep = np.all(np.isfinite(a.residual), axis=1) & valid
+            with np.errstate(invalid="ignore"):
+                flags = m.sensor_drift.observe(a.residual, keep) > 1.0
+            assert slot.validity is not None
+            found.append((slot.validity.pca_signals, flags))
+        if m.redundancy is not None:
+            # a value carried forward for a missing one would read as a sensor gone flat
+            flags = m.redundancy.observe(part.filled.values, valid & ~np.any(part.imputed, axis=1))
+            found.append((m.redundancy.model.signals, flags))
+        if len(found) < 2:
+            return found[0] if found else None
+        (names_a, flags_a), (names_b, flags_b) = found
+        extra = [j for j, name in enumerate(names_b) if name not in names_a]
+        merged = np.hstack([flags_a, flags_b[:, extra]])
+        for j, name in enumerate(names_b):
+            if name in names_a:
+                merged[:, names_a.index(name)] |= flags_b[:, j]
+        return (*names_a, *(names_b[j] for j in extra)), merged
 
     @staticmethod
     def _shortest_frozen(limits: FloatArray) -> float:
@@ -299,7 +324,7 @@ class Scorer:
         )
         stale = state.analyzer_silent()
         n = len(estimate)
-        signals_quiet = quiet and not frozen.any() and (drifting is None or not drifting.any())
+        signals_quiet = quiet and not frozen.any() and (drifting is None or not drifting[1].any())
         if signals_quiet and part.padded == 0 and not stale and not scored[4].any():
             statuses = Statuses(np.zeros(n, dtype=np.uint8), {})
         elif signals_quiet:  # only the request's own row evidence: no per-signal evidence
@@ -334,7 +359,7 @@ class Scorer:
         slot: ModelSlot,
         part: Assembled,
         n: int,
-        evidence: tuple[NDArray[np.bool_], NDArray[np.bool_] | None, Qualities],
+        evidence: tuple[NDArray[np.bool_], Drifting | None, Qualities],
         a: Assessment | None,
         stale: bool,
         clamped: NDArray[np.bool_],
@@ -362,8 +387,9 @@ class Scorer:
                     "outside_training", validity.groups, a.outside, bad_above=slot.outside_limit
                 )
             )
-            if drifting is not None:
-                per_signal.append(SignalEvidence("drift", validity.pca_signals, drifting))
+        if drifting is not None:
+            per_signal.append(SignalEvidence("drift", *drifting))
+        if a is not None and validity is not None:
             per_row[2:2] = [  # the order of the reasons: as the rules table lists them
                 RowEvidence("t2", a.t2 > validity.t2_limit),
                 RowEvidence("spe", a.spe > validity.spe_limit),

@@ -2,11 +2,11 @@
 
 What a stateful answer depends on besides the request is saved after each scored batch,
 with the predictions (one transaction, ``service.lab.postgres``): the lag history and the
-data clock, when each sensor last changed, the sensor-drift EWMAs, the run of rows outside
-the training range, the frozen and drifting signals, the latest corrected estimate (the
-residual alarm reads it). A replica about to score a stream whose saved state carries
-another token than its own copy takes the saved one first: the answers are those of a single
-replica. The bias is not in it: it follows from the stored lab results
+data clock, when each sensor last changed, the sensor-drift EWMAs, the redundancy test's
+averages, the run of rows outside the training range, the frozen and drifting signals, the
+latest corrected estimate (the residual alarm reads it). A replica about to score a stream
+whose saved state carries another token than its own copy takes the saved one first: the
+answers are those of a single replica. The bias is not in it: it follows from the stored lab results
 (``service.dataplane``). Nor are the PSI windows, which only feed each replica's /metrics.
 
 The format is NumPy's ``.npz`` without pickles (a database row never runs code), with the
@@ -43,6 +43,9 @@ def save(state: StreamState) -> bytes:
     levels = None if m.sensor_drift is None else m.sensor_drift.levels()
     if levels is not None:
         arrays["drift_fast"], arrays["drift_slow"] = levels
+    redundancy = None if m.redundancy is None else m.redundancy.state()
+    if redundancy is not None:
+        arrays["redundancy"] = redundancy
     meta = {
         "format": FORMAT,
         "signals": list(m.signals),
@@ -84,6 +87,8 @@ def load(state: StreamState, payload: bytes, same_version: bool) -> None:
             has = "drift_fast" in saved
             levels = (saved["drift_fast"].copy(), saved["drift_slow"].copy()) if has else None
             m.sensor_drift.restore(levels)
+        if m.redundancy is not None:
+            m.redundancy.restore(saved["redundancy"].copy() if "redundancy" in saved else None)
         m.outside_run = int(meta["outside_run"])
         m.frozen = list(meta["frozen"])
         m.drifting = list(meta["drifting"])

@@ -31,6 +31,7 @@ from service.lab.records import LabRecord
 from service.monitoring.alarms import AlarmConfig, ResidualAlarm, SensorDrift
 from service.monitoring.changes import ChangeTracker
 from service.monitoring.drift import DriftMonitor
+from service.monitoring.redundancy import RedundancyDrift, RedundancyModel
 from service.scoring.rows import Series
 from service.scoring.runtime import LoadedModel
 
@@ -83,6 +84,8 @@ class Monitors:
     drift: DriftFeed
     changes: ChangeTracker
     sensor_drift: SensorDrift | None
+    # Each sensor against the others (None: the card has no redundancy block).
+    redundancy: RedundancyDrift | None = None
     outside_run: int = 0  # consecutive rows with an input outside the training range
     frozen: list[str] = field(default_factory=list)  # at the stream's latest row
     drifting: list[str] = field(default_factory=list)
@@ -120,6 +123,19 @@ class StreamState:
         m = self.monitors
         since = m.changes.seconds_since_change(self.clock)
         return dict(zip(m.signals, since.tolist(), strict=True))
+
+    def sensor_drift(self) -> dict[str, tuple[float | None, bool]]:
+        """Per sensor a drift detector watches: the redundancy test's ratio to its limit
+        (None: not in that test) and whether it is flagged at the latest row."""
+        m = self.monitors
+        out: dict[str, tuple[float | None, bool]] = {}
+        if m.redundancy is not None:
+            ratios = m.redundancy.ratios().tolist()
+            for name, value in zip(m.redundancy.model.signals, ratios, strict=True):
+                out[name] = (value, name in m.drifting)
+        for name in m.drifting:
+            out.setdefault(name, (None, True))
+        return out
 
     def check_order(self, first_time: float) -> None:
         """A stream only moves forward: a sample at or before its clock is a conflict."""
@@ -188,7 +204,16 @@ def new_monitors(model: LoadedModel, settings_frozen_s: float, window: int) -> M
         drift=DriftFeed(DriftMonitor(model.card, window=window)),
         changes=ChangeTracker(len(model.raw_signals)),
         sensor_drift=SensorDrift(config) if config.drift_limit is not None else None,
+        redundancy=_redundancy(model),
     )
+
+
+def _redundancy(model: LoadedModel) -> RedundancyDrift | None:
+    calibration = model.card.calibration
+    if calibration is None or calibration.redundancy is None:
+        return None
+    built = RedundancyModel.from_card(calibration.redundancy, model.raw_signals)
+    return None if built is None else RedundancyDrift(built)
 
 
 class StreamStore:

@@ -63,6 +63,23 @@ def test_every_fault_is_flagged_in_time(scorecard: dict[str, Any]) -> None:
     assert delays["stuck"] <= 10 + 5
     move = next(f for f in scorecard["faults"] if f["kind"] == "feed_move")
     assert move["status_at_new_rate"]["good"] < 0.05
+    drift = next(f for f in scorecard["faults"] if f["kind"] == "drift")
+    # the drifting sensor is the one named first (it enters the others' predictions too)
+    assert all(v >= drift["delay_min"] for v in drift["also_flagged"].values()), drift
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="target not met (docs/replay.md): flagged at about 5.5 noise sd in the month's "
+    "replay and 9.4 here, where the drift is twice as fast; the redundancy test's limits "
+    "must stay above what normal operation's fast moves give",
+)
+def test_the_drifting_sensor_is_flagged_before_three_noise_sds(
+    scorecard: dict[str, Any],
+) -> None:
+    drift = next(f for f in scorecard["faults"] if f["kind"] == "drift")
+    assert drift["noise_sds_at_detection"] < 3.0, drift
 
 
 @pytest.mark.slow
