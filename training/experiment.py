@@ -197,9 +197,7 @@ def run_experiment(dataset: Dataset, cfg: RunConfig) -> RunReport:
     held_out = Ensemble([m.selected or m for m in members])
     val = score(dataset.validation.y, held_out.predict(dataset.validation.x))
     train_scores = score(dataset.train.y, ensemble.predict(dataset.train.x))
-    figures = [
-        _member_figures(m, sh, widths) for m, sh in zip(members, shrunk_each, strict=True)
-    ]
+    figures = [_member_figures(m, sh, widths) for m, sh in zip(members, shrunk_each, strict=True)]
     fits = [*members, *(m.selected for m in members if m.selected is not None)]  # and refits
     train_seconds = sum(m.train_seconds for m in fits)
     epochs_run = sum(m.epochs_run for m in fits)

@@ -92,7 +92,7 @@ def additive_blocks(n_inputs: int, widths: Sequence[int]) -> list[torch.Tensor]:
     fan = [1, *widths]
     for w_in, w_out in itertools.pairwise(fan):
         ones = torch.ones(w_out, w_in)
-        blocks.append(torch.block_diag(*([ones] * n_inputs)))
+        blocks.append(torch.block_diag(*([ones] * n_inputs)))  # type: ignore[no-untyped-call]
     return blocks
 
 
