@@ -9,12 +9,14 @@ import onnx
 import pytest
 import torch
 
+from service.contracts.registry import Registry
 from training.config import CAConfig, NetworkConfig, TrainConfig
 from training.data import Dataset, load_dataset
 from training.experiment import RunConfig, RunReport, run_experiment
 from training.export import run_onnx
 from training.network import MaskedMLP
-from training.publish import export_run
+from training.publish import export_run, publish
+from training.retrain import run_config_from_card
 from training.spec import load_spec
 
 ADDITIVE = NetworkConfig(hidden=(4, 3), additive=True)
@@ -108,3 +110,16 @@ def test_pruned_additive_ensemble_exports_and_matches_torch(
     onnx_out = run_onnx(exported.onnx_bytes, rows[:, exported.inputs_kept])
     y = np.concatenate([ds.train.y, ds.validation.y, ds.test.y])
     assert np.max(np.abs(onnx_out - torch_out)) <= 1e-5 * np.ptp(y)
+
+
+def test_card_records_the_family_and_retraining_reuses_it(
+    additive_run: tuple[Dataset, RunReport], tmp_path: Path
+) -> None:
+    """The model card says the chain is additive, so a retraining job trains the same family."""
+    ds, report = additive_run
+    registry = Registry(tmp_path / "models")
+    publish(ds, report, registry, "tiny", version="v1")
+    card = registry.verify("tiny", "v1")
+    assert card.training["network"]["additive"] is True
+    cfg = run_config_from_card(card, seed=3)
+    assert cfg.network.additive and tuple(cfg.network.hidden) == (6,)
