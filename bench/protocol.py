@@ -188,6 +188,14 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--tau", type=float, default=CAConfig().tau)
     parser.add_argument("--members", type=int, default=RunConfig().members)
     parser.add_argument(
+        "--hidden", type=int, nargs="+", default=list(NetworkConfig().hidden), help="widths"
+    )
+    parser.add_argument(
+        "--additive",
+        action="store_true",
+        help="one subnetwork of the --hidden widths per input, summed (NetworkConfig.additive)",
+    )
+    parser.add_argument(
         "--ca-only",
         action="store_true",
         help="CA and the linear baselines only (no dense, GMP, magnitude or random runs)",
@@ -208,7 +216,7 @@ def main() -> None:
     if not args.data.is_file():
         raise SystemExit(f"data not found at {args.data}; nothing to benchmark")
     base = RunConfig(
-        network=NetworkConfig(),
+        network=NetworkConfig(hidden=tuple(args.hidden), additive=args.additive),
         train=TrainConfig(progress=False, epochs=args.epochs, refit=args.refit),
         ca=replace(CAConfig(), tau=args.tau),
         members=args.members,
@@ -235,7 +243,11 @@ def main() -> None:
         "config": {
             "train": vars(base.train),
             "ca": vars(base.ca),
-            "network": {"hidden": list(base.network.hidden), "activation": base.network.activation},
+            "network": {
+                "hidden": list(base.network.hidden),
+                "activation": base.network.activation,
+                "additive": base.network.additive,
+            },
         },
         "summary": summary,
         "runs": rows,

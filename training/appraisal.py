@@ -147,7 +147,7 @@ class CAPruner(Pruner):
                 strongest = r.masked_fill(~active, -1.0).argmax(dim=1)
                 candidates[torch.arange(r.shape[0]), strongest] = False
             n_active = int(active.sum())
-            floor = math.ceil(c.min_density * layer.mask.numel())
+            floor = math.ceil(c.min_density * layer.n_allowed())
             budget = min(math.floor(c.max_prune_fraction * n_active), n_active - floor)
             n_cand = int(candidates.sum())
             if n_cand == 0 or budget <= 0:

@@ -27,6 +27,10 @@ class NetworkConfig:
     # (out = mlp(x) + linear(x)), pruned by the same rule: the family then contains the
     # linear model, so pruning can end at it when the data supports nothing more.
     linear_path: bool = True
+    # Additive hidden chain (a GAM): one small subnetwork per input, of the ``hidden`` widths,
+    # their outputs summed. It still contains the linear model (the linear path) and can
+    # only add a smooth correction per sensor, never an interaction between sensors.
+    additive: bool = False
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from training.config import ENSEMBLE_MEMBERS, METHODS, CAConfig, NetworkConfig, 
 from training.data import Dataset
 from training.ensemble import Ensemble, member_seeds, merge
 from training.evaluation import score
-from training.network import count_dense_parameters, match_widths
+from training.network import match_widths
 from training.pruning import DensePruner, GMPPruner, MagnitudePruner, Pruner, RandomPruner
 from training.refit import refit
 from training.shrink import ShrunkNetwork, dense_architecture, shrink
@@ -185,7 +185,7 @@ def run_experiment(dataset: Dataset, cfg: RunConfig) -> RunReport:
     first = members[0]
     rates = [m.model.pruning_rate() for m in members]
     per_layer = np.mean([m.model.pruning_rate_per_layer() for m in members], axis=0).tolist()
-    sizes = [len(dataset.feature_names), *network.hidden, 1]
+    widths = first.model.hidden_widths  # the additive family widens each layer per input
     nonzero, _ = shrunk.count_parameters()
     chosen = first.selected or first  # the learning-speed figures come from the selecting run
     val_losses = [h.val_loss for h in chosen.history]
@@ -197,10 +197,7 @@ def run_experiment(dataset: Dataset, cfg: RunConfig) -> RunReport:
     held_out = Ensemble([m.selected or m for m in members])
     val = score(dataset.validation.y, held_out.predict(dataset.validation.x))
     train_scores = score(dataset.train.y, ensemble.predict(dataset.train.x))
-    figures = [
-        _member_figures(m, sh, network.hidden) for m, sh in zip(members, shrunk_each, strict=True)
-    ]
-    linear_params = (len(dataset.feature_names) + 1) if network.linear_path else 0
+    figures = [_member_figures(m, sh, widths) for m, sh in zip(members, shrunk_each, strict=True)]
     fits = [*members, *(m.selected for m in members if m.selected is not None)]  # and refits
     train_seconds = sum(m.train_seconds for m in fits)
     epochs_run = sum(m.epochs_run for m in fits)
@@ -221,13 +218,13 @@ def run_experiment(dataset: Dataset, cfg: RunConfig) -> RunReport:
         "pruning_rate": float(np.mean(rates)),
         "pruning_rate_per_layer": per_layer,
         "neurons_removed": [
-            int(sum(f["neurons_removed"][i] for f in figures)) for i in range(len(network.hidden))
+            int(sum(f["neurons_removed"][i] for f in figures)) for i in range(len(widths))
         ],
         "inputs_removed": [
             name for i, name in enumerate(dataset.feature_names) if i not in shrunk.inputs_kept
         ],
         "inputs_kept": [dataset.feature_names[i] for i in shrunk.inputs_kept],
-        "params_before": (count_dense_parameters(sizes) + linear_params) * cfg.members,
+        "params_before": sum(m.model.count_unpruned_parameters() for m in members),
         "params_after": nonzero,
         "members": cfg.members,
         "member_runs": figures,
@@ -244,6 +241,7 @@ def run_experiment(dataset: Dataset, cfg: RunConfig) -> RunReport:
             "hidden": list(network.hidden),
             "activation": network.activation,
             "linear_path": network.linear_path,
+            "additive": network.additive,
         },
         "training": asdict(replace(cfg.train, seed=cfg.seed)),
         "target_transform": dataset.spec.target.transform,

@@ -48,10 +48,12 @@ class MaskedLinear(nn.Linear):
     """
 
     mask: torch.Tensor
+    allowed: torch.Tensor  # the connections the network family has at all (1 = exists)
 
     def __init__(self, in_features: int, out_features: int) -> None:
         super().__init__(in_features, out_features)
         self.register_buffer("mask", torch.ones_like(self.weight))
+        self.register_buffer("allowed", torch.ones_like(self.weight))
         self.activity = Activity()
         self.track_activity = False
 
@@ -65,6 +67,33 @@ class MaskedLinear(nn.Linear):
     def apply_mask(self) -> None:
         """Zero the weights of pruned connections (after every optimizer step)."""
         self.weight.mul_(self.mask)
+
+    @torch.no_grad()
+    def restrict(self, allowed: torch.Tensor) -> None:
+        """Remove connections the network family does not have (not pruning: they never
+        count as connections, so the pruning rate is measured over ``allowed`` only)."""
+        self.allowed.copy_(allowed)
+        self.mask.mul_(allowed)
+        self.apply_mask()
+
+    def n_allowed(self) -> int:
+        return int(self.allowed.sum().item())
+
+
+def additive_blocks(n_inputs: int, widths: Sequence[int]) -> list[torch.Tensor]:
+    """Block masks of an additive chain: hidden layer l holds ``n_inputs`` groups of
+    ``widths[l]`` neurons, group i reading only input i (first layer) or group i of the
+    layer before; the output layer reads every group. One subnetwork per input, summed.
+
+    >>> [m.shape for m in additive_blocks(2, (3, 2))]
+    [torch.Size([6, 2]), torch.Size([4, 6])]
+    """
+    blocks = []
+    fan = [1, *widths]
+    for w_in, w_out in itertools.pairwise(fan):
+        ones = torch.ones(w_out, w_in)
+        blocks.append(torch.block_diag(*([ones] * n_inputs)))  # type: ignore[no-untyped-call]
+    return blocks
 
 
 class MaskedMLP(nn.Module):
@@ -85,8 +114,16 @@ class MaskedMLP(nn.Module):
         if not config.hidden or any(w < 1 for w in config.hidden):
             raise ValueError(f"hidden widths must be positive integers, got {list(config.hidden)}")
         self.config = config
-        sizes = [n_inputs, *config.hidden, n_outputs]
+        groups = n_inputs if config.additive else 1
+        self.hidden_widths = [groups * w for w in config.hidden]
+        sizes = [n_inputs, *self.hidden_widths, n_outputs]
         self.layers = nn.ModuleList(MaskedLinear(a, b) for a, b in itertools.pairwise(sizes))
+        if config.additive:
+            for layer, allowed in zip(
+                self.layers, additive_blocks(n_inputs, config.hidden), strict=False
+            ):
+                assert isinstance(layer, MaskedLinear)
+                layer.restrict(allowed)
         self.linear = MaskedLinear(n_inputs, n_outputs) if config.linear_path else None
         self.act = ACTIVATIONS[config.activation]()
         # Cached: the hot loop asks for them every step, and module attribute lookup is slow.
@@ -145,7 +182,7 @@ class MaskedMLP(nn.Module):
     def count_weights(self) -> tuple[int, int]:
         """(active, total) connections over the weight matrices; biases are not counted."""
         active = sum(int(layer.mask.sum().item()) for layer in self.masked_layers())
-        total = sum(layer.mask.numel() for layer in self.masked_layers())
+        total = sum(layer.n_allowed() for layer in self.masked_layers())
         return active, total
 
     def pruning_rate(self) -> float:
@@ -154,12 +191,20 @@ class MaskedMLP(nn.Module):
         return 1.0 - active / total
 
     def pruning_rate_per_layer(self) -> list[float]:
-        return [1.0 - float(layer.mask.mean().item()) for layer in self.masked_layers()]
+        return [
+            1.0 - float(layer.mask.sum().item()) / layer.n_allowed()
+            for layer in self.masked_layers()
+        ]
 
     def count_parameters(self) -> int:
         """Active weights plus every bias: what a sparse deployment stores."""
         active, _ = self.count_weights()
         return active + sum(layer.bias.numel() for layer in self.masked_layers())
+
+    def count_unpruned_parameters(self) -> int:
+        """Every connection of the family plus every bias: the network before pruning."""
+        _, total = self.count_weights()
+        return total + sum(layer.bias.numel() for layer in self.masked_layers())
 
 
 def count_dense_parameters(sizes: Sequence[int]) -> int:

@@ -71,7 +71,8 @@ def prune_to_density(
     """Prune the lowest-scoring active connections until the layer reaches ``sparsity``
     (1.0 empties it: a layer CA removed entirely, as when a run ended at its linear path)."""
     total = layer.mask.numel()
-    keep = 0 if sparsity >= 1.0 else max(1, total - round(sparsity * total))
+    allowed = layer.n_allowed()  # sparsity is over the connections the family has
+    keep = 0 if sparsity >= 1.0 else max(1, allowed - round(sparsity * allowed))
     active = int(layer.mask.sum().item())
     excess = active - keep
     if excess <= 0:

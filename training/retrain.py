@@ -84,6 +84,7 @@ def run_config_from_card(card: ModelCard | None, seed: int) -> RunConfig:
         activation=net["activation"],
         # cards written before the linear path existed describe a plain chain
         linear_path=bool(net.get("linear_path", False)),
+        additive=bool(net.get("additive", False)),
     )
     return RunConfig(
         method=method,

@@ -109,6 +109,11 @@ def _add_network_options(g: argparse._ArgumentGroup) -> None:
         help="no linear path from the inputs to the output beside the hidden layers",
     )
     g.add_argument(
+        "--additive",
+        action="store_true",
+        help="one subnetwork of the --hidden widths per input, summed (no interactions)",
+    )
+    g.add_argument(
         "--start-random",
         dest="start_at_linear",
         action="store_false",

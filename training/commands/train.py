@@ -34,7 +34,10 @@ def _run_config(args: argparse.Namespace) -> RunConfig:
         noise=args.noise,
         target_sparsity=args.target_sparsity,
         network=NetworkConfig(
-            hidden=args.hidden, activation=args.activation, linear_path=args.linear_path
+            hidden=args.hidden,
+            activation=args.activation,
+            linear_path=args.linear_path,
+            additive=args.additive,
         ),
         train=TrainConfig(
             epochs=args.epochs,
