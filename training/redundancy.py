@@ -40,6 +40,7 @@ BASELINE_SAMPLES = 60.0  # each residual's slow baseline (rows)
 FAST_SAMPLES = 5.0  # the departure's average (rows)
 CLIP_SD = 8.0  # departures clipped at this many residual spreads (a spike: 20 and more)
 RELEASE = 0.5  # a flagged signal clears below this share of its limit
+ON_DELAY_SAMPLES = 3 * int(FAST_SAMPLES)  # rows over the limit before a signal is flagged
 MARGIN = 2.0  # limits at least this many times the highest value on validation
 TAIL_QUANTILE = 0.9  # the statistic above this quantile forms the peaks fitted
 MIN_PEAKS = 20  # peaks needed to extrapolate
@@ -115,6 +116,7 @@ def _model(
         sd,
         limit,
         RELEASE,
+        ON_DELAY_SAMPLES,
     )
 
 
@@ -184,6 +186,7 @@ def calibrate_redundancy(
         residual_sd=sd.tolist(),
         limit=limit,
         release=RELEASE,
+        on_delay_samples=ON_DELAY_SAMPLES,
         margin=MARGIN,
         false_alarms_per_week=FALSE_ALARMS_PER_WEEK,
         validation_samples=int(validation.sum()),

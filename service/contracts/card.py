@@ -303,9 +303,10 @@ class SensorRedundancy(_Strict):
     residual's baseline (an EWMA over ``baseline_samples``: a healthy sensor wanders over
     days), standardizes the departure by ``residual_sd``, clips it at ``clip_sd`` (a spike
     is one sample, not a drift) and averages it over ``fast_samples``: the signal drifts
-    while that average exceeds ``limit`` (in residual spreads) and until it falls below
-    ``release`` of it. Each ``limit`` comes from the validation split (held-out normal
-    operation): the tail of the statistic's peaks there, extrapolated to
+    once that average has exceeded ``limit`` (in residual spreads) for ``on_delay_samples``
+    rows in a row, and until it falls below ``release`` of it. Each ``limit`` comes from
+    the validation split (held-out normal operation): the tail of the statistic's peaks
+    there, extrapolated to
     ``false_alarms_per_week`` per stream over all signals, and at least ``margin`` times
     the highest value seen. ``validation_onsets`` counts the alarms over the
     ``validation_samples`` rows.
@@ -322,6 +323,7 @@ class SensorRedundancy(_Strict):
     residual_sd: list[float]  # standardized units
     limit: list[float]
     release: float = Field(gt=0, le=1)
+    on_delay_samples: int = Field(default=1, ge=1)
     margin: float = Field(ge=1)
     false_alarms_per_week: float = Field(gt=0)
     validation_samples: int = Field(ge=0)

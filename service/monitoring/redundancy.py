@@ -15,8 +15,10 @@ each row of each (model, stream):
 2. its departure from a slow baseline (an EWMA: a healthy sensor wanders over days, and
    that is not a fault), standardized by its held-out spread and clipped (a one-sample
    spike is not a drift, and must neither trip the test nor drag the baseline);
-3. a short EWMA of the departure: the signal drifts while it exceeds its limit, and until
-   it falls below ``release`` of it (a deadband: one drift, one alarm).
+3. a short EWMA of the departure: the signal drifts once it has exceeded its limit for
+   ``on_delay`` rows in a row (an alarm on-delay: a transient of the column, such as a feed
+   step the other sensors follow with a lag, crosses the limit for minutes, a drift stays
+   over it), and until it falls below ``release`` of it (a deadband: one drift, one alarm).
 
 The baseline moves with clipped steps, so a drift is eventually absorbed, but far later
 than the test rings.
@@ -54,6 +56,7 @@ class RedundancyModel:
     sd: FloatArray
     limit: FloatArray
     release: float
+    on_delay: int = 1  # rows over the limit before a signal is flagged
 
     @classmethod
     def from_card(
@@ -75,6 +78,7 @@ class RedundancyModel:
             sd=np.array(block.residual_sd),
             limit=np.array(block.limit),
             release=block.release,
+            on_delay=block.on_delay_samples,
         )
 
 
@@ -89,22 +93,23 @@ class RedundancyDrift:
         self.base = np.zeros(m)
         self.average = np.zeros(m)
         self.flagged = np.zeros(m, dtype=bool)
+        self.over = np.zeros(m)  # rows in a row over the limit
 
     def state(self) -> FloatArray | None:
-        """[4, m] (None before the first row): what a snapshot carries to another replica."""
+        """[5, m] (None before the first row): what a snapshot carries to another replica."""
         if self.smoothed is None:
             return None
-        return np.vstack([self.smoothed, self.base, self.average, self.flagged])
+        return np.vstack([self.smoothed, self.base, self.average, self.flagged, self.over])
 
     def restore(self, saved: FloatArray | None) -> None:
         """Continue from a snapshot's ``state()`` (None or a foreign shape: start afresh)."""
         m = len(self.model.signals)
-        if saved is None or saved.shape != (4, m):
+        if saved is None or saved.shape != (5, m):
             self.smoothed, self.base, self.average = None, np.zeros(m), np.zeros(m)
-            self.flagged = np.zeros(m, dtype=bool)
+            self.flagged, self.over = np.zeros(m, dtype=bool), np.zeros(m)
             return
         self.smoothed, self.base, self.average = (saved[i].copy() for i in range(3))
-        self.flagged = saved[3] > 0.5
+        self.flagged, self.over = saved[3] > 0.5, saved[4].copy()
 
     def ratios(self) -> FloatArray:
         """Each signal's statistic over its limit, now (0 before the first row)."""
@@ -140,4 +145,5 @@ class RedundancyDrift:
         self.base += (1.0 - model.baseline) * step * model.sd
         self.average += (1.0 - model.fast) * (step - self.average)
         ratio = np.abs(self.average) / model.limit
-        self.flagged = (ratio > 1.0) | (self.flagged & (ratio > model.release))
+        self.over = np.where(ratio > 1.0, self.over + 1.0, 0.0)
+        self.flagged = (self.over >= model.on_delay) | (self.flagged & (ratio > model.release))

@@ -14,7 +14,8 @@ predictions of a batch (which lab results are later matched against) are committ
 writer thread (``service.lab.groupcommit.GroupCommit``), and the batch's answers go out
 once that commit is done: durable before the answer, while the loop goes on with other
 requests. When that writer is idle and the lock is free, the loop commits the batch itself
-(a write that declines rather than waits): the hand-over cost more than the insert. The scoring itself stays on the loop: it is Python and numpy under
+(a write that declines rather than waits): the hand-over cost more than the insert.
+The scoring itself stays on the loop: it is Python and numpy under
 the GIL, and moved to a worker thread it ran no faster while the two threads' GIL handovers
 cost 30 % of one-row throughput and raised p99 latency fivefold (measured side by side).
 """

@@ -84,7 +84,8 @@ def test_fresh_normal_operation_stays_quiet(block: SensorRedundancy) -> None:
 
 
 def test_a_slow_ramp_on_one_sensor_is_flagged_by_name_early(block: SensorRedundancy) -> None:
-    """0.5 per hour on T3 from row 3000: flagged T3 within 40 min (0.33, under 7 noise sd),
+    """0.5 per hour on T3 from row 3000: flagged T3 within 50 min (0.42, under 9 noise sd;
+    the on-delay's 15 rows included),
     the others never before it."""
     values = _plant(8, 4000)
     start = 3000
@@ -92,7 +93,7 @@ def test_a_slow_ramp_on_one_sensor_is_flagged_by_name_early(block: SensorRedunda
     flags = _run(block, values)
     assert not flags[:start].any()
     delay = int(np.flatnonzero(flags[start:, 2])[0])
-    assert delay <= 40, delay
+    assert delay <= 50, delay
     first_any = int(np.flatnonzero(flags[start:].any(axis=1))[0])
     assert first_any == delay
 
