@@ -45,6 +45,10 @@ def _plot(result: dict[str, Any], path: Path) -> None:
     for kind, start, end in s["faults"]:
         top.axvspan(start / 1440, end / 1440, color="#bdbdbd", alpha=0.35, lw=0)
         top.text(start / 1440, top.get_ylim()[1], kind.replace("_", " "), fontsize=8, va="top")
+    for kind, start, end in s.get("qualities", []):  # input qualities sent (bench.replay_quality)
+        top.axvspan(start / 1440, end / 1440, color="#fdae6b", alpha=0.45, lw=0)
+        label = f"quality {kind.replace('_', ' ')}"
+        top.text(start / 1440, top.get_ylim()[0], label, fontsize=7, va="bottom", rotation=90)
     top.set_ylabel("light component in the bottoms, mol %")
     top.legend(loc="upper left", fontsize=8, ncol=3)
     top.set_title("Plant replay, unit A: what the service served, against the truth")
@@ -180,6 +184,7 @@ def render(result: dict[str, Any], command: str) -> str:
         *_introduction(result, command),
         *_clean_section(result["clean"]),
         *_fault_section(result),
+        *_quality_section(result),
         *_reading(result),
         *_lab_section(result),
         *_calibration_section(result),
@@ -253,6 +258,63 @@ def _fault_section(result: dict[str, Any]) -> list[str]:
         f"{steps['minutes'] / 60:.0f} h; over as long before it, "
         f"{steps['rmse_before_step']['estimate']:.3f} and "
         f"{steps['rmse_before_step']['corrected']:.3f}.",
+        "",
+    ]
+
+
+QUALITY_GROUPS = {
+    "all_good": "all good (clean rows, both units)",
+    "any_uncertain": "any uncertain",
+    "any_bad": "any bad",
+    "many_bad": "many bad",
+}
+QUALITY_SENT = {
+    "bad": "digital state `I/O Timeout`, then the number with `BadNoCommunication`",
+    "uncertain": "the number with `Questionable`, then with `Uncertain_SensorNotAccurate`",
+    "many_bad": "digital state `I/O Timeout`",
+}
+
+
+def _quality_section(result: dict[str, Any]) -> list[str]:
+    """The status rows by input quality (``bench.replay_quality_score``)."""
+    if "qualities" not in result:  # a result stored before input qualities were replayed
+        return []
+    q = result["qualities"]
+    periods = [
+        f"| {p['kind']} | {', '.join(p['signals'])} | {p['start_min'] / 1440:.2f} "
+        f"| {p['minutes']:.0f} min | {QUALITY_SENT[p['kind']]} |"
+        for p in q["periods"]
+    ]
+    rows = []
+    for group, label in QUALITY_GROUPS.items():
+        g = q["by_input"].get(group)
+        if g is None:
+            continue
+        st = g["status"]
+        named = "" if "named" not in g else _pct(g["named"])
+        rows.append(
+            f"| {label} | {g['rows']} | {_pct(st['good'])} / {_pct(st['uncertain'])} / "
+            f"{_pct(st['bad'])} | {named} | {g['rmse_estimate']:.4f} / "
+            f"{g['rmse_corrected']:.4f} |"
+        )
+    return [
+        "## Input quality (unit A)",
+        "",
+        "The historian side sends qualities the way a plant's does, in three periods after the",
+        "last fault has settled (`bench/replay_quality.py`); every other value goes without a",
+        "quality (good). A bad value is treated as missing and carried forward; the row is",
+        "`uncertain` naming the input (`quality_bad:<signal>`), or `bad` with more than "
+        f"{q['bad_limit']} of the signals bad; an uncertain input makes the row `uncertain`",
+        "(`quality_uncertain:<signal>`). Rows of a period and the hour after it are not clean.",
+        "",
+        "| period | signals | start (day) | lasts | sent as |",
+        "|---|---|---|---|---|",
+        *periods,
+        "",
+        "| inputs | rows | rows good / uncertain / bad | reasons name the input "
+        "| RMSE estimate / corrected (mol %) |",
+        "|---|---|---|---|---|",
+        *rows,
         "",
     ]
 
