@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from bench.protocol import REPO
+from bench.replay_quality_report import quality_section
 
 DOC = REPO / "docs" / "replay.md"
 IMAGES = REPO / "docs" / "img" / "replay"
@@ -184,7 +185,7 @@ def render(result: dict[str, Any], command: str) -> str:
         *_introduction(result, command),
         *_clean_section(result["clean"]),
         *_fault_section(result),
-        *_quality_section(result),
+        *quality_section(result),
         *_reading(result),
         *_lab_section(result),
         *_calibration_section(result),
@@ -258,63 +259,6 @@ def _fault_section(result: dict[str, Any]) -> list[str]:
         f"{steps['minutes'] / 60:.0f} h; over as long before it, "
         f"{steps['rmse_before_step']['estimate']:.3f} and "
         f"{steps['rmse_before_step']['corrected']:.3f}.",
-        "",
-    ]
-
-
-QUALITY_GROUPS = {
-    "all_good": "all good (clean rows, both units)",
-    "any_uncertain": "any uncertain",
-    "any_bad": "any bad",
-    "many_bad": "many bad",
-}
-QUALITY_SENT = {
-    "bad": "digital state `I/O Timeout`, then the number with `BadNoCommunication`",
-    "uncertain": "the number with `Questionable`, then with `Uncertain_SensorNotAccurate`",
-    "many_bad": "digital state `I/O Timeout`",
-}
-
-
-def _quality_section(result: dict[str, Any]) -> list[str]:
-    """The status rows by input quality (``bench.replay_quality_score``)."""
-    if "qualities" not in result:  # a result stored before input qualities were replayed
-        return []
-    q = result["qualities"]
-    periods = [
-        f"| {p['kind']} | {', '.join(p['signals'])} | {p['start_min'] / 1440:.2f} "
-        f"| {p['minutes']:.0f} min | {QUALITY_SENT[p['kind']]} |"
-        for p in q["periods"]
-    ]
-    rows = []
-    for group, label in QUALITY_GROUPS.items():
-        g = q["by_input"].get(group)
-        if g is None:
-            continue
-        st = g["status"]
-        named = "" if "named" not in g else _pct(g["named"])
-        rows.append(
-            f"| {label} | {g['rows']} | {_pct(st['good'])} / {_pct(st['uncertain'])} / "
-            f"{_pct(st['bad'])} | {named} | {g['rmse_estimate']:.4f} / "
-            f"{g['rmse_corrected']:.4f} |"
-        )
-    return [
-        "## Input quality (unit A)",
-        "",
-        "The historian side sends qualities the way a plant's does, in three periods after the",
-        "last fault has settled (`bench/replay_quality.py`); every other value goes without a",
-        "quality (good). A bad value is treated as missing and carried forward; the row is",
-        "`uncertain` naming the input (`quality_bad:<signal>`), or `bad` with more than "
-        f"{q['bad_limit']} of the signals bad; an uncertain input makes the row `uncertain`",
-        "(`quality_uncertain:<signal>`). Rows of a period and the hour after it are not clean.",
-        "",
-        "| period | signals | start (day) | lasts | sent as |",
-        "|---|---|---|---|---|",
-        *periods,
-        "",
-        "| inputs | rows | rows good / uncertain / bad | reasons name the input "
-        "| RMSE estimate / corrected (mol %) |",
-        "|---|---|---|---|---|",
-        *rows,
         "",
     ]
 

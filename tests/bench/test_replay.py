@@ -8,6 +8,7 @@ About 100 s.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from pathlib import Path
@@ -18,6 +19,8 @@ import pytest
 
 from bench.replay import run
 from tests.conftest import REPO
+
+SIGNALS = ("T03", "T08", "T13", "T21", "T28", "T34", "T39", "F", "L", "V", "D", "B")
 
 
 def _readme_request() -> dict[str, Any]:
@@ -124,7 +127,7 @@ def test_quality_periods_keep_clear_of_the_faults() -> None:
         assert [p.kind for p in periods] == ["bad", "uncertain", "many_bad"]
         settled = max(f.end_min + SETTLE_MINUTES for f in faults)
         assert periods[0].start_min >= settled, (days, periods[0], settled)
-        for a, b in zip(periods, periods[1:], strict=False):
+        for a, b in itertools.pairwise(periods):
             assert b.start_min >= a.end_min + QUALITY_SETTLE_MINUTES
         assert periods[-1].end_min + QUALITY_SETTLE_MINUTES <= start + length
 
@@ -135,3 +138,41 @@ def test_the_readme_request_names_the_signals_of_column_a() -> None:
     values = _readme_request()["records"][0]["values"]
     assert set(values) == {*temperature_columns(SimulationConfig()), *FLOW_COLUMNS}
     assert Path(REPO / "README.md").is_file()
+
+
+def test_the_marked_records_are_what_a_plant_historian_sends() -> None:
+    """Inside each period the records carry the qualities the service reads as bad or
+    uncertain (a digital state, BadNoCommunication, Questionable, Uncertain...); outside
+    them no quality at all, so the clean rows are sent as before."""
+    from bench.replay_quality import DIGITAL_STATE, quality_schedule, with_qualities
+    from service.api.schemas import PredictRequest
+    from service.plant.quality import Quality
+    from service.scoring.qualities import read_quality
+
+    start = 21 * 1440.0
+    periods = quality_schedule(start, 4 * 1440.0)
+    first, last = periods[0].start_min - 5, periods[-1].end_min + 5
+    n = round(last - start)
+    plain = [
+        {"timestamp": 60.0 * (start + k), "values": {s: 70.0 for s in SIGNALS}} for k in range(n)
+    ]
+    sent = list(with_qualities(iter(plain), periods, start))
+    assert sent[: round(first - start)] == plain[: round(first - start)]
+    assert sent[-3:] == plain[-3:]
+    seen: dict[str, set[Quality]] = {p.kind: set() for p in periods}
+    for k, record in enumerate(sent):
+        PredictRequest.model_validate({"model": "column_a", "records": [record]})
+        period = next((p for p in periods if p.covers(start + k)), None)
+        if period is None:
+            assert "quality" not in record and record["values"] == plain[k]["values"]
+            continue
+        for s in period.signals:
+            q = read_quality(record.get("quality", {}).get(s), None, s)
+            if record["values"][s] == DIGITAL_STATE:
+                q = Quality.BAD
+            seen[period.kind].add(q)
+    assert seen == {
+        "bad": {Quality.BAD},
+        "uncertain": {Quality.UNCERTAIN},
+        "many_bad": {Quality.BAD},
+    }
