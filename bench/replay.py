@@ -5,7 +5,9 @@ at known times; the project's default recipe (``softsensor train``) trains on th
 part of unit A; the real service (``softsensor serve``) is started and fed over HTTP the way
 a historian feeds it: one row per minute per unit, each its own request, both units on one
 model, each analyzer result posted when it is reported (10 minutes after its sample).
-Then the answers are scored against the true composition (``bench.replay_score``).
+After the faults, unit A's historian also marks values bad or uncertain in three periods,
+as a plant's does (``bench.replay_quality``). Then the answers are scored against the true
+composition (``bench.replay_score``).
 
     python -m bench.replay                      # the month: docs/replay.md, ~15 min
     python -m bench.replay --days 7 --train-days 4 --out /tmp/replay   # a shorter one
