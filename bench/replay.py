@@ -5,7 +5,9 @@ at known times; the project's default recipe (``softsensor train``) trains on th
 part of unit A; the real service (``softsensor serve``) is started and fed over HTTP the way
 a historian feeds it: one row per minute per unit, each its own request, both units on one
 model, each analyzer result posted when it is reported (10 minutes after its sample).
-Then the answers are scored against the true composition (``bench.replay_score``).
+After the faults, unit A's historian also marks values bad or uncertain in three periods,
+as a plant's does (``bench.replay_quality``). Then the answers are scored against the true
+composition (``bench.replay_score``).
 
     python -m bench.replay                      # the month: docs/replay.md, ~15 min
     python -m bench.replay --days 7 --train-days 4 --out /tmp/replay   # a shorter one
@@ -39,6 +41,7 @@ import yaml
 
 from bench.protocol import REPO
 from bench.replay_args import add_arguments
+from bench.replay_quality import QualityPeriod, quality_schedule, with_qualities
 from bench.wrk import free_port
 from training.faults import Fault, simulate_with_faults
 from training.simulator import (
@@ -96,6 +99,7 @@ class Scenario:
     train_days: float
     seeds: tuple[int, int] = (11, 12)
     faults: tuple[Fault, ...] = ()
+    qualities: tuple[QualityPeriod, ...] = ()  # unit A's input qualities (bench.replay_quality)
     frames: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     @property
@@ -105,6 +109,7 @@ class Scenario:
     def build(self) -> Scenario:
         cfg = replay_config()
         self.faults = fault_schedule(self.start_min, (self.days - self.train_days) * 1440)
+        self.qualities = quality_schedule(self.start_min, (self.days - self.train_days) * 1440)
         for unit, seed, faults in zip(UNITS, self.seeds, (self.faults, ()), strict=True):
             self.frames[unit] = simulate_with_faults(self.days, seed, cfg, faults).frame
         return self
@@ -173,6 +178,8 @@ def replay(scenario: Scenario, url: str, signals: list[str]) -> dict[str, Any]:
         u: (_records(f.iloc[start:], signals), f[TARGET].to_numpy()[start:], f["timestamp"])
         for u, f in scenario.frames.items()
     }
+    marked = with_qualities(streams[UNITS[0]][0], scenario.qualities, scenario.start_min)
+    streams[UNITS[0]] = (marked, *streams[UNITS[0]][1:])
     delay = replay_config().samples(replay_config().analyzer.dead_minutes, "delay")
     with httpx.Client(base_url=url, timeout=30) as client:
         for k in range(len(scenario.frames[UNITS[0]]) - start):

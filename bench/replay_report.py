@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from bench.protocol import REPO
+from bench.replay_quality_report import quality_section
 
 DOC = REPO / "docs" / "replay.md"
 IMAGES = REPO / "docs" / "img" / "replay"
@@ -45,6 +46,10 @@ def _plot(result: dict[str, Any], path: Path) -> None:
     for kind, start, end in s["faults"]:
         top.axvspan(start / 1440, end / 1440, color="#bdbdbd", alpha=0.35, lw=0)
         top.text(start / 1440, top.get_ylim()[1], kind.replace("_", " "), fontsize=8, va="top")
+    for kind, start, end in s.get("qualities", []):  # input qualities sent (bench.replay_quality)
+        top.axvspan(start / 1440, end / 1440, color="#fdae6b", alpha=0.45, lw=0)
+        label = f"quality {kind.replace('_', ' ')}"
+        top.text(start / 1440, top.get_ylim()[0], label, fontsize=7, va="bottom", rotation=90)
     top.set_ylabel("light component in the bottoms, mol %")
     top.legend(loc="upper left", fontsize=8, ncol=3)
     top.set_title("Plant replay, unit A: what the service served, against the truth")
@@ -211,6 +216,7 @@ def render(result: dict[str, Any], command: str) -> str:
         *_introduction(result, command),
         *_clean_section(result["clean"]),
         *_fault_section(result),
+        *quality_section(result),
         *_reading(result),
         *_lab_section(result),
         *_calibration_section(result),

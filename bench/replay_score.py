@@ -133,7 +133,10 @@ def scorecard(
     truth = {u: f["true_xB"].to_numpy()[start:] for u, f in scenario.frames.items()}
     analyzer = {u: f["analyzer_xB"].to_numpy()[start:] for u, f in scenario.frames.items()}
     n = len(truth[UNITS[0]])
+    from bench.replay_quality_score import quality_card, quality_rows
+
     windows, _settling, clean_a = _masks(scenario, n)
+    clean_a = clean_a & ~quality_rows(scenario, n)  # rows sent with qualities are not clean
     clean = {UNITS[0]: clean_a, UNITS[1]: np.ones(n, dtype=bool)}
     ridge = _ridge(scenario, data, card)
     clean_card = _clean_scores(tables, truth, analyzer, ridge, clean, delay)
@@ -141,6 +144,8 @@ def scorecard(
     faults = [_fault(f, windows[f], unit_a, truth[UNITS[0]], card) for f in scenario.faults]
     labs = {u: _lab_counts(served["labs"][u]) for u in UNITS}
     summary = _summary(clean_card, faults, labs, tables)
+    qualities = quality_card(scenario, tables, truth, clean, card)
+    summary["status_by_input_quality"] = {g: f["status"] for g, f in qualities["by_input"].items()}
     return {
         "days": scenario.days,
         "train_days": scenario.train_days,
@@ -149,6 +154,7 @@ def scorecard(
         "clean": clean_card,
         "faults": faults,
         "labs": labs,
+        "qualities": qualities,
         "errors": {u: tables[u]["errors"] for u in UNITS},
         "summary": summary,
         "series": _series(scenario, tables, truth, analyzer, ridge, windows),
@@ -366,4 +372,5 @@ def _series(
         "status": t["status"].tolist(),
         "alarms": {a: t["alarms"][a].astype(int).tolist() for a in ALARMS},
         "faults": [[f.kind, f.start_min, f.end_min] for f in windows],
+        "qualities": [[q.kind, q.start_min, q.end_min] for q in scenario.qualities],
     }
