@@ -181,61 +181,22 @@ def run_experiment(dataset: Dataset, cfg: RunConfig) -> RunReport:
     dense = merge([dense_architecture(m.model) for m in members])
     shrunk_each = [shrink(m.model) for m in members]
     shrunk = merge(shrunk_each)
-    ensemble = Ensemble(members)
     first = members[0]
-    rates = [m.model.pruning_rate() for m in members]
-    per_layer = np.mean([m.model.pruning_rate_per_layer() for m in members], axis=0).tolist()
     widths = first.model.hidden_widths  # the additive family widens each layer per input
-    nonzero, _ = shrunk.count_parameters()
-    chosen = first.selected or first  # the learning-speed figures come from the selecting run
-    val_losses = [h.val_loss for h in chosen.history]
-    reference = cfg.dense_best_val_loss
-    if reference is None and cfg.method == "dense":
-        reference = val_losses[chosen.best_epoch]  # dense is its own reference
-    test = score(dataset.test.y, ensemble.predict(dataset.test.x))
-    # Validation is scored on the members it judged: a refit has learnt from those rows.
-    held_out = Ensemble([m.selected or m for m in members])
-    val = score(dataset.validation.y, held_out.predict(dataset.validation.x))
-    train_scores = score(dataset.train.y, ensemble.predict(dataset.train.x))
     figures = [_member_figures(m, sh, widths) for m, sh in zip(members, shrunk_each, strict=True)]
-    fits = [*members, *(m.selected for m in members if m.selected is not None)]  # and refits
-    train_seconds = sum(m.train_seconds for m in fits)
-    epochs_run = sum(m.epochs_run for m in fits)
     metrics: dict[str, Any] = {
         "method": cfg.method,
         "seed": cfg.seed,
         "noise": cfg.noise,
         "dataset": dataset.spec.name,
         "unit": dataset.spec.target.unit,
-        "test_rmse": test.rmse,
-        "test_mae": test.mae,
-        "test_r2": test.r2,
-        "val_rmse": val.rmse,
-        "val_mae": val.mae,
-        "val_r2": val.r2,
-        "train_rmse": train_scores.rmse,
+        **_scores(dataset, members),
         "refit": bool(cfg.train.refit and first.refit),
-        "pruning_rate": float(np.mean(rates)),
-        "pruning_rate_per_layer": per_layer,
-        "neurons_removed": [
-            int(sum(f["neurons_removed"][i] for f in figures)) for i in range(len(widths))
-        ],
-        "inputs_removed": [
-            name for i, name in enumerate(dataset.feature_names) if i not in shrunk.inputs_kept
-        ],
-        "inputs_kept": [dataset.feature_names[i] for i in shrunk.inputs_kept],
-        "params_before": sum(m.model.count_unpruned_parameters() for m in members),
-        "params_after": nonzero,
+        **_structure(dataset, members, shrunk, figures, widths),
         "members": cfg.members,
         "member_runs": figures,
         "ended_linear": sum(f["ended_linear"] for f in figures),
-        "epochs": chosen.epochs_run,
-        "best_epoch": chosen.best_epoch + 1,
-        "best_val_loss": val_losses[chosen.best_epoch],
-        "val_loss_auc": float(np.mean(val_losses)),
-        "epochs_to_target": epochs_to_target(val_losses, reference),
-        "train_seconds": train_seconds,
-        "seconds_per_epoch": train_seconds / max(1, epochs_run),
+        **_learning(cfg, members),
         "pruner": first.pruner_config,
         "network": {
             "hidden": list(network.hidden),
@@ -256,12 +217,77 @@ def run_experiment(dataset: Dataset, cfg: RunConfig) -> RunReport:
             for key in ("dead_neurons", "folded_neurons", "connections_removed")
         },
     }
-    truth = dataset.spec.target.truth
-    if truth is not None:
-        # Simulated data: also score against the true quality, not only the noisy analyzer.
-        for part_name, part in (("val", dataset.validation), ("test", dataset.test)):
-            s = score(part.truth[truth], ensemble.predict(part.x))
-            metrics |= {f"{part_name}_truth_rmse": s.rmse, f"{part_name}_truth_r2": s.r2}
     baselines = fit_baselines(dataset)
     metrics["baseline"] = baseline_block(dataset, baselines)
     return RunReport(cfg, members, shrunk, dense, metrics, baselines)
+
+
+def _scores(dataset: Dataset, members: list[TrainResult]) -> dict[str, Any]:
+    """Errors on each split; validation on the members it judged (a refit has learnt from
+    those rows); on simulated data also against the true quality, not only the analyzer."""
+    ensemble = Ensemble(members)
+    test = score(dataset.test.y, ensemble.predict(dataset.test.x))
+    held_out = Ensemble([m.selected or m for m in members])
+    val = score(dataset.validation.y, held_out.predict(dataset.validation.x))
+    train_scores = score(dataset.train.y, ensemble.predict(dataset.train.x))
+    out: dict[str, Any] = {
+        "test_rmse": test.rmse,
+        "test_mae": test.mae,
+        "test_r2": test.r2,
+        "val_rmse": val.rmse,
+        "val_mae": val.mae,
+        "val_r2": val.r2,
+        "train_rmse": train_scores.rmse,
+    }
+    truth = dataset.spec.target.truth
+    if truth is not None:
+        for part_name, part in (("val", dataset.validation), ("test", dataset.test)):
+            s = score(part.truth[truth], ensemble.predict(part.x))
+            out |= {f"{part_name}_truth_rmse": s.rmse, f"{part_name}_truth_r2": s.r2}
+    return out
+
+
+def _structure(
+    dataset: Dataset,
+    members: list[TrainResult],
+    shrunk: ShrunkNetwork,
+    figures: list[dict[str, Any]],
+    widths: Sequence[int],
+) -> dict[str, Any]:
+    """What pruning left: rates, neurons and inputs removed, parameters before and after."""
+    nonzero, _ = shrunk.count_parameters()
+    per_layer = np.mean([m.model.pruning_rate_per_layer() for m in members], axis=0).tolist()
+    return {
+        "pruning_rate": float(np.mean([m.model.pruning_rate() for m in members])),
+        "pruning_rate_per_layer": per_layer,
+        "neurons_removed": [
+            int(sum(f["neurons_removed"][i] for f in figures)) for i in range(len(widths))
+        ],
+        "inputs_removed": [
+            name for i, name in enumerate(dataset.feature_names) if i not in shrunk.inputs_kept
+        ],
+        "inputs_kept": [dataset.feature_names[i] for i in shrunk.inputs_kept],
+        "params_before": sum(m.model.count_unpruned_parameters() for m in members),
+        "params_after": nonzero,
+    }
+
+
+def _learning(cfg: RunConfig, members: list[TrainResult]) -> dict[str, Any]:
+    """Learning-speed figures, from the run that selected (a refit's own history is empty),
+    and the time every fit took (refits included)."""
+    chosen = members[0].selected or members[0]
+    val_losses = [h.val_loss for h in chosen.history]
+    reference = cfg.dense_best_val_loss
+    if reference is None and cfg.method == "dense":
+        reference = val_losses[chosen.best_epoch]  # dense is its own reference
+    fits = [*members, *(m.selected for m in members if m.selected is not None)]
+    train_seconds = sum(m.train_seconds for m in fits)
+    return {
+        "epochs": chosen.epochs_run,
+        "best_epoch": chosen.best_epoch + 1,
+        "best_val_loss": val_losses[chosen.best_epoch],
+        "val_loss_auc": float(np.mean(val_losses)),
+        "epochs_to_target": epochs_to_target(val_losses, reference),
+        "train_seconds": train_seconds,
+        "seconds_per_epoch": train_seconds / max(1, sum(m.epochs_run for m in fits)),
+    }
