@@ -7,7 +7,7 @@ and the alarms describe the number a plant is served:
 - **interval**: split conformal on the validation split, for the *bias-corrected* estimate:
   the service's bias filter is replayed over the analyzer results in the order and at the
   delay they arrive, and each result's score is its error over a scale that follows the
-  estimate's level (fitted on the training split);
+  estimate's level (fitted on the training split) (``training.interval``);
 - **inputs**: a PCA of the input signals on the training split, with T2 and SPE limits at
   the 99 % quantile of the validation split, and each column's residual spread;
 - **training range**: per feature, the range of the training file, widened by 5 %;
@@ -30,7 +30,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
-from scipy import stats
 
 from service.contracts.arrays import FloatArray
 from service.contracts.card import (
@@ -44,15 +43,13 @@ from service.contracts.card import (
 from service.contracts.features import FeaturePlan, LagFeature
 from training.data import Dataset, read_table
 from training.export import ExportedModel, run_onnx
+from training.interval import BIAS_GAIN, calibrate_interval, level_scale, replay_bias
 from training.redundancy import calibrate_redundancy
-from training.spec import RepeatabilitySpec
 
-COVERAGE = 0.95  # the interval's promise
 LIMIT_QUANTILE = 0.99  # T2 and SPE limits
 EXPLAINED = 0.99  # PCA components: the fewest that explain this share of the variance
 RANGE_MARGIN = 0.05  # training range widened by this share of its span on each side
 ALARM_MARGIN = 2.0  # thresholds: this many times the largest value on held-out normal data
-BIAS_GAIN = 0.3  # the service's default bias filter gain (service.lab.bias.DEFAULT_GAIN)
 DRIFT_FAST_SAMPLES = 15.0  # sensor drift: fast EWMA of the residual ...
 DRIFT_SLOW_SAMPLES = 360.0  # ... minus a slow one, so a sensor's slow wander is not a fault
 DRIFT_LIMIT_FLOOR = 1.0  # residual standard deviations
@@ -60,8 +57,6 @@ OUTSIDE_MIN_SAMPLES = 30  # at least this long outside the training range before
 BIAS_ALARM_FLOOR_SD = 2.0  # the residual alarm at least this many innovation spreads
 BIAS_CLIP_HEADROOM = 1.25  # the bias may reach this times the alarm level (at high levels)
 CHANGE_TOLERANCE = 1e-9  # as service.monitoring.changes: a smaller relative step is no change
-MAX_ANALYZER_SHARE = 0.75  # the interval narrows to half its lab-result width at most
-SHARE_CONFIDENCE = 0.95  # the residual variance behind the share: its upper bound at this level
 FROZEN_QUANTILE = 0.999  # of a signal's runs of equal values: its normal repeat
 IntArray = NDArray[np.intp]
 
@@ -109,106 +104,6 @@ def _read_rows(dataset: Dataset, plan: FeaturePlan) -> _Rows:
     row = np.arange(plan.history, plan.history + len(x), dtype=np.intp)
     ok = np.isfinite(x).all(axis=1)
     return _Rows(x[ok], row[ok], raw, plan.signals)
-
-
-def _replay_bias(
-    index: IntArray, y: FloatArray, estimate: FloatArray, delay: int, gain: float
-) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """The bias filter over results arriving ``delay`` rows after their sample.
-
-    Returns the corrected estimate at each result's sample time (the bias of the results
-    known by then), each result's innovation (its residual minus the bias it met) and the
-    bias after each result.
-    """
-    order = np.argsort(index, kind="stable")
-    index, y, estimate = index[order], y[order], estimate[order]
-    corrected = np.empty_like(estimate)
-    innovation = np.empty_like(estimate)
-    path = np.empty_like(estimate)
-    bias, known = 0.0, 0
-    for k in range(len(index)):
-        while known < len(index) and index[known] + delay <= index[k]:
-            residual = y[known] - estimate[known]
-            innovation[known] = residual - bias
-            bias = (1 - gain) * bias + gain * residual
-            path[known] = bias
-            known += 1
-        corrected[k] = estimate[k] + bias
-    for j in range(known, len(index)):  # results that arrive after the last sample
-        residual = y[j] - estimate[j]
-        innovation[j] = residual - bias
-        bias = (1 - gain) * bias + gain * residual
-        path[j] = bias
-    return corrected, innovation, path
-
-
-def _scale(corrected: FloatArray, floor: float, power: float) -> FloatArray:
-    return np.asarray(np.maximum(np.abs(corrected), floor) ** power)
-
-
-def _interval(dataset: Dataset, est: dict[str, FloatArray], delay: int) -> IntervalCalibration:
-    train, val = dataset.train, dataset.validation
-    low, high = dataset.spec.target.range
-    floor = max(float(np.quantile(np.abs(train.y), 0.05)), 1e-3 * (high - low))
-    c_train, _, _ = _replay_bias(train.index, train.y, est["train"], delay, BIAS_GAIN)
-    level = np.log(np.maximum(np.abs(c_train), floor))
-    spread = np.log(np.abs(train.y - c_train) + 1e-12 * (high - low))
-    power = 0.0
-    if np.ptp(level) > 0:  # the slope of log |error| on log level, within [0, 1]
-        power = float(np.clip(np.polyfit(level, spread, 1)[0], 0.0, 1.0))
-    c_val, _, _ = _replay_bias(val.index, val.y, est["validation"], delay, BIAS_GAIN)
-    scale = _scale(c_val, floor, power)
-    raw = (val.y - c_val) / scale
-    scores = np.sort(raw)
-    n, alpha = len(scores), 1.0 - COVERAGE
-    lo = scores[max(math.floor((n + 1) * alpha / 2), 1) - 1]
-    hi = scores[min(math.ceil((n + 1) * (1 - alpha / 2)), n) - 1]
-    share = _analyzer_share(dataset.spec.target.repeatability, val.y, scale, raw)
-    if share is not None:  # narrow the quantiles about the median by the truth's share
-        centre, k = float(np.median(raw)), math.sqrt(1.0 - share)
-        lo, hi = centre + k * (lo - centre), centre + k * (hi - centre)
-    inside = float(np.mean((scores >= lo) & (scores <= hi)))
-    return IntervalCalibration(
-        coverage=COVERAGE,
-        low=float(lo),
-        high=float(hi),
-        scale_power=power,
-        scale_floor=floor,
-        bias_gain=BIAS_GAIN,
-        results=n,
-        validation_coverage=inside,
-        covers="analyzer" if share is None else "truth",
-        analyzer_share=share or 0.0,
-    )
-
-
-def _analyzer_share(
-    repeatability: RepeatabilitySpec | None, lab: FloatArray, scale: FloatArray, scores: FloatArray
-) -> float | None:
-    """The share of the scores' variance that is the analyzer's own scatter, or None when
-    the spec declares none.
-
-    A lab result is the truth plus the analyzer's error, independent of the estimate's, so
-    the variances add: what is left for the estimate is ``1 - share`` of the scores'
-    variance, and the interval around the truth is ``sqrt(1 - share)`` as wide. The share
-    is capped so that a declared scatter larger than the residuals themselves (a wrong data
-    sheet) cannot shrink the interval to nothing.
-
-    The declared scatter is taken as known, the residuals' variance is estimated from n
-    results: the share uses that variance at its one-sided 95 % upper confidence bound
-    (chi-square), so a short validation window, whose few readings may happen to scatter
-    less than the data sheet says, errs towards a wider interval.
-    """
-    if repeatability is None:
-        return None
-    noise = (repeatability.relative_sd * lab) ** 2 + repeatability.absolute_sd**2
-    n = len(scores)
-    spread = float(np.mean((scores - np.median(scores)) ** 2))
-    if spread <= 0 or n < 2:
-        return 0.0
-    upper = spread * (n - 1) / float(stats.chi2.ppf(1.0 - SHARE_CONFIDENCE, n - 1))
-    share = float(np.mean(noise / scale**2)) / upper
-    return min(share, MAX_ANALYZER_SHARE)
 
 
 def _pca_columns(features: Sequence[LagFeature]) -> list[int]:
@@ -348,13 +243,17 @@ def _bias_alarm(
     dataset: Dataset, est: FloatArray, delay: int, interval: IntervalCalibration
 ) -> tuple[float, float, float]:
     """(innovation sd, bias alarm, bias clip) from the bias filter replayed on validation."""
-    corrected, innovation, bias_path = _replay_bias(
+    corrected, innovation, bias_path = replay_bias(
         dataset.validation.index, dataset.validation.y, est, delay, BIAS_GAIN
     )
     power, floor = interval.scale_power, interval.scale_floor
-    top = float(_scale(np.array([np.quantile(np.abs(dataset.train.y), 0.99)]), floor, power)[0])
+    top = float(
+        level_scale(np.array([np.quantile(np.abs(dataset.train.y), 0.99)]), floor, power)[0]
+    )
     low, high = dataset.spec.target.range
-    return _residual_alarm(innovation, bias_path, _scale(corrected, floor, power), top, high - low)
+    return _residual_alarm(
+        innovation, bias_path, level_scale(corrected, floor, power), top, high - low
+    )
 
 
 def _redundancy(dataset: Dataset, rows: _Rows) -> SensorRedundancy | None:
@@ -400,7 +299,7 @@ def calibrate(
         [features[i].name for i in columns],
         [features[i].signal for i in columns],
     )
-    interval = _interval(dataset, est, delay)
+    interval = calibrate_interval(dataset, est, delay)
     sd, bias_alarm, bias_clip = _bias_alarm(dataset, est["validation"], delay, interval)
     alarms = AlarmCalibration(
         margin=ALARM_MARGIN,

@@ -15,11 +15,12 @@ from service.lab.bias import BiasConfig, BiasFilter
 from service.monitoring.alarms import AlarmConfig, SensorDrift
 from service.scoring.runtime import LoadedModel, load_model
 from service.scoring.validity import InputValidity
-from training.calibration import _frozen_normal, _plan, _read_rows, _replay_bias, _spans
+from training.calibration import _frozen_normal, _plan, _read_rows, _spans
 from training.config import CAConfig, NetworkConfig, TrainConfig
 from training.data import Dataset, load_dataset
 from training.experiment import RunConfig, run_experiment
 from training.export import run_onnx
+from training.interval import replay_bias
 from training.publish import export_run, publish
 from training.simulator import simulate
 from training.spec import load_spec
@@ -67,7 +68,7 @@ def test_replayed_bias_is_the_services_filter() -> None:
     rng = np.random.default_rng(2)
     index = np.arange(0, 400, 10)
     y, estimate = rng.normal(size=40), rng.normal(size=40)
-    corrected, innovation, path = _replay_bias(index, y, estimate, 10, 0.3)
+    corrected, innovation, path = replay_bias(index, y, estimate, 10, 0.3)
     config = BiasConfig(max_abs_bias=1e9, max_residual=math.inf, gain=0.3)
     live = BiasFilter(config)
     for k in range(40):
@@ -92,7 +93,7 @@ def test_the_interval_quantiles_are_split_conformal_on_validation(
         np.mean((est - ds.validation.y) ** 2)
     )
     delay = ds.spec.target.analyzer_delay
-    corrected, _, _ = _replay_bias(ds.validation.index, ds.validation.y, est, delay, 0.3)
+    corrected, _, _ = replay_bias(ds.validation.index, ds.validation.y, est, delay, 0.3)
     scale = np.maximum(np.abs(corrected), interval.scale_floor) ** interval.scale_power
     raw = (ds.validation.y - corrected) / scale
     scores = np.sort(raw)
@@ -122,7 +123,7 @@ def test_the_interval_covers_the_truth_not_the_next_reading(
     ds, model, est = trained_run  # held-out estimates, as calibrated
     interval = model.card.calibration.interval  # type: ignore[union-attr]
     truth = ds.validation.truth[ds.spec.target.truth or ""]
-    corrected, _, _ = _replay_bias(
+    corrected, _, _ = replay_bias(
         ds.validation.index, ds.validation.y, est, ds.spec.target.analyzer_delay, 0.3
     )
     scale = np.maximum(np.abs(corrected), interval.scale_floor) ** interval.scale_power
@@ -170,7 +171,7 @@ def test_the_alarms_are_quiet_on_held_out_normal_data(
     assert residual is not None
     if config.drift_limit is not None:
         assert SensorDrift(config).observe(residual).max() <= 0.5 + 1e-9
-    corrected, _, bias = _replay_bias(
+    corrected, _, bias = replay_bias(
         ds.validation.index, ds.validation.y, est, ds.spec.target.analyzer_delay, 0.3
     )
     interval = card.calibration.interval
