@@ -24,6 +24,7 @@ from service.lab.errors import StateUnavailableError, StoreUnavailableError
 from service.monitoring.changes import ChangeTracker
 from service.parts import Parts
 from service.scoring.answers import Scored, columns_answer, records_answer
+from service.scoring.drifting import Drifting, move_drift_detectors
 from service.scoring.numbers import served_numbers
 from service.scoring.parsing import read_series, row_field
 from service.scoring.predictions import LogRows, PredictionWriter
@@ -43,10 +44,9 @@ from service.scoring.status import (
 )
 from service.scoring.validity import Assessment
 from service.state.snapshot import catch_up, saved
-from service.state.streams import Monitors, StreamState
+from service.state.streams import StreamState
 
 Answer = dict[str, Any] | ServiceError
-Drifting = tuple[tuple[str, ...], NDArray[np.bool_]]  # sensors, flags [n, sensors]
 # per scored request its predictions; with shared state, per stateful stream its state
 
 
@@ -260,7 +260,7 @@ class Scorer:
                     frozen = (unchanged > m.config.frozen_after_s) & ~part.imputed
             if p.stateful:
                 m.frozen = _names(model.raw_signals, frozen[-1])
-                drifting = self._drifting(slot, m, part, a)
+                drifting = move_drift_detectors(slot, m, part, a)
                 if drifting is not None:
                     m.drifting = _names(drifting[0], drifting[1][-1])
                 if a is not None:
@@ -269,35 +269,6 @@ class Scorer:
             if pad < len(estimate):
                 m.drift.add(part.x[pad:], estimate[pad:])
         return frozen, drifting
-
-    @staticmethod
-    def _drifting(
-        slot: ModelSlot, m: Monitors, part: Assembled, a: Assessment | None
-    ) -> Drifting | None:
-        """Move the stream's drift detectors on by the request's rows (call under the
-        stream's lock): per row, the sensors the PCA residual test and the redundancy test
-        flag, by name; None without either detector."""
-        valid = ~np.any(part.out_of_range, axis=1)
-        found: list[Drifting] = []
-        if a is not None and a.residual is not None and m.sensor_drift is not None:
-            keep = np.all(np.isfinite(a.residual), axis=1) & valid
-            with np.errstate(invalid="ignore"):
-                flags = m.sensor_drift.observe(a.residual, keep) > 1.0
-            assert slot.validity is not None
-            found.append((slot.validity.pca_signals, flags))
-        if m.redundancy is not None:
-            # a value carried forward for a missing one would read as a sensor gone flat
-            flags = m.redundancy.observe(part.filled.values, valid & ~np.any(part.imputed, axis=1))
-            found.append((m.redundancy.model.signals, flags))
-        if len(found) < 2:
-            return found[0] if found else None
-        (names_a, flags_a), (names_b, flags_b) = found
-        extra = [j for j, name in enumerate(names_b) if name not in names_a]
-        merged = np.hstack([flags_a, flags_b[:, extra]])
-        for j, name in enumerate(names_b):
-            if name in names_a:
-                merged[:, names_a.index(name)] |= flags_b[:, j]
-        return (*names_a, *(names_b[j] for j in extra)), merged
 
     @staticmethod
     def _shortest_frozen(limits: FloatArray) -> float:
