@@ -137,7 +137,10 @@ def _drift_reading(result: dict[str, Any], drift: dict[str, Any]) -> list[str]:
             "on clean rows). What keeps it from 3 noise sd: the residual is the sensor's own "
             f"noise plus the others' ({floor:.1f} noise sd per row), and during fast moves "
             "of the column (a feed step) the others predict a sensor less well than in steady "
-            "operation."
+            "operation. A signal is flagged once its statistic has stayed over the limit for "
+            f"{red.get('on_delay_samples', 1)} rows in a row (an alarm on-delay: without it "
+            "the feed steps' transients rang on clean rows, with it the detection comes later "
+            "by about as much)."
         )
     if others:
         lines[0] += f" Other sensors flagged during the drift: {others}."
