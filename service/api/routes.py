@@ -94,17 +94,18 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody} for code in (400, 404, 409, 413, 415, 422, 503)
 }
 v1 = APIRouter(prefix="/v1", tags=["soft sensor"])
+# An admin route also answers 401 and 403; 400 is an unreadable body (not JSON, not UTF-8).
+ADMIN_ERRORS: dict[int | str, dict[str, Any]] = ERRORS | {
+    code: {"model": ErrorBody} for code in (401, 403)
+}
 admin = APIRouter(
     prefix="/v1/models",
     tags=["admin"],
     dependencies=[Depends(require_admin)],
-    responses={c: {"model": ErrorBody} for c in (400, 401, 403, 404, 409, 413, 415, 422, 503)},
+    responses=ADMIN_ERRORS,
 )
 admin_v1 = APIRouter(
-    prefix="/v1",
-    tags=["admin"],
-    dependencies=[Depends(require_admin)],
-    responses={c: {"model": ErrorBody} for c in (401, 403, 404, 409, 413, 415, 422, 503)},
+    prefix="/v1", tags=["admin"], dependencies=[Depends(require_admin)], responses=ADMIN_ERRORS
 )
 ops = APIRouter(tags=["operations"])
 
