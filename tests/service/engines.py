@@ -26,3 +26,20 @@ def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def store(state_url: str) -> Iterator[StateStore]:
     with contextlib.closing(open_store(state_url)) as opened:
         yield opened
+
+
+def postgres_at_version(url: str, versions: int) -> None:
+    """Bring an empty PostgreSQL database to the first ``versions`` migrations only, as an
+    older release left it (the tests of upgrading a live store start from here)."""
+    import psycopg
+
+    from service.lab.migrations import migrations
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+            " applied TIMESTAMPTZ NOT NULL DEFAULT now())"
+        )
+        for version, name, sql in migrations()[:versions]:
+            conn.execute(sql.encode())
+            conn.execute("INSERT INTO schema_version VALUES (%s, %s)", (version, name))

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from service.lab.migrations import migrations
 from service.lab.statestore import StateStore, open_store
 from service.lab.store import SCHEMA_VERSION, LabRecord, LabStore, StoreConflictError, StoreError
-from tests.service.engines import ENGINES
+from tests.service.engines import ENGINES, postgres_at_version
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = 1_790_000_000.0
@@ -352,16 +353,8 @@ def test_a_postgres_database_at_version_2_is_migrated(pg_url: str) -> None:
     from the results already stored; each migration is recorded once."""
     import psycopg
 
-    from service.lab.migrations import migrations
-
+    postgres_at_version(pg_url, 2)
     with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(
-            "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
-            " applied TIMESTAMPTZ NOT NULL DEFAULT now())"
-        )
-        for version, name, sql in migrations()[:2]:
-            conn.execute(sql.encode())
-            conn.execute("INSERT INTO schema_version VALUES (%s, %s)", (version, name))
         conn.execute(
             "INSERT INTO lab_results VALUES ('col', 'u', %s, 1.0, %s, NULL, NULL, false, NULL),"
             " ('col', 'u', %s, 1.0, %s, NULL, NULL, false, NULL)",

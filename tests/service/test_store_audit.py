@@ -17,6 +17,7 @@ from service.lab.errors import LabResultNotFoundError
 from service.lab.records import LabRecord
 from service.lab.statestore import StateStore, open_store
 from service.lab.store import SCHEMA_VERSION, LabStore
+from tests.service.engines import postgres_at_version
 
 T0 = 1_790_000_000.0
 CONFIG = BiasConfig(max_abs_bias=5.0, max_residual=10.0)
@@ -135,16 +136,8 @@ def test_a_version_2_file_is_migrated_and_its_results_can_be_voided(tmp_path: Pa
 def test_a_postgres_database_at_version_3_is_migrated(pg_url: str) -> None:
     import psycopg
 
-    from service.lab.migrations import migrations
-
+    postgres_at_version(pg_url, 3)
     with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(
-            "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
-            " applied TIMESTAMPTZ NOT NULL DEFAULT now())"
-        )
-        for version, name, sql in migrations()[:3]:
-            conn.execute(sql.encode())
-            conn.execute("INSERT INTO schema_version VALUES (%s, %s)", (version, name))
         conn.execute(
             "INSERT INTO lab_results VALUES ('col', 'u', %s, 1.0, %s, NULL, NULL, false, NULL)",
             (T0, T0),
