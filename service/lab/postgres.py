@@ -41,11 +41,11 @@ from service.lab.records import (
     PredictionBatch,
     VoidRecord,
     check_batches,
-    check_find,
     check_limit,
     check_void,
     finite,
     list_filter,
+    nearest_query,
     not_stored,
     prediction_batch,
     record_of,
@@ -118,19 +118,11 @@ class PostgresPredictionLog:
         self, model: str, sample_time: float, tolerance_s: float, stream: str | None = None
     ) -> float | None:
         """See ``service.lab.predictionlog.PredictionLog.find`` (the same tie rules)."""
-        t, tol = check_find(sample_time, tolerance_s)
-        params: builtins.list[Any] = [t, text("model", model)]
-        stream_clause = ""
-        if stream is not None:
-            stream_clause = " AND stream = %s"
-            params.append(text("stream", stream))
-        query = (
-            "SELECT estimate, ABS(sample_time - %s) AS distance FROM predictions"
-            f" WHERE model = %s{stream_clause} AND sample_time BETWEEN %s AND %s"
-            ' ORDER BY distance, sample_time DESC, stream COLLATE "C" LIMIT 1'
+        query, params = nearest_query(
+            model, sample_time, tolerance_s, stream, "%s", 'stream COLLATE "C"'
         )
         with self._pool.connection("find prediction") as conn:
-            row = conn.execute(query, [*params, t - tol, t + tol]).fetchone()
+            row = conn.execute(query, params).fetchone()
         return None if row is None else float(row[0])
 
     def latest(self, model: str, stream: str) -> float | None:
@@ -218,24 +210,6 @@ class PostgresStore:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-    def add(
-        self,
-        model: str,
-        sample_time: float,
-        value: float,
-        received: float,
-        estimate: float | None = None,
-        residual: float | None = None,
-        accepted: bool = False,
-        reason: str | None = None,
-        *,
-        stream: str = DEFAULT_STREAM,
-    ) -> bool:
-        record = LabRecord(
-            model, sample_time, value, received, estimate, residual, accepted, reason, stream
-        )
-        return self.add_many([record])[0]
 
     def add_many(self, records: Sequence[LabRecord]) -> builtins.list[bool]:
         """See ``service.lab.store.LabStore.add_many``: committed before it returns."""

@@ -10,7 +10,6 @@ retention is the caller's (data-time) choice. The table lives in the store's fil
 
 from __future__ import annotations
 
-import builtins
 import contextlib
 import sqlite3
 import threading
@@ -23,8 +22,8 @@ from service.lab.errors import StoreError
 from service.lab.records import (
     PredictionBatch,
     check_batches,
-    check_find,
     finite,
+    nearest_query,
     prediction_batch,
     text,
 )
@@ -132,19 +131,9 @@ class PredictionLog:
         Any stream unless ``stream`` is given. On a tie in distance the later prediction
         wins, then the first stream by name, so the answer is deterministic.
         """
-        t, tol = check_find(sample_time, tolerance_s)
-        params: builtins.list[Any] = [t, text("model", model)]
-        stream_clause = ""
-        if stream is not None:
-            stream_clause = " AND stream = ?"
-            params.append(text("stream", stream))
-        query = (
-            "SELECT estimate, ABS(sample_time - ?) AS distance FROM predictions"
-            f" WHERE model = ?{stream_clause} AND sample_time BETWEEN ? AND ?"
-            " ORDER BY distance, sample_time DESC, stream LIMIT 1"
-        )
+        query, params = nearest_query(model, sample_time, tolerance_s, stream, "?")
         with self._lock, self._errors("find prediction"):
-            row = self._conn.execute(query, [*params, t - tol, t + tol]).fetchone()
+            row = self._conn.execute(query, params).fetchone()
         return None if row is None else float(row[0])
 
     def latest(self, model: str, stream: str) -> float | None:

@@ -150,12 +150,34 @@ def check_batches(batches: Sequence[PredictionBatch]) -> int:
     return sum(len(b[2]) for b in batches)
 
 
-def check_find(sample_time: float, tolerance_s: float) -> tuple[float, float]:
+def nearest_query(
+    model: str,
+    sample_time: float,
+    tolerance_s: float,
+    stream: str | None,
+    mark: str,
+    stream_order: str = "stream",
+) -> tuple[str, list[Any]]:
+    """The query, in one engine's parameter ``mark``, for the stored estimate nearest to
+    ``sample_time`` within ``±tolerance_s`` (of any stream unless ``stream`` is given), and
+    its parameters. On a tie in distance the later prediction wins, then the first stream
+    by name (``stream_order`` sorts names bytewise on every engine), so the answer is
+    deterministic."""
     t = finite("sample_time", sample_time)
     tol = finite("tolerance_s", tolerance_s)
     if tol < 0:
         raise ValueError(f"tolerance_s must be >= 0, got {tolerance_s}")
-    return t, tol
+    params: list[Any] = [t, text("model", model)]
+    stream_clause = ""
+    if stream is not None:
+        stream_clause = f" AND stream = {mark}"
+        params.append(text("stream", stream))
+    query = (
+        f"SELECT estimate, ABS(sample_time - {mark}) AS distance FROM predictions"
+        f" WHERE model = {mark}{stream_clause} AND sample_time BETWEEN {mark} AND {mark}"
+        f" ORDER BY distance, sample_time DESC, {stream_order} LIMIT 1"
+    )
+    return query, [*params, t - tol, t + tol]
 
 
 def check_limit(limit: int) -> None:

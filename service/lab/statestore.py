@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from service.lab.records import LabRecord, PredictionBatch, VoidRecord
+from service.lab.records import DEFAULT_STREAM, LabRecord, PredictionBatch, VoidRecord
 
 SCHEMES = ("sqlite", "postgresql", "postgres")
 
@@ -82,20 +82,6 @@ class StateStore(Protocol):
 
     def close(self) -> None: ...
 
-    def add(
-        self,
-        model: str,
-        sample_time: float,
-        value: float,
-        received: float,
-        estimate: float | None = None,
-        residual: float | None = None,
-        accepted: bool = False,
-        reason: str | None = None,
-        *,
-        stream: str = ...,
-    ) -> bool: ...
-
     def add_many(self, records: Sequence[LabRecord]) -> builtins.list[bool]: ...
 
     def list(
@@ -156,3 +142,24 @@ def open_store(url: str, *, pool_size: int = 8, timeout_s: float = 2.0) -> State
 
         return PostgresStore(url, pool_size=pool_size, timeout_s=timeout_s)
     raise ValueError(f"state_url: scheme must be one of {list(SCHEMES)}, got {scheme!r}")
+
+
+def add_one(
+    store: StateStore,
+    model: str,
+    sample_time: float,
+    value: float,
+    received: float,
+    estimate: float | None = None,
+    residual: float | None = None,
+    accepted: bool = False,
+    reason: str | None = None,
+    *,
+    stream: str = DEFAULT_STREAM,
+) -> bool:
+    """Store one lab result durably on either engine: ``add_many``'s one-result case; True
+    if new, False if already stored (unchanged)."""
+    record = LabRecord(
+        model, sample_time, value, received, estimate, residual, accepted, reason, stream
+    )
+    return store.add_many([record])[0]

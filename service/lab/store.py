@@ -206,28 +206,6 @@ class LabStore:
 
     # ------------------------------------------------------------------ lab results
 
-    def add(
-        self,
-        model: str,
-        sample_time: float,
-        value: float,
-        received: float,
-        estimate: float | None = None,
-        residual: float | None = None,
-        accepted: bool = False,
-        reason: str | None = None,
-        *,
-        stream: str = DEFAULT_STREAM,
-    ) -> bool:
-        """Store one lab result durably; True if new, False if already stored (unchanged).
-
-        See :meth:`add_many`, of which this is the one-result case.
-        """
-        record = LabRecord(
-            model, sample_time, value, received, estimate, residual, accepted, reason, stream
-        )
-        return self.add_many([record])[0]
-
     def add_many(self, records: Sequence[LabRecord]) -> list[bool]:
         """Store results in one transaction; per result, True if new, False if a retry.
 

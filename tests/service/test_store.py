@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from service.lab.migrations import migrations
-from service.lab.statestore import StateStore, open_store
+from service.lab.statestore import StateStore, add_one, open_store
 from service.lab.store import SCHEMA_VERSION, LabRecord, LabStore, StoreConflictError, StoreError
 from tests.service.engines import ENGINES, postgres_at_version
 
@@ -26,7 +26,7 @@ T0 = 1_790_000_000.0
 
 
 def add(store: StateStore, sample_time: float, value: float = 1.5, model: str = "col") -> bool:
-    return store.add(model, sample_time, value, T0 + 7200, 1.4, value - 1.4, True, None)
+    return add_one(store, model, sample_time, value, T0 + 7200, 1.4, value - 1.4, True, None)
 
 
 # --------------------------------------------------------------------------- lab results
@@ -50,10 +50,10 @@ def test_durability_pragmas(tmp_path: Path) -> None:
 
 
 def test_add_round_trip_and_idempotent(store: StateStore) -> None:
-    assert store.add("col", T0, 2.5, T0 + 3600, 2.4, 0.1, True, None)
-    assert not store.add("col", T0, 2.5, T0 + 9999, 0.0, 2.5, False, "late")  # a retry
-    assert store.add("col", T0 + 1, 2.6, T0 + 3600)  # estimate unknown
-    assert store.add("other", T0, 9.0, T0 + 3600, None, None, False, "out_of_range")
+    assert add_one(store, "col", T0, 2.5, T0 + 3600, 2.4, 0.1, True, None)
+    assert not add_one(store, "col", T0, 2.5, T0 + 9999, 0.0, 2.5, False, "late")  # a retry
+    assert add_one(store, "col", T0 + 1, 2.6, T0 + 3600)  # estimate unknown
+    assert add_one(store, "other", T0, 9.0, T0 + 3600, None, None, False, "out_of_range")
     records = store.list("col")
     assert records == [
         LabRecord("col", T0 + 1, 2.6, T0 + 3600, None, None, False, None),
@@ -98,7 +98,7 @@ def test_bad_numbers_name_the_field(
     store: StateStore, field: str, args: tuple[str, float, float, float]
 ) -> None:
     with pytest.raises(ValueError, match=field):
-        store.add(*args)
+        add_one(store, *args)
     assert store.list() == []
 
 
@@ -204,14 +204,14 @@ def test_predictions_are_replaced_pruned_and_validated(store: StateStore) -> Non
 
 CRASH_CHILD = """
 import sys
-from service.lab.statestore import open_store
+from service.lab.statestore import add_one, open_store
 
 store = open_store(sys.argv[1])
 start = float(sys.argv[2])
 i = 0
 while True:
     t = start + i
-    store.add("crash", t, t / 7, t, None, None, False, None)
+    add_one(store, "crash", t, t / 7, t, None, None, False, None)
     print(repr(t), flush=True)
     i += 1
 """
@@ -295,7 +295,7 @@ def test_a_version_1_file_is_migrated_to_the_default_stream(tmp_path: Path) -> N
         (record,) = store.list("col")
         assert (record.stream, record.value, record.accepted) == ("default", 1.5, True)
         assert store.get("col", T0) == record
-        assert store.add("col", T0, 2.5, T0, stream="unit-b")  # same time, another stream
+        assert add_one(store, "col", T0, 2.5, T0, stream="unit-b")  # same time, another stream
     conn = sqlite3.connect(path)
     try:
         assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
@@ -416,7 +416,7 @@ def test_stream_locks_do_not_starve_the_pool(pg_url: str) -> None:
                     holding.set()
                     time.sleep(0.2)  # the other one tries meanwhile
                     assert store.get(model, T0, "s") is None
-                    store.add(model, T0, 1.0, T0, stream="s")
+                    add_one(store, model, T0, 1.0, T0, stream="s")
             except BaseException as exc:
                 errors.append(exc)
 

@@ -15,7 +15,7 @@ import pytest
 from service.lab.bias import BiasConfig, replay_bias
 from service.lab.errors import LabResultNotFoundError
 from service.lab.records import LabRecord
-from service.lab.statestore import StateStore, open_store
+from service.lab.statestore import StateStore, add_one, open_store
 from service.lab.store import SCHEMA_VERSION, LabStore
 from tests.service.engines import postgres_at_version
 
@@ -40,7 +40,7 @@ def test_a_result_time_is_stored_and_read_back(store: StateStore) -> None:
     assert store.add_many([record]) == [True]
     assert store.get("col", record.sample_time, "s") == record
     assert store.get("col", record.sample_time, "s").result_time == T0 + 800  # type: ignore[union-attr]
-    assert store.add("col", T0 + 5, 1.0, T0 + 6, stream="s")  # no result time: None
+    assert add_one(store, "col", T0 + 5, 1.0, T0 + 6, stream="s")  # no result time: None
     assert store.get("col", T0 + 5, "s").result_time is None  # type: ignore[union-attr]
 
 
@@ -68,7 +68,7 @@ def test_a_voided_result_leaves_the_history_for_the_audit_trail(
         store.void("col", "s", voided, by="alice", reason="again", at=T0 + 9001)
     assert info.value.status == 404
     # the corrected value may be entered for the same sample
-    assert store.add("col", voided, 1.35, T0 + 9100, 1.0, 0.35, True, None, stream="s")
+    assert add_one(store, "col", voided, 1.35, T0 + 9100, 1.0, 0.35, True, None, stream="s")
     store.close()
     with contextlib.closing(open_store(state_url)) as reopened:
         assert reopened.voids("col") == [void]

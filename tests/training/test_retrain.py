@@ -221,7 +221,7 @@ def test_lab_results_are_read_from_the_services_state_store(
     without the results that are no measurement (out of range, implausible, future)."""
     import contextlib
 
-    from service.lab.statestore import open_store
+    from service.lab.statestore import add_one, open_store
     from training.retrain import read_lab_results
 
     url = f"sqlite:///{tmp_path / 's.db'}"
@@ -229,10 +229,10 @@ def test_lab_results_are_read_from_the_services_state_store(
         url = request.getfixturevalue("pg_url")
     t0 = 1_767_225_600.0
     with contextlib.closing(open_store(url)) as store:
-        store.add("col", t0 + 60, 2.0, t0, 1.9, 0.1, True, None)
-        store.add("col", t0, 1.5, t0, None, None, False, None, stream="unit-b")
-        store.add("col", t0 + 120, 99.0, t0, None, None, False, "out_of_range")
-        store.add("other", t0, 7.0, t0)
+        add_one(store, "col", t0 + 60, 2.0, t0, 1.9, 0.1, True, None)
+        add_one(store, "col", t0, 1.5, t0, None, None, False, None, stream="unit-b")
+        add_one(store, "col", t0 + 120, 99.0, t0, None, None, False, "out_of_range")
+        add_one(store, "other", t0, 7.0, t0)
     frame = read_lab_results(url, "col")
     assert frame is not None
     assert frame["value"].tolist() == [1.5, 2.0]
