@@ -33,6 +33,7 @@ from service.plant.piwebapi import HistorianRows, read_streamset, write_body
 from service.plant.quality import Quality
 from service.plant.tagmap import OutputValue
 from service.plant.tagmaps import ServedTagMap
+from service.scoring.answers import SERVED, served_columns
 from service.scoring.parsing import check_rows
 
 PI = "piwebapi"
@@ -124,25 +125,7 @@ def _check_answerable(req: PredictRequest, served: ServedTagMap) -> None:
 
 def recorded_write(served: ServedTagMap, payload: dict[str, Any]) -> list[dict[str, Any]]:
     """The UpdateValuesAdHoc body of an answer (records or columns)."""
-    outputs: dict[OutputValue, Any]
-    if "rows" in payload:
-        rows = payload["rows"]
-        times = [r["timestamp"] for r in rows]
-        outputs = {
-            "estimate": [r["estimate"] for r in rows],
-            "estimate_corrected": [r["estimate_corrected"] for r in rows],
-            "interval_low": [r["interval"][0] for r in rows],
-            "interval_high": [r["interval"][1] for r in rows],
-        }
-        words = [r["status"] for r in rows]
-    else:
-        times, words = list(payload["timestamp"]), payload["status"]
-        fields: tuple[OutputValue, ...] = (
-            "estimate",
-            "estimate_corrected",
-            "interval_low",
-            "interval_high",
-        )
-        outputs = {f: payload[f] for f in fields}
-    status = [Quality[w.upper()] for w in words]
-    return write_body(served.tags, times, outputs, status, payload["unit"])
+    columns = served_columns(payload)
+    outputs: dict[OutputValue, Any] = {f: columns[f] for f in SERVED}
+    status = [Quality[w.upper()] for w in columns["status"]]
+    return write_body(served.tags, columns["timestamp"], outputs, status, payload["unit"])

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from service.plant.quality import Quality
+from service.scoring.answers import served_columns
 from service.state.clock import to_posix
 
 
@@ -52,34 +53,19 @@ def _number(value: Any) -> float:
 
 
 def latest_row(answer: dict[str, Any]) -> PublishedRow | None:
-    """The answer's last row, from a records answer (``rows``) or a columns answer (one list
-    per field); None for an answer without rows."""
-    head = (str(answer["model"]), str(answer["stream"]))
-    rows = answer.get("rows")
-    if rows is not None:
-        if not rows:
-            return None
-        r = rows[-1]
-        stamp, est, cor = r["timestamp"], r["estimate"], r["estimate_corrected"]
-        low, high = r["interval"]
-        word = r["status"]
-    else:
-        n = len(answer["estimate"])
-        if n == 0:
-            return None
-        stamps = answer.get("timestamp")
-        stamp = None if stamps is None else stamps[n - 1]
-        est, cor = answer["estimate"][n - 1], answer["estimate_corrected"][n - 1]
-        low, high = answer["interval_low"][n - 1], answer["interval_high"][n - 1]
-        word = answer["status"][n - 1]
+    """The answer's last row, from a records or a columns answer; None without rows."""
+    last = served_columns(answer, -1)
+    if not last["estimate"]:
+        return None
     return PublishedRow(
-        *head,
-        time=_time_of(stamp),
-        estimate=_number(est),
-        corrected=_number(cor),
-        low=_number(low),
-        high=_number(high),
-        status=Quality[str(word).upper()],
+        str(answer["model"]),
+        str(answer["stream"]),
+        time=_time_of(last["timestamp"][0]),
+        estimate=_number(last["estimate"][0]),
+        corrected=_number(last["estimate_corrected"][0]),
+        low=_number(last["interval_low"][0]),
+        high=_number(last["interval_high"][0]),
+        status=Quality[str(last["status"][0]).upper()],
     )
 
 

@@ -8,12 +8,13 @@ disagree; the status rules themselves are in ``service.scoring.status``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 
 from service.contracts.arrays import FloatArray
 from service.plant.quality import STATUS_CODES, Quality
+from service.plant.tagmap import OutputValue
 from service.scoring.status import STATUS_NAMES, Statuses
 
 # Each status as the OPC UA status code of its severity (Part 4, 7.39), in STATUS_NAMES order,
@@ -107,4 +108,31 @@ def columns_answer(
         "spe": s.spe,
         "frozen": frozen,
         "flags": flags,
+    }
+
+
+SERVED: tuple[OutputValue, ...] = get_args(OutputValue)  # the numbers written back
+
+
+def served_columns(answer: dict[str, Any], start: int = 0) -> dict[str, list[Any]]:
+    """What a historian or DCS writes back, from an answer of either shape, as columns
+    (``timestamp``, the ``SERVED`` numbers, ``status``), from row ``start`` on (``-1``: the
+    latest row only); a columns answer without timestamps gives ``None`` for each row."""
+    rows = answer.get("rows")
+    if rows is not None:
+        part = rows[start:]
+        return {
+            "timestamp": [r["timestamp"] for r in part],
+            "estimate": [r["estimate"] for r in part],
+            "estimate_corrected": [r["estimate_corrected"] for r in part],
+            "interval_low": [r["interval"][0] for r in part],
+            "interval_high": [r["interval"][1] for r in part],
+            "status": [r["status"] for r in part],
+        }
+    n = len(answer["estimate"])
+    stamps = answer.get("timestamp")
+    first = 0 if n == 0 else range(n)[start]
+    return {
+        "timestamp": [None] * (n - first) if stamps is None else list(stamps[first:]),
+        **{f: list(answer[f][first:]) for f in (*SERVED, "status")},
     }
