@@ -22,7 +22,6 @@ training file again at full resolution: a dataset's parts hold only the labelled
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +43,7 @@ from service.contracts.features import FeaturePlan, LagFeature
 from training.data import Dataset, read_table
 from training.export import ExportedModel, run_onnx
 from training.interval import BIAS_GAIN, calibrate_interval, level_scale, replay_bias
-from training.redundancy import calibrate_redundancy
+from training.redundancy import calibrate_redundancy, ewma_columns
 
 LIMIT_QUANTILE = 0.99  # T2 and SPE limits
 EXPLAINED = 0.99  # PCA components: the fewest that explain this share of the variance
@@ -162,18 +161,6 @@ def _pca(
     return pca, residual / residual_sd
 
 
-def ewma(values: FloatArray, samples: float) -> FloatArray:
-    """Exponentially weighted mean down the rows, time constant ``samples``, started at the
-    first row (the form the service's sensor-drift detector uses)."""
-    a = 1.0 - math.exp(-1.0 / samples)
-    out = np.empty_like(values)
-    level = values[0].copy()
-    for i, v in enumerate(values):
-        level += a * (v - level)
-        out[i] = level
-    return out
-
-
 def _longest_run(flags: NDArray[np.bool_]) -> int:
     """The longest stretch of consecutive True values."""
     if not flags.any():
@@ -224,7 +211,8 @@ def _drift_limit(standardized: FloatArray) -> list[float] | None:
     """Per PCA column, the sensor-drift limit; None with too little held-out data."""
     if len(standardized) < DRIFT_SLOW_SAMPLES:
         return None
-    fast, slow = ewma(standardized, DRIFT_FAST_SAMPLES), ewma(standardized, DRIFT_SLOW_SAMPLES)
+    fast = ewma_columns(standardized, DRIFT_FAST_SAMPLES)
+    slow = ewma_columns(standardized, DRIFT_SLOW_SAMPLES)
     drift = np.abs(fast - slow).max(axis=0)
     return list(np.maximum(ALARM_MARGIN * drift, DRIFT_LIMIT_FLOOR).tolist())
 
