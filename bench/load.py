@@ -37,15 +37,25 @@ import httpx
 import numpy as np
 
 from bench.protocol import REPO
-from bench.wrk import LUA, free_port, make_model, raw_signals, require_wrk, rss_kib, run_wrk
+from bench.wrk import (
+    LUA,
+    free_port,
+    latest_values,
+    make_model,
+    raw_signals,
+    read_columns,
+    require_wrk,
+    rss_kib,
+    run_wrk,
+)
 from service.contracts.atomic import write_atomic
 
 
 def bodies(work: Path, data: Path, raw: list[str], batch: int) -> dict[str, Path]:
     """The single-row body (latest sample, no timestamp) and a columnar window of ``batch``
     rows with timestamps (stateless: the same body may be sent again and again)."""
-    frame = np.genfromtxt(data, delimiter=",", names=True, dtype=None, encoding="utf-8")
-    last = {s: float(frame[s][-1]) for s in raw}
+    frame = read_columns(data)
+    last = latest_values(frame, raw)
     single = work / "single.json"
     single.write_text(json.dumps({"model": "column_a", "records": [{"values": last}]}))
     window = work / "batch.json"

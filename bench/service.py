@@ -40,8 +40,10 @@ from bench.wrk import (
     LUA,
     cpu_seconds,
     free_port,
+    latest_values,
     make_model,
     raw_signals,
+    read_columns,
     require_wrk,
     rss_kib,
     run_wrk,
@@ -352,9 +354,9 @@ def main() -> None:
     data, card = make_model(work)
     lua = work / "post.lua"
     lua.write_text(LUA)
-    frame = np.genfromtxt(data, delimiter=",", names=True, dtype=None, encoding="utf-8")
+    frame = read_columns(data)
     raw = raw_signals(card)
-    servers = _start_servers(work, card, {s: float(frame[s][-1]) for s in raw})
+    servers = _start_servers(work, card, latest_values(frame, raw))
     results: dict[str, Any] = {}
     try:
         results["single_row"] = _single_row(args, servers, lua)

@@ -34,12 +34,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from bench.pgserver import PgServer
 from bench.protocol import REPO
 from bench.service import start
-from bench.wrk import LUA, free_port, make_model, raw_signals, require_wrk, run_wrk
+from bench.wrk import (
+    LUA,
+    free_port,
+    latest_values,
+    make_model,
+    raw_signals,
+    read_columns,
+    require_wrk,
+    run_wrk,
+)
 
 STREAMS = 8  # concurrent streams (one wrk process, one connection each)
 WINDOW_CONNECTIONS = 16
@@ -195,8 +202,7 @@ def main() -> None:
     require_wrk()
     work = Path(tempfile.mkdtemp(prefix="softsensor-bench-state-"))
     data, card = make_model(work)
-    frame = np.genfromtxt(data, delimiter=",", names=True, dtype=None, encoding="utf-8")
-    values = {s: float(frame[s][-1]) for s in raw_signals(card)}
+    values = latest_values(read_columns(data), raw_signals(card))
     env = {
         **os.environ,
         "PYTHONPATH": str(REPO),

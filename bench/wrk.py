@@ -16,6 +16,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from service.contracts.card import ModelCard
 from service.contracts.registry import Registry
 from training.config import CAConfig, NetworkConfig, TrainConfig
@@ -93,6 +95,16 @@ def make_model(work: Path) -> tuple[Path, ModelCard]:
 def raw_signals(card: ModelCard) -> list[str]:
     """What a historian sends the model: its measured signals."""
     return [s.name for s in card.signals if s.used and s.derived_from is None]
+
+
+def read_columns(data: Path) -> Any:
+    """The model's training file as named columns (numpy's structured array)."""
+    return np.genfromtxt(data, delimiter=",", names=True, dtype=None, encoding="utf-8")
+
+
+def latest_values(frame: Any, signals: list[str]) -> dict[str, float]:
+    """The last row of ``read_columns``' frame, signal by signal: a one-row request."""
+    return {s: float(frame[s][-1]) for s in signals}
 
 
 def cpu_seconds(pid: int) -> float:
