@@ -36,10 +36,10 @@ from typing import Any
 import httpx
 import numpy as np
 
+from bench.ports import free_port
 from bench.protocol import REPO
 from bench.wrk import (
     LUA,
-    free_port,
     latest_values,
     make_model,
     raw_signals,

@@ -20,11 +20,12 @@ import contextlib
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from bench.ports import free_port
 
 USER = "postgres"
 
@@ -44,12 +45,6 @@ def find_bindir() -> Path:
     raise PgUnavailableError(
         "PostgreSQL server binaries not found (Debian: apt-get install postgresql)"
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -73,7 +68,7 @@ class PgServer:
                 raise PgUnavailableError(f"running as root and no {USER!r} user") from None
             os.chown(root, entry.pw_uid, entry.pw_gid)
             as_user = ["runuser", "-u", USER, "--"]
-        server = cls(bindir, root, _free_port(), as_user)
+        server = cls(bindir, root, free_port(), as_user)
         server._run(
             "initdb", "-D", str(root / "data"), "-U", USER, "--auth=trust", "-E", "UTF8",
             "--no-sync", "--no-instructions",

@@ -39,10 +39,10 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from bench.ports import free_port
 from bench.protocol import REPO
 from bench.replay_args import add_arguments
 from bench.replay_quality import QualityPeriod, quality_schedule, with_qualities
-from bench.wrk import free_port
 from training.faults import Fault, simulate_with_faults
 from training.simulator import (
     TARGET,

@@ -35,11 +35,11 @@ import httpx
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.ports import free_port
 from bench.protocol import REPO
 from bench.wrk import (
     LUA,
     cpu_seconds,
-    free_port,
     latest_values,
     make_model,
     raw_signals,

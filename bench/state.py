@@ -35,11 +35,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.pgserver import PgServer
+from bench.ports import free_port
 from bench.protocol import REPO
 from bench.service import start
 from bench.wrk import (
     LUA,
-    free_port,
     latest_values,
     make_model,
     raw_signals,

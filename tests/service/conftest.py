@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from bench.ports import free_port
 from service.api.app import create_app
 from service.contracts.registry import Registry
 from service.settings import Settings
@@ -161,15 +162,6 @@ __all__ = [
 # ---- a real `softsensor serve` process on loopback (kill tests, fuzzing, log capture) -------
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    """A port nothing listens on right now (the server binds it a moment later)."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
