@@ -102,6 +102,7 @@ def _model(
     weights: FloatArray,
     sd: FloatArray,
     limit: FloatArray,
+    on_delay: int,
 ) -> RedundancyModel:
     return RedundancyModel(
         names,
@@ -116,7 +117,7 @@ def _model(
         sd,
         limit,
         RELEASE,
-        ON_DELAY_SAMPLES,
+        on_delay,
     )
 
 
@@ -140,10 +141,14 @@ def calibrate_redundancy(
     train: NDArray[np.bool_],
     validation: NDArray[np.bool_],
     sample_interval_s: float | None,
+    *,
+    on_delay: int = ON_DELAY_SAMPLES,
+    margin: float = MARGIN,
 ) -> SensorRedundancy | None:
     """The block for raw rows ``raw`` [N, S] (NaN: missing or invalid) of ``signals``, the
     rows of each split marked; None when it cannot be calibrated (too few signals, rows
-    or peaks, or no sample interval to count weeks in)."""
+    or peaks, or no sample interval to count weeks in). ``on_delay`` and ``margin`` are
+    the defaults' knobs, open for the benchmark that weighs them (``bench.drift_sweep``)."""
     if sample_interval_s is None or not validation.any():
         return None
     filled = pd.DataFrame(raw).ffill().bfill().to_numpy()
@@ -163,7 +168,7 @@ def calibrate_redundancy(
         return None
     names = tuple(signals[int(i)] for i in use)
     rows = filled[:, use]
-    unit = _model(names, mean[use], scale[use], weights, sd, np.ones(len(use)))
+    unit = _model(names, mean[use], scale[use], weights, sd, np.ones(len(use)), on_delay)
     stat = _replay(unit, rows, validation)
     rate = FALSE_ALARMS_PER_WEEK / len(use) / (7 * 86400 / sample_interval_s)
     limit = []
@@ -171,8 +176,8 @@ def calibrate_redundancy(
         level = tail_limit(stat[:, j], rate)
         if level is None:
             return None
-        limit.append(max(level, MARGIN * float(stat[:, j].max())))
-    final = _model(names, mean[use], scale[use], weights, sd, np.array(limit))
+        limit.append(max(level, margin * float(stat[:, j].max())))
+    final = _model(names, mean[use], scale[use], weights, sd, np.array(limit), on_delay)
     flags = RedundancyDrift(final).observe(rows[validation])
     return SensorRedundancy(
         signals=list(names),
@@ -186,8 +191,8 @@ def calibrate_redundancy(
         residual_sd=sd.tolist(),
         limit=limit,
         release=RELEASE,
-        on_delay_samples=ON_DELAY_SAMPLES,
-        margin=MARGIN,
+        on_delay_samples=on_delay,
+        margin=margin,
         false_alarms_per_week=FALSE_ALARMS_PER_WEEK,
         validation_samples=int(validation.sum()),
         validation_onsets=_onsets(flags),
