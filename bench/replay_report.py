@@ -140,7 +140,10 @@ def _drift_reading(result: dict[str, Any], drift: dict[str, Any]) -> list[str]:
             "operation. A signal is flagged once its statistic has stayed over the limit for "
             f"{red.get('on_delay_samples', 1)} rows in a row (an alarm on-delay: without it "
             "the feed steps' transients rang on clean rows, with it the detection comes later "
-            "by about as much)."
+            "by about as much). `python -m bench.drift_sweep --docs` weighs the on-delay and "
+            "the margin over several simulated months (`docs/drift_sweep.md`): shorter or "
+            "lower, the test rings on clean rows of some months, and the delay varies more "
+            "from month to month than between settings."
         )
     if others:
         lines[0] += f" Other sensors flagged during the drift: {others}."
