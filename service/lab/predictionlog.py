@@ -30,6 +30,9 @@ from service.lab.records import (
 from service.lab.sqlite import connect, errors, is_busy, transaction
 from service.lab.statestore import SavedState
 
+_INSERT = (
+    "INSERT OR REPLACE INTO predictions (model, stream, sample_time, estimate) VALUES (?, ?, ?, ?)"
+)
 NOW_HANDOVER = 256  # one write in this many goes to the writer thread (WAL checkpoints)
 
 
@@ -113,10 +116,11 @@ class PredictionLog:
     @staticmethod
     def _insert(conn: sqlite3.Connection, batches: Sequence[PredictionBatch]) -> None:
         for model, stream, times, estimates in batches:
+            if len(times) == 1:  # a poll's row
+                conn.execute(_INSERT, (model, stream, float(times[0]), float(estimates[0])))
+                continue
             conn.executemany(
-                "INSERT OR REPLACE INTO predictions (model, stream, sample_time, estimate)"
-                " VALUES (?, ?, ?, ?)",
-                zip(repeat(model), repeat(stream), times.tolist(), estimates.tolist()),
+                _INSERT, zip(repeat(model), repeat(stream), times.tolist(), estimates.tolist())
             )
 
     def find(

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from statistics import NormalDist
 
 import numpy as np
@@ -90,6 +91,11 @@ class AlarmConfig:
             scale_power=calibration.interval.scale_power,
             lab_silent_after_s=calibrated.lab_silent_after_s,
         )
+
+    @cached_property
+    def shortest_frozen_s(self) -> float:
+        """The shortest frozen window: rows spanning less cannot show a frozen sensor."""
+        return float(self.frozen_after_s.min()) if len(self.frozen_after_s) else math.inf
 
     def residual_ratio(self, bias: float, estimate: float | None) -> float:
         """``bias`` at the corrected ``estimate`` over the residual alarm's level there."""

@@ -44,7 +44,7 @@ def flags_of(reasons: list[str]) -> dict[str, Any]:
     return flags
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: built for every request, and frozen init costs
 class Scored:
     """One request's numbers, ready to be written out."""
 

@@ -62,4 +62,5 @@ def _one_row(
         e, c = min(max(e, low), high), min(max(c, low), high)
     scale = max(abs(c), interval.scale_floor) ** interval.scale_power
     lo, hi = max(c + interval.low * scale, low), min(c + interval.high * scale, high)
-    return np.array([e]), np.array([c]), np.array([lo]), np.array([hi]), np.array([clamped])
+    row = np.array([e, c, lo, hi])  # one array, four views
+    return row[0:1], row[1:2], row[2:3], row[3:4], np.array([clamped])

@@ -102,9 +102,14 @@ def assemble_many(model: LoadedModel, parts: Sequence[tuple[Series, Series | Non
     raw = parts[0][0].values if one else np.concatenate([b.values for b, _ in parts])
     # A long series (a bulk request) is assembled by slices; anything else by one gather.
     bulk = one and len(raw) * len(model.features) > BULK_VALUES
-    imputed = np.isnan(raw)
-    outside = (raw < model.low) | (raw > model.high)  # NaN compares False, silently
-    holes = bool(imputed.any())
+    if ((raw >= model.low) & (raw <= model.high)).all():  # NaN compares False: not "all"
+        # the usual request, every value sent and plausible: no flag to compute
+        imputed = outside = np.zeros(raw.shape, dtype=bool)  # read only, never written
+        holes = False
+    else:
+        imputed = np.isnan(raw)
+        outside = (raw < model.low) | (raw > model.high)  # NaN compares False, silently
+        holes = bool(imputed.any())
     blocks: list[FloatArray] = []  # segment k: request k's history rows (if any), then its rows
     owns: list[FloatArray] = []
     pads: list[int] = []
@@ -140,7 +145,10 @@ def assemble_many(model: LoadedModel, parts: Sequence[tuple[Series, Series | Non
             stacked, np.array(at, dtype=np.intp), np.array(first, dtype=np.intp)
         )
     bounds, assembled = _per_request(parts, pads, owns, x, imputed, outside)
-    doubtful = np.any(imputed | outside, axis=1)
+    if imputed is outside:  # nothing flagged
+        doubtful = np.zeros(len(raw), dtype=bool)
+    else:
+        doubtful = (imputed | outside).any(axis=1)
     return Assembly(x, doubtful, holes, bounds, assembled)
 
 

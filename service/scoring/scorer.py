@@ -9,6 +9,7 @@ so a lab result for any answered row can be matched after a kill -9.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from service.scoring.runtime import LoadedModel
 from service.scoring.slots import ModelSlot
 from service.scoring.status import (
     BAD,
+    GOOD,
     STATUS_NAMES,
     UNCERTAIN,
     RowEvidence,
@@ -41,12 +43,14 @@ from service.scoring.status import (
     Statuses,
     bad_outside_limit,
     decide,
+    one_row,
 )
 from service.scoring.validity import Assessment
 from service.state.snapshot import catch_up, saved
 from service.state.streams import StreamState
 
 Answer = dict[str, Any] | ServiceError
+ROW_REASONS = ("missing_history", "bias_stale", "clamped")  # per-row evidence, in rules order
 # per scored request its predictions; with shared state, per stateful stream its state
 
 
@@ -199,7 +203,7 @@ class Scorer:
         assessment = validity.assess(rows.x, drifts) if validity is not None else None
         clamp = validity is not None and self.settings.clamp_inputs
         estimate = model.predict(validity.clamp(rows.x) if clamp and validity else rows.x)
-        if not np.isfinite(estimate).all():  # refuse only the requests it happened to
+        if not math.isfinite(estimate.sum()):  # refuse only the requests it happened to
             for (i, p), part, (a, b) in zip(items, rows.parts, rows.bounds, strict=True):
                 if not np.isfinite(estimate[a:b]).all():
                     answers[i] = _non_finite(model, part, estimate[a:b], p.history)
@@ -208,14 +212,14 @@ class Scorer:
             quiet &= (assessment.t2 <= validity.t2_limit) & (assessment.spe <= validity.spe_limit)
             quiet &= ~assessment.outside.any(axis=1)
         scored, imputed = 0, []
-        counts = np.zeros(3, dtype=np.int64)  # rows by status, counted once per batch
+        counts = [0, 0, 0]  # rows by status, counted once per batch
         for (i, p), part, (a, b) in zip(items, rows.parts, rows.bounds, strict=True):
             if p.stateful:  # also when refused: the samples happened, the stream moves on,
                 with p.state.lock:  # and an absurd value leaves its lags after ``history``
                     p.state.remember(part.filled, model.history)
             if answers[i] is not None:  # refused above
                 continue
-            assessed = _slice(assessment, a, b)
+            assessed = assessment if len(items) == 1 else _slice(assessment, a, b)
             calm = bool(quiet[a:b].all()) and p.quality is None
             answers[i] = self._finish(slot, p, part, estimate[a:b], assessed, calm, counts)
             log.append((model.name, p.state.stream, p.batch.times, estimate[a:b]))
@@ -226,7 +230,7 @@ class Scorer:
             states = {id(p.state): p.state for _, p in items if p.stateful}
             log.extend(saved(state) for state in states.values())
         slot.rows_counter.inc(scored)
-        for code, count in enumerate(counts.tolist()):
+        for code, count in enumerate(counts):
             if count:
                 self._status_counters(model.name)[code].inc(count)
         if imputed:  # a sensor or the analyzer not reporting
@@ -246,7 +250,7 @@ class Scorer:
         with state.lock:
             if p.stateful:
                 unchanged = m.changes.observe(part.filled.values, times)
-            elif times[-1] - times[0] > self._shortest_frozen(m.config.frozen_after_s):
+            elif times[-1] - times[0] > m.config.shortest_frozen_s:
                 # no stream: judged within the request's own window
                 unchanged = ChangeTracker(len(model.raw_signals)).observe(part.filled.values, times)
             else:  # a window shorter than any frozen limit cannot show a frozen sensor
@@ -270,10 +274,6 @@ class Scorer:
                 m.drift.add(part.x[pad:], estimate[pad:])
         return frozen, drifting
 
-    @staticmethod
-    def _shortest_frozen(limits: FloatArray) -> float:
-        return float(limits.min()) if len(limits) else np.inf
-
     def _finish(
         self,
         slot: ModelSlot,
@@ -282,7 +282,7 @@ class Scorer:
         estimate: FloatArray,
         a: Assessment | None,
         quiet: bool,
-        counts: NDArray[np.int64],
+        counts: list[int],
     ) -> dict[str, Any]:
         """One request's trackers, statuses and JSON-ready answer. ``quiet``: no row has
         evidence from the batch-wide checks (valid range, imputation, T2, SPE, training
@@ -298,15 +298,21 @@ class Scorer:
         signals_quiet = quiet and not frozen.any() and (drifting is None or not drifting[1].any())
         if signals_quiet and part.padded == 0 and not stale and not scored[4].any():
             statuses = Statuses(np.zeros(n, dtype=np.uint8), {})
+        elif signals_quiet and n == 1:  # a poll with only its own row evidence, in Python
+            hits = (part.padded > 0, stale, bool(scored[4][0]))
+            statuses = one_row([r for r, hit in zip(ROW_REASONS, hits, strict=True) if hit])
         elif signals_quiet:  # only the request's own row evidence: no per-signal evidence
             statuses = decide(n, [], self._row_evidence(n, part, stale, scored[4]))
         else:
             evidence = (frozen, drifting, p.quality)
             statuses = self._statuses_of(slot, part, n, evidence, a, stale, scored[4])
-        if statuses.reasons:
-            counts += np.bincount(statuses.codes, minlength=3)
+        if not statuses.reasons:
+            counts[GOOD] += n
+        elif n == 1:
+            counts[int(statuses.codes[0])] += 1
         else:
-            counts[0] += n
+            for code, count in enumerate(np.bincount(statuses.codes, minlength=3).tolist()):
+                counts[code] += count
         numbers = Scored(
             *scored[:4], statuses, None if a is None else a.t2, None if a is None else a.spe
         )
@@ -371,11 +377,8 @@ class Scorer:
     def _row_evidence(
         n: int, part: Assembled, stale: bool, clamped: NDArray[np.bool_]
     ) -> list[RowEvidence]:
-        return [
-            RowEvidence("missing_history", np.arange(n) < part.padded),
-            RowEvidence("bias_stale", np.full(n, stale)),
-            RowEvidence("clamped", clamped),
-        ]
+        flags = (np.arange(n) < part.padded, np.full(n, stale), clamped)
+        return [RowEvidence(r, f) for r, f in zip(ROW_REASONS, flags, strict=True)]
 
 
 def _slice(a: Assessment | None, start: int, stop: int) -> Assessment | None:

@@ -91,6 +91,11 @@ class Statuses:
         return STATUS_NAMES[int(self.codes[i])]
 
 
+def one_row(why: list[str], level: int = UNCERTAIN) -> Statuses:
+    """The status of a single row with these reasons (good without any)."""
+    return Statuses(np.array([level if why else GOOD], dtype=np.uint8), {0: why} if why else {})
+
+
 def decide(
     n: int, per_signal: Sequence[SignalEvidence], per_row: Sequence[RowEvidence]
 ) -> Statuses:
@@ -138,4 +143,4 @@ def _decide_one(per_signal: Sequence[SignalEvidence], per_row: Sequence[RowEvide
         if r.flags[0]:
             why.append(r.reason)
             level = max(level, r.level)
-    return Statuses(np.array([level], dtype=np.uint8), {0: why} if level else {})
+    return one_row(why, level)

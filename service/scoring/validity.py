@@ -52,11 +52,18 @@ class InputValidity:
         pca = calibration.inputs
         self.columns = np.array([names.index(f) for f in pca.features], dtype=np.intp)
         self.pca_signals = tuple(pca.signals)
-        self.mean = np.array(pca.mean)
-        self.scale = np.array(pca.scale)
-        self.loadings = np.array(pca.components).T  # [m, k]
+        mean, scale = np.array(pca.mean), np.array(pca.scale)
+        loadings = np.array(pca.components).T  # [m, k]
+        self._k = loadings.shape[1]
+        # A row's PCA scores and residual are one affine map of the row, z = (x - mean) / scale
+        # of the PCA's columns, then [z P | z (I - P P')]: one matrix product per batch, the
+        # gather and standardization folded into the weights (zero for features not in it).
+        maps = np.hstack([loadings, np.eye(len(mean)) - loadings @ loadings.T])  # [m, k + m]
+        self._weights = np.zeros((len(names), maps.shape[1]))
+        np.add.at(self._weights, self.columns, maps / scale[:, None])
+        self._offset = -(mean / scale) @ maps
         self.inverse_variance = 1.0 / np.array(pca.variances)
-        self.residual_sd = np.array(pca.residual_sd)
+        self._back = scale / np.array(pca.residual_sd)  # a residual in validation spreads
         self.t2_limit = pca.t2_limit
         self.spe_limit = pca.spe_limit
 
@@ -72,15 +79,11 @@ class InputValidity:
         # A historian's 1e300 "bad value" overflows here: its T2 and SPE are inf (flagged),
         # the row is refused downstream; numpy's warning would only add log noise.
         with np.errstate(over="ignore", invalid="ignore"):
-            z = (x[:, self.columns] - self.mean) / self.scale
-            scores = z @ self.loadings
-            squares = scores * scores
-            t2 = squares @ self.inverse_variance
-            # |z|^2 - |scores|^2: the loadings are orthonormal, so this is |z - z P P'|^2
-            spe = np.maximum(np.einsum("ij,ij->i", z, z) - squares.sum(axis=1), 0.0)
-            back = None
-            if residual:
-                back = (z - scores @ self.loadings.T) * (self.scale / self.residual_sd)
+            mapped = x @ self._weights + self._offset
+            scores, rest = mapped[:, : self._k], mapped[:, self._k :]
+            t2 = (scores * scores) @ self.inverse_variance
+            spe = np.einsum("ij,ij->i", rest, rest)  # |z - z P P'|^2, as training computes it
+            back = rest * self._back if residual else None
         return Assessment(outside, t2, spe, back)
 
     def clamp(self, x: FloatArray) -> FloatArray:
