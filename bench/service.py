@@ -4,7 +4,9 @@
    minimal reference app (``bench/reference_app.py``: FastAPI + onnxruntime, no validation,
    no metrics), one worker each, same load generator (wrk), measured alternately; a third
    server, the service with coalescing off (``SOFTSENSOR_COALESCE_REQUESTS=1``), shows what
-   scoring the requests that arrive together in one call gives;
+   scoring the requests that arrive together in one call gives; a fourth, a bare ASGI app on
+   the same uvicorn (``bench/bare_app.py``), is the floor: its rate over the reference's is
+   the most any app on that HTTP server could reach (the ceiling of the ratio);
 2. batch predictions of 1k, 10k and 100k rows end to end, against onnxruntime alone on the
    same rows;
 3. the serving process's RSS after warm-up and after 100k more requests.
@@ -183,6 +185,10 @@ def _start_servers(work: Path, card: Any, last: dict[str, float]) -> Servers:
     uvicorn = [sys.executable, "-m", "uvicorn", "--factory", "--log-level", "warning"]
     uvicorn += ["--no-access-log", "--workers", "1", "bench.reference_app:create"]
     ref = start([*uvicorn, "--port", str(ref_port)], env, ref_port, "/docs")
+    bare_port = free_port()
+    bare_cmd = [sys.executable, "-m", "uvicorn", "--log-level", "warning", "--no-access-log"]
+    bare_cmd += ["--workers", "1", "--lifespan", "off", "bench.bare_app:app"]
+    bare = start([*bare_cmd, "--port", str(bare_port)], env, bare_port, "/")
 
     def serve(port: int, state: str, extra: dict[str, str]) -> subprocess.Popen[bytes]:
         cmd = [sys.executable, "-m", "service.cli", "serve", "--registry", str(work / "models")]
@@ -192,9 +198,10 @@ def _start_servers(work: Path, card: Any, last: dict[str, float]) -> Servers:
     ours = serve(our_port, "state", {})
     solo = serve(solo_port, "state-solo", {"SOFTSENSOR_COALESCE_REQUESTS": "1"})
     return Servers(
-        {"reference": ref, "service": ours, "service_one_by_one": solo},
+        {"reference": ref, "service": ours, "service_one_by_one": solo, "bare_asgi": bare},
         {
             "reference": (f"http://127.0.0.1:{ref_port}/predict", ref_body),
+            "bare_asgi": (f"http://127.0.0.1:{bare_port}/", ref_body),
             "service": (f"http://127.0.0.1:{our_port}/v1/predict", ours_body),
             "service_one_by_one": (f"http://127.0.0.1:{solo_port}/v1/predict", ours_body),
         },
@@ -295,6 +302,7 @@ def _ratios(results: dict[str, Any], args: argparse.Namespace) -> None:
     rows["cpu_ratio"] = ratios_of("service", "cpu_us_per_request")
     rows["throughput_ratio_median"] = statistics.median(rows["throughput_ratio"])
     rows["one_by_one_ratio"] = ratios_of("service_one_by_one")
+    rows["ceiling_ratio"] = ratios_of("bare_asgi")  # no app on this HTTP server does better
     results["command"] = (
         f"python -m bench.service --rounds {args.rounds} --seconds "
         f"{args.seconds:g} --concurrency {args.concurrency}"
@@ -307,7 +315,7 @@ def _ratios(results: dict[str, Any], args: argparse.Namespace) -> None:
 
 def _print(results: dict[str, Any]) -> None:
     rows = results["single_row"]
-    names = ("reference", "service", "service_one_by_one")
+    names = ("reference", "service", "service_one_by_one", "bare_asgi")
     for name in names:
         rr = rows[name]
         print(
@@ -323,6 +331,10 @@ def _print(results: dict[str, Any]) -> None:
             f"{name} {statistics.median(r['cpu_us_per_request'] for r in rows[name]):.0f}"
             for name in names
         )
+    )
+    print(
+        "  ceiling (a bare ASGI app on the same uvicorn, over the reference): "
+        f"{[round(r, 2) for r in rows['ceiling_ratio']]}"
     )
     print(
         "  with coalescing off: "

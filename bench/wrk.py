@@ -115,7 +115,8 @@ def run_wrk(
 ) -> dict[str, Any]:
     """One wrk run; ``rate`` paces it (None: as fast as the server answers)."""
     env = {**os.environ, "BODY": str(body), "RATE": f"{rate:.3f}" if rate else "0"}
-    cmd = ["wrk", "-t1", f"-c{conc}", f"-d{max(1, round(seconds))}s", "--timeout", "10s", "--latency"]
+    duration = f"-d{max(1, round(seconds))}s"  # wrk refuses -d0s
+    cmd = ["wrk", "-t1", f"-c{conc}", duration, "--timeout", "10s", "--latency"]
     out = subprocess.run(
         [*cmd, "-s", str(lua), url], env=env, capture_output=True, text=True, check=True
     ).stdout

@@ -15,6 +15,7 @@ import simdjson
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 
+from service.api.body import read_body
 from service.api.columnar import BULK_BYTES, check_rows
 from service.api.oip_schemas import (
     V2InferRequest,
@@ -170,7 +171,7 @@ async def infer(name: ModelName, request: Request) -> V2InferResponse:
     """The body is read here, not by FastAPI: a large tensor is validated and scored in a
     worker thread, so that it does not hold up other clients on the event loop."""
     service = _service(request)
-    body = await request.body()
+    body = await read_body(request)
     if len(body) >= BULK_BYTES:
         return await asyncio.to_thread(_infer, service, name, body)
     return _infer(service, name, body)

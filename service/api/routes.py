@@ -28,6 +28,7 @@ from service.api.admin_schemas import (
     VoidResponse,
 )
 from service.api.audit import audit_trail
+from service.api.body import read_body
 from service.api.columnar import read_predict
 from service.api.pi_predict import Answer, PredictQuery, read_query, read_shaped
 from service.api.schemas import (
@@ -124,7 +125,7 @@ async def predict(request: Request) -> Response:
     request, scored by the same path.
     """
     service = service_of(request)
-    body = await request.body()
+    body = await read_body(request)
     try:
         shape = read_query(request.query_params) if request.scope["query_string"] else None
     except ValidationError as exc:

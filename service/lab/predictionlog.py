@@ -103,8 +103,12 @@ class PredictionLog:
             if self._now_writes % NOW_HANDOVER == 0:
                 return False
             try:
-                with self._errors("store predictions"), transaction(self._now):
-                    self._insert(self._now, batches)
+                with self._errors("store predictions"):
+                    if len(batches) == 1 and len(batches[0][2]) == 1:  # one statement, atomic
+                        self._insert(self._now, batches)
+                    else:
+                        with transaction(self._now):
+                            self._insert(self._now, batches)
             except StoreError as exc:
                 if isinstance(exc.__cause__, sqlite3.Error) and is_busy(exc.__cause__):
                     return False

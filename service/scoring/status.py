@@ -91,9 +91,18 @@ class Statuses:
         return STATUS_NAMES[int(self.codes[i])]
 
 
+def _read_only(level: int) -> NDArray[np.uint8]:
+    codes = np.array([level], dtype=np.uint8)
+    codes.flags.writeable = False
+    return codes
+
+
+_ONE_ROW = tuple(_read_only(level) for level in range(len(STATUS_NAMES)))  # shared, never written
+
+
 def one_row(why: list[str], level: int = UNCERTAIN) -> Statuses:
     """The status of a single row with these reasons (good without any)."""
-    return Statuses(np.array([level if why else GOOD], dtype=np.uint8), {0: why} if why else {})
+    return Statuses(_ONE_ROW[level if why else GOOD], {0: why} if why else {})
 
 
 def decide(
