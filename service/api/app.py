@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from fastapi import FastAPI
@@ -69,6 +70,24 @@ async def _opcua_server(app: Starlette, settings: Settings) -> AsyncIterator[Non
         await server.stop()
 
 
+@contextlib.contextmanager
+def _startup_heap_frozen() -> Iterator[None]:
+    """Everything built at startup out of the cyclic collector's reach while the app runs.
+
+    A full collection of the startup heap (the app, its schemas, the loaded models: some
+    80,000 objects) took 50-70 ms, and at 16 busy connections the collector ran one about
+    once a second: a stall of every request in flight (p99 latency 57 ms against a p50 of
+    3.5 ms). Frozen (``gc.freeze``), a full collection scans only what requests allocate.
+    Garbage is collected first, so none is kept; the heap is thawed when the app stops.
+    """
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def _lifespan(service: SoftSensorService, settings: Settings) -> Any:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -78,7 +97,8 @@ def _lifespan(service: SoftSensorService, settings: Settings) -> Any:
             watcher = asyncio.create_task(_watch(service, settings.watch_interval_s))
         try:
             async with _opcua_server(app, settings):
-                yield
+                with _startup_heap_frozen():
+                    yield
         finally:
             if watcher is not None:
                 watcher.cancel()
