@@ -47,6 +47,8 @@ def check_rows(n: int, limit: int) -> None:
 
 
 def in_order(times: FloatArray) -> FloatArray:
+    if len(times) < 2:  # a poll's row
+        return times
     steps = np.diff(times)
     bad = np.flatnonzero(steps <= 0)
     if bad.size:

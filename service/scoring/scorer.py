@@ -98,6 +98,8 @@ def _names(names: Sequence[str], flags: NDArray[np.bool_]) -> list[str]:
 
 def _run_length(flags: NDArray[np.bool_], before: int) -> int:
     """Consecutive True values at the end of ``flags``, continuing a run of ``before``."""
+    if len(flags) == 1:  # a poll's row
+        return before + 1 if flags[0] else 0
     if flags.all():
         return before + len(flags)
     return int(len(flags) - 1 - np.flatnonzero(~flags)[-1])
@@ -268,7 +270,7 @@ class Scorer:
                 if drifting is not None:
                     m.drifting = _names(drifting[0], drifting[1][-1])
                 if a is not None:
-                    m.outside_run = _run_length(np.any(a.outside, axis=1), m.outside_run)
+                    m.outside_run = _run_length(a.outside.any(axis=1), m.outside_run)
             pad = part.padded  # padded rows hold invented history: not evidence of drift
             if pad < len(estimate):
                 m.drift.add(part.x[pad:], estimate[pad:])
@@ -297,7 +299,7 @@ class Scorer:
         n = len(estimate)
         signals_quiet = quiet and not frozen.any() and (drifting is None or not drifting[1].any())
         if signals_quiet and part.padded == 0 and not stale and not scored[4].any():
-            statuses = Statuses(np.zeros(n, dtype=np.uint8), {})
+            statuses = one_row([]) if n == 1 else Statuses(np.zeros(n, dtype=np.uint8), {})
         elif signals_quiet and n == 1:  # a poll with only its own row evidence, in Python
             hits = (part.padded > 0, stale, bool(scored[4][0]))
             statuses = one_row([r for r, hit in zip(ROW_REASONS, hits, strict=True) if hit])
