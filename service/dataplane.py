@@ -10,9 +10,10 @@ is made: fresh, or rebuilt from the store, and moved to the served model version
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from service.api.schemas import LabRequest, LabResponse, PredictRequest, StoredLab
@@ -136,24 +137,36 @@ class SoftSensorService:
     def default_name(self) -> str:
         return self.models.default_name()
 
-    async def _commit(self, log: list[Any]) -> None:
-        """The scored predictions durable, off the event loop (before their answers)."""
+    def _commit(self, log: list[Any]) -> Awaitable[None] | None:
+        """The scored predictions made durable before their answers go out: None once they
+        are (the loop wrote them itself), else what to await (the writer thread's commit)."""
         if not log:
-            return
+            return None
         if self.log_writer is None:
             raise NotReadyError("the lab-result store is not open yet")
         try:
             pending = self.log_writer.write(log)
-            if pending is not None:
-                await asyncio.wrap_future(pending)
         except StoreUnavailableError as exc:
             if not self._stateless(log):
                 raise
-            # Requests that need no state are answered while the database is away; a lab
-            # result for one of their rows will find no estimate (stored as unmatched).
-            rows = sum(len(row[2]) for row in log if not isinstance(row, SavedState))
-            self.metrics.unlogged.inc(rows)
-            logger.warning("prediction log unavailable, %d stateless rows unlogged: %s", rows, exc)
+            self._unlogged(log, exc)
+            return None
+        return None if pending is None else self._committed(pending, log)
+
+    async def _committed(self, pending: concurrent.futures.Future[None], log: list[Any]) -> None:
+        try:
+            await asyncio.wrap_future(pending)
+        except StoreUnavailableError as exc:
+            if not self._stateless(log):
+                raise
+            self._unlogged(log, exc)
+
+    def _unlogged(self, log: list[Any], exc: StoreUnavailableError) -> None:
+        """Requests that need no state are answered while the database is away; a lab
+        result for one of their rows will find no estimate (stored as unmatched)."""
+        rows = sum(len(row[2]) for row in log if not isinstance(row, SavedState))
+        self.metrics.unlogged.inc(rows)
+        logger.warning("prediction log unavailable, %d stateless rows unlogged: %s", rows, exc)
 
     def _stateless(self, log: list[Any]) -> bool:
         """Whether every row of ``log`` is of a request that named no stream."""

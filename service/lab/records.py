@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from service.contracts.arrays import all_finite
+
 DEFAULT_STREAM = "default"  # the stream of results and rows that name none
 MAX_LIST = 10_000  # a listing is for people and the retraining job; page with ``since``
 LAB_COLUMNS = (
@@ -140,15 +142,10 @@ def prediction_batch(
     return model, stream, times, estimates
 
 
-def _finite(values: NDArray[np.float64]) -> bool:
-    """Every value finite (one value, the usual batch of a poll, without numpy's calls)."""
-    return math.isfinite(values[0]) if values.shape == (1,) else bool(np.isfinite(values).all())
-
-
 def check_batches(batches: Sequence[PredictionBatch]) -> int:
     """The number of rows in ``batches``; unequal or non-finite arrays raise ValueError."""
     for model, stream, times, estimates in batches:
-        if times.shape != estimates.shape or not (_finite(times) and _finite(estimates)):
+        if times.shape != estimates.shape or not (all_finite(times) and all_finite(estimates)):
             raise ValueError(f"predictions of {model}/{stream}: need finite, equal arrays")
     return sum(len(b[2]) for b in batches)
 

@@ -34,7 +34,7 @@ from service.contracts.errors import ServiceError
 Answer = dict[str, Any] | ServiceError
 LogRows = list[Any]
 ScoreMany = Callable[[Sequence[PredictRequest]], tuple[list[Answer], LogRows]]
-Commit = Callable[[LogRows], Awaitable[None]]
+Commit = Callable[[LogRows], Awaitable[None] | None]  # None: durable already
 _Item = tuple[PredictRequest, "asyncio.Future[dict[str, Any]]"]
 
 
@@ -72,7 +72,9 @@ class Batchers:
         if req.rows > self.max_rows or self.max_requests == 1:  # alone, now
             self._sizes.observe(1)
             answers, log = self._score_many([req])
-            await self._commit(log)
+            pending = self._commit(log)
+            if pending is not None:
+                await pending
             answer = answers[0]
             if isinstance(answer, BaseException):
                 raise answer
@@ -98,22 +100,33 @@ class Batchers:
             queue.loop = None
         self._sizes.observe(len(batch))
         results: Sequence[Answer | BaseException]
-        log: LogRows = []
+        pending: Awaitable[None] | None = None
         try:
             results, log = self._score_many([req for req, _ in batch])
-        except Exception as exc:  # an unexpected failure: every request of the batch sees it
-            results = [exc] * len(batch)
-        task = loop.create_task(self._answer(batch, results, log))
+            pending = self._commit(log)
+        except Exception as exc:  # unexpected, or the store could not keep the predictions:
+            results = [exc] * len(batch)  # every request of the batch sees it
+        if pending is None:  # durable already (or failed): answered now
+            self._settle(batch, results)
+            return
+        task = loop.create_task(self._answer(batch, results, pending))
         self._tasks.add(task)  # held until done: the loop keeps only weak references
         task.add_done_callback(self._tasks.discard)
 
     async def _answer(
-        self, batch: list[_Item], results: Sequence[Answer | BaseException], log: LogRows
+        self,
+        batch: list[_Item],
+        results: Sequence[Answer | BaseException],
+        pending: Awaitable[None],
     ) -> None:
         try:
-            await self._commit(log)
+            await pending
         except Exception as exc:  # the store could not keep them: no answer claims they were
             results = [exc] * len(batch)
+        self._settle(batch, results)
+
+    @staticmethod
+    def _settle(batch: list[_Item], results: Sequence[Answer | BaseException]) -> None:
         for (_, future), result in zip(batch, results, strict=True):
             if future.cancelled():  # the client went away
                 continue

@@ -21,17 +21,17 @@ def move_drift_detectors(
     """Move the stream's drift detectors on by the request's rows (call under the
     stream's lock): per row, the sensors the PCA residual test and the redundancy test
     flag, by name; None without either detector."""
-    valid = ~part.out_of_range.any(axis=1)
+    valid = ~np.any(part.out_of_range, axis=1)
     found: list[Drifting] = []
     if a is not None and a.residual is not None and m.sensor_drift is not None:
-        keep = np.isfinite(a.residual).all(axis=1) & valid
+        keep = np.all(np.isfinite(a.residual), axis=1) & valid
         with np.errstate(invalid="ignore"):
             flags = m.sensor_drift.observe(a.residual, keep) > 1.0
         assert slot.validity is not None
         found.append((slot.validity.pca_signals, flags))
     if m.redundancy is not None:
         # a value carried forward for a missing one would read as a sensor gone flat
-        flags = m.redundancy.observe(part.filled.values, valid & ~part.imputed.any(axis=1))
+        flags = m.redundancy.observe(part.filled.values, valid & ~np.any(part.imputed, axis=1))
         found.append((m.redundancy.model.signals, flags))
     if len(found) < 2:
         return found[0] if found else None

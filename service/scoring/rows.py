@@ -148,7 +148,7 @@ def assemble_many(model: LoadedModel, parts: Sequence[tuple[Series, Series | Non
     if imputed is outside:  # nothing flagged
         doubtful = np.zeros(len(raw), dtype=bool)
     else:
-        doubtful = (imputed | outside).any(axis=1)
+        doubtful = np.any(imputed | outside, axis=1)
     return Assembly(x, doubtful, holes, bounds, assembled)
 
 

@@ -9,7 +9,6 @@ so a lab result for any answered row can be matched after a kill -9.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from service.api.schemas import PredictRequest
-from service.contracts.arrays import FloatArray
+from service.contracts.arrays import FloatArray, all_finite
 from service.contracts.errors import BadInputError, ModelFaultError, ServiceError
 from service.lab.errors import StateUnavailableError, StoreUnavailableError
 from service.monitoring.changes import ChangeTracker
@@ -205,7 +204,7 @@ class Scorer:
         assessment = validity.assess(rows.x, drifts) if validity is not None else None
         clamp = validity is not None and self.settings.clamp_inputs
         estimate = model.predict(validity.clamp(rows.x) if clamp and validity else rows.x)
-        if not math.isfinite(estimate.sum()):  # refuse only the requests it happened to
+        if not all_finite(estimate):  # refuse only the requests it happened to
             for (i, p), part, (a, b) in zip(items, rows.parts, rows.bounds, strict=True):
                 if not np.isfinite(estimate[a:b]).all():
                     answers[i] = _non_finite(model, part, estimate[a:b], p.history)
@@ -270,7 +269,7 @@ class Scorer:
                 if drifting is not None:
                     m.drifting = _names(drifting[0], drifting[1][-1])
                 if a is not None:
-                    m.outside_run = _run_length(a.outside.any(axis=1), m.outside_run)
+                    m.outside_run = _run_length(np.any(a.outside, axis=1), m.outside_run)
             pad = part.padded  # padded rows hold invented history: not evidence of drift
             if pad < len(estimate):
                 m.drift.add(part.x[pad:], estimate[pad:])
