@@ -80,7 +80,9 @@ class Batchers:
                 raise answer
             return answer
         name = self._model_of(req)
-        queue = self._queues.setdefault(name, _Queue())
+        queue = self._queues.get(name)
+        if queue is None:
+            queue = self._queues[name] = _Queue()
         loop = asyncio.get_running_loop()
         if queue.loop is not loop:  # nothing due, or due on a loop that has gone (tests)
             queue.items.clear()  # a gone loop's requests: nobody waits for them any more
