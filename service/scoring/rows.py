@@ -102,14 +102,8 @@ def assemble_many(model: LoadedModel, parts: Sequence[tuple[Series, Series | Non
     raw = parts[0][0].values if one else np.concatenate([b.values for b, _ in parts])
     # A long series (a bulk request) is assembled by slices; anything else by one gather.
     bulk = one and len(raw) * len(model.features) > BULK_VALUES
-    if ((raw >= model.low) & (raw <= model.high)).all():  # NaN compares False: not "all"
-        # the usual request, every value sent and plausible: no flag to compute
-        imputed = outside = np.zeros(raw.shape, dtype=bool)  # read only, never written
-        holes = False
-    else:
-        imputed = np.isnan(raw)
-        outside = (raw < model.low) | (raw > model.high)  # NaN compares False, silently
-        holes = bool(imputed.any())
+    imputed, outside = _flags(model, raw)
+    holes = imputed is not outside and bool(imputed.any())
     blocks: list[FloatArray] = []  # segment k: request k's history rows (if any), then its rows
     owns: list[FloatArray] = []
     pads: list[int] = []
@@ -150,6 +144,16 @@ def assemble_many(model: LoadedModel, parts: Sequence[tuple[Series, Series | Non
     else:
         doubtful = np.any(imputed | outside, axis=1)
     return Assembly(x, doubtful, holes, bounds, assembled)
+
+
+def _flags(model: LoadedModel, raw: FloatArray) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+    """Per value: not sent (NaN, to impute) and outside its signal's valid range. The usual
+    request, every value sent and plausible, is told by one comparison: then both are the
+    same all-False array (read only, never written)."""
+    if ((raw >= model.low) & (raw <= model.high)).all():  # NaN compares False: not "all"
+        nothing = np.zeros(raw.shape, dtype=bool)
+        return nothing, nothing
+    return np.isnan(raw), (raw < model.low) | (raw > model.high)  # NaN compares False
 
 
 def _per_request(
