@@ -78,8 +78,9 @@ class SoftSensorService:
         self.store = open_store(
             s.store_url, pool_size=s.state_pool_size, timeout_s=s.state_timeout_s
         )
+        log = self.scorer.log
         self.log_writer = GroupCommit(
-            self.scorer.log.write, "prediction-log", write_now=self.scorer.log.write_now
+            log.write, "prediction-log", write_now=log.write_now, after=log.checkpoint
         )
         self.models.start()
         # Streams with lab results come back at once: their bias, alarms and analyzer age

@@ -33,9 +33,11 @@ class GroupCommit:
         write: Callable[[Rows], None],
         name: str = "group-commit",
         write_now: Callable[[Rows], bool] | None = None,
+        after: Callable[[], object] | None = None,
     ) -> None:
         self._write = write
         self._write_now = write_now
+        self._after = after  # the thread's upkeep once a group's futures are done
         self._pending: list[tuple[Rows, concurrent.futures.Future[None]]] = []
         self._wake = threading.Condition()
         self._closing = False
@@ -108,3 +110,13 @@ class GroupCommit:
             finally:
                 with self._wake:
                     self._writing = False
+            self._upkeep()
+
+    def _upkeep(self) -> None:
+        """``after``, with nobody waiting for it (its failure is logged, the thread goes on)."""
+        if self._after is None:
+            return
+        try:
+            self._after()
+        except Exception:
+            log.exception("%s: upkeep after a write failed", self._thread.name)

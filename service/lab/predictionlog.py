@@ -34,6 +34,7 @@ _INSERT = (
     "INSERT OR REPLACE INTO predictions (model, stream, sample_time, estimate) VALUES (?, ?, ?, ?)"
 )
 NOW_HANDOVER = 256  # one write in this many goes to the writer thread (WAL checkpoints)
+CHECKPOINT_COMMITS = 1000  # commits between checkpoints (SQLite's own default: 1000 pages)
 
 
 class PredictionLog:
@@ -42,13 +43,18 @@ class PredictionLog:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
+        # Neither connection checkpoints inside a commit: SQLite's automatic checkpoint runs
+        # in the commit that crosses its threshold, so one request in a thousand waited for
+        # the copy and its two fsyncs, however long the disk took. ``checkpoint`` runs it on
+        # the writer thread once the answers of its batch have gone out.
         self._conn = connect(path, "NORMAL")
-        # The event loop's own connection, for writes that must not wait: no busy timeout,
-        # and no automatic checkpoint (its fsyncs stay on the writer thread's connection).
+        self._conn.execute("PRAGMA wal_autocheckpoint=0")
+        # The event loop's own connection, for writes that must not wait: no busy timeout.
         self._now = connect(path, "NORMAL", timeout_s=0.0)
         self._now.execute("PRAGMA wal_autocheckpoint=0")
         self._now_lock = threading.Lock()
         self._now_writes = 0
+        self._commits = 0  # since the last checkpoint, by either connection
 
     def close(self) -> None:
         with self._lock, self._now_lock:
@@ -84,7 +90,19 @@ class PredictionLog:
             return 0
         with self._lock, self._errors("store predictions"), transaction(self._conn):
             self._insert(self._conn, batches)
+        self._commits += 1
         return total
+
+    def checkpoint(self) -> bool:
+        """Copy the WAL back into the database file once ``CHECKPOINT_COMMITS`` commits have
+        gone into it (PASSIVE: it never waits for, nor blocks, a writer). Returns whether it
+        ran. For the writer thread, after it has released its batch's answers."""
+        if self._commits < CHECKPOINT_COMMITS:
+            return False
+        self._commits = 0
+        with self._lock, self._errors("checkpoint the write-ahead log"):
+            self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        return True
 
     def record_batches_now(self, batches: Sequence[PredictionBatch]) -> bool:
         """``record_batches`` if it can be done without waiting, else False (nothing written).
@@ -92,8 +110,8 @@ class PredictionLog:
         For the event loop at low load: the hand-over to the writer thread and back cost
         more than the insert itself. It gives up at once when another connection holds the
         write lock (a lab result's transaction through its fsync, the writer thread) and,
-        every ``NOW_HANDOVER`` writes, leaves one to the writer thread, whose commit
-        checkpoints the WAL.
+        every ``NOW_HANDOVER`` writes, leaves one to the writer thread, which then
+        checkpoints the WAL when it is due (``checkpoint``).
         """
         check_batches(batches)
         if not self._now_lock.acquire(blocking=False):
@@ -109,6 +127,7 @@ class PredictionLog:
                     else:
                         with transaction(self._now):
                             self._insert(self._now, batches)
+                self._commits += 1
             except StoreError as exc:
                 if isinstance(exc.__cause__, sqlite3.Error) and is_busy(exc.__cause__):
                     return False

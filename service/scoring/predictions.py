@@ -46,6 +46,12 @@ class PredictionWriter:
         self._prune(batches)  # counts the rows toward the next retention pass
         return True
 
+    def checkpoint(self) -> None:
+        """The store's upkeep after a write (SQLite: its WAL checkpoint, when due)."""
+        checkpoint = getattr(self._store().predictions, "checkpoint", None)
+        if checkpoint is not None:
+            checkpoint()
+
     def _prune_due(self, batch: Batch) -> bool:
         model, stream, times, _ = batch
         return self._unpruned.get((model, stream), 0) + len(times) >= PRUNE_EVERY_ROWS

@@ -434,3 +434,24 @@ def test_stream_locks_do_not_starve_the_pool(pg_url: str) -> None:
         second.join()
         assert not errors, errors
         assert {r.model for r in store.list()} == {"a", "b"}
+
+
+def test_no_commit_of_the_prediction_log_waits_for_a_checkpoint(tmp_path: Path) -> None:
+    """SQLite's automatic checkpoint runs inside the commit that crosses its threshold: that
+    request waited for the copy and two fsyncs (a 7 s stall on a shared disk). The log's
+    commits leave the database file alone; ``checkpoint`` copies the WAL back when due."""
+    import numpy as np
+
+    path = tmp_path / "lab.db"
+    with LabStore(path) as store:
+        log = store.predictions
+        size = path.stat().st_size
+        for i in range(1100):  # a page or more per commit: past SQLite's 1000-page threshold
+            batch = [("col", "s", np.array([T0 + i]), np.array([1.0]))]
+            if i % 2 or not log.record_batches_now(batch):  # the loop's, or (also when
+                log.record_batches(batch)  # it hands one over) the writer thread's
+        assert path.stat().st_size == size  # every page still in the WAL
+        assert log.checkpoint()
+        assert path.stat().st_size > size  # copied back
+        assert not log.checkpoint()  # and not again before the next thousand commits
+        assert log.find("col", T0 + 7, 0.5, "s") is not None
