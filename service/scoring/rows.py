@@ -152,6 +152,7 @@ def _flags(model: LoadedModel, raw: FloatArray) -> tuple[NDArray[np.bool_], NDAr
     same all-False array (read only, never written)."""
     if ((raw >= model.low) & (raw <= model.high)).all():  # NaN compares False: not "all"
         nothing = np.zeros(raw.shape, dtype=bool)
+        nothing.flags.writeable = False  # shared by both: a write would change the other
         return nothing, nothing
     return np.isnan(raw), (raw < model.low) | (raw > model.high)  # NaN compares False
 
