@@ -136,3 +136,72 @@ def test_an_idle_keep_alive_connection_is_closed(server: ServerProcess) -> None:
     got, seconds = _read_until_closed(sock, within=8)
     sock.close()
     assert got.startswith(b"HTTP/1.1 200") and seconds < 5, (got[:100], seconds)
+
+
+def _responses(sock: socket.socket, count: int) -> list[tuple[bytes, bytes]]:
+    """``count`` whole responses (head, body) read off a keep-alive connection."""
+    sock.settimeout(10)
+    buffer = b""
+    out: list[tuple[bytes, bytes]] = []
+    while len(out) < count:
+        if b"\r\n\r\n" not in buffer:
+            buffer += sock.recv(65536)
+            continue
+        head, _, rest = buffer.partition(b"\r\n\r\n")
+        length = next(
+            (
+                int(line.split(b":")[1])
+                for line in head.split(b"\r\n")[1:]
+                if line.lower().startswith(b"content-length:")
+            ),
+            0,
+        )
+        while len(rest) < length:
+            rest += sock.recv(65536)
+        out.append((head, rest[:length]))
+        buffer = rest[length:]
+    return out
+
+
+def test_answers_whole_on_one_connection_heads_pipelines_and_continues(
+    server: ServerProcess, published: Published
+) -> None:
+    """Each response head goes out with its body in one write: a HEAD (no body write), two
+    pipelined requests, a refusal and a 100-continue upload each still get their whole,
+    ordered answers on one keep-alive connection."""
+    import json
+
+    from tests.service.conftest import tiny_records
+
+    body = json.dumps({"records": tiny_records(published.data, 0, 1)}).encode()
+    post = (
+        b"POST /v1/predict HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        b"content-length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    with _connect(server) as sock:
+        sock.sendall(b"HEAD /v2/health/live HTTP/1.1\r\nhost: x\r\n\r\n")
+        sock.settimeout(10)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(65536)
+        assert head.startswith(b"HTTP/1.1 ") and head.endswith(b"\r\n\r\n"), head
+        sock.sendall(post + b"GET /v2/health/live HTTP/1.1\r\nhost: x\r\n\r\n")  # pipelined
+        (h1, b1), (h2, _) = _responses(sock, 2)
+        assert h1.startswith(b"HTTP/1.1 200") and json.loads(b1)["rows"][0]["estimate"] > -1e9
+        assert h2.startswith(b"HTTP/1.1 200")
+        sock.sendall(
+            b"POST /v1/predict HTTP/1.1\r\nhost: x\r\ncontent-type: text/plain\r\n"
+            b"content-length: 2\r\n\r\nhi"
+        )
+        ((h3, b3),) = _responses(sock, 1)
+        assert h3.startswith(b"HTTP/1.1 415") and b"application/json" in b3
+        sock.sendall(
+            post.replace(b"\r\n\r\n", b"\r\nexpect: 100-continue\r\n\r\n", 1)[
+                : post.index(b"\r\n\r\n") + len(b"\r\nexpect: 100-continue\r\n\r\n")
+            ]
+        )
+        sock.settimeout(10)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 100")
+        sock.sendall(body)
+        ((h4, b4),) = _responses(sock, 1)
+        assert h4.startswith(b"HTTP/1.1 200") and b"estimate" in b4
