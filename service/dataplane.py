@@ -148,8 +148,6 @@ class SoftSensorService:
         try:
             pending = self.log_writer.write(log)
         except StoreUnavailableError as exc:
-            if not self._stateless(log):
-                raise
             self._unlogged(log, exc)
             return None
         return None if pending is None else self._committed(pending, log)
@@ -158,13 +156,14 @@ class SoftSensorService:
         try:
             await asyncio.wrap_future(pending)
         except StoreUnavailableError as exc:
-            if not self._stateless(log):
-                raise
             self._unlogged(log, exc)
 
     def _unlogged(self, log: list[Any], exc: StoreUnavailableError) -> None:
         """Requests that need no state are answered while the database is away; a lab
-        result for one of their rows will find no estimate (stored as unmatched)."""
+        result for one of their rows will find no estimate (stored as unmatched). Any
+        other request's answer is the store's error: ``exc`` is raised again."""
+        if not self._stateless(log):
+            raise exc
         rows = sum(len(row[2]) for row in log if not isinstance(row, SavedState))
         self.metrics.unlogged.inc(rows)
         logger.warning("prediction log unavailable, %d stateless rows unlogged: %s", rows, exc)

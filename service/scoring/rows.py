@@ -102,8 +102,8 @@ def assemble_many(model: LoadedModel, parts: Sequence[tuple[Series, Series | Non
     raw = parts[0][0].values if one else np.concatenate([b.values for b, _ in parts])
     # A long series (a bulk request) is assembled by slices; anything else by one gather.
     bulk = one and len(raw) * len(model.features) > BULK_VALUES
-    imputed, outside = _flags(model, raw)
-    holes = imputed is not outside and bool(imputed.any())
+    plausible, imputed, outside = _flags(model, raw)
+    holes = not plausible and bool(imputed.any())
     blocks: list[FloatArray] = []  # segment k: request k's history rows (if any), then its rows
     owns: list[FloatArray] = []
     pads: list[int] = []
@@ -139,22 +139,21 @@ def assemble_many(model: LoadedModel, parts: Sequence[tuple[Series, Series | Non
             stacked, np.array(at, dtype=np.intp), np.array(first, dtype=np.intp)
         )
     bounds, assembled = _per_request(parts, pads, owns, x, imputed, outside)
-    if imputed is outside:  # nothing flagged
-        doubtful = np.zeros(len(raw), dtype=bool)
-    else:
-        doubtful = np.any(imputed | outside, axis=1)
+    doubtful = np.zeros(len(raw), dtype=bool) if plausible else np.any(imputed | outside, axis=1)
     return Assembly(x, doubtful, holes, bounds, assembled)
 
 
-def _flags(model: LoadedModel, raw: FloatArray) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
-    """Per value: not sent (NaN, to impute) and outside its signal's valid range. The usual
-    request, every value sent and plausible, is told by one comparison: then both are the
-    same all-False array (read only, never written)."""
+def _flags(
+    model: LoadedModel, raw: FloatArray
+) -> tuple[bool, NDArray[np.bool_], NDArray[np.bool_]]:
+    """Whether every value is sent and plausible, and per value: not sent (NaN, to impute)
+    and outside its signal's valid range. The usual request is told by one comparison; its
+    two flag arrays are then the same all-False array (read only, never written)."""
     if ((raw >= model.low) & (raw <= model.high)).all():  # NaN compares False: not "all"
         nothing = np.zeros(raw.shape, dtype=bool)
         nothing.flags.writeable = False  # shared by both: a write would change the other
-        return nothing, nothing
-    return np.isnan(raw), (raw < model.low) | (raw > model.high)  # NaN compares False
+        return True, nothing, nothing
+    return False, np.isnan(raw), (raw < model.low) | (raw > model.high)  # NaN compares False
 
 
 def _per_request(
