@@ -40,6 +40,7 @@ tools:
 	  command -v podman >/dev/null || missing="$$missing podman"; \
 	  command -v debootstrap >/dev/null || missing="$$missing debootstrap"; \
 	  command -v chromium >/dev/null || missing="$$missing chromium"; \
+	  command -v wrk >/dev/null || missing="$$missing wrk"; \
 	  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	  if [ -n "$$missing" ]; then \
 	    timeout 900 sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive \

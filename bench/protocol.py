@@ -184,7 +184,9 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--noise", type=float, nargs="+", default=[0.0, 0.05])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "debutanizer")
-    parser.add_argument("--epochs", type=int, default=TrainConfig().epochs)
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="planned epochs (default: the recipe's own)"
+    )
     parser.add_argument("--tau", type=float, default=CAConfig().tau)
     parser.add_argument("--members", type=int, default=RunConfig().members)
     parser.add_argument(

@@ -6,6 +6,7 @@ image that has no torch, so nothing here may import it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -38,7 +39,15 @@ class TrainConfig:
     """Optimization knobs; choose them on the validation split, never on test."""
 
     # Defaults chosen on the debutanizer's validation split (docs/tuning.md), never on test.
-    epochs: int = 100  # planned length; the pruning schedule is laid out over it
+    # Planned length in epochs; the pruning schedule is laid out over it. None: a plan of
+    # ``min_epochs``, and training goes on past it with the final masks while validation
+    # still improves (early stopping decides), up to ``min_steps`` optimizer steps: a network
+    # learns per step, not per pass, so a unit with a few hundred lab results would otherwise
+    # stop while it is still improving. The plan itself is not stretched: on data that
+    # overfits early a longer pruning phase only delays the final masks.
+    epochs: int | None = None
+    min_epochs: int = 100
+    min_steps: int = 10_000
     batch_size: int = 32
     lr: float = 1e-3  # Adam learning rate
     weight_decay: float = 0.003  # L2 penalty on the hidden chain (Adam's weight_decay)
@@ -59,6 +68,17 @@ class TrainConfig:
     seed: int = 0
     threads: int = 1  # tiny networks run faster, and reproducibly, on one thread
     progress: bool = True  # show a progress bar
+
+    def planned_epochs(self) -> int:
+        """The length the pruning schedule is laid out over."""
+        return self.min_epochs if self.epochs is None else self.epochs
+
+    def most_epochs(self, rows: int) -> int:
+        """How long ``rows`` training rows may train: ``epochs`` exactly when given."""
+        if self.epochs is not None:
+            return self.epochs
+        steps_per_epoch = max(1, math.ceil(rows / self.batch_size))
+        return max(self.min_epochs, math.ceil(self.min_steps / steps_per_epoch))
 
 
 @dataclass(frozen=True)

@@ -165,6 +165,7 @@ def _member_figures(
         "inputs_kept": len(shrunk.inputs_kept),
         "params_after": shrunk.count_parameters()[0],
         "epochs": chosen.epochs_run,
+        "planned_epochs": chosen.planned_epochs,
         "best_epoch": chosen.best_epoch + 1,
         "best_val_rmse": None if chosen.best_epoch < 0 else val[chosen.best_epoch],
         "refit": result.refit,

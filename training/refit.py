@@ -54,7 +54,7 @@ def refit(
         dataset.validation.y,
         network,
         replay_pruner(pruner),
-        replace(config, early_stopping=config.epochs),
+        replace(config, epochs=selected.planned_epochs, early_stopping=selected.planned_epochs),
         transform,
         ridge_alpha=selected.ridge_alpha,
     )

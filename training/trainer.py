@@ -60,6 +60,7 @@ class TrainResult:
     start_val_rmse: float | None = None  # validation RMSE of the starting linear model
     seed: int = 0
     ridge_alpha: float | None = None  # alpha of the ridge start (by validation)
+    planned_epochs: int = 0  # the length the pruning schedule was laid out over
     # Refitted on train + validation with the choices made on validation (their validation
     # figures are then in-sample); ``selected`` is the run those choices came from.
     refit: bool = False
@@ -126,6 +127,8 @@ class Trainer:
         torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)
         self.config, self.pruner = config, pruner
+        self.epochs = config.planned_epochs()
+        self.most_epochs = config.most_epochs(len(x_train))
         self.transform = transform or TargetTransform()
         self.x_scaler = self._fit_input_scaler(x_train)
         self.xt = torch.as_tensor(self.x_scaler.transform(x_train), dtype=torch.float32)
@@ -154,7 +157,7 @@ class Trainer:
                 }
             )
         self.optimizer = torch.optim.Adam(groups, lr=config.lr, foreach=True)
-        pruner.start(self.model, self.optimizer, config.epochs)
+        pruner.start(self.model, self.optimizer, self.epochs)
         self.order_gen = torch.Generator().manual_seed(config.seed)
         self.noise_gen = torch.Generator().manual_seed(config.seed + 7919)
         self.history: list[EpochRecord] = []
@@ -200,7 +203,7 @@ class Trainer:
 
     @property
     def done(self) -> bool:
-        return self.stopped or len(self.history) >= self.config.epochs
+        return self.stopped or len(self.history) >= self.most_epochs
 
     def _to_unit(self, z: FloatArray) -> FloatArray:
         """Network output (standardized, transformed) -> the target's unit."""
@@ -321,6 +324,7 @@ class Trainer:
             start_val_rmse=self.start_val_rmse,
             seed=self.config.seed,
             ridge_alpha=self.ridge_alpha,
+            planned_epochs=self.epochs,
         )
 
 
@@ -346,7 +350,7 @@ def train(
     """
     trainer = trainer_class(x_train, y_train, x_val, y_val, network, pruner, config, transform)
     bar = tqdm(
-        total=config.epochs, desc=desc or pruner.name, disable=not config.progress, leave=False
+        total=trainer.most_epochs, desc=desc or pruner.name, disable=not config.progress, leave=False
     )
     while not trainer.done:
         record = trainer.run_epoch()

@@ -143,14 +143,15 @@ def test_every_train_option_has_help_and_shows_its_default() -> None:
     for flag, default in (
         ("--seed", "0"),
         ("--hidden", "64,64"),
-        ("--epochs", "100"),
+        ("--epochs", "at least 100"),
+        ("--min-steps", "10000"),
         ("--tau", "0.5"),
         ("--patience", "3"),
         ("--members", "5"),
         ("--weight-decay", "0.003"),
     ):
         block = text.split(f"\n  {flag} ", 1)[1].split("\n  --", 1)[0]
-        assert f"(default: {default})" in " ".join(block.split()), flag
+        assert f"(default: {default}" in " ".join(block.split()), flag
 
 
 def test_bad_data_is_a_clean_error(

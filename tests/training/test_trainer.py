@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -107,3 +108,30 @@ def test_epochs_to_target() -> None:
     assert epochs_to_target([5.0, 3.0, 1.05, 0.9], 1.0) == 3
     assert epochs_to_target([5.0, 3.0], 1.0) is None
     assert epochs_to_target([5.0], None) is None
+
+
+def _curved(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 3))
+    return x, np.sin(2 * x[:, 0]) * x[:, 1] + x[:, 2] ** 2 + 0.02 * rng.normal(size=n)
+
+
+def test_a_run_still_improving_at_the_end_of_its_plan_trains_on_with_final_masks() -> None:
+    """With the default length, a small data set is not cut off while validation improves:
+    past the planned epochs the masks stay final and early stopping decides, up to the step
+    budget. Given ``epochs``, the run is exactly that long."""
+    from training.appraisal import CAPruner
+    from training.trainer import train
+
+    (xt, yt), (xv, yv) = _curved(200, 0), _curved(100, 1)
+    auto = TrainConfig(min_epochs=10, min_steps=1500, batch_size=16, lr=3e-3, progress=False)
+    assert auto.epochs is None and auto.most_epochs(len(xt)) == 116  # 13 steps per epoch
+    result = train(xt, yt, xv, yv, SMALL, CAPruner(CAConfig()), auto)
+    hist = result.history
+    assert result.planned_epochs == 10
+    assert 10 < len(hist) <= 116
+    assert result.best_epoch >= 10  # chosen past the plan
+    assert {h.sparsity for h in hist[9:]} == {hist[9].sparsity}  # no prune past the plan
+    assert hist[result.best_epoch].val_rmse < 0.8 * hist[9].val_rmse  # vs the plan's end
+    exact = train(xt, yt, xv, yv, SMALL, CAPruner(CAConfig()), replace(auto, epochs=10))
+    assert len(exact.history) == 10

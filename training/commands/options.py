@@ -125,7 +125,19 @@ def _add_optimizer_options(g: argparse._ArgumentGroup) -> None:
     from training.config import TrainConfig
 
     tc = TrainConfig()
-    g.add_argument("--epochs", type=positive_int, default=tc.epochs, help="planned epochs")
+    g.add_argument(
+        "--epochs",
+        type=positive_int,
+        default=None,
+        help=f"planned epochs (default: at least {tc.min_epochs}, and enough for "
+        f"--min-steps optimizer steps on small data sets)",
+    )
+    g.add_argument(
+        "--min-steps",
+        type=positive_int,
+        default=tc.min_steps,
+        help="optimizer steps the default length plans for at least",
+    )
     g.add_argument(
         "--batch-size", type=positive_int, default=tc.batch_size, help="rows per optimizer step"
     )
