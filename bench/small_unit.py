@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -51,7 +50,8 @@ def _wander(rng: np.random.Generator, n: int) -> np.ndarray:
     shocks = rng.normal(size=n)
     for i in range(1, n):
         x[i] = 0.995 * x[i - 1] + 0.1 * shocks[i]
-    return x / x.std()
+    scaled: np.ndarray = x / x.std()
+    return scaled
 
 
 def write_unit(path: Path, seed: int) -> None:
@@ -113,23 +113,26 @@ def main() -> None:
             runs["default"].append(_train(spec, data, seed, None))
             runs["planned_length_only"].append(_train(spec, data, seed, 1))
             print(seed, {k: round(v[-1]["test_rmse"], 4) for k, v in runs.items()}, flush=True)
-    summary = {
+    summary: dict[str, Any] = {
         name: {
-            "test_rmse_mean": statistics.mean(r["test_rmse"] for r in rr),
-            "test_rmse_std": statistics.pstdev(r["test_rmse"] for r in rr),
-            "ridge_test_rmse_mean": statistics.mean(r["ridge_test_rmse"] for r in rr),
+            "test_rmse": [r["test_rmse"] for r in rr],
+            "validation_rmse": [r["validation_rmse"] for r in rr],
+            "ridge_test_rmse": [r["ridge_test_rmse"] for r in rr],
         }
         for name, rr in runs.items()
     }
+    pairs = zip(runs["default"], runs["planned_length_only"], strict=True)
+    summary["test_rmse_ratio"] = [d["test_rmse"] / p["test_rmse"] for d, p in pairs]
     results = {"command": f"python -m bench.small_unit --seeds {args.seeds}", "runs": runs}
     results["summary"] = summary
     args.out.mkdir(parents=True, exist_ok=True)
     write_atomic(args.out / "results.json", json.dumps(results, indent=1) + "\n")
-    for name, s in summary.items():
-        print(
-            f"{name:20s} test RMSE {s['test_rmse_mean']:.4f} +- {s['test_rmse_std']:.4f} % "
-            f"(ridge {s['ridge_test_rmse_mean']:.4f} %)"
-        )
+    for name in runs:
+        s = summary[name]
+        print(f"{name:20s} test RMSE per seed {[round(v, 4) for v in s['test_rmse']]} %")
+    print(f"{'ridge':20s} test RMSE per seed {[round(v, 4) for v in s['ridge_test_rmse']]} %")
+    ratios = summary["test_rmse_ratio"]
+    print(f"default / planned length only: {[round(r, 3) for r in ratios]}")
 
 
 if __name__ == "__main__":
