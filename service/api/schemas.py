@@ -280,6 +280,11 @@ class LabResult(_Body):
 
 class LabRequest(_Body):
     model: Name | None = None
+    stream: StreamId | None = Field(
+        default=None,
+        description="the unit of every result that names none (as in a predict request); "
+        "default: the model's default stream",
+    )
     results: list[LabResult] = Field(min_length=1, max_length=10_000)
 
     model_config = ConfigDict(
@@ -308,7 +313,7 @@ class LabRequest(_Body):
         anything is stored (one would be stored and the other a conflict, half applied)."""
         seen: dict[tuple[str | None, float], int] = {}
         for i, result in enumerate(self.results):
-            key = (result.stream, _posix(result.sample_time))
+            key = (result.stream or self.stream, _posix(result.sample_time))
             if key in seen:
                 raise ValueError(
                     f"results[{i}].sample_time: duplicated (same sample as results[{seen[key]}])"

@@ -66,7 +66,8 @@ class LabDesk:
         items = []
         window = self._delay_window(slot)
         for i, result in enumerate(req.results):
-            state = self._stream(slot, result.stream or self.settings.default_stream)
+            stream = result.stream or req.stream or self.settings.default_stream
+            state = self._stream(slot, stream)
             t = to_posix(result.sample_time)
             self.rules.check_lab(t, state.clock, now, f"results[{i}].sample_time")
             known = None if result.result_time is None else to_posix(result.result_time)

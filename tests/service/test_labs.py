@@ -67,6 +67,28 @@ def test_two_units_keep_separate_bias_and_alarms(published: Published, tmp_path:
         assert {stream for stream, _ in alarms} == {"unit-a", "unit-b"}
 
 
+def test_a_lab_request_may_name_its_stream_once(published: Published, tmp_path: Path) -> None:
+    """``stream`` beside ``results``, as in a predict request: every result that names no
+    stream of its own is that unit's; one that names its own keeps it."""
+    records = tiny_records(published.data, 0, 20)
+    with TestClient(create_app(make_settings(published.root, tmp_path))) as client:
+        est_a = feed(client, "unit-a", records)
+        est_b = feed(client, "unit-b", records[:10])
+        results: list[dict[str, Any]] = [
+            {"sample_time": records[i]["timestamp"], "value": est_a[i] + 0.1} for i in (5, 6)
+        ]
+        results.append({"sample_time": records[7]["timestamp"], "value": 1.0, "stream": "unit-b"})
+        r = client.post("/v1/lab-results", json={"stream": "unit-a", "results": results})
+        assert r.status_code == 200, r.text
+        outcomes = r.json()["outcomes"]
+        assert [o["stream"] for o in outcomes] == ["unit-a", "unit-a", "unit-b"]
+        assert [o["estimate"] for o in outcomes] == pytest.approx([*est_a[5:7], est_b[7]])
+        assert client.get("/v1/lab-results", params={"stream": "default"}).json() == []
+        twice = {"stream": "unit-a", "results": results[:1] * 2}
+        refused = client.post("/v1/lab-results", json=twice)
+        assert refused.status_code == 422 and "results[1].sample_time" in refused.text
+
+
 def test_lab_results_are_judged_on_the_streams_clock(published: Published, tmp_path: Path) -> None:
     """A backfill a year old: its lab results are on time on the stream's clock (the wall
     clock would call every one late); one older than the limit on that clock is late; one for
