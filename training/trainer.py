@@ -350,7 +350,10 @@ def train(
     """
     trainer = trainer_class(x_train, y_train, x_val, y_val, network, pruner, config, transform)
     bar = tqdm(
-        total=trainer.most_epochs, desc=desc or pruner.name, disable=not config.progress, leave=False
+        total=trainer.most_epochs,
+        desc=desc or pruner.name,
+        disable=not config.progress,
+        leave=False,
     )
     while not trainer.done:
         record = trainer.run_epoch()

@@ -132,6 +132,8 @@ def test_a_run_still_improving_at_the_end_of_its_plan_trains_on_with_final_masks
     assert 10 < len(hist) <= 116
     assert result.best_epoch >= 10  # chosen past the plan
     assert {h.sparsity for h in hist[9:]} == {hist[9].sparsity}  # no prune past the plan
-    assert hist[result.best_epoch].val_rmse < 0.8 * hist[9].val_rmse  # vs the plan's end
+    best, plan_end = hist[result.best_epoch].val_rmse, hist[9].val_rmse
+    assert best is not None and plan_end is not None
+    assert best < 0.8 * plan_end  # than at the plan's end
     exact = train(xt, yt, xv, yv, SMALL, CAPruner(CAConfig()), replace(auto, epochs=10))
     assert len(exact.history) == 10
