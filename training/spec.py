@@ -45,6 +45,21 @@ class SourceSpec(_Strict):
     # Lines at the top of the file to skip before the header (csv) or the numbers
     # (whitespace): titles, comments, units. Blank lines count, as an editor shows them.
     skip_rows: int = Field(default=0, ge=0)
+    # How a csv file separates its fields, and the decimal mark of its numbers: historians
+    # and spreadsheets set up for many European locales write "49,95;50,10" (";" and ",").
+    delimiter: str = Field(default=",", min_length=1, max_length=1)
+    decimal: Literal[".", ","] = "."
+
+    @model_validator(mode="after")
+    def _marks_differ(self) -> SourceSpec:
+        if self.decimal == self.delimiter:
+            raise ValueError(
+                f"source.decimal {self.decimal!r} is also the delimiter: set source.delimiter "
+                "(';' is usual with decimal commas)"
+            )
+        if self.delimiter != "," and self.format != "csv":
+            raise ValueError("source.delimiter applies to csv files only")
+        return self
 
 
 class MissingSpec(_Strict):

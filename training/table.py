@@ -44,6 +44,7 @@ def read_table(path: Path, spec: DatasetSpec) -> pd.DataFrame:
                 keep_default_na=False,
                 skip_blank_lines=True,
                 skiprows=src.skip_rows,
+                sep=src.delimiter,
             )
         else:
             frame = pd.read_csv(
@@ -76,6 +77,10 @@ def read_table(path: Path, spec: DatasetSpec) -> pd.DataFrame:
         if src.format == "whitespace":
             frame.columns = pd.Index(src.columns)
     frame.columns = pd.Index([str(c).strip() for c in frame.columns])
+    if src.decimal != "." and src.format != "parquet":  # numbers read as text: one mark
+        for col in frame.columns:
+            if col != src.timestamp:
+                frame[col] = frame[col].str.replace(src.decimal, ".", regex=False)
     return frame.reset_index(drop=True)
 
 
@@ -133,7 +138,9 @@ def check_columns(path: Path, frame: pd.DataFrame, spec: DatasetSpec) -> None:
     present = list(frame.columns)
     for col in needed:
         if col not in present:
-            raise DataError(path, "missing: the spec needs this column", column=col)
+            raise DataError(
+                path, "missing: the spec needs this column" + _hint(spec, present), column=col
+            )
     for col in present:
         if col not in needed and col not in spec.source.ignore:
             raise DataError(
@@ -142,6 +149,19 @@ def check_columns(path: Path, frame: pd.DataFrame, spec: DatasetSpec) -> None:
     dupes = sorted({c for c in present if present.count(c) > 1})
     if dupes:
         raise DataError(path, "appears more than once", column=dupes[0])
+
+
+def _hint(spec: DatasetSpec, present: list[str]) -> str:
+    """What a one-column header says: its fields are separated by another character."""
+    if spec.source.format != "csv" or len(present) != 1:
+        return ""
+    for mark, shown in ((";", "';'"), ("\t", "a tab ('\\t')"), ("|", "'|'")):
+        if mark in present[0]:
+            return (
+                f" (the header reads as one column, {present[0][:60]!r}: are its fields "
+                f"separated by {shown}? set source.delimiter)"
+            )
+    return ""
 
 
 def parse_timestamps(path: Path, frame: pd.DataFrame, column: str) -> pd.DatetimeIndex:

@@ -3,6 +3,7 @@ range, choosing the test window, report-stamped analyzer lags, number formats in
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -182,4 +183,45 @@ def test_bad_lag_ranges_are_spec_errors(tmp_path: Path) -> None:
     spec = tmp_path / "tiny.yaml"
     spec.write_text(TINY_SPEC.replace("{signal: a, lags: [0, 1]}", "{signal: a, lags: '5..2'}"))
     with pytest.raises(SpecError, match="needs start <= end"):
+        load_spec(spec)
+
+
+def _european(src: Path, dst: Path) -> Path:
+    """``src`` as a spreadsheet in many European locales writes it: ';' and decimal commas."""
+    text = src.read_text(encoding="utf-8").replace(",", ";")
+    lines = text.splitlines()
+    body = [
+        ";".join([c.split(";")[0], *[v.replace(".", ",") for v in c.split(";")[1:]]])
+        for c in lines[1:]
+    ]
+    dst.write_text("\n".join([lines[0], *body]) + "\n", encoding="utf-8")
+    return dst
+
+
+def test_semicolons_and_decimal_commas_read_as_the_same_numbers(tmp_path: Path) -> None:
+    """``source.delimiter`` and ``source.decimal`` read a ';' file with decimal commas into
+    exactly the dataset of the ',' and '.' file; without them the error says which
+    character seems to separate the header's fields."""
+    plain = write_tiny_csv(tmp_path / "plain.csv")
+    eu = _european(plain, tmp_path / "eu.csv")
+    assert re.search(r"\d;-?\d+,\d+;", eu.read_text()) and "." not in eu.read_text()
+    spec = tmp_path / "plain.yaml"
+    spec.write_text(TINY_SPEC, encoding="utf-8")
+    with pytest.raises(DataError, match=r"separated by ';'\? set source.delimiter"):
+        load_dataset(load_spec(spec), eu)
+    eu_spec = tmp_path / "eu.yaml"
+    eu_spec.write_text(
+        TINY_SPEC.replace("timestamp: time}", "timestamp: time, delimiter: ';', decimal: ','}"),
+        encoding="utf-8",
+    )
+    a, b = load_dataset(load_spec(spec), plain), load_dataset(load_spec(eu_spec), eu)
+    for part in ("train", "validation", "test"):
+        np.testing.assert_array_equal(getattr(a, part).x, getattr(b, part).x)
+        np.testing.assert_array_equal(getattr(a, part).y, getattr(b, part).y)
+
+
+def test_a_decimal_mark_that_is_also_the_delimiter_is_refused(tmp_path: Path) -> None:
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(TINY_SPEC.replace("timestamp: time}", "timestamp: time, decimal: ','}"))
+    with pytest.raises(SpecError, match="source.decimal ',' is also the delimiter"):
         load_spec(spec)
