@@ -223,5 +223,5 @@ def test_semicolons_and_decimal_commas_read_as_the_same_numbers(tmp_path: Path) 
 def test_a_decimal_mark_that_is_also_the_delimiter_is_refused(tmp_path: Path) -> None:
     spec = tmp_path / "bad.yaml"
     spec.write_text(TINY_SPEC.replace("timestamp: time}", "timestamp: time, decimal: ','}"))
-    with pytest.raises(SpecError, match="source.decimal ',' is also the delimiter"):
+    with pytest.raises(SpecError, match=r"source\.decimal ',' is also the delimiter"):
         load_spec(spec)
