@@ -349,14 +349,16 @@ def train(
     ``trainer_class`` swaps the task (the MNIST benchmark passes its classifier's trainer).
     """
     trainer = trainer_class(x_train, y_train, x_val, y_val, network, pruner, config, transform)
-    bar = tqdm(
-        total=trainer.most_epochs,
+    bar = tqdm(  # the plan; past it, what is left of the step budget
+        total=trainer.epochs,
         desc=desc or pruner.name,
         disable=not config.progress,
         leave=False,
     )
     while not trainer.done:
         record = trainer.run_epoch()
+        if len(trainer.history) > trainer.epochs and bar.total != trainer.most_epochs:
+            bar.total = trainer.most_epochs  # still improving: training on
         bar.update()
         if record.val_rmse is None:
             bar.set_postfix(val_loss=f"{record.val_loss:.4f}", pruned=f"{record.sparsity:.0%}")
