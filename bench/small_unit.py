@@ -3,7 +3,7 @@
 A synthetic unit (five slowly wandering sensors, a quality that depends on them nonlinearly,
 one of them three samples late; a lab result every fifth sample) is what a plant with a
 few hundred lab results gives: 719 training rows. Each seed's file is trained with the
-default recipe and with the length fixed at the plan (``--min-steps 1``: the recipe before
+default recipe and with the length fixed at the plan (``--step-budget 1``: the recipe before
 training could go on past its planned epochs), and scored against ridge on the test part.
 
     python -m bench.small_unit --seeds 3
@@ -77,15 +77,15 @@ def write_unit(path: Path, seed: int) -> None:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def _train(spec: Path, data: Path, seed: int, min_steps: int | None) -> dict[str, Any]:
+def _train(spec: Path, data: Path, seed: int, step_budget: int | None) -> dict[str, Any]:
     from training.config import TrainConfig
     from training.data import load_dataset
     from training.experiment import RunConfig, run_experiment
     from training.spec import load_spec
 
     train = TrainConfig(progress=False, seed=seed)
-    if min_steps is not None:
-        train = TrainConfig(progress=False, seed=seed, min_steps=min_steps)
+    if step_budget is not None:
+        train = TrainConfig(progress=False, seed=seed, step_budget=step_budget)
     report = run_experiment(load_dataset(load_spec(spec), data), RunConfig(seed=seed, train=train))
     m = report.metrics
     return {

@@ -41,13 +41,13 @@ class TrainConfig:
     # Defaults chosen on the debutanizer's validation split (docs/tuning.md), never on test.
     # Planned length in epochs; the pruning schedule is laid out over it. None: a plan of
     # ``min_epochs``, and training goes on past it with the final masks while validation
-    # still improves (early stopping decides), up to ``min_steps`` optimizer steps: a network
-    # learns per step, not per pass, so a unit with a few hundred lab results would otherwise
-    # stop while it is still improving. The plan itself is not stretched: on data that
-    # overfits early a longer pruning phase only delays the final masks.
+    # still improves (early stopping decides), up to ``step_budget`` optimizer steps in all.
+    # A network learns per step, not per pass, so a unit with a few hundred lab results would
+    # otherwise stop while it is still improving. The plan itself is not stretched: on data
+    # that overfits early a longer pruning phase only delays the final masks.
     epochs: int | None = None
     min_epochs: int = 100
-    min_steps: int = 10_000
+    step_budget: int = 10_000
     batch_size: int = 32
     lr: float = 1e-3  # Adam learning rate
     weight_decay: float = 0.003  # L2 penalty on the hidden chain (Adam's weight_decay)
@@ -78,7 +78,7 @@ class TrainConfig:
         if self.epochs is not None:
             return self.epochs
         steps_per_epoch = max(1, math.ceil(rows / self.batch_size))
-        return max(self.min_epochs, math.ceil(self.min_steps / steps_per_epoch))
+        return max(self.min_epochs, math.ceil(self.step_budget / steps_per_epoch))
 
 
 @dataclass(frozen=True)

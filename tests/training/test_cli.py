@@ -143,8 +143,8 @@ def test_every_train_option_has_help_and_shows_its_default() -> None:
     for flag, default in (
         ("--seed", "0"),
         ("--hidden", "64,64"),
-        ("--epochs", "at least 100"),
-        ("--min-steps", "10000"),
+        ("--epochs", "100, and a run still improving"),
+        ("--step-budget", "10000"),
         ("--tau", "0.5"),
         ("--patience", "3"),
         ("--members", "5"),

@@ -129,14 +129,15 @@ def _add_optimizer_options(g: argparse._ArgumentGroup) -> None:
         "--epochs",
         type=positive_int,
         default=None,
-        help=f"planned epochs (default: at least {tc.min_epochs}, and enough for "
-        f"--min-steps optimizer steps on small data sets)",
+        help="epochs the pruning schedule is laid out over; given, exactly the run's length "
+        f"(default: {tc.min_epochs}, and a run still improving then trains on with its final "
+        "masks while validation improves, up to --step-budget optimizer steps)",
     )
     g.add_argument(
-        "--min-steps",
+        "--step-budget",
         type=positive_int,
-        default=tc.min_steps,
-        help="optimizer steps the default length plans for at least",
+        default=tc.step_budget,
+        help="optimizer steps a run without --epochs may train on to",
     )
     g.add_argument(
         "--batch-size", type=positive_int, default=tc.batch_size, help="rows per optimizer step"

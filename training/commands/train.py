@@ -41,7 +41,7 @@ def _run_config(args: argparse.Namespace) -> RunConfig:
         ),
         train=TrainConfig(
             epochs=args.epochs,
-            min_steps=args.min_steps,
+            step_budget=args.step_budget,
             batch_size=args.batch_size,
             lr=args.lr,
             weight_decay=args.weight_decay,
