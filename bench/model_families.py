@@ -55,17 +55,18 @@ class Splits:
         self.x = {k: scaler.transform(getattr(ds, k).x) for k in ("train", "validation", "test")}
         self.y = {k: getattr(ds, k).y for k in ("train", "validation", "test")}
 
-    def choose(self, candidates: Sequence[tuple[str, Maker]]) -> dict[str, Any]:
-        """The candidate best on validation, and its test RMSE."""
+    def choose(self, candidates: Sequence[tuple[str, Maker]]) -> tuple[dict[str, Any], Any]:
+        """The candidate best on validation with its test RMSE, and that fitted model."""
         best: dict[str, Any] | None = None
+        chosen: Any = None
         for label, make in candidates:
             model = make().fit(self.x["train"], self.y["train"])
             val = _rmse(model.predict(self.x["validation"]), self.y["validation"])
             if best is None or val < best["validation_rmse"]:
-                best = {"setting": label, "validation_rmse": val, "model": model}
+                best, chosen = {"setting": label, "validation_rmse": val}, model
         assert best is not None
-        best["test_rmse"] = _rmse(best.pop("model").predict(self.x["test"]), self.y["test"])
-        return best
+        best["test_rmse"] = _rmse(chosen.predict(self.x["test"]), self.y["test"])
+        return best, chosen
 
     def choose_residual(self, base: Any, candidates: Sequence[tuple[str, Maker]]) -> dict[str, Any]:
         """``base`` plus g times a model of its training residuals; setting and g by
@@ -90,8 +91,7 @@ class Splits:
 def _families(s: Splits) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     alphas = np.logspace(-4, 3, 29)
-    out["ridge"] = s.choose([(f"alpha {a:.3g}", _ridge(float(a))) for a in alphas])
-    ridge = Ridge(alpha=float(out["ridge"]["setting"].split()[1])).fit(s.x["train"], s.y["train"])
+    out["ridge"], ridge = s.choose([(f"alpha {a:.3g}", _ridge(float(a))) for a in alphas])
     boost = [
         (f"lr {lr}, depth {d}", lambda lr=lr, d=d: _boosting(lr, d))
         for lr in (0.02, 0.05)
@@ -111,13 +111,13 @@ def _families(s: Splits) -> dict[str, dict[str, Any]]:
         for a in (0.001, 0.01, 0.1)
         for g in (0.003, 0.01, 0.03)
     ]
-    out["RBF kernel ridge"] = s.choose(alone)
+    out["RBF kernel ridge"] = s.choose(alone)[0]
     trees = [(f"leaf {n}", lambda n=n: _forest(ExtraTreesRegressor, n)) for n in (1, 5, 20)]
-    out["extra trees"] = s.choose(trees)
+    out["extra trees"] = s.choose(trees)[0]
     kernel = Scale(1.0) * DotProduct(1.0) + Scale(0.1) * RBF(3.0) + WhiteKernel(0.01)
     out["Gaussian process, linear + RBF"] = s.choose(
         [("marginal likelihood", lambda: GaussianProcessRegressor(kernel, normalize_y=True))]
-    )
+    )[0]
     return out
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +86,7 @@ def _train(spec: Path, data: Path, seed: int, step_budget: int | None) -> dict[s
 
     train = TrainConfig(progress=False, seed=seed)
     if step_budget is not None:
-        train = TrainConfig(progress=False, seed=seed, step_budget=step_budget)
+        train = replace(train, step_budget=step_budget)
     report = run_experiment(load_dataset(load_spec(spec), data), RunConfig(seed=seed, train=train))
     m = report.metrics
     return {

@@ -64,7 +64,7 @@ def time_cli_run(tau: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=TrainConfig().min_epochs)
+    parser.add_argument("--epochs", type=int, default=TrainConfig().plan_epochs)
     parser.add_argument("--tau", type=float, default=0.55)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "training")
     args = parser.parse_args()

@@ -40,13 +40,13 @@ class TrainConfig:
 
     # Defaults chosen on the debutanizer's validation split (docs/tuning.md), never on test.
     # Planned length in epochs; the pruning schedule is laid out over it. None: a plan of
-    # ``min_epochs``, and training goes on past it with the final masks while validation
+    # ``plan_epochs``, and training goes on past it with the final masks while validation
     # still improves (early stopping decides), up to ``step_budget`` optimizer steps in all.
     # A network learns per step, not per pass, so a unit with a few hundred lab results would
     # otherwise stop while it is still improving. The plan itself is not stretched: on data
     # that overfits early a longer pruning phase only delays the final masks.
     epochs: int | None = None
-    min_epochs: int = 100
+    plan_epochs: int = 100
     step_budget: int = 10_000
     batch_size: int = 32
     lr: float = 1e-3  # Adam learning rate
@@ -71,14 +71,14 @@ class TrainConfig:
 
     def planned_epochs(self) -> int:
         """The length the pruning schedule is laid out over."""
-        return self.min_epochs if self.epochs is None else self.epochs
+        return self.plan_epochs if self.epochs is None else self.epochs
 
     def most_epochs(self, rows: int) -> int:
         """How long ``rows`` training rows may train: ``epochs`` exactly when given."""
         if self.epochs is not None:
             return self.epochs
         steps_per_epoch = max(1, math.ceil(rows / self.batch_size))
-        return max(self.min_epochs, math.ceil(self.step_budget / steps_per_epoch))
+        return max(self.plan_epochs, math.ceil(self.step_budget / steps_per_epoch))
 
 
 @dataclass(frozen=True)

@@ -124,7 +124,7 @@ def test_a_run_still_improving_at_the_end_of_its_plan_trains_on_with_final_masks
     from training.trainer import train
 
     (xt, yt), (xv, yv) = _curved(200, 0), _curved(100, 1)
-    auto = TrainConfig(min_epochs=10, step_budget=1500, batch_size=16, lr=3e-3, progress=False)
+    auto = TrainConfig(plan_epochs=10, step_budget=1500, batch_size=16, lr=3e-3, progress=False)
     assert auto.epochs is None and auto.most_epochs(len(xt)) == 116  # 13 steps per epoch
     result = train(xt, yt, xv, yv, SMALL, CAPruner(CAConfig()), auto)
     hist = result.history

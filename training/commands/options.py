@@ -130,7 +130,7 @@ def _add_optimizer_options(g: argparse._ArgumentGroup) -> None:
         type=positive_int,
         default=None,
         help="epochs the pruning schedule is laid out over; given, exactly the run's length "
-        f"(default: {tc.min_epochs}, and a run still improving then trains on with its final "
+        f"(default: {tc.plan_epochs}, and a run still improving then trains on with its final "
         "masks while validation improves, up to --step-budget optimizer steps)",
     )
     g.add_argument(
