@@ -94,7 +94,7 @@ def _read_streamset(
     rows = read_streamset(doc, served.tags, model.raw_signals)
     check_rows(len(rows.times), service.settings.max_batch_rows)
     stream = shape.stream or served.tags.stream
-    request = {"model": name, "stream": stream, "records": as_records(rows)}
+    request = {"model": name, "stream": stream, "records": as_records(rows), "overlap": "skip"}
     return PredictRequest.model_validate(request), served
 
 

@@ -16,11 +16,11 @@ from pydantic import (
     Field,
     JsonValue,
     StrictFloat,
-    StrictInt,
-    StringConstraints,
     field_validator,
     model_validator,
 )
+
+from service.api.values import QualityValue, Value
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"  # a model name (the registry's rule)
 VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -88,19 +88,16 @@ _COLUMNS_EXAMPLE: dict[str, JsonValue] = {
 }
 
 
-# A value is a number, null (not available) or a digital state's name ("I/O Timeout",
-# "Shutdown", as PI sends instead of a number): a state is a bad input, never a number.
-Value = StrictFloat | Annotated[str, StringConstraints(max_length=200)] | None
-# Per signal: a symbol ("Good", "Uncertain_LastKnownValue", "BadNoCommunication", PI's
-# "Questionable") or a number in the request's quality_encoding. Missing means good.
-QualityValue = StrictFloat | StrictInt | Annotated[str, StringConstraints(max_length=200)]
 QUALITY = (
     "per signal, the value's quality as the historian sent it: a symbol (Good..., "
-    "Uncertain..., Questionable, Bad...) or a number in quality_encoding; missing is good. "
+    "Uncertain..., Questionable, Bad...), a number in quality_encoding, an OPC UA status "
+    "code object {Code, Symbol}, PI's flags {Good, Questionable, Substituted}, or a boolean "
+    "(true: good); missing is good. "
     "A bad input is treated as missing (carried forward) and makes the row uncertain, too "
     "many make it bad; an uncertain input makes the row uncertain"
 )
 QualityEncoding = Literal["opcua", "opcda", "percent"]
+Overlap = Literal["refuse", "skip"]
 
 
 class Record(_Body):
@@ -132,6 +129,12 @@ class PredictRequest(_Body):
         default=None,
         description="how numeric qualities read: opcua (status code, 0 = Good), opcda "
         "(quality byte, 192 = Good) or percent (confidence 0..100)",
+    )
+    overlap: Overlap = Field(
+        default="refuse",
+        description="rows of a stream at or before its latest row: refuse the request (409), "
+        "or skip them and answer the newer rows only, as a poller that reads overlapping "
+        "windows needs (a PI Web API read always skips)",
     )
 
     @property

@@ -188,8 +188,11 @@ def write_body(
     status: Sequence[Quality],
     unit: str,
 ) -> list[dict[str, Any]]:
-    """The UpdateValuesAdHoc array for the tag map's output tags (those with a WebId)."""
+    """The UpdateValuesAdHoc array for the tag map's output tags (those with a WebId);
+    empty when there are no rows (an overlapping read that brought nothing new)."""
     stamps = [_stamp(t) for t in times]
+    if not stamps:
+        return []
     body = []
     for tag in tags.outputs:
         if tag.web_id is None or tag.value not in outputs:

@@ -153,6 +153,9 @@ class Scorer:
             except ServiceError as exc:
                 answers[i] = exc
                 continue
+            if isinstance(part, dict):  # every row seen before, and the request skips them
+                answers[i] = part
+                continue
             if req.stream is not None:
                 streams.add(key)
             groups.setdefault(id(slot), (slot, []))[1].append((i, part))
@@ -162,7 +165,9 @@ class Scorer:
             raise RuntimeError("a predict request was left without an answer")
         return done, log
 
-    def _part(self, slot: ModelSlot, req: PredictRequest) -> _Part:
+    def _part(self, slot: ModelSlot, req: PredictRequest) -> _Part | dict[str, Any]:
+        """The request read and checked, or, when it skips rows its stream has seen and
+        none is left, its answer: no rows."""
         model = slot.model
         batch, (stamps, quality) = read_series(model, req, self.settings.max_batch_rows)
         stateful = req.stream is not None
@@ -173,6 +178,14 @@ class Scorer:
         except StoreUnavailableError as exc:  # this request's answer, not its batch's
             raise StateUnavailableError(exc.reason) from exc
         clock = state.clock if stateful else -np.inf
+        if stateful and req.overlap == "skip" and not batch.times[0] > clock:
+            new = int(np.searchsorted(batch.times, clock, side="right"))  # times in order
+            if new == len(batch.times):
+                seen = (stamps[:0], state.bias.bias)
+                return self._answer(model, state, req, seen, _no_rows(), [])
+            batch = Series(batch.times[new:], batch.values[new:])
+            stamps = stamps[new:]
+            quality = None if quality is None else quality[new:]
         self.rules.check_rows(batch.times, clock, time.time(), row_field(req))
         history = None
         if stateful:
@@ -318,6 +331,21 @@ class Scorer:
             *scored[:4], statuses, None if a is None else a.t2, None if a is None else a.spe
         )
         state.last_estimate = float(numbers.corrected[-1])
+        frozen_now = state.monitors.frozen
+        return self._answer(model, state, p.req, (p.stamps, bias), numbers, frozen_now)
+
+    @staticmethod
+    def _answer(
+        model: LoadedModel,
+        state: StreamState,
+        req: PredictRequest,
+        rows: tuple[Any, float],
+        numbers: Scored,
+        frozen: list[str],
+    ) -> dict[str, Any]:
+        """The JSON-ready answer in the request's own layout; ``rows``: the timestamps as
+        sent and the bias the numbers were corrected with."""
+        stamps, bias = rows
         head = {
             "model": model.name,
             "model_version": model.version,
@@ -326,11 +354,10 @@ class Scorer:
             "bias": bias,
             "alarms": state.alarms(),
         }
-        req = p.req
         if req.columns is not None:
-            stamps = p.stamps if req.timestamp is not None else None
-            return columns_answer(head, stamps, state.monitors.frozen, numbers)
-        return records_answer(head, p.stamps, model.version, numbers)
+            shown = stamps if req.timestamp is not None else None
+            return columns_answer(head, shown, frozen, numbers)
+        return records_answer(head, stamps, model.version, numbers)
 
     def _statuses_of(
         self,
@@ -380,6 +407,11 @@ class Scorer:
     ) -> list[RowEvidence]:
         flags = (np.arange(n) < part.padded, np.full(n, stale), clamped)
         return [RowEvidence(r, f) for r, f in zip(ROW_REASONS, flags, strict=True)]
+
+
+def _no_rows() -> Scored:
+    empty = np.zeros(0)
+    return Scored(empty, empty, empty, empty, Statuses(np.zeros(0, dtype=np.uint8), {}), None, None)
 
 
 def _slice(a: Assessment | None, start: int, stop: int) -> Assessment | None:

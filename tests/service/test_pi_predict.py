@@ -12,6 +12,7 @@ tag map stops the server at start, naming the file and the key.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,53 @@ def test_the_round_trip_answers_the_recorded_write_body(server: str, published: 
             v["Value"] = None
     # ... and everything else is the documented UpdateValuesAdHoc shape, with the qualities.
     assert body == _golden("pi_predict_write.json")
+
+
+def _read_until(body: dict[str, Any], last: str) -> dict[str, Any]:
+    """The streamset read a poller made at ``last``: every value up to that time."""
+    out = json.loads(json.dumps(body))
+    for stream in out["Items"]:
+        stream["Items"] = [v for v in stream["Items"] if v["Timestamp"] <= last]
+    return out
+
+
+def test_a_connectors_overlapping_reads_write_each_row_once(
+    server: str, published: Published
+) -> None:
+    """A connector re-reads a trailing window (``startTime=*-10m``), so each read repeats
+    rows the stream has scored: those are skipped, the new rows are answered exactly as the
+    whole read answers them, and a read with nothing new writes nothing."""
+    want = _records_answer(server, published, "as-records-4")["rows"]
+    _warm(server, published, "pi-4")
+    full = _golden("pi_predict_read.json")
+    url = f"{server}/v1/predict?format=piwebapi&answer=piwebapi&stream=pi-4"
+    written: list[tuple[str, float]] = []
+    for poll in ("2026-01-01T00:07:00Z", "2026-01-01T00:09:00Z", "2026-01-01T00:09:00Z"):
+        r = httpx.post(url, json=_read_until(full, poll), timeout=30)
+        assert r.status_code == 200, r.text
+        estimate = [s for s in r.json() if OUTPUTS[s["WebId"]] == "estimate"]
+        written += [(v["Timestamp"], v["Value"]) for s in estimate for v in s["Items"]]
+    when = [datetime.fromisoformat(t) for t, _ in written]
+    assert when == [datetime.fromisoformat(row["timestamp"]) for row in want]
+    assert [v for _, v in written] == [row["estimate"] for row in want]
+    again = httpx.post(url, json=full, timeout=30)
+    assert again.status_code == 200 and again.json() == [], again.text
+
+
+def test_records_skip_the_rows_their_stream_has_seen_only_when_asked(
+    server: str, published: Published
+) -> None:
+    _warm(server, published, "rec-5")
+    window = {"stream": "rec-5", "records": tiny_records(published.data, 2, 8)}
+    refused = httpx.post(f"{server}/v1/predict", json=window, timeout=30)
+    assert refused.status_code == 409, refused.text  # the default: a conflict
+    r = httpx.post(f"{server}/v1/predict", json=window | {"overlap": "skip"}, timeout=30)
+    assert r.status_code == 200, r.text
+    alone = {"stream": "rec-5b", "records": tiny_records(published.data, 0, 8)}
+    whole = httpx.post(f"{server}/v1/predict", json=alone, timeout=30).json()["rows"]
+    assert r.json()["rows"] == whole[5:]  # rows 5..7: what the stream had not seen
+    nothing = httpx.post(f"{server}/v1/predict", json=window | {"overlap": "skip"}, timeout=30)
+    assert nothing.status_code == 200 and nothing.json()["rows"] == [], nothing.text
 
 
 def test_the_golden_bodies_have_the_shapes_the_openapi_schema_states() -> None:

@@ -1,0 +1,88 @@
+"""A sample's value and its quality, in every form historians send them, at the edge.
+
+Historians disagree on the shape of both (see ``service.plant.quality``). What the schema
+takes, beside plain numbers and symbols:
+
+- a value that is an object: PI's digital state (``{"Name": "I/O Timeout", "Value": 246,
+  "IsSystem": true}``) or PI's handled error (``{"Errors": ["..."]}``). Either is a bad value,
+  read as the state's name, so it takes the path of a state sent as text;
+- a quality that is an object: OPC UA's JSON StatusCode (``{"Code": 2150694912, "Symbol":
+  "BadNoCommunication"}``, Part 6 5.4.2.12; a missing Code is 0, Good) or PI's flags
+  (``{"Good": false, "Questionable": false, "Substituted": false}``);
+- a quality that is a boolean (Kepware's ``q``): true is good, false is bad.
+
+Each is turned into text at validation (a quality into its word), so one reading follows.
+An OPC UA Code is always read as OPC UA, whatever ``quality_encoding`` says: the object
+names its encoding.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, StrictBool, StrictFloat, StrictInt, StringConstraints
+
+from service.contracts.errors import BadInputError
+from service.plant.quality import Quality, from_opcua, from_pi, from_text
+
+Text = Annotated[str, StringConstraints(max_length=200)]
+_PI_FLAGS = frozenset({"Good", "Questionable", "Substituted", "Annotated"})
+_STATUS_KEYS = frozenset({"Code", "Symbol"})
+
+
+def _state_name(value: dict[str, Any]) -> str:
+    """A digital state object or an error object, as the name of a bad value."""
+    name, errors = value.get("Name"), value.get("Errors")
+    if isinstance(name, str) and name.strip():
+        return name[:200]
+    if isinstance(errors, list) and errors:
+        return ("Errors: " + "; ".join(str(e) for e in errors))[:200]
+    raise ValueError(
+        "an object in place of a number must be a digital state with its 'Name' or an "
+        "error with its 'Errors' list"
+    )
+
+
+def _status_word(value: dict[str, Any]) -> str:
+    """An OPC UA StatusCode object or PI's flags, as the word of its quality."""
+    keys = value.keys()
+    if keys and keys <= _STATUS_KEYS:
+        code, symbol = value.get("Code"), value.get("Symbol")
+        if code is None:  # omitted when 0 (Good); the symbol alone is read by its prefix
+            return _symbol_word(symbol) if isinstance(symbol, str) else "good"
+        if isinstance(code, bool) or not isinstance(code, int) or not 0 <= code < 2**32:
+            raise ValueError("Code must be an OPC UA status code, an integer in 0..2**32-1")
+        return from_opcua(code).word
+    if "Good" in keys and keys <= _PI_FLAGS:
+        flags = {k: value.get(k, False) for k in ("Good", "Questionable", "Substituted")}
+        if not all(isinstance(v, bool) for v in flags.values()):
+            raise ValueError("Good, Questionable and Substituted must be true or false")
+        return from_pi(flags["Good"], flags["Questionable"], flags["Substituted"]).word
+    raise ValueError(
+        "a quality object is an OPC UA status code ({'Code': ..., 'Symbol': ...}) or PI's "
+        "flags ({'Good': ..., 'Questionable': ..., 'Substituted': ...})"
+    )
+
+
+def _symbol_word(symbol: str) -> str:
+    try:
+        return from_text(symbol, "Symbol").word
+    except BadInputError as exc:  # pydantic names the field of a ValueError
+        raise ValueError(exc.detail) from exc
+
+
+def _flag_word(good: bool) -> str:
+    return (Quality.GOOD if good else Quality.BAD).word
+
+
+StateObject = Annotated[dict[str, Any], AfterValidator(_state_name)]
+StatusObject = Annotated[dict[str, Any], AfterValidator(_status_word)]
+GoodFlag = Annotated[StrictBool, AfterValidator(_flag_word)]
+
+# A value is a number, null (not available) or a bad value: a digital state's name ("I/O
+# Timeout", "Shutdown", as PI sends instead of a number) or a state or error object.
+Value = StrictFloat | Text | StateObject | None
+# Per signal: a symbol ("Good", "Uncertain_LastKnownValue", "BadNoCommunication", PI's
+# "Questionable"), a number in the request's quality_encoding, a status or flags object, or
+# a boolean. Missing means good.
+QualityValue = StrictFloat | StrictInt | Text | StatusObject | GoodFlag
