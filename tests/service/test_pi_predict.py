@@ -12,8 +12,8 @@ tag map stops the server at start, naming the file and the key.
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -134,7 +134,7 @@ def test_the_round_trip_answers_the_recorded_write_body(server: str, published: 
 
 def _read_until(body: dict[str, Any], last: str) -> dict[str, Any]:
     """The streamset read a poller made at ``last``: every value up to that time."""
-    out = json.loads(json.dumps(body))
+    out: dict[str, Any] = json.loads(json.dumps(body))
     for stream in out["Items"]:
         stream["Items"] = [v for v in stream["Items"] if v["Timestamp"] <= last]
     return out
