@@ -51,6 +51,15 @@ def _iso(t: float) -> str:
         return f"{t:.0f} s"
 
 
+def _unit_hint(t: float, now: float) -> str:
+    """Historians that send epoch numbers often send milliseconds (IP.21, Kepware) or
+    nanoseconds (InfluxDB); a number that is one of those for a time near now says so."""
+    for unit, scale in (("milliseconds", 1e3), ("microseconds", 1e6), ("nanoseconds", 1e9)):
+        if abs(t / scale - now) < 10 * 365 * 86400:
+            return f"; it reads as {unit} since 1970: a number here is POSIX seconds"
+    return ""
+
+
 @dataclass(frozen=True)
 class TimeRules:
     """How far from the stream's clock and the wall clock a time may lie (seconds)."""
@@ -72,6 +81,7 @@ class TimeRules:
                 f"{field.format(i=i)}: {_iso(float(times[i]))} lies "
                 f"{float(times[i]) - now:.0f} s in the future of the service's clock "
                 f"(limit {self.predict_max_future_s:g} s, SOFTSENSOR_PREDICT_MAX_FUTURE_S)"
+                + _unit_hint(float(times[i]), now)
             )
         first = float(times[0])
         if math.isfinite(clock) and first - clock > self.stream_max_jump_s:

@@ -66,6 +66,22 @@ def test_an_absurd_timestamp_cannot_hijack_a_stream(
     )
 
 
+@pytest.mark.parametrize(("scale", "unit"), [(1e3, "milliseconds"), (1e9, "nanoseconds")])
+def test_an_epoch_in_another_unit_is_refused_with_the_unit_named(
+    client: TestClient, scale: float, unit: str
+) -> None:
+    """IP.21 and Kepware send epoch milliseconds, InfluxDB nanoseconds: the refusal says what
+    the number looks like, not only that it lies in the future."""
+    import time
+
+    when = float(int(time.time() - 60) * scale)
+    columns = {"timestamp": [when], "columns": {k: [1.0] for k in ("a", "b", "q")}}
+    r = client.post("/v1/predict", json=columns)
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"]
+    assert detail.startswith("timestamp[0]") and f"reads as {unit} since 1970" in detail, detail
+
+
 def test_a_jump_far_past_the_streams_clock_is_refused_unless_live(
     published: Published, tmp_path: Path
 ) -> None:
