@@ -9,7 +9,7 @@ connection opened), or whose body stops arriving for ``body_timeout_s`` (408). T
 keep-alive timeout between requests is uvicorn's own (``timeout_keep_alive``).
 
 It also sends each response's head together with its body (``_OneWrite``): uvicorn writes
-them in two sends.
+them in two sends; and it tells the app how many requests are in flight (``IN_FLIGHT``).
 
 Selected with ``uvicorn.run(..., http=GuardedHttpToolsProtocol)``; the limits come from the
 process's :class:`service.settings.Settings`, read once per worker process.
@@ -43,6 +43,10 @@ def process_limits() -> HttpLimits:
 
 
 IDLE, HEADERS, BODY = 0, 1, 2  # where a connection's current request stands
+# Scope key of the worker's requests in flight (uvicorn's set of their tasks, one per request
+# from its headers to its answer, across connections): with only its own there, a predict
+# request has nobody to be batched with and is scored at once (``service.scoring.batcher``).
+IN_FLIGHT = "softsensor.in_flight"
 
 
 class _OneWrite:
@@ -190,6 +194,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._header_bytes += len(data)  # still in the headers: all of it was header
         if self._header_bytes > self._limits.max_header_bytes:
             self._refuse(431, f"request headers exceed {self._limits.max_header_bytes} bytes")
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.scope[IN_FLIGHT] = self.tasks  # type: ignore[literal-required]
 
     def on_response_complete(self) -> None:
         self._writes.flush()  # a response without a body write (HEAD, 204) sends its head

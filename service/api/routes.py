@@ -30,6 +30,7 @@ from service.api.admin_schemas import (
 from service.api.audit import audit_trail
 from service.api.body import read_body
 from service.api.columnar import read_predict
+from service.api.http_protocol import IN_FLIGHT
 from service.api.pi_predict import Answer, PredictQuery, read_query, read_shaped
 from service.api.schemas import (
     NAME_PATTERN,
@@ -135,7 +136,8 @@ async def predict(request: Request) -> Response:
             payload, answer = await asyncio.to_thread(_score_big, service, body, shape)
         else:
             req, answer = _read(service, body, shape)
-            payload = await service.batchers.score(req)
+            alone = len(request.scope.get(IN_FLIGHT, (None, None))) == 1
+            payload = await service.batchers.score(req, alone)
     except ValidationError as exc:
         if shape is None and any(e["loc"][:1] == ("Items",) for e in exc.errors()):
             raise BadInputError(

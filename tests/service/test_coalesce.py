@@ -360,5 +360,8 @@ def test_a_real_server_coalesces_concurrent_clients(published: Published, tmp_pa
             if s.name.endswith(("_sum", "_count"))
         }
         assert sizes["softsensor_predict_batch_requests_sum"] == 128  # every request, once
+        # a lone request is scored at once, so only the concurrent ones can share a call:
+        # they did (the server saw the others in flight), and the 64 lone ones did not
+        assert 64 < sizes["softsensor_predict_batch_requests_count"] < 128
     finally:
         server.stop()
