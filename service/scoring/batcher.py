@@ -6,8 +6,8 @@ later (the requests read from the sockets meanwhile join), scores the queue in o
 (one lag assembly, one onnxruntime call) that answers each request exactly as alone.
 Nothing waits for a time or a batch size: a request the server knows to be its only one in
 flight is scored at once, any other after two passes of the loop; a busy model gets batches
-the size of its backlog. Scoring after
-one pass gave half the batch size (7 against 15 requests at 16 connections).
+the size of its backlog. Scoring after one pass gave half the batch size (7 against 15
+requests at 16 connections).
 
 What could block the loop is not the scoring but what it shares with worker threads: the
 SQLite file, whose writer lock a lab-result transaction holds through its fsync. So the
