@@ -136,7 +136,8 @@ async def predict(request: Request) -> Response:
             payload, answer = await asyncio.to_thread(_score_big, service, body, shape)
         else:
             req, answer = _read(service, body, shape)
-            alone = len(request.scope.get(IN_FLIGHT, (None, None))) == 1
+            in_flight = request.scope.get(IN_FLIGHT)  # absent: not known, so not alone
+            alone = in_flight is not None and len(in_flight) == 1
             payload = await service.batchers.score(req, alone)
     except ValidationError as exc:
         if shape is None and any(e["loc"][:1] == ("Items",) for e in exc.errors()):

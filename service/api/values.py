@@ -23,7 +23,8 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, StrictBool, StrictFloat, StrictInt, StringConstraints
 
 from service.contracts.errors import BadInputError
-from service.plant.quality import Quality, from_opcua, from_pi, from_text
+from service.plant.piwebapi import pi_flags, state_text
+from service.plant.quality import Quality, from_opcua, from_text
 
 Text = Annotated[str, StringConstraints(max_length=200)]
 _PI_FLAGS = frozenset({"Good", "Questionable", "Substituted", "Annotated"})
@@ -32,11 +33,9 @@ _STATUS_KEYS = frozenset({"Code", "Symbol"})
 
 def _state_name(value: dict[str, Any]) -> str:
     """A digital state object or an error object, as the name of a bad value."""
-    name, errors = value.get("Name"), value.get("Errors")
-    if isinstance(name, str) and name.strip():
-        return name[:200]
-    if isinstance(errors, list) and errors:
-        return ("Errors: " + "; ".join(str(e) for e in errors))[:200]
+    text = state_text(value)
+    if text is not None:
+        return text
     raise ValueError(
         "an object in place of a number must be a digital state with its 'Name' or an "
         "error with its 'Errors' list"
@@ -54,10 +53,7 @@ def _status_word(value: dict[str, Any]) -> str:
             raise ValueError("Code must be an OPC UA status code, an integer in 0..2**32-1")
         return from_opcua(code).word
     if "Good" in keys and keys <= _PI_FLAGS:
-        flags = {k: value.get(k, False) for k in ("Good", "Questionable", "Substituted")}
-        if not all(isinstance(v, bool) for v in flags.values()):
-            raise ValueError("Good, Questionable and Substituted must be true or false")
-        return from_pi(flags["Good"], flags["Questionable"], flags["Substituted"]).word
+        return _pi_word(value)
     raise ValueError(
         "a quality object is an OPC UA status code ({'Code': ..., 'Symbol': ...}) or PI's "
         "flags ({'Good': ..., 'Questionable': ..., 'Substituted': ...})"
@@ -68,6 +64,13 @@ def _symbol_word(symbol: str) -> str:
     try:
         return from_text(symbol, "Symbol").word
     except BadInputError as exc:  # pydantic names the field of a ValueError
+        raise ValueError(exc.detail) from exc
+
+
+def _pi_word(flags: dict[str, Any]) -> str:
+    try:
+        return pi_flags(flags, "flags").word
+    except BadInputError as exc:
         raise ValueError(exc.detail) from exc
 
 

@@ -71,14 +71,33 @@ def _time(raw: object, where: str) -> datetime:
         raise BadInputError(f"{where}.Timestamp: {raw[:40]!r} is out of range") from exc
 
 
+def state_text(value: Mapping[str, Any]) -> str | None:
+    """The text of a digital state object (its ``Name``) or of a handled error (its
+    ``Errors`` joined); None for any other object."""
+    name = value.get("Name")
+    if isinstance(name, str) and name.strip():
+        return name[:80]
+    errors = value.get("Errors")
+    if isinstance(errors, list) and errors:
+        return "; ".join(str(e) for e in errors)[:200]
+    return None
+
+
+def pi_flags(item: Mapping[str, Any], where: str) -> Quality:
+    """A value's quality from PI's flags (a missing flag: Good true, the others false)."""
+    good = item.get("Good", True)
+    questionable = item.get("Questionable", False)
+    substituted = item.get("Substituted", False)
+    if not all(isinstance(flag, bool) for flag in (good, questionable, substituted)):
+        raise BadInputError(f"{where}: Good, Questionable and Substituted must be true or false")
+    return from_pi(good, questionable, substituted)
+
+
 def _bad_text(value: object) -> str:
     """What PI put where a bad value's number would be: a digital state, errors, text."""
-    if isinstance(value, Mapping):
-        if "Name" in value:
-            return str(value["Name"])[:80]
-        errors = value.get("Errors")
-        if isinstance(errors, list):
-            return "; ".join(str(e) for e in errors)[:200]
+    text = state_text(value) if isinstance(value, Mapping) else None
+    if text is not None:
+        return text
     return "bad value" if value is None else str(value)[:80]
 
 
@@ -87,15 +106,11 @@ def read_point(item: object, where: str) -> PiPoint:
     if not isinstance(item, Mapping):
         raise BadInputError(f"{where}: a PI value object is required")
     when = _time(item.get("Timestamp"), where)
-    good = item.get("Good", True)
-    questionable = item.get("Questionable", False)
-    substituted = item.get("Substituted", False)
-    if not all(isinstance(flag, bool) for flag in (good, questionable, substituted)):
-        raise BadInputError(f"{where}: Good, Questionable and Substituted must be true or false")
+    quality = pi_flags(item, where)
     value = item.get("Value")
     if "Errors" in item:  # a handled error in the transfer: no value at all
-        good, value = False, {"Errors": item["Errors"]}
-    if not good:
+        quality, value = Quality.BAD, {"Errors": item["Errors"]}
+    if quality is Quality.BAD:
         return PiPoint(when, None, Quality.BAD, _bad_text(value))
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise BadInputError(
@@ -108,7 +123,7 @@ def read_point(item: object, where: str) -> PiPoint:
         number = math.inf
     if not math.isfinite(number):
         raise BadInputError(f"{where}.Value: not a finite number")
-    return PiPoint(when, number, from_pi(good, questionable, substituted))
+    return PiPoint(when, number, quality)
 
 
 def _streams(body: object) -> list[Mapping[str, Any]]:

@@ -181,8 +181,8 @@ class Scorer:
         if stateful and req.overlap == "skip" and not batch.times[0] > clock:
             new = int(np.searchsorted(batch.times, clock, side="right"))  # times in order
             if new == len(batch.times):
-                seen = (stamps[:0], state.bias.bias)
-                return self._answer(model, state, req, seen, _no_rows(), [])
+                bias = state.bias.bias
+                return self._answer(model, state, req, stamps[:0], bias, _no_rows(), [])
             batch = Series(batch.times[new:], batch.values[new:])
             stamps = stamps[new:]
             quality = None if quality is None else quality[new:]
@@ -331,21 +331,20 @@ class Scorer:
             *scored[:4], statuses, None if a is None else a.t2, None if a is None else a.spe
         )
         state.last_estimate = float(numbers.corrected[-1])
-        frozen_now = state.monitors.frozen
-        return self._answer(model, state, p.req, (p.stamps, bias), numbers, frozen_now)
+        return self._answer(model, state, p.req, p.stamps, bias, numbers, state.monitors.frozen)
 
     @staticmethod
     def _answer(
         model: LoadedModel,
         state: StreamState,
         req: PredictRequest,
-        rows: tuple[Any, float],
+        stamps: Any,
+        bias: float,
         numbers: Scored,
         frozen: list[str],
     ) -> dict[str, Any]:
-        """The JSON-ready answer in the request's own layout; ``rows``: the timestamps as
-        sent and the bias the numbers were corrected with."""
-        stamps, bias = rows
+        """The JSON-ready answer in the request's own layout: the timestamps as sent, the
+        bias the numbers were corrected with, the stream's frozen signals."""
         head = {
             "model": model.name,
             "model_version": model.version,
