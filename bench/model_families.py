@@ -5,8 +5,9 @@ on this split. This asks whether any common nonlinear family does, with its sett
 on the validation split alone, as the network's are, so it is not a search for the test
 figure: ridge; ridge plus a shrunken residual model (gradient boosting, a random forest or
 RBF kernel ridge; the shrinkage, 0 included, is chosen on validation too); kernel ridge and
-extra trees on their own; and a Gaussian process with a linear plus RBF kernel (its settings
-by marginal likelihood).
+extra trees on their own; a Gaussian process with a linear plus RBF kernel (its settings
+by marginal likelihood); and ridge on the inputs plus products of them (x_i x_j): every product
+at once, or the single product best on validation, the smallest nonlinearity there is.
 Each family's test RMSE is taken once, for its validation choice.
 
     python -m bench.model_families
@@ -15,6 +16,7 @@ Each family's test RMSE is taken once, for its validation choice.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -49,11 +51,18 @@ def _rmse(a: np.ndarray, b: np.ndarray) -> float:
 class Splits:
     """The protocol's three splits, inputs standardized on the training rows."""
 
-    def __init__(self, spec: Path, data: Path) -> None:
+    def __init__(
+        self, x: dict[str, np.ndarray], y: dict[str, np.ndarray], names: Sequence[str]
+    ) -> None:
+        self.x, self.y, self.names = x, y, list(names)
+
+    @classmethod
+    def load(cls, spec: Path, data: Path) -> Splits:
         ds = load_dataset(load_spec(spec), data)
         scaler = StandardScaler().fit(ds.train.x)
-        self.x = {k: scaler.transform(getattr(ds, k).x) for k in ("train", "validation", "test")}
-        self.y = {k: getattr(ds, k).y for k in ("train", "validation", "test")}
+        parts = ("train", "validation", "test")
+        x = {k: scaler.transform(getattr(ds, k).x) for k in parts}
+        return cls(x, {k: getattr(ds, k).y for k in parts}, ds.feature_names)
 
     def choose(self, candidates: Sequence[tuple[str, Maker]]) -> tuple[dict[str, Any], Any]:
         """The candidate best on validation with its test RMSE, and that fitted model."""
@@ -118,6 +127,36 @@ def _families(s: Splits) -> dict[str, dict[str, Any]]:
     out["Gaussian process, linear + RBF"] = s.choose(
         [("marginal likelihood", lambda: GaussianProcessRegressor(kernel, normalize_y=True))]
     )[0]
+    out.update(product_families(s, alphas))
+    return out
+
+
+def product_families(s: Splits, alphas: np.ndarray) -> dict[str, dict[str, Any]]:
+    """Ridge on the inputs plus all their pairwise products, and plus the one product best on
+    validation (each pair's alpha by validation too)."""
+    n = s.x["train"].shape[1]
+    pairs = list(itertools.combinations_with_replacement(range(n), 2))
+    plain = dict(s.x)
+
+    def widen(chosen: Sequence[tuple[int, int]]) -> None:
+        for k, x in plain.items():
+            s.x[k] = np.column_stack([x, *(x[:, i] * x[:, j] for i, j in chosen)])
+
+    ridges = [(f"alpha {a:.3g}", _ridge(float(a))) for a in alphas]
+    out: dict[str, dict[str, Any]] = {}
+    try:
+        widen(pairs)
+        out["ridge + all pairwise products"] = s.choose(ridges)[0]
+        best: dict[str, Any] | None = None
+        for i, j in pairs:
+            widen([(i, j)])
+            result = s.choose(ridges)[0]
+            if best is None or result["validation_rmse"] < best["validation_rmse"]:
+                best = {**result, "setting": f"{s.names[i]} * {s.names[j]}, {result['setting']}"}
+        assert best is not None
+        out["ridge + best single product"] = best
+    finally:
+        s.x.update(plain)
     return out
 
 
@@ -145,7 +184,7 @@ def main() -> None:
         raise SystemExit(f"debutanizer data not found at {args.data}; nothing to measure")
     results: dict[str, Any] = {
         "command": "python -m bench.model_families",
-        "families": _families(Splits(args.spec, args.data)),
+        "families": _families(Splits.load(args.spec, args.data)),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     write_atomic(args.out / "results.json", json.dumps(results, indent=1) + "\n")
