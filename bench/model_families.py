@@ -11,6 +11,8 @@ at once, or the single product best on validation, the smallest nonlinearity the
 Each family's test RMSE is taken once, for its validation choice.
 
     python -m bench.model_families
+    python -m bench.model_families --spec training/specs/debutanizer_lags.yaml \
+        --out bench/results/model_families_lags
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -183,7 +186,7 @@ def main() -> None:
     if not args.data.is_file():
         raise SystemExit(f"debutanizer data not found at {args.data}; nothing to measure")
     results: dict[str, Any] = {
-        "command": "python -m bench.model_families",
+        "command": " ".join(["python -m bench.model_families", *sys.argv[1:]]),
         "families": _families(Splits.load(args.spec, args.data)),
     }
     args.out.mkdir(parents=True, exist_ok=True)
