@@ -139,27 +139,22 @@ def product_families(s: Splits, alphas: np.ndarray) -> dict[str, dict[str, Any]]
     validation (each pair's alpha by validation too)."""
     n = s.x["train"].shape[1]
     pairs = list(itertools.combinations_with_replacement(range(n), 2))
-    plain = dict(s.x)
 
-    def widen(chosen: Sequence[tuple[int, int]]) -> None:
-        for k, x in plain.items():
-            s.x[k] = np.column_stack([x, *(x[:, i] * x[:, j] for i, j in chosen)])
+    def widened(chosen: Sequence[tuple[int, int]]) -> Splits:
+        x = {
+            k: np.column_stack([v, *(v[:, i] * v[:, j] for i, j in chosen)]) for k, v in s.x.items()
+        }
+        return Splits(x, s.y, s.names)
 
     ridges = [(f"alpha {a:.3g}", _ridge(float(a))) for a in alphas]
-    out: dict[str, dict[str, Any]] = {}
-    try:
-        widen(pairs)
-        out["ridge + all pairwise products"] = s.choose(ridges)[0]
-        best: dict[str, Any] | None = None
-        for i, j in pairs:
-            widen([(i, j)])
-            result = s.choose(ridges)[0]
-            if best is None or result["validation_rmse"] < best["validation_rmse"]:
-                best = {**result, "setting": f"{s.names[i]} * {s.names[j]}, {result['setting']}"}
-        assert best is not None
-        out["ridge + best single product"] = best
-    finally:
-        s.x.update(plain)
+    out = {"ridge + all pairwise products": widened(pairs).choose(ridges)[0]}
+    best: dict[str, Any] | None = None
+    for i, j in pairs:
+        result = widened([(i, j)]).choose(ridges)[0]
+        if best is None or result["validation_rmse"] < best["validation_rmse"]:
+            best = {**result, "setting": f"{s.names[i]} * {s.names[j]}, {result['setting']}"}
+    assert best is not None
+    out["ridge + best single product"] = best
     return out
 
 
