@@ -2,7 +2,8 @@
 
 Composition, outermost first (Starlette's pattern; each layer is a plain ASGI app):
 
-    CORS (only if configured) -> RequestMetrics -> BodyLimit -> JsonBodies -> router
+    CORS (only if configured) -> RequestMetrics -> BodyLimit -> JsonBodies -> ContentEncoding
+        -> HeadAsGet -> router
         POST /v1/predict -> routes.predict (a Starlette route); each answer's latest row
                             also goes to the OPC UA server when one runs (--opcua)
         anything else    -> the FastAPI app (lab results, models, admin, v2, docs, metrics)
@@ -30,8 +31,9 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route
 
 from service.api.docs_pages import install_docs
+from service.api.encoding import ContentEncoding
 from service.api.errors import exception_handlers, private_roots
-from service.api.middleware import BodyLimit, JsonBodies, RequestMetrics
+from service.api.middleware import BodyLimit, HeadAsGet, JsonBodies, RequestMetrics
 from service.api.oip import router as v2_router
 from service.api.openapi import install_openapi
 from service.api.routes import admin, admin_v1, ops, predict, v1
@@ -142,6 +144,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Middleware(RequestMetrics, metrics=metrics),
         Middleware(BodyLimit, limit=settings.max_body_bytes, roots=roots),
         Middleware(JsonBodies, roots=roots),
+        Middleware(ContentEncoding, limit=settings.max_body_bytes, roots=roots),
+        Middleware(HeadAsGet),
     ]
     if settings.cors_origins:  # outermost, so that refusals carry the CORS headers too
         cors = Middleware(

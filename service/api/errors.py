@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from service.api.forms import MAX_PROBLEMS, collapse_forms
 from service.api.types import Receive, Scope, Send
 from service.contracts.errors import PathError, ServiceError, SoftSensorError
 from service.settings import Settings
@@ -72,13 +73,14 @@ def error_body(exc: Exception, roots: Sequence[Path] = ()) -> ErrorAnswer:
         body = {"error": exc.error, "detail": exc.public(roots)}
         return ErrorAnswer(exc.status, body, exc.headers)
     if isinstance(exc, RequestValidationError | ValidationError):
+        found = collapse_forms(exc.errors())
         problems = [
-            {
-                "field": ".".join(_field_part(p) for p in e["loc"] if p != "body") or "body",
-                "reason": e["msg"],
-            }
-            for e in exc.errors()
+            {"field": ".".join(_field_part(p) for p in loc if p != "body") or "body", "reason": why}
+            for loc, why in found[:MAX_PROBLEMS]
         ]
+        if len(found) > MAX_PROBLEMS:
+            more = f"and {len(found) - MAX_PROBLEMS} more problems, not listed"
+            problems.append({"field": "body", "reason": more})
         return ErrorAnswer(422, {"error": "bad_input", "detail": problems})
     if isinstance(exc, HTTPException):  # the framework's own: unreadable body, 404, 405
         if isinstance(exc.__cause__, ServiceError):  # e.g. the body limit hit while reading
@@ -102,6 +104,8 @@ def allowed_methods(paths: Mapping[str, Mapping[str, Any]], path: str, named: st
         pattern = re.sub(r"\\{[^}]+\\}", "[^/]+", re.escape(template))
         if re.fullmatch(pattern, path):
             methods |= {m.upper() for m in operations if m != "parameters"}
+    if "GET" in methods:  # service.api.middleware.HeadAsGet
+        methods.add("HEAD")
     return ", ".join(sorted(methods))
 
 

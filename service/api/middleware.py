@@ -125,3 +125,25 @@ class RequestMetrics:
             route = scope.get("route")
             endpoint = getattr(route, "path", None) or "unmatched"
             self._record(endpoint, scope["method"], status, time.perf_counter() - started)
+
+
+class HeadAsGet:
+    """HEAD answered as GET without its body, on every GET endpoint (RFC 9110 9.3.2: a
+    general-purpose server supports both; load balancers and uptime checkers probe health
+    with HEAD). FastAPI's routes take GET only, so the app gets the request as a GET and the
+    HTTP server, which still sees HEAD, sends the headers alone (Content-Length included).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+        inner = {**scope, "method": "GET"}
+        try:
+            await self.app(inner, receive, send)
+        finally:  # the matched route, for the metrics of the layers outside
+            if "route" in inner:
+                scope["route"] = inner["route"]

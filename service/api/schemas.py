@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from service.api.forms import form
 from service.api.values import QualityValue, Value
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"  # a model name (the registry's rule)
@@ -28,7 +29,7 @@ Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 StreamId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:/-]+$")]
 # Numbers first: the smart union then settles a POSIX time without trying a date parse,
 # 4x quicker on a long columnar batch (the result is the same either way).
-Stamp = StrictFloat | datetime
+Stamp = Annotated[StrictFloat, form("seconds")] | Annotated[datetime, form("iso time")]
 # Lab sample times are stored and listed as dates: keep them inside what a datetime holds
 # (years 1..9999, a day of margin for time zones), or one bad value would break the listing.
 # The bounds are in the schema too, so a client (and a schema fuzzer) knows them.
@@ -53,7 +54,7 @@ def _text_not_number(value: object) -> object:
 
 
 IsoTime = Annotated[datetime, BeforeValidator(_text_not_number)]
-DateStamp = DateSeconds | IsoTime
+DateStamp = Annotated[DateSeconds, form("seconds")] | Annotated[IsoTime, form("iso time")]
 
 
 class _Body(BaseModel):

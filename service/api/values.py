@@ -22,6 +22,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, StrictBool, StrictFloat, StrictInt, StringConstraints
 
+from service.api.forms import form
 from service.contracts.errors import BadInputError
 from service.plant.piwebapi import pi_flags, state_text
 from service.plant.quality import Quality, from_opcua, from_text
@@ -84,8 +85,19 @@ GoodFlag = Annotated[StrictBool, AfterValidator(_flag_word)]
 
 # A value is a number, null (not available) or a bad value: a digital state's name ("I/O
 # Timeout", "Shutdown", as PI sends instead of a number) or a state or error object.
-Value = StrictFloat | Text | StateObject | None
+Value = (
+    Annotated[StrictFloat, form("number")]
+    | Annotated[Text, form("state name")]
+    | Annotated[StateObject, form("state object")]
+    | None
+)
 # Per signal: a symbol ("Good", "Uncertain_LastKnownValue", "BadNoCommunication", PI's
 # "Questionable"), a number in the request's quality_encoding, a status or flags object, or
 # a boolean. Missing means good.
-QualityValue = StrictFloat | StrictInt | Text | StatusObject | GoodFlag
+QualityValue = (
+    Annotated[StrictFloat, form("quality code")]
+    | Annotated[StrictInt, form("quality code")]
+    | Annotated[Text, form("quality word")]
+    | Annotated[StatusObject, form("status object")]
+    | Annotated[GoodFlag, form("boolean")]
+)

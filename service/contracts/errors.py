@@ -123,6 +123,14 @@ class BadInputError(ServiceError):
     error = "bad_input"
 
 
+class UnreadableBodyError(ServiceError):
+    """A body that is not what its headers say it is (corrupt or truncated compressed data):
+    it cannot be read at all, so nothing in it can be named."""
+
+    status = 400
+    error = "bad_request"
+
+
 class PayloadTooLargeError(ServiceError):
     status = 413
     error = "payload_too_large"

@@ -136,7 +136,7 @@ def test_401_names_its_scheme_and_405_lists_the_allowed_methods(
         assert r.headers["www-authenticate"].startswith("Bearer")
         for method, path, allowed in (
             ("DELETE", "/v1/predict", {"POST"}),
-            ("PUT", "/v1/lab-results", {"GET", "POST"}),
+            ("PUT", "/v1/lab-results", {"GET", "HEAD", "POST"}),
             ("TRACE", "/v2/models/tiny/infer", {"POST"}),
         ):
             r = c.request(method, path)
