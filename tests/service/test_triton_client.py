@@ -26,11 +26,14 @@ def server(published: Published, tmp_path: Path) -> Iterator[ServerProcess]:
         proc.stop()
 
 
+@pytest.mark.parametrize("compression", [None, "gzip", "deflate"])
 def test_tritonclient_reads_metadata_and_infers(
-    server: ServerProcess, published: Published
+    server: ServerProcess, published: Published, compression: str | None
 ) -> None:
     """Triton's own HTTP client sends no Content-Type: it must still get its estimates, equal
-    to what the exported model gives on the rows training assembled."""
+    to what the exported model gives on the rows training assembled; also with the body
+    compressed, as the client does when asked (``request_compression_algorithm``), and
+    asking for a compressed answer, which it reads uncompressed as well."""
     client = httpclient.InferenceServerClient(url=server.url.removeprefix("http://"))
     try:
         assert client.is_server_live() and client.is_server_ready()
@@ -45,7 +48,14 @@ def test_tritonclient_reads_metadata_and_infers(
         tensor = httpclient.InferInput(inp["name"], list(x.shape), "FP32")
         tensor.set_data_from_numpy(x, binary_data=False)
         wanted = httpclient.InferRequestedOutput(out["name"], binary_data=False)
-        result = client.infer("tiny", [tensor], outputs=[wanted], request_id="7")
+        result = client.infer(
+            "tiny",
+            [tensor],
+            outputs=[wanted],
+            request_id="7",
+            request_compression_algorithm=compression,
+            response_compression_algorithm=compression,
+        )
     finally:
         client.close()
     estimate = result.as_numpy(out["name"])
