@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 from service.contracts.arrays import FloatArray
 from service.contracts.features import assemble_rows, derive_signals, max_lag
 from training.errors import DataError
+from training.gaps import find_gaps, gap_warning
 from training.spec import DatasetSpec, MissingSpec, SignalSpec, TargetSpec
 from training.split import split_bounds
 from training.table import (
@@ -66,6 +67,7 @@ class Dataset:
     # Analyzer values outside the target's declared range (or where its transform is
     # undefined): left out as labels, counted here and warned about.
     target_out_of_range: int = 0
+    rows_across_gaps: int = 0  # usable rows left out: their lags or label span a time gap
     warnings: list[str] = field(default_factory=list)  # for the person running the job
 
     @property
@@ -222,6 +224,15 @@ def _build(
         labels[row] = value
     y = labels[history:]
     keep = np.isfinite(x).all(axis=1) & np.isfinite(y)
+    interval = spec.source.sample_interval_s
+    gaps = find_gaps(stamps, interval)
+    across_gaps = 0
+    if gaps is not None and stamps is not None and interval is not None:
+        ahead = spec.target.analyzer_delay if spec.target.stamped_at == "report" else 0
+        spans = gaps.spanned(index, history, ahead)
+        across_gaps = int((keep & spans).sum())
+        keep &= ~spans
+        warnings.append(gap_warning(gaps, across_gaps, interval, stamps))
     x, y, index = x[keep], y[keep], index[keep]
 
     bounds = split_bounds(p, spec, index, stamps, len(features), history)
@@ -247,6 +258,7 @@ def _build(
         noise_sigma=noise_sigma,
         timestamps=[t.isoformat() for t in stamps[used]] if stamps is not None else None,
         target_out_of_range=cleaned.target_outside,
+        rows_across_gaps=across_gaps,
         warnings=warnings,
     )
 

@@ -15,6 +15,11 @@ from numpy.typing import NDArray
 
 from service.contracts.arrays import FloatArray
 
+# A step between two samples longer than this many sample intervals is a gap in time: lags
+# are taken by sample, so no row's lags may span one. Training leaves such rows out
+# (``training.gaps``) and the service starts a stream's lag history afresh after one.
+GAP_INTERVALS = 1.5
+
 
 @dataclass(frozen=True)
 class LagFeature:

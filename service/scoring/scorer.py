@@ -190,7 +190,7 @@ class Scorer:
         history = None
         if stateful:
             state.check_order(float(batch.times[0]))
-            history = state.history
+            history = state.lags_for(float(batch.times[0]), model.card.target.sample_interval_s)
         return _Part(req, state, stateful, batch, stamps, history, quality)
 
     def _score_all(

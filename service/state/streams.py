@@ -26,6 +26,7 @@ import numpy as np
 
 from service.contracts.arrays import FloatArray
 from service.contracts.errors import ConflictError
+from service.contracts.features import GAP_INTERVALS
 from service.lab.bias import BiasConfig, BiasFilter
 from service.lab.records import LabRecord
 from service.monitoring.alarms import AlarmConfig, ResidualAlarm, SensorDrift
@@ -144,6 +145,23 @@ class StreamState:
                 f"stream {self.stream!r} already has data up to {self.clock:.3f} s; "
                 f"records must be newer (got {first_time:.3f} s)"
             )
+
+    def lags_for(self, first_time: float, interval_s: float | None) -> Series | None:
+        """The remembered rows that a request starting at ``first_time`` lags into; none
+        after a gap in time (``GAP_INTERVALS`` sample intervals; without an interval, rows
+        are samples and there is none): after a historian's outage the rows before it are
+        not the lags the model was trained on, so the stream starts its history afresh and
+        its first rows are flagged ``missing_history``, as a new stream's are."""
+        old = self.history
+        if (
+            old is not None
+            and len(old)
+            and interval_s is not None
+            and first_time - float(old.times[-1]) > GAP_INTERVALS * interval_s
+        ):
+            with self.lock:
+                self.history = old = None
+        return old
 
     def remember(self, batch: Series, keep: int) -> None:
         """Append rows to the lag history, keeping the newest ``keep``; move the clock."""

@@ -231,6 +231,31 @@ def test_report_stamped_analyzer_is_moved_to_sample_time(tiny: tuple[Path, Path]
     assert ds.test.index[-1] == len(q) - 3  # the last 2 rows have no label yet
 
 
+def test_rows_whose_lags_or_label_span_a_gap_in_time_are_left_out(
+    tiny: tuple[Path, Path],
+) -> None:
+    """Five minutes missing from a one-a-minute export: lags and the report-time label are
+    taken by row, so the rows around the gap would pair samples six minutes apart as one
+    apart. With the sample interval declared they are left out, counted and warned about."""
+    spec, data = tiny
+    text = spec.read_text().replace("analyzer_delay: 2}", "analyzer_delay: 2, stamped_at: report}")
+    lines = data.read_text(encoding="utf-8").splitlines()
+    del lines[31:36]  # data rows 30..34 (0-based): minutes 30..34
+    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    spec.write_text(text)
+    before = load_dataset(load_spec(spec), data)  # no interval declared: rows are samples
+    assert before.rows_across_gaps == 0 and not before.warnings
+    spec.write_text(text.replace("timestamp: time}", "timestamp: time, sample_interval_s: 60}"))
+    ds = load_dataset(load_spec(spec), data)
+    used = np.concatenate([ds.train.index, ds.validation.index, ds.test.index])
+    # data row 29 is minute 29, row 30 minute 35; history 2 (q lag 2), label 2 rows on
+    assert not {28, 29, 30, 31} & set(used.tolist())
+    assert {27, 32} <= set(used.tolist())
+    assert ds.rows_across_gaps == 4 and ds.rows_used == before.rows_used - 4
+    (warning,) = ds.warnings
+    assert "1 gap " in warning and "360 s" in warning and "4 rows" in warning
+
+
 def test_lab_results_label_their_sample_time(tiny: tuple[Path, Path]) -> None:
     """Lab values override the analyzer on the row whose timestamp is their sample time."""
     import pandas as pd

@@ -131,6 +131,7 @@ def _write_run(
             "values_out_of_range": dataset.values_out_of_range,
             "target_out_of_range": dataset.target_out_of_range,
             "values_filled": dataset.values_filled,
+            "rows_across_gaps": dataset.rows_across_gaps,
             "warnings": dataset.warnings,
         },
         "wall_seconds": time.perf_counter() - started,

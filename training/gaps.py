@@ -1,0 +1,68 @@
+"""Gaps in a historian export's time axis: rows whose lags or label would span one are left
+out.
+
+Lags are taken by row, so a row after an outage of the historian (two hours of rows
+missing, say) would read "20 minutes ago" from before the outage and learn a relation that
+never held; an analyzer value stamped at report time would be moved onto the wrong sample.
+With the spec's sample interval declared, a step between two rows longer than
+``GAP_INTERVALS`` intervals is a gap. The service applies the same rule to a stream
+(``service.scoring.scorer``): a row after such a gap starts its lag history afresh.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from service.contracts.features import GAP_INTERVALS
+
+
+@dataclass(frozen=True)
+class Gaps:
+    """Per data row, how many gaps precede it; and the longest gap, for the warning."""
+
+    segment: NDArray[np.int64]
+    longest_s: float
+    longest_after_row: int  # 0-based data row before the longest gap
+
+    @property
+    def count(self) -> int:
+        return int(self.segment[-1])
+
+    def spanned(self, rows: NDArray[np.int64], back: int, ahead: int) -> NDArray[np.bool_]:
+        """Per data row in ``rows``: whether the rows from ``back`` before it to ``ahead``
+        after it (its lags, its label's report) cross a gap, or run off the file's end."""
+        last = len(self.segment) - 1
+        start, end = rows - back, rows + ahead
+        inside = (start >= 0) & (end <= last)
+        seg = self.segment
+        crossed = seg[np.clip(start, 0, last)] != seg[np.clip(end, 0, last)]
+        return np.asarray(~inside | crossed, dtype=np.bool_)
+
+
+def find_gaps(stamps: pd.DatetimeIndex | None, interval_s: float | None) -> Gaps | None:
+    """The gaps of a time axis in order (None without timestamps, a declared interval or
+    any gap)."""
+    if stamps is None or interval_s is None or len(stamps) < 2:
+        return None
+    steps = np.diff(stamps.to_numpy()) / np.timedelta64(1, "s")  # whatever the unit
+    breaks = steps > GAP_INTERVALS * interval_s
+    if not breaks.any():
+        return None
+    widest = int(np.argmax(steps))
+    segment = np.concatenate([[0], np.cumsum(breaks)]).astype(np.int64)
+    return Gaps(segment, float(steps[widest]), widest)
+
+
+def gap_warning(gaps: Gaps, left_out: int, interval_s: float, stamps: pd.DatetimeIndex) -> str:
+    """What the person running the job reads about the gaps and the rows they cost."""
+    after = stamps[gaps.longest_after_row].isoformat()
+    plural = "s" if gaps.count != 1 else ""
+    return (
+        f"the timestamps have {gaps.count} gap{plural} (steps over {GAP_INTERVALS:g} x the "
+        f"{interval_s:g} s sample interval; the longest {gaps.longest_s:g} s, after {after}); "
+        f"{left_out} rows whose lags or label span one are left out of training and scoring"
+    )
