@@ -47,11 +47,24 @@ class Assembled:
     imputed: NDArray[np.bool_]  # [n, S]: value not sent, carried forward
     out_of_range: NDArray[np.bool_]  # [n, S]: value outside the signal's valid range
     filled: Series  # the request's rows after imputation (what the stream remembers)
+    # per row: its lags would reach back over a gap in time inside the request (None: none)
+    after_gap: NDArray[np.bool_] | None = None
 
     @property
     def missing_history(self) -> NDArray[np.bool_]:
-        """Per row: its lags were filled with invented history (the first ``padded`` rows)."""
-        return np.arange(len(self.x)) < self.padded
+        """Per row: its lags were filled with invented history (the first ``padded`` rows,
+        and the first rows after a gap in time)."""
+        first = np.arange(len(self.x)) < self.padded
+        return first if self.after_gap is None else first | self.after_gap
+
+    def with_history(self, estimate: FloatArray) -> tuple[FloatArray, FloatArray] | None:
+        """The feature rows whose lags are all real samples, with their ``estimate``; None
+        when no row's are."""
+        if self.after_gap is None:
+            pad = self.padded
+            return None if pad >= len(estimate) else (self.x[pad:], estimate[pad:])
+        real = ~self.missing_history
+        return (self.x[real], estimate[real]) if real.any() else None
 
 
 def forward_fill(
@@ -100,8 +113,9 @@ def assemble_many(model: LoadedModel, parts: Sequence[tuple[Series, Series | Non
     h = model.history
     one = len(parts) == 1
     raw = parts[0][0].values if one else np.concatenate([b.values for b, _ in parts])
+    gaps = [_gaps(model.gap_s, batch.times) for batch, _ in parts]
     # A long series (a bulk request) is assembled by slices; anything else by one gather.
-    bulk = one and len(raw) * len(model.features) > BULK_VALUES
+    bulk = one and gaps[0] is None and len(raw) * len(model.features) > BULK_VALUES
     plausible, imputed, outside = _flags(model, raw)
     holes = not plausible and bool(imputed.any())
     blocks: list[FloatArray] = []  # segment k: request k's history rows (if any), then its rows
@@ -110,7 +124,7 @@ def assemble_many(model: LoadedModel, parts: Sequence[tuple[Series, Series | Non
     at: list[int] = []  # in the stacked segments: each request row ...
     first: list[int] = []  # ... and the first row of its segment
     row = start = 0
-    for batch, history in parts:
+    for (batch, history), breaks in zip(parts, gaps, strict=True):
         n = len(batch)
         own = raw[row : row + n]
         kept = 0 if history is None else len(history)
@@ -125,7 +139,10 @@ def assemble_many(model: LoadedModel, parts: Sequence[tuple[Series, Series | Non
         pads.append(max(0, h - kept))
         if not bulk:
             at.extend(range(start + kept, start + kept + n))
-            first.extend([start] * n)
+            if breaks is None:
+                first.extend([start] * n)
+            else:  # after a gap, a row's lags stop at the first row after it
+                first.extend((start + kept + _segment_starts(breaks, n)).tolist())
         row += n
         start += kept + n
     if bulk:  # copied at most once here
@@ -139,8 +156,27 @@ def assemble_many(model: LoadedModel, parts: Sequence[tuple[Series, Series | Non
             stacked, np.array(at, dtype=np.intp), np.array(first, dtype=np.intp)
         )
     bounds, assembled = _per_request(parts, pads, owns, x, imputed, outside)
+    for part, breaks in zip(assembled, gaps, strict=True):
+        if breaks is not None:
+            part.after_gap = np.arange(len(part.x)) - _segment_starts(breaks, len(part.x)) < h
+            part.after_gap &= np.arange(len(part.x)) >= breaks[0]
     doubtful = np.zeros(len(raw), dtype=bool) if plausible else np.any(imputed | outside, axis=1)
     return Assembly(x, doubtful, holes, bounds, assembled)
+
+
+def _gaps(gap_s: float | None, times: FloatArray) -> NDArray[np.intp] | None:
+    """The rows of a request that come after a gap in time (a step over ``gap_s``), in
+    order; None when there is none (or rows are samples)."""
+    if gap_s is None or len(times) < 2:
+        return None
+    breaks = np.flatnonzero(np.diff(times) > gap_s) + 1
+    return breaks if len(breaks) else None
+
+
+def _segment_starts(breaks: NDArray[np.intp], n: int) -> NDArray[np.intp]:
+    """Per row of ``n``: the first row of its segment (0 before the first gap)."""
+    at = np.searchsorted(breaks, np.arange(n), side="right")
+    return np.where(at > 0, breaks[np.maximum(at - 1, 0)], 0)
 
 
 def _flags(

@@ -14,7 +14,13 @@ import onnxruntime as ort
 from service.contracts.arrays import FloatArray
 from service.contracts.card import ModelCard
 from service.contracts.errors import ServiceError
-from service.contracts.features import DerivedSignal, FeaturePlan, LagFeature, max_lag
+from service.contracts.features import (
+    GAP_INTERVALS,
+    DerivedSignal,
+    FeaturePlan,
+    LagFeature,
+    max_lag,
+)
 from service.contracts.registry import MODEL_FILE, Registry, RegistryError
 
 
@@ -45,6 +51,8 @@ class LoadedModel:
     fallbacks: FloatArray  # per raw signal: value before any was seen
     low: FloatArray  # per raw signal: valid range
     high: FloatArray
+    # a longer step between two samples is a gap lags do not span (None: rows are samples)
+    gap_s: float | None = None
 
     def valid_range(self, signal: str) -> tuple[float, float]:
         """The physically plausible range of a measured signal (or of the target)."""
@@ -106,6 +114,7 @@ def load_model(registry: Registry, name: str, version: str) -> LoadedModel:
     session = _checked_session(model_bytes, card, f"{name} {version}")
     inputs, outputs = session.get_inputs(), session.get_outputs()
     features = tuple(f.to_lag_feature() for f in card.features)
+    interval = card.target.sample_interval_s
     derived = tuple(d for s in card.signals if s.used and (d := s.to_derived()) is not None)
     measured = [s.name for s in card.signals if s.derived_from is None and s.used]
     if any(f.signal == card.target.name for f in features):
@@ -129,6 +138,7 @@ def load_model(registry: Registry, name: str, version: str) -> LoadedModel:
         fallbacks=np.zeros(0),
         low=np.zeros(0),
         high=np.zeros(0),
+        gap_s=None if interval is None else GAP_INTERVALS * interval,
     )
     ranges = [loaded.valid_range(s) for s in measured]
     loaded = replace(

@@ -190,7 +190,7 @@ class Scorer:
         history = None
         if stateful:
             state.check_order(float(batch.times[0]))
-            history = state.lags_for(float(batch.times[0]), model.card.target.sample_interval_s)
+            history = state.lags_for(float(batch.times[0]), model.gap_s)
         return _Part(req, state, stateful, batch, stamps, history, quality)
 
     def _score_all(
@@ -230,7 +230,7 @@ class Scorer:
         for (i, p), part, (a, b) in zip(items, rows.parts, rows.bounds, strict=True):
             if p.stateful:  # also when refused: the samples happened, the stream moves on,
                 with p.state.lock:  # and an absurd value leaves its lags after ``history``
-                    p.state.remember(part.filled, model.history)
+                    p.state.remember(part.filled, model.history, model.gap_s)
             if answers[i] is not None:  # refused above
                 continue
             assessed = assessment if len(items) == 1 else _slice(assessment, a, b)
@@ -283,9 +283,9 @@ class Scorer:
                     m.drifting = _names(drifting[0], drifting[1][-1])
                 if a is not None:
                     m.outside_run = _run_length(np.any(a.outside, axis=1), m.outside_run)
-            pad = part.padded  # padded rows hold invented history: not evidence of drift
-            if pad < len(estimate):
-                m.drift.add(part.x[pad:], estimate[pad:])
+            real = part.with_history(estimate)  # invented history is not evidence of drift
+            if real is not None:
+                m.drift.add(*real)
         return frozen, drifting
 
     def _finish(
@@ -310,7 +310,8 @@ class Scorer:
         stale = state.analyzer_silent()
         n = len(estimate)
         signals_quiet = quiet and not frozen.any() and (drifting is None or not drifting[1].any())
-        if signals_quiet and part.padded == 0 and not stale and not scored[4].any():
+        fresh = part.padded == 0 and part.after_gap is None  # every row's lags are real
+        if signals_quiet and fresh and not stale and not scored[4].any():
             statuses = one_row([]) if n == 1 else Statuses(np.zeros(n, dtype=np.uint8), {})
         elif signals_quiet and n == 1:  # a poll with only its own row evidence, in Python
             hits = (part.padded > 0, stale, bool(scored[4][0]))
@@ -404,7 +405,7 @@ class Scorer:
     def _row_evidence(
         n: int, part: Assembled, stale: bool, clamped: NDArray[np.bool_]
     ) -> list[RowEvidence]:
-        flags = (np.arange(n) < part.padded, np.full(n, stale), clamped)
+        flags = (part.missing_history, np.full(n, stale), clamped)
         return [RowEvidence(r, f) for r, f in zip(ROW_REASONS, flags, strict=True)]
 
 

@@ -26,7 +26,6 @@ import numpy as np
 
 from service.contracts.arrays import FloatArray
 from service.contracts.errors import ConflictError
-from service.contracts.features import GAP_INTERVALS
 from service.lab.bias import BiasConfig, BiasFilter
 from service.lab.records import LabRecord
 from service.monitoring.alarms import AlarmConfig, ResidualAlarm, SensorDrift
@@ -146,31 +145,35 @@ class StreamState:
                 f"records must be newer (got {first_time:.3f} s)"
             )
 
-    def lags_for(self, first_time: float, interval_s: float | None) -> Series | None:
+    def lags_for(self, first_time: float, gap_s: float | None) -> Series | None:
         """The remembered rows that a request starting at ``first_time`` lags into; none
-        after a gap in time (``GAP_INTERVALS`` sample intervals; without an interval, rows
-        are samples and there is none): after a historian's outage the rows before it are
-        not the lags the model was trained on, so the stream starts its history afresh and
-        its first rows are flagged ``missing_history``, as a new stream's are."""
+        after a gap in time (a step over ``gap_s``, the model's ``GAP_INTERVALS`` sample
+        intervals; None: rows are samples): after a historian's outage the rows before it
+        are not the lags the model was trained on, so the stream starts its history afresh
+        and its first rows are flagged ``missing_history``, as a new stream's are."""
         old = self.history
-        if (
-            old is not None
-            and len(old)
-            and interval_s is not None
-            and first_time - float(old.times[-1]) > GAP_INTERVALS * interval_s
-        ):
+        if old is None or not len(old) or gap_s is None:
+            return old
+        if first_time - float(old.times[-1]) > gap_s:
             with self.lock:
-                self.history = old = None
+                self.history = None
+            return None
         return old
 
-    def remember(self, batch: Series, keep: int) -> None:
-        """Append rows to the lag history, keeping the newest ``keep``; move the clock."""
+    def remember(self, batch: Series, keep: int, gap_s: float | None = None) -> None:
+        """Append rows to the lag history, keeping the newest ``keep`` and none before the
+        last gap (a step over ``gap_s``) among them; move the clock."""
         old = self.history
         if old is not None and len(old):
             batch = Series(
                 np.concatenate([old.times, batch.times]), np.vstack([old.values, batch.values])
             )
-        self.history = batch.tail(max(keep, 1))
+        kept = batch.tail(max(keep, 1))
+        if gap_s is not None and len(kept) > 1:
+            breaks = np.flatnonzero(np.diff(kept.times) > gap_s)
+            if len(breaks):
+                kept = kept.tail(len(kept) - 1 - int(breaks[-1]))
+        self.history = kept
         self.advance(float(batch.times[-1]))
 
     def advance(self, t: float) -> None:

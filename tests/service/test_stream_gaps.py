@@ -85,3 +85,35 @@ def test_a_stream_starts_its_lags_afresh_after_a_gap_in_time(
     assert [row["estimate"] for row in after] == pytest.approx(
         [row["estimate"] for row in fresh], abs=1e-12
     )
+
+
+@pytest.mark.parametrize("missed", [1, 120])
+def test_a_window_with_a_gap_answers_as_its_rows_one_by_one(
+    server: ServerProcess, timed: Published, missed: int
+) -> None:
+    """A window sent in one request (a historian's read over its own outage) is scored as
+    the same rows sent one by one to a stream: after the gap the lags start afresh, and
+    the rows say so until they are full again."""
+    records = tiny_records(timed.data, 0, 40)
+    rows = records[:20] + [_shifted(r, timedelta(minutes=missed)) for r in records[20:]]
+    r = httpx.post(server.url + "/v1/predict", json={"records": rows})
+    assert r.status_code == 200, r.text
+    window = r.json()["rows"]
+    single = [_one(server, f"window-{missed}", rec) for rec in rows]
+    flags = [row["flags"]["missing_history"] for row in window]
+    expected = [True] * HISTORY + [False] * (20 - HISTORY)
+    assert flags == expected + expected
+    assert [row["flags"]["missing_history"] for row in single] == flags
+    assert [row["estimate"] for row in single] == pytest.approx(
+        [row["estimate"] for row in window], abs=1e-12
+    )
+    stream = [_one(server, f"stream-{missed}", rec) for rec in records[:5]]
+    assert len(stream) == 5
+    r = httpx.post(  # a stream's request holding a gap: what follows it starts afresh too
+        server.url + "/v1/predict", json={"stream": f"stream-{missed}", "records": rows[5:25]}
+    )
+    assert r.status_code == 200, r.text
+    after = _one(server, f"stream-{missed}", rows[25])
+    assert after["flags"]["missing_history"] and after["estimate"] == pytest.approx(
+        single[25]["estimate"], abs=1e-12
+    )
