@@ -11,7 +11,7 @@ mkdir -p "$RUN"
 
 $BIN/softsensor simulate --days 7 --seed 0 --out "$RUN/column_a.csv"
 $BIN/softsensor train --spec "$RUN/column_a.yaml" --data "$RUN/column_a.csv" \
-    --method ca --seed 0 --out "$RUN/ca" --register column_a --registry "$RUN/models"
+    --method ca --seed 0 --out "$RUN/ca" --register column_a --promote --registry "$RUN/models"
 $BIN/softsensor models list --registry "$RUN/models"
 
 # A request with the last 21 samples of the file: the model's lags reach 20 min back.

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import argparse
 import functools
-import getpass
 import json
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 from service.cli.arguments import Subcommands, add_registry_option, open_registry
+from service.contracts.history import command_user
 
 if TYPE_CHECKING:
     from service.contracts.registry import Registry
@@ -59,17 +59,9 @@ def run_models(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
         version = args.version_option or args.version
         _show(registry, args.name, version, args.json, parser)
     else:
-        by = args.by or _user()
+        by = args.by or command_user()
         _move(registry, args.action, args.name, getattr(args, "version", None), by, args.reason)
     return 0
-
-
-def _user() -> str:
-    """Who runs the command, for the history (a container may have no user name)."""
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError):
-        return "unknown"
 
 
 def _list(registry: Registry) -> None:

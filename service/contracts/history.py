@@ -9,6 +9,7 @@ audit trail. A line a crash cut short (the last one) is skipped, never fatal.
 
 from __future__ import annotations
 
+import getpass
 import json
 import logging
 import os
@@ -18,8 +19,17 @@ from pathlib import Path
 
 from service.contracts.names import HISTORY_FILE
 
-__all__ = ["HISTORY_FILE", "ChampionChange", "append_change", "read_changes"]
+__all__ = ["HISTORY_FILE", "ChampionChange", "append_change", "command_user", "read_changes"]
 log = logging.getLogger("softsensor")
+
+
+def command_user() -> str:
+    """Who runs a command that moves a champion, for the history (a container may have no
+    user name)."""
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return "unknown"
 
 
 @dataclass(frozen=True)

@@ -191,3 +191,36 @@ def test_train_register_uses_the_environment_registry(
     )
     assert code == 0
     assert Registry(root).champion("tiny") is not None
+
+
+def test_train_promote_serves_the_version_it_trained(
+    tiny: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Run twice into one registry (a newcomer running the quickstart again): without
+    --promote the second version waits beside the first champion; with it, it is the
+    champion, and the history says who and why. --promote alone is refused."""
+    spec, data = tiny
+    root = tmp_path / "models"
+
+    def train(out: str, *extra: str) -> int:  # a seed per run: versions differ in content
+        seed = str(ord(out))
+        base = ["train", "--spec", str(spec), "--data", str(data), "--epochs", "10", "--seed", seed]
+        base += ["--hidden", "8", "--quiet", "--out", str(tmp_path / out)]
+        return main([*base, "--registry", str(root), *extra])
+
+    assert train("a", "--register", "tiny") == 0
+    registry = Registry(root)
+    first = registry.champion("tiny")
+    assert train("b", "--register", "tiny") == 0
+    assert registry.champion("tiny") == first
+    capsys.readouterr()
+    assert train("c", "--register", "tiny", "--promote") == 0
+    said = capsys.readouterr().out
+    newest = said.split("registered tiny ", 1)[1].split()[0]
+    assert registry.champion("tiny") == newest != first
+    assert "now champion" in said
+    change = registry.history("tiny")[-1]
+    assert change.action == "promote" and "--promote" in (change.reason or "")
+    with pytest.raises(SystemExit):
+        train("d", "--promote")
+    assert "--promote needs --register" in capsys.readouterr().err

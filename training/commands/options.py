@@ -68,7 +68,14 @@ def add_train_parser(sub: Subcommands) -> None:
         "--register",
         metavar="NAME",
         default=None,
-        help="export to ONNX and write a new version of model NAME into the registry",
+        help="export to ONNX and write a new version of model NAME into the registry (the "
+        "model's first version becomes its champion; a later one only with --promote)",
+    )
+    p.add_argument(
+        "--promote",
+        action="store_true",
+        help="with --register: make the new version the champion once it has loaded and "
+        "scored a test row, recorded in the champion history (softsensor models show)",
     )
     add_registry_option(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -76,6 +77,8 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from training.summary import summary_lines
 
     started = time.perf_counter()
+    if args.promote and not args.register:
+        parser.error("--promote needs --register NAME: only a registered version can be promoted")
     try:
         cfg = _run_config(args)
     except (ValueError, KeyError, OSError) as exc:
@@ -153,15 +156,28 @@ def _write_run(
 
 
 def _register(args: argparse.Namespace, dataset: Dataset, report: RunReport) -> None:
+    from service.contracts.history import command_user
+    from service.scoring.runtime import load_problem
     from training.publish import publish
 
-    published = publish(dataset, report, open_registry(args), args.register)
+    registry = open_registry(args)
+    published = publish(dataset, report, registry, args.register)
     card = published.card
+    champion = published.champion
+    if args.promote and not champion:
+        registry.promote(
+            published.name,
+            published.version,
+            check=functools.partial(load_problem, registry),
+            by=command_user(),
+            reason="softsensor train --promote: the version this run trained",
+        )
+        champion = True
     print(
         f"registered {published.name} {published.version} at {published.path} "
         f"(ONNX {card.onnx_bytes} bytes, dense architecture {card.dense_onnx_bytes}; "
         f"parity {published.exported.max_parity_error:.2g})"
-        + ("; now champion" if published.champion else "")
+        + ("; now champion" if champion else "")
     )
 
 
