@@ -76,6 +76,12 @@ class Settings(BaseSettings):
     )
     max_batch_rows: int = Field(default=10_000, ge=1, description="rows per predict request")
     max_body_bytes: int = Field(default=8 << 20, ge=1024, description="request body limit")
+    gzip_answers: bool = Field(
+        default=False,
+        description="answer predict batches over 64 KiB gzipped to clients that accept it: "
+        "worth it on links slower than about 1 Gbit/s (an edge box's uplink); on the "
+        "historian's LAN or loopback it costs more time than it saves",
+    )
     max_streams: int = Field(default=1_000, ge=1, description="stateful streams kept (LRU)")
     drift_window: int = Field(default=500, ge=10, description="values per PSI window")
     frozen_after_s: float = Field(

@@ -30,6 +30,7 @@ from service.api.admin_schemas import (
 from service.api.audit import audit_trail
 from service.api.body import read_body
 from service.api.columnar import read_predict
+from service.api.encoding import accepts_gzip, compressed
 from service.api.http_protocol import IN_FLIGHT
 from service.api.pi_predict import Answer, PredictQuery, read_query, read_shaped
 from service.api.schemas import (
@@ -131,9 +132,16 @@ async def predict(request: Request) -> Response:
         shape = read_query(request.query_params) if request.scope["query_string"] else None
     except ValidationError as exc:
         raise RequestValidationError(exc.errors()) from exc
+    content: bytes | None = None  # the answer's bytes, once written
+    headers: dict[str, str] = {}
     try:
-        if len(body) > BIG_BODY:
-            payload, answer = await asyncio.to_thread(_score_big, service, body, shape)
+        if len(body) > BIG_BODY:  # scored and written in a worker thread
+            gzip_ok = service.settings.gzip_answers and accepts_gzip(
+                request.headers.get("accept-encoding", "")
+            )
+            payload, content, headers = await asyncio.to_thread(
+                _score_big, service, body, shape, gzip_ok
+            )
         else:
             req, answer = _read(service, body, shape)
             in_flight = request.scope.get(IN_FLIGHT)  # absent: not known, so not alone
@@ -146,10 +154,10 @@ async def predict(request: Request) -> Response:
             ) from exc
         raise RequestValidationError(exc.errors()) from exc
     publish_answer(request.app.state.opcua, payload)  # a queue hand-off: never waits
-    out = payload if answer is None else answer(payload)
-    return Response(
-        orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json"
-    )
+    if content is None:
+        out = payload if answer is None else answer(payload)
+        content = orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY)
+    return Response(content, media_type="application/json", headers=headers or None)
 
 
 def _read(
@@ -161,10 +169,15 @@ def _read(
 
 
 def _score_big(
-    service: SoftSensorService, body: bytes, shape: PredictQuery | None
-) -> tuple[dict[str, Any], Answer | None]:
+    service: SoftSensorService, body: bytes, shape: PredictQuery | None, gzip_ok: bool
+) -> tuple[dict[str, Any], bytes, dict[str, str]]:
+    """A large request scored, and its answer written (compressed when the client takes
+    gzip and it is large), all in a worker thread: the event loop only sends it."""
     req, answer = _read(service, body, shape, service.settings.max_batch_rows)
-    return service.predict(req), answer
+    payload = service.predict(req)
+    out = payload if answer is None else answer(payload)
+    content, headers = compressed(orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY), gzip_ok)
+    return payload, content, headers
 
 
 # ---- lab results -------------------------------------------------------------------------

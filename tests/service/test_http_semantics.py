@@ -8,8 +8,10 @@ import gzip
 import json
 import zlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 from tests.service.conftest import Published, ServerProcess, start_server, tiny_records
@@ -22,7 +24,7 @@ def server(
     published: Published, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
     tmp = tmp_path_factory.mktemp("http-semantics")
-    env = {"SOFTSENSOR_MAX_BODY_BYTES": str(LIMIT)}
+    env = {"SOFTSENSOR_MAX_BODY_BYTES": str(LIMIT), "SOFTSENSOR_GZIP_ANSWERS": "true"}
     proc = start_server(published.root, tmp / "state", tmp / "server.log", env)
     try:
         proc.wait_until("/v2/health/ready")
@@ -204,3 +206,47 @@ def test_a_column_of_bad_values_lists_its_first_problems_and_counts_the_rest(
     assert len(r.content) < 10_000, len(r.content)
     assert [p["field"] for p in problems[:3]] == ["columns.a.0", "columns.a.1", "columns.a.2"]
     assert problems[-1] == {"field": "body", "reason": f"and {n - 20} more problems, not listed"}
+
+
+def _big_columns(n: int = 1500) -> bytes:
+    """A batch over 64 kB (the size scored and written in a worker thread)."""
+    rng = np.random.default_rng(1)
+    cols = {s: rng.normal(size=n).round(6).tolist() for s in ("a", "b", "q")}
+    stamps = [1767225600.0 + 60.0 * i for i in range(n)]
+    body = json.dumps({"timestamp": stamps, "columns": cols}).encode()
+    assert 64 * 1024 < len(body) < LIMIT
+    return body
+
+
+def test_a_large_answer_goes_gzipped_to_a_client_that_takes_it(server: ServerProcess) -> None:
+    """With SOFTSENSOR_GZIP_ANSWERS (the server above); off, as by default: see the next."""
+    body = _big_columns()
+    plain = _post(server, body, **{"accept-encoding": "identity"})
+    assert plain.status_code == 200, plain.text
+    assert "content-encoding" not in plain.headers
+    packed = _post(server, body, **{"accept-encoding": "br;q=1.0, gzip;q=0.8"})
+    assert packed.status_code == 200, packed.text
+    assert packed.headers["content-encoding"] == "gzip"
+    assert int(packed.headers["content-length"]) < len(plain.content) / 2
+    assert packed.json()["estimate"] == plain.json()["estimate"]  # httpx decoded it
+    refused = _post(server, body, **{"accept-encoding": "gzip;q=0"})
+    assert "content-encoding" not in refused.headers
+
+
+def test_a_one_row_answer_is_not_compressed(server: ServerProcess, published: Published) -> None:
+    r = _post(server, _body(published, 3), **{"accept-encoding": "gzip"})
+    assert r.status_code == 200 and "content-encoding" not in r.headers
+
+
+def test_answers_are_not_compressed_by_default(published: Published, tmp_path: Path) -> None:
+    proc = start_server(published.root, tmp_path / "state", tmp_path / "server.log")
+    try:
+        proc.wait_until("/v2/health/ready")
+        r = httpx.post(
+            proc.url + "/v1/predict",
+            content=_big_columns(),
+            headers={"content-type": "application/json", "accept-encoding": "gzip"},
+        )
+    finally:
+        proc.stop()
+    assert r.status_code == 200 and "content-encoding" not in r.headers
