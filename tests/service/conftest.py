@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterator
@@ -58,14 +59,18 @@ def _train(tmp: Path, seed: int = 0, spec_text: str = TINY_SPEC) -> tuple[Datase
     return ds, run_experiment(ds, cfg)
 
 
-@pytest.fixture(scope="session")
-def published(tmp_path_factory: pytest.TempPathFactory) -> Published:
-    """A registry with model 'tiny' (signals a, b and the analyzer q; lags up to 2)."""
-    tmp = tmp_path_factory.mktemp("published")
-    ds, report = _train(tmp)
+def publish_tiny(tmp: Path, spec_text: str = TINY_SPEC) -> Published:
+    """The tiny model trained on ``spec_text``, registered as tiny v1 under ``tmp/models``."""
+    ds, report = _train(tmp, spec_text=spec_text)
     root = tmp / "models"
     out = publish(ds, report, Registry(root), "tiny", version="v1")  # type: ignore[arg-type]
     return Published(root, tmp / "tiny.csv", ds, out.version)
+
+
+@pytest.fixture(scope="session")
+def published(tmp_path_factory: pytest.TempPathFactory) -> Published:
+    """A registry with model 'tiny' (signals a, b and the analyzer q; lags up to 2)."""
+    return publish_tiny(tmp_path_factory.mktemp("published"))
 
 
 # The tiny model with a longer memory: signal a at lags 0, 1 and 6 (history 6 rows).
@@ -75,11 +80,7 @@ LONG_SPEC = TINY_SPEC.replace("{signal: a, lags: [0, 1]}", "{signal: a, lags: [0
 @pytest.fixture(scope="session")
 def published_long(tmp_path_factory: pytest.TempPathFactory) -> Published:
     """A registry with model 'tiny' whose lags reach 6 rows back (one-row streams need them)."""
-    tmp = tmp_path_factory.mktemp("published_long")
-    ds, report = _train(tmp, spec_text=LONG_SPEC)
-    root = tmp / "models"
-    out = publish(ds, report, Registry(root), "tiny", version="v1")  # type: ignore[arg-type]
-    return Published(root, tmp / "tiny.csv", ds, out.version)
+    return publish_tiny(tmp_path_factory.mktemp("published_long"), LONG_SPEC)
 
 
 @pytest.fixture
@@ -154,6 +155,8 @@ __all__ = [
     "free_port",
     "make_settings",
     "np",
+    "publish_tiny",
+    "serving",
     "start_server",
     "tiny_records",
 ]
@@ -237,3 +240,17 @@ def start_server(
     with log.open("ab") as out:
         proc = subprocess.Popen(cmd, env=full, stdout=out, stderr=subprocess.STDOUT)
     return ServerProcess(proc, f"http://127.0.0.1:{port}", log)
+
+
+@contextlib.contextmanager
+def serving(
+    registry: Path, tmp: Path, env: dict[str, str] | None = None
+) -> Iterator[ServerProcess]:
+    """A real `softsensor serve` on ``registry`` (state and log under ``tmp``), ready;
+    stopped on leaving."""
+    proc = start_server(registry, tmp / "state", tmp / "server.log", env)
+    try:
+        proc.wait_until("/v2/health/ready")
+        yield proc
+    finally:
+        proc.stop()

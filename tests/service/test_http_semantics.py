@@ -14,7 +14,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.service.conftest import Published, ServerProcess, start_server, tiny_records
+from tests.service.conftest import Published, ServerProcess, serving, tiny_records
 
 LIMIT = 200_000  # SOFTSENSOR_MAX_BODY_BYTES of the server below
 
@@ -23,14 +23,9 @@ LIMIT = 200_000  # SOFTSENSOR_MAX_BODY_BYTES of the server below
 def server(
     published: Published, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
-    tmp = tmp_path_factory.mktemp("http-semantics")
     env = {"SOFTSENSOR_MAX_BODY_BYTES": str(LIMIT), "SOFTSENSOR_GZIP_ANSWERS": "true"}
-    proc = start_server(published.root, tmp / "state", tmp / "server.log", env)
-    try:
-        proc.wait_until("/v2/health/ready")
+    with serving(published.root, tmp_path_factory.mktemp("http-semantics"), env) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 def _body(published: Published, stop: int = 30) -> bytes:
@@ -239,14 +234,10 @@ def test_a_one_row_answer_is_not_compressed(server: ServerProcess, published: Pu
 
 
 def test_answers_are_not_compressed_by_default(published: Published, tmp_path: Path) -> None:
-    proc = start_server(published.root, tmp_path / "state", tmp_path / "server.log")
-    try:
-        proc.wait_until("/v2/health/ready")
+    with serving(published.root, tmp_path) as proc:
         r = httpx.post(
             proc.url + "/v1/predict",
             content=_big_columns(),
             headers={"content-type": "application/json", "accept-encoding": "gzip"},
         )
-    finally:
-        proc.stop()
     assert r.status_code == 200 and "content-encoding" not in r.headers

@@ -11,16 +11,14 @@ from typing import Any
 import httpx
 import pytest
 
-from service.contracts.registry import Registry
 from tests.service.conftest import (
     LONG_SPEC,
     Published,
     ServerProcess,
-    _train,
-    start_server,
+    publish_tiny,
+    serving,
     tiny_records,
 )
-from training.publish import publish
 
 HISTORY = 6  # the long tiny model's lags reach 6 rows back
 # the same model with its sample interval declared (the tiny CSV has one row a minute)
@@ -32,22 +30,13 @@ TIMED_SPEC = LONG_SPEC.replace(
 
 @pytest.fixture(scope="module")
 def timed(tmp_path_factory: pytest.TempPathFactory) -> Published:
-    tmp = tmp_path_factory.mktemp("timed")
-    ds, report = _train(tmp, spec_text=TIMED_SPEC)
-    root = tmp / "models"
-    out = publish(ds, report, Registry(root), "tiny", version="v1")  # type: ignore[arg-type]
-    return Published(root, tmp / "tiny.csv", ds, out.version)
+    return publish_tiny(tmp_path_factory.mktemp("timed"), TIMED_SPEC)
 
 
 @pytest.fixture(scope="module")
 def server(timed: Published, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    tmp = tmp_path_factory.mktemp("timed-server")
-    proc = start_server(timed.root, tmp / "state", tmp / "server.log")
-    try:
-        proc.wait_until("/v2/health/ready")
+    with serving(timed.root, tmp_path_factory.mktemp("timed-server")) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 def _shifted(record: dict[str, Any], by: timedelta) -> dict[str, Any]:
