@@ -64,5 +64,9 @@ def gap_warning(gaps: Gaps, left_out: int, interval_s: float, stamps: pd.Datetim
     return (
         f"the timestamps have {gaps.count} gap{plural} (steps over {GAP_INTERVALS:g} x the "
         f"{interval_s:g} s sample interval; the longest {gaps.longest_s:g} s, after {after}); "
-        f"{left_out} rows whose lags or label span one are left out of training and scoring"
+        + (
+            f"{left_out} rows whose lags or label span one are left out of training and scoring"
+            if left_out
+            else "no row's lags or label span one"
+        )
     )

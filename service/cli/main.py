@@ -21,6 +21,7 @@ from service.cli.serve import add_serve_parser
 
 TRAINING_COMMANDS = {
     "simulate": "simulate Skogestad's Column A and write historian data + its spec",
+    "spec": "draft a dataset spec from a historian export (CSV or Parquet) to train on",
     "train": "train (and prune) a soft sensor on a historian export",
     "retrain": "train a challenger on new data; promote it only if clearly better than the "
     "champion",

@@ -49,7 +49,8 @@ def test_the_command_line_has_no_benchmark_commands() -> None:
     """Benchmarks run from the repository (`python -m bench.paper`), not from the product."""
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
-    assert set(sub.choices) == {"simulate", "train", "retrain", "models", "serve", "connect"}  # type: ignore[arg-type]
+    commands = {"simulate", "spec", "train", "retrain", "models", "serve", "connect"}
+    assert set(sub.choices) == commands  # type: ignore[arg-type]
 
 
 def test_bench_is_not_in_the_installed_package() -> None:

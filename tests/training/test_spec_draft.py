@@ -1,0 +1,89 @@
+"""``softsensor spec``: a first spec drafted from an export a new user brings, that the
+trainer runs on as it stands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from service.cli.main import main
+
+
+def _export(path: Path, n: int = 300, sep: str = ";", decimal: str = ",") -> Path:
+    """A plant export as a European-locale historian writes it: ';' between fields, decimal
+    commas, units in the column names, a text column, a dead tag, the analyzer every 5 rows
+    and ten minutes missing in the middle."""
+    rng = np.random.default_rng(0)
+    t = np.cumsum(rng.normal(size=n)) * 0.2 + 80.0
+    f = 1.0 + 0.05 * rng.normal(size=n)
+    y = 0.4 + 0.05 * (t - 80.0) + 0.2 * (f - 1.0) + 0.005 * rng.normal(size=n)
+    minutes = np.r_[np.arange(150), np.arange(160, n + 10)]
+    lines = [sep.join(["time", "T12 [degC]", "F (t/h)", "L", "mode", "spare", "xB [mol %]"])]
+    for i in range(n):
+        hh, mm = divmod(int(minutes[i]), 60)
+        cells = [f"2026-02-01T{hh:02d}:{mm:02d}:00Z", f"{t[i]:.3f}", f"{f[i]:.4f}"]
+        cells += [f"{2.0 + 0.1 * np.sin(i / 9):.4f}", "AUTO", "0"]
+        cells.append(f"{y[i]:.4f}" if i % 5 == 0 else "")
+        lines.append(sep.join(c.replace(".", decimal) for c in cells))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_a_drafted_spec_reads_the_export_and_trains_as_it_stands(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = _export(tmp_path / "unit 7.csv")
+    assert main(["spec", "--data", str(data), "--target", "xB [mol %]"]) == 0
+    said = capsys.readouterr().out
+    spec = yaml.safe_load((tmp_path / "unit 7.yaml").read_text(encoding="utf-8"))
+    assert spec["name"] == "unit_7"
+    assert spec["source"] == {
+        "format": "csv",
+        "delimiter": ";",
+        "decimal": ",",
+        "timestamp": "time",
+        "sample_interval_s": 60.0,
+        "ignore": ["mode", "spare"],
+    }
+    units = {s["name"]: s["unit"] for s in spec["signals"]}
+    assert units == {"T12 [degC]": "degC", "F (t/h)": "t/h", "L": "unknown"}
+    assert spec["target"]["unit"] == "mol %" and spec["target"]["analyzer_delay"] == 0
+    low, high = spec["signals"][1]["range"]  # a flow: never negative in the file
+    assert low >= 0 and high > 1.1
+    assert "analyzer_delay" in said and "units unknown" in said and "L" in said
+    out = tmp_path / "run"
+    args = ["--spec", str(tmp_path / "unit 7.yaml"), "--data", str(data), "--epochs", "3"]
+    code = main(["train", *args, "--hidden", "8", "--quiet", "--out", str(out)])
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    checks = metrics["data_checks"]  # inputs at lag 0, delay 0: no row spans the gap
+    assert checks["rows_across_gaps"] == 0 and "1 gap" in checks["warnings"][0]
+    assert metrics["test_r2"] > 0.5
+
+
+def test_a_spec_is_not_replaced_unless_asked(tmp_path: Path) -> None:
+    data = _export(tmp_path / "plant.csv", sep=",", decimal=".")
+    spec = tmp_path / "plant.yaml"
+    spec.write_text("# mine\n", encoding="utf-8")
+    with pytest.raises(SystemExit):
+        main(["spec", "--data", str(data), "--target", "xB [mol %]"])
+    assert spec.read_text(encoding="utf-8") == "# mine\n"
+    assert main(["spec", "--data", str(data), "--target", "xB [mol %]", "--force"]) == 0
+    drafted = yaml.safe_load(spec.read_text(encoding="utf-8"))
+    assert "delimiter" not in drafted["source"] and "decimal" not in drafted["source"]
+
+
+@pytest.mark.parametrize(
+    ("target", "says"), [("xD", "has no column 'xD'"), ("mode", "fewer than two numbers")]
+)
+def test_a_wrong_target_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], target: str, says: str
+) -> None:
+    data = _export(tmp_path / "plant.csv")
+    assert main(["spec", "--data", str(data), "--target", target]) == 1
+    assert says in capsys.readouterr().err
+    assert not (tmp_path / "plant.yaml").exists()

@@ -1,0 +1,187 @@
+"""A first dataset spec drafted from a historian export, for a person meeting the trainer
+with a file of their own.
+
+Writing a spec by hand means reading the file for its layout (delimiter, decimal mark,
+which column is the time), its sampling interval, each signal's unit and a range that
+tells a bad value from a real one. All of that can be read off the file, except what only
+the plant knows: the analyzer's delay, the transmitters' real ranges. So the draft takes
+what the data shows, says in its header what it could not know, and is loaded once before
+it is written, so that ``softsensor train`` runs on it as it stands:
+
+- the layout: ``,`` ``;`` or tab between fields, whichever splits the header most; a decimal
+  comma where the numbers show one;
+- the time: the named column, else the first one whose cells read as dates, and the sample
+  interval as the median step between rows;
+- every numeric column a signal at lag 0, its unit from a name such as ``T03 [degC]``; a
+  constant or mostly empty column is ignored, and so is text;
+- ranges: what the file holds widened by its own span on each side (a quantity never
+  negative in the file stays at or above 0): wide enough not to take a real excursion for a
+  bad value, narrow enough to catch a transmitter's fault value;
+- the analyzer's delay 0, values stamped at sample time, and ``missing: drop``, until the
+  person says otherwise.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from training.errors import DataError
+
+DELIMITERS = (",", ";", "\t")
+NUMERIC_SHARE = 0.5  # a column is numeric when this share of its cells reads as numbers
+DATE_SHARE = 0.95  # ... a time when this share of its first cells reads as dates
+DATE_PROBE = 200  # cells tried for a date
+UNIT = re.compile(r"^(?P<name>.+?)\s*[\[(](?P<unit>[^\])]+)[\])]\s*$")  # "T03 [degC]"
+
+
+@dataclass(frozen=True)
+class Draft:
+    """The spec as a mapping (what the YAML holds) and what its reader must check."""
+
+    spec: dict[str, Any]
+    notes: list[str]
+
+
+def _layout(path: Path) -> tuple[str, str]:
+    """(delimiter, decimal mark) of a text export, from its header and first rows."""
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        lines = [line for line in (fh.readline() for _ in range(20)) if line.strip()]
+    if not lines:
+        raise DataError(path, "is empty")
+    delimiter = max(DELIMITERS, key=lambda d: lines[0].count(d))
+    if lines[0].count(delimiter) == 0:
+        raise DataError(
+            path,
+            "has one column (no ',', ';' or tab in its first line): a file of numbers "
+            "without a header needs its spec written by hand (source.format: whitespace)",
+        )
+    cells = [c.strip() for line in lines[1:] for c in line.split(delimiter)]
+    comma = delimiter != "," and any(re.fullmatch(r"-?\d+,\d+", c) for c in cells)
+    return delimiter, "," if comma else "."
+
+
+def _read(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    if path.suffix.lower() == ".parquet":
+        return pd.read_parquet(path), {"format": "parquet"}
+    delimiter, decimal = _layout(path)
+    frame = pd.read_csv(path, sep=delimiter, decimal=decimal, skip_blank_lines=True)
+    source: dict[str, Any] = {"format": "csv"}
+    if delimiter != ",":
+        source["delimiter"] = delimiter
+    if decimal != ".":
+        source["decimal"] = decimal
+    return frame, source
+
+
+def _is_time(values: pd.Series) -> bool:
+    if pd.api.types.is_numeric_dtype(values):
+        return False
+    probe = values.dropna().astype(str).head(DATE_PROBE)
+    if probe.empty:
+        return False
+    parsed = pd.to_datetime(probe, errors="coerce", utc=True, format="mixed")
+    return bool(parsed.notna().mean() >= DATE_SHARE)
+
+
+def _range(values: np.ndarray) -> list[float]:
+    low, high = float(np.nanmin(values)), float(np.nanmax(values))
+    span = high - low
+    widened = [low - span, high + span]
+    if low >= 0:
+        widened[0] = max(widened[0], 0.0)
+    return [float(f"{v:.6g}") for v in widened]
+
+
+def _unit(column: str) -> tuple[str, str | None]:
+    """(unit, its note when the name gives none)."""
+    found = UNIT.match(column)
+    if found:
+        return found.group("unit").strip(), None
+    return "unknown", column
+
+
+def _interval(stamps: pd.Series) -> float | None:
+    times = pd.to_datetime(stamps, errors="coerce", utc=True, format="mixed").dropna()
+    steps = np.diff(times.to_numpy()) / np.timedelta64(1, "s")
+    steps = steps[steps > 0]
+    return float(np.median(steps)) if len(steps) else None
+
+
+def draft_spec(path: Path, target: str, timestamp: str | None = None) -> Draft:
+    """The draft for ``path`` with ``target`` the analyzer's column; ``timestamp`` names the
+    time column when the file's first date-like column is not it."""
+    frame, source = _read(path)
+    if target not in frame.columns:
+        raise DataError(path, f"has no column {target!r}; its columns: {list(frame.columns)}")
+    if timestamp is None:
+        timestamp = next((c for c in frame.columns if c != target and _is_time(frame[c])), None)
+    elif timestamp not in frame.columns:
+        raise DataError(path, f"has no column {timestamp!r}; its columns: {list(frame.columns)}")
+    notes: list[str] = []
+    numbers = {c: pd.to_numeric(frame[c], errors="coerce") for c in frame.columns}
+    y = numbers[target].to_numpy(dtype=float)
+    if np.isfinite(y).sum() < 2:
+        raise DataError(path, f"column {target!r}: fewer than two numbers, nothing to learn")
+    signals, ignore, unnamed = [], [], []
+    for column in frame.columns:
+        if column in (target, timestamp):
+            continue
+        values = numbers[column].to_numpy(dtype=float)
+        finite = values[np.isfinite(values)]
+        if np.isfinite(values).mean() < NUMERIC_SHARE or np.ptp(finite) == 0:
+            ignore.append(column)
+            continue
+        unit, none = _unit(column)
+        if none is not None:
+            unnamed.append(none)
+        signals.append({"name": column, "unit": unit, "range": _range(values)})
+    if not signals:
+        raise DataError(path, f"has no numeric column that varies besides {target!r}")
+    if timestamp is not None:
+        source["timestamp"] = timestamp
+        interval = _interval(frame[timestamp])
+        if interval is not None:
+            source["sample_interval_s"] = interval
+            notes.append(
+                f"sample_interval_s {interval:g} s is the median step between rows: steps "
+                "longer than 1.5 of it are gaps, and rows whose lags span one are left out"
+            )
+    else:
+        notes.append("no time column found: rows are taken as samples at a fixed interval")
+    if ignore:
+        source["ignore"] = ignore
+        notes.append(f"ignored (text, mostly empty or constant here): {', '.join(ignore)}")
+    if unnamed:
+        notes.append(f"units unknown (name them 'T03 [degC]' or edit): {', '.join(unnamed)}")
+    target_unit, _ = _unit(target)
+    notes += [
+        "ranges are the file's own widened by its span on each side: set each to what the "
+        "transmitter can really read (a value outside is treated as missing)",
+        "target.analyzer_delay is 0 and values are stamped at sample time: set the delay in "
+        "samples, and stamped_at: report if the file shows a value when it was reported",
+        "every signal is an input at lag 0: add lags (lags: 0..20:5) and the analyzer's last "
+        "value ({signal: <target>, lags: [<delay>]}) once the delay is known",
+    ]
+    spec = {
+        "name": re.sub(r"[^a-z0-9_.-]+", "_", path.stem.lower()).strip("_.-") or "plant",
+        "description": f"drafted from {path.name} by softsensor spec",
+        "source": source,
+        "signals": signals,
+        "target": {
+            "name": target,
+            "unit": target_unit,
+            "range": _range(y),
+            "analyzer_delay": 0,
+            "stamped_at": "sample",
+        },
+        "features": [{"signal": s["name"], "lags": [0]} for s in signals],
+        "split": {"train": 0.6, "validation": 0.2, "test": 0.2},
+        "missing": {"policy": "drop"},
+    }
+    return Draft(spec, notes)
