@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 from service.contracts.arrays import FloatArray
 from service.contracts.features import assemble_rows, derive_signals, max_lag
 from training.errors import DataError
-from training.gaps import find_gaps, gap_warning
+from training.gaps import leave_out_gaps
 from training.spec import DatasetSpec, MissingSpec, SignalSpec, TargetSpec
 from training.split import split_bounds
 from training.table import (
@@ -224,15 +224,10 @@ def _build(
         labels[row] = value
     y = labels[history:]
     keep = np.isfinite(x).all(axis=1) & np.isfinite(y)
+    ahead = spec.target.analyzer_delay if spec.target.stamped_at == "report" else 0
     interval = spec.source.sample_interval_s
-    gaps = find_gaps(stamps, interval)
-    across_gaps = 0
-    if gaps is not None and stamps is not None and interval is not None:
-        ahead = spec.target.analyzer_delay if spec.target.stamped_at == "report" else 0
-        spans = gaps.spanned(index, history, ahead)
-        across_gaps = int((keep & spans).sum())
-        keep &= ~spans
-        warnings.append(gap_warning(gaps, across_gaps, interval, stamps))
+    keep, across_gaps, gap_note = leave_out_gaps(keep, index, history, ahead, stamps, interval)
+    warnings += [gap_note] if gap_note else []
     x, y, index = x[keep], y[keep], index[keep]
 
     bounds = split_bounds(p, spec, index, stamps, len(features), history)

@@ -70,3 +70,21 @@ def gap_warning(gaps: Gaps, left_out: int, interval_s: float, stamps: pd.Datetim
             else "no row's lags or label span one"
         )
     )
+
+
+def leave_out_gaps(
+    keep: NDArray[np.bool_],
+    index: NDArray[np.int64],
+    back: int,
+    ahead: int,
+    stamps: pd.DatetimeIndex | None,
+    interval_s: float | None,
+) -> tuple[NDArray[np.bool_], int, str | None]:
+    """``keep`` without the rows (data rows ``index``) whose lags (``back`` rows) or label
+    (``ahead`` rows on) span a gap; how many usable rows that left out, and the warning."""
+    gaps = find_gaps(stamps, interval_s)
+    if gaps is None or stamps is None or interval_s is None:
+        return keep, 0, None
+    spans = gaps.spanned(index, back, ahead)
+    left_out = int((keep & spans).sum())
+    return keep & ~spans, left_out, gap_warning(gaps, left_out, interval_s, stamps)

@@ -113,6 +113,27 @@ def _interval(stamps: pd.Series) -> float | None:
     return float(np.median(steps)) if len(steps) else None
 
 
+def _signals(
+    numbers: dict[str, pd.Series], skip: tuple[str | None, ...]
+) -> tuple[list[dict[str, Any]], list[str], list[str]]:
+    """The columns that make signals (with unit and range), those ignored, and the signals
+    whose name gives no unit."""
+    signals, ignore, unnamed = [], [], []
+    for column, series in numbers.items():
+        if column in skip:
+            continue
+        values = series.to_numpy(dtype=float)
+        finite = values[np.isfinite(values)]
+        if np.isfinite(values).mean() < NUMERIC_SHARE or np.ptp(finite) == 0:
+            ignore.append(column)
+            continue
+        unit, none = _unit(column)
+        if none is not None:
+            unnamed.append(none)
+        signals.append({"name": column, "unit": unit, "range": _range(values)})
+    return signals, ignore, unnamed
+
+
 def draft_spec(path: Path, target: str, timestamp: str | None = None) -> Draft:
     """The draft for ``path`` with ``target`` the analyzer's column; ``timestamp`` names the
     time column when the file's first date-like column is not it."""
@@ -123,26 +144,14 @@ def draft_spec(path: Path, target: str, timestamp: str | None = None) -> Draft:
         timestamp = next((c for c in frame.columns if c != target and _is_time(frame[c])), None)
     elif timestamp not in frame.columns:
         raise DataError(path, f"has no column {timestamp!r}; its columns: {list(frame.columns)}")
-    notes: list[str] = []
     numbers = {c: pd.to_numeric(frame[c], errors="coerce") for c in frame.columns}
     y = numbers[target].to_numpy(dtype=float)
     if np.isfinite(y).sum() < 2:
         raise DataError(path, f"column {target!r}: fewer than two numbers, nothing to learn")
-    signals, ignore, unnamed = [], [], []
-    for column in frame.columns:
-        if column in (target, timestamp):
-            continue
-        values = numbers[column].to_numpy(dtype=float)
-        finite = values[np.isfinite(values)]
-        if np.isfinite(values).mean() < NUMERIC_SHARE or np.ptp(finite) == 0:
-            ignore.append(column)
-            continue
-        unit, none = _unit(column)
-        if none is not None:
-            unnamed.append(none)
-        signals.append({"name": column, "unit": unit, "range": _range(values)})
+    signals, ignore, unnamed = _signals(numbers, (target, timestamp))
     if not signals:
         raise DataError(path, f"has no numeric column that varies besides {target!r}")
+    notes: list[str] = []
     if timestamp is not None:
         source["timestamp"] = timestamp
         interval = _interval(frame[timestamp])

@@ -139,10 +139,7 @@ def assemble_many(model: LoadedModel, parts: Sequence[tuple[Series, Series | Non
         pads.append(max(0, h - kept))
         if not bulk:
             at.extend(range(start + kept, start + kept + n))
-            if breaks is None:
-                first.extend([start] * n)
-            else:  # after a gap, a row's lags stop at the first row after it
-                first.extend((start + kept + _segment_starts(breaks, n)).tolist())
+            first.extend(_first_rows(start, kept, n, breaks))
         row += n
         start += kept + n
     if bulk:  # copied at most once here
@@ -158,8 +155,7 @@ def assemble_many(model: LoadedModel, parts: Sequence[tuple[Series, Series | Non
     bounds, assembled = _per_request(parts, pads, owns, x, imputed, outside)
     for part, breaks in zip(assembled, gaps, strict=True):
         if breaks is not None:
-            part.after_gap = np.arange(len(part.x)) - _segment_starts(breaks, len(part.x)) < h
-            part.after_gap &= np.arange(len(part.x)) >= breaks[0]
+            part.after_gap = _after_gap(breaks, len(part.x), h)
     doubtful = np.zeros(len(raw), dtype=bool) if plausible else np.any(imputed | outside, axis=1)
     return Assembly(x, doubtful, holes, bounds, assembled)
 
@@ -177,6 +173,21 @@ def _segment_starts(breaks: NDArray[np.intp], n: int) -> NDArray[np.intp]:
     """Per row of ``n``: the first row of its segment (0 before the first gap)."""
     at = np.searchsorted(breaks, np.arange(n), side="right")
     return np.where(at > 0, breaks[np.maximum(at - 1, 0)], 0)
+
+
+def _first_rows(start: int, kept: int, n: int, breaks: NDArray[np.intp] | None) -> list[int]:
+    """Per request row, the earliest stacked row its lags may read: its segment's first (the
+    history's), or after a gap in time the first row after it."""
+    if breaks is None:
+        return [start] * n
+    after = _segment_starts(breaks, n)  # 0 before the first gap: those rows read the history
+    return np.where(after > 0, start + kept + after, start).tolist()  # type: ignore[no-any-return]
+
+
+def _after_gap(breaks: NDArray[np.intp], n: int, history: int) -> NDArray[np.bool_]:
+    """Per row of ``n``: whether its lags (``history`` rows) would reach back over a gap."""
+    rows = np.arange(n)
+    return np.asarray((rows - _segment_starts(breaks, n) < history) & (rows >= breaks[0]))
 
 
 def _flags(

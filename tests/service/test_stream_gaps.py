@@ -102,6 +102,11 @@ def test_a_window_with_a_gap_answers_as_its_rows_one_by_one(
         server.url + "/v1/predict", json={"stream": f"stream-{missed}", "records": rows[5:25]}
     )
     assert r.status_code == 200, r.text
+    held = r.json()["rows"]  # before the gap its lags read the stream's history
+    assert [row["estimate"] for row in held] == pytest.approx(
+        [row["estimate"] for row in single[5:25]], abs=1e-12
+    )
+    assert [row["flags"]["missing_history"] for row in held] == flags[5:25]
     after = _one(server, f"stream-{missed}", rows[25])
     assert after["flags"]["missing_history"] and after["estimate"] == pytest.approx(
         single[25]["estimate"], abs=1e-12
