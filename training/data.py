@@ -207,7 +207,8 @@ def _build(
     check_columns(p, frame, spec)
     if frame.empty:
         raise DataError(p, "has no data rows")
-    stamps = parse_timestamps(p, frame, spec.source.timestamp) if spec.source.timestamp else None
+    src = spec.source
+    stamps = parse_timestamps(p, frame, src.timestamp, src.dayfirst) if src.timestamp else None
     cleaned = _clean_signals(p, frame, spec)
     warnings = [_target_warning(spec, cleaned.target_outside)] if cleaned.target_outside else []
     truth = {c: to_numeric(p, frame, c) for c in spec.truth}

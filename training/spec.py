@@ -49,6 +49,10 @@ class SourceSpec(_Strict):
     # and spreadsheets set up for many European locales write "49,95;50,10" (";" and ",").
     delimiter: str = Field(default=",", min_length=1, max_length=1)
     decimal: Literal[".", ","] = "."
+    # How a date such as 04.01.2026 reads: true day first (most of Europe), false month
+    # first (US); unset: the reading under which the file's times run forward, refused when
+    # both do and differ. ISO 8601 dates are read as they say, whatever this is.
+    dayfirst: bool | None = None
 
     @model_validator(mode="after")
     def _marks_differ(self) -> SourceSpec:

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from training.errors import DataError
+from training.timestamps import AmbiguousDatesError, read_times
 
 DELIMITERS = (",", ";", "\t")
 NUMERIC_SHARE = 0.5  # a column is numeric when this share of its cells reads as numbers
@@ -106,9 +107,8 @@ def _unit(column: str) -> tuple[str, str | None]:
     return "unknown", column
 
 
-def _interval(stamps: pd.Series) -> float | None:
-    times = pd.to_datetime(stamps, errors="coerce", utc=True, format="mixed").dropna()
-    steps = np.diff(times.to_numpy()) / np.timedelta64(1, "s")
+def _interval(times: pd.Series) -> float | None:
+    steps = np.diff(times.dropna().to_numpy()) / np.timedelta64(1, "s")
     steps = steps[steps > 0]
     return float(np.median(steps)) if len(steps) else None
 
@@ -134,9 +134,12 @@ def _signals(
     return signals, ignore, unnamed
 
 
-def draft_spec(path: Path, target: str, timestamp: str | None = None) -> Draft:
+def draft_spec(
+    path: Path, target: str, timestamp: str | None = None, dayfirst: bool | None = None
+) -> Draft:
     """The draft for ``path`` with ``target`` the analyzer's column; ``timestamp`` names the
-    time column when the file's first date-like column is not it."""
+    time column when the file's first date-like column is not it, ``dayfirst`` how its dates
+    read when the file cannot tell (``training.timestamps``)."""
     frame, source = _read(path)
     if target not in frame.columns:
         raise DataError(path, f"has no column {target!r}; its columns: {list(frame.columns)}")
@@ -154,7 +157,15 @@ def draft_spec(path: Path, target: str, timestamp: str | None = None) -> Draft:
     notes: list[str] = []
     if timestamp is not None:
         source["timestamp"] = timestamp
-        interval = _interval(frame[timestamp])
+        try:
+            times, read = read_times(frame[timestamp], dayfirst)
+        except AmbiguousDatesError as exc:
+            hint = " (here: softsensor spec --day-first or --month-first)"
+            raise DataError(path, str(exc) + hint, column=timestamp) from exc
+        if read is not None:
+            source["dayfirst"] = read
+            notes.append(f"dates read {'day' if read else 'month'} first: they run forward so")
+        interval = _interval(times)
         if interval is not None:
             source["sample_interval_s"] = interval
             notes.append(

@@ -18,6 +18,7 @@ import pandas as pd
 from service.contracts.arrays import FloatArray
 from training.errors import DataError
 from training.spec import DatasetSpec
+from training.timestamps import AmbiguousDatesError, read_times
 
 
 def file_sha256(path: Path) -> str:
@@ -164,9 +165,14 @@ def _hint(spec: DatasetSpec, present: list[str]) -> str:
     return ""
 
 
-def parse_timestamps(path: Path, frame: pd.DataFrame, column: str) -> pd.DatetimeIndex:
+def parse_timestamps(
+    path: Path, frame: pd.DataFrame, column: str, dayfirst: bool | None = None
+) -> pd.DatetimeIndex:
     raw = frame[column]
-    stamps = pd.to_datetime(raw, errors="coerce", utc=True, format="mixed")
+    try:
+        stamps, _ = read_times(raw, dayfirst)
+    except AmbiguousDatesError as exc:
+        raise DataError(path, str(exc), column=column) from exc
     bad = np.flatnonzero(stamps.isna().to_numpy())
     if bad.size:
         r = int(bad[0])

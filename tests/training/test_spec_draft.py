@@ -13,7 +13,9 @@ import yaml
 from service.cli.main import main
 
 
-def _export(path: Path, n: int = 300, sep: str = ";", decimal: str = ",") -> Path:
+def _export(
+    path: Path, n: int = 300, sep: str = ";", decimal: str = ",", stamp: str = "{iso}"
+) -> Path:
     """A plant export as a European-locale historian writes it: ';' between fields, decimal
     commas, units in the column names, a text column, a dead tag, the analyzer every 5 rows
     and ten minutes missing in the middle."""
@@ -25,7 +27,8 @@ def _export(path: Path, n: int = 300, sep: str = ";", decimal: str = ",") -> Pat
     lines = [sep.join(["time", "T12 [degC]", "F (t/h)", "L", "mode", "spare", "xB [mol %]"])]
     for i in range(n):
         hh, mm = divmod(int(minutes[i]), 60)
-        cells = [f"2026-02-01T{hh:02d}:{mm:02d}:00Z", f"{t[i]:.3f}", f"{f[i]:.4f}"]
+        iso = f"2026-02-01T{hh:02d}:{mm:02d}:00Z"
+        cells = [stamp.format(iso=iso, hh=hh, mm=mm), f"{t[i]:.3f}", f"{f[i]:.4f}"]
         cells += [f"{2.0 + 0.1 * np.sin(i / 9):.4f}", "AUTO", "0"]
         cells.append(f"{y[i]:.4f}" if i % 5 == 0 else "")
         lines.append(sep.join(c.replace(".", decimal) for c in cells))
@@ -87,3 +90,33 @@ def test_a_wrong_target_is_named(
     assert main(["spec", "--data", str(data), "--target", target]) == 1
     assert says in capsys.readouterr().err
     assert not (tmp_path / "plant.yaml").exists()
+
+
+def test_day_first_dates_are_drafted_as_the_file_runs_forward_or_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Hourly rows from 10 February, day first: only that reading runs forward. From 1
+    February the file cannot tell, and the command says how to tell it."""
+    data = tmp_path / "plant.csv"
+    lines = ["time;T;F;xB"]
+    for i in range(120):
+        day, hour = divmod(i, 24)
+        lines.append(
+            f"{10 + day:02d}.02.2026 {hour:02d}:00;{80 + np.sin(i / 7):.3f};"
+            f"{1 + 0.1 * np.cos(i / 5):.3f};{0.4 + 0.01 * np.sin(i / 7):.4f}"
+        )
+    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert main(["spec", "--data", str(data), "--target", "xB"]) == 0
+    source = yaml.safe_load((tmp_path / "plant.yaml").read_text(encoding="utf-8"))["source"]
+    assert source["dayfirst"] is True and source["sample_interval_s"] == 3600.0
+    early = tmp_path / "early.csv"
+    text = "\n".join(  # the same rows from 1 February
+        line if n == 0 else f"{1 + (n - 1) // 24:02d}" + line[2:]
+        for n, line in enumerate(data.read_text(encoding="utf-8").splitlines())
+    )
+    early.write_text(text + "\n", encoding="utf-8")
+    assert main(["spec", "--data", str(early), "--target", "xB"]) == 1
+    assert "--day-first" in capsys.readouterr().err
+    assert main(["spec", "--data", str(early), "--target", "xB", "--day-first"]) == 0
+    drafted = yaml.safe_load((tmp_path / "early.yaml").read_text(encoding="utf-8"))
+    assert drafted["source"]["dayfirst"] is True

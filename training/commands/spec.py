@@ -24,6 +24,22 @@ def add_spec_parser(sub: Subcommands) -> None:
     p.add_argument(
         "--out", type=Path, default=None, help="spec file (default: beside the data, as .yaml)"
     )
+    order = p.add_mutually_exclusive_group()
+    order.add_argument(
+        "--day-first",
+        dest="dayfirst",
+        action="store_const",
+        const=True,
+        default=None,
+        help="dates such as 04.01.2026 are 4 January (default: as the file's times run forward)",
+    )
+    order.add_argument(
+        "--month-first",
+        dest="dayfirst",
+        action="store_const",
+        const=False,
+        help="dates such as 04.01.2026 are 1 April",
+    )
     p.add_argument("--force", action="store_true", help="replace an existing spec file")
     p.set_defaults(handler=_run_spec, parser=p)
 
@@ -41,7 +57,7 @@ def _run_spec(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error("--out would replace the data file")
     if out.exists() and not args.force:
         parser.error(f"{out} exists: pass --force to replace it")
-    draft = draft_spec(args.data, args.target, args.timestamp)
+    draft = draft_spec(args.data, args.target, args.timestamp, args.dayfirst)
     spec = DatasetSpec.model_validate(draft.spec)
     dataset = load_dataset(spec, args.data)  # a draft the trainer cannot load is not written
     header = [f"Dataset spec drafted from {args.data.name} by softsensor spec. Check:"]
