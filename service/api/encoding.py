@@ -3,8 +3,8 @@ JSON it holds, and a large answer sent gzipped to a client that accepts it.
 
 A historian's bridge that sends a day's backfill over a slow link from an edge box
 compresses it (Telegraf, Fluent Bit and most HTTP client libraries can), and the body limit
-must hold for what the body becomes, not for what travels: a few kilobytes of gzip can
-inflate to gigabytes. So the body is decoded as it arrives, chunk by chunk, never beyond the
+must hold for what the body becomes, not for what travels: a megabyte of gzip can
+inflate to a gigabyte. So the body is decoded as it arrives, chunk by chunk, never beyond the
 limit; a body that is not what its header says gets a 400 that says so, and an encoding the
 service cannot read (br, zstd, compress) a 415 naming it, instead of "Invalid JSON".
 
