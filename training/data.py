@@ -207,8 +207,7 @@ def _build(
     check_columns(p, frame, spec)
     if frame.empty:
         raise DataError(p, "has no data rows")
-    src = spec.source
-    stamps = parse_timestamps(p, frame, src.timestamp, src.dayfirst) if src.timestamp else None
+    stamps = parse_timestamps(p, frame, spec.source)
     cleaned = _clean_signals(p, frame, spec)
     warnings = [_target_warning(spec, cleaned.target_outside)] if cleaned.target_outside else []
     truth = {c: to_numeric(p, frame, c) for c in spec.truth}

@@ -134,6 +134,37 @@ def _signals(
     return signals, ignore, unnamed
 
 
+def _time_source(
+    path: Path,
+    frame: pd.DataFrame,
+    timestamp: str | None,
+    dayfirst: bool | None,
+    source: dict[str, Any],
+) -> list[str]:
+    """The time column's part of ``source`` (its name, how its dates read, the interval),
+    and the notes on it."""
+    if timestamp is None:
+        return ["no time column found: rows are taken as samples at a fixed interval"]
+    source["timestamp"] = timestamp
+    try:
+        times, read = read_times(frame[timestamp], dayfirst)
+    except AmbiguousDatesError as exc:
+        hint = " (here: softsensor spec --day-first or --month-first)"
+        raise DataError(path, str(exc) + hint, column=timestamp) from exc
+    notes = []
+    if read is not None:
+        source["dayfirst"] = read
+        notes.append(f"dates read {'day' if read else 'month'} first: they run forward so")
+    interval = _interval(times)
+    if interval is not None:
+        source["sample_interval_s"] = interval
+        notes.append(
+            f"sample_interval_s {interval:g} s is the median step between rows: steps "
+            "longer than 1.5 of it are gaps, and rows whose lags span one are left out"
+        )
+    return notes
+
+
 def draft_spec(
     path: Path, target: str, timestamp: str | None = None, dayfirst: bool | None = None
 ) -> Draft:
@@ -154,26 +185,7 @@ def draft_spec(
     signals, ignore, unnamed = _signals(numbers, (target, timestamp))
     if not signals:
         raise DataError(path, f"has no numeric column that varies besides {target!r}")
-    notes: list[str] = []
-    if timestamp is not None:
-        source["timestamp"] = timestamp
-        try:
-            times, read = read_times(frame[timestamp], dayfirst)
-        except AmbiguousDatesError as exc:
-            hint = " (here: softsensor spec --day-first or --month-first)"
-            raise DataError(path, str(exc) + hint, column=timestamp) from exc
-        if read is not None:
-            source["dayfirst"] = read
-            notes.append(f"dates read {'day' if read else 'month'} first: they run forward so")
-        interval = _interval(times)
-        if interval is not None:
-            source["sample_interval_s"] = interval
-            notes.append(
-                f"sample_interval_s {interval:g} s is the median step between rows: steps "
-                "longer than 1.5 of it are gaps, and rows whose lags span one are left out"
-            )
-    else:
-        notes.append("no time column found: rows are taken as samples at a fixed interval")
+    notes = _time_source(path, frame, timestamp, dayfirst, source)
     if ignore:
         source["ignore"] = ignore
         notes.append(f"ignored (text, mostly empty or constant here): {', '.join(ignore)}")

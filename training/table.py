@@ -17,7 +17,7 @@ import pandas as pd
 
 from service.contracts.arrays import FloatArray
 from training.errors import DataError
-from training.spec import DatasetSpec
+from training.spec import DatasetSpec, SourceSpec
 from training.timestamps import AmbiguousDatesError, read_times
 
 
@@ -166,11 +166,15 @@ def _hint(spec: DatasetSpec, present: list[str]) -> str:
 
 
 def parse_timestamps(
-    path: Path, frame: pd.DataFrame, column: str, dayfirst: bool | None = None
-) -> pd.DatetimeIndex:
+    path: Path, frame: pd.DataFrame, source: SourceSpec
+) -> pd.DatetimeIndex | None:
+    """The time column the spec names, checked to run forward (None: the spec names none)."""
+    column = source.timestamp
+    if column is None:
+        return None
     raw = frame[column]
     try:
-        stamps, _ = read_times(raw, dayfirst)
+        stamps, _ = read_times(raw, source.dayfirst)
     except AmbiguousDatesError as exc:
         raise DataError(path, str(exc), column=column) from exc
     bad = np.flatnonzero(stamps.isna().to_numpy())
