@@ -14,11 +14,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from service.contracts.errors import SoftSensorError
+
 ISO = r"^\s*\d{4}-\d{1,2}-\d{1,2}"  # year first: never read day first (pandas would)
 
 
-class AmbiguousDatesError(ValueError):
-    """Both readings of the dates run forward and they differ: the spec must say."""
+class AmbiguousDatesError(SoftSensorError):
+    """Both readings of the dates run forward and they differ: the spec must say. The
+    loader turns it into a ``DataError`` naming the file and the column."""
 
 
 def _read(raw: pd.Series, dayfirst: bool) -> pd.Series:
