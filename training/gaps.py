@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from service.contracts.features import GAP_INTERVALS
+from service.contracts.features import GAP_INTERVALS, gap_breaks, gap_seconds
 
 
 @dataclass(frozen=True)
@@ -46,15 +46,17 @@ class Gaps:
 def find_gaps(stamps: pd.DatetimeIndex | None, interval_s: float | None) -> Gaps | None:
     """The gaps of a time axis in order (None without timestamps, a declared interval or
     any gap)."""
-    if stamps is None or interval_s is None or len(stamps) < 2:
+    if stamps is None:
         return None
-    steps = np.diff(stamps.to_numpy()) / np.timedelta64(1, "s")  # whatever the unit
-    breaks = steps > GAP_INTERVALS * interval_s
-    if not breaks.any():
+    seconds = (stamps - stamps[0]).to_numpy() / np.timedelta64(1, "s")  # whatever the unit
+    breaks = gap_breaks(seconds, gap_seconds(interval_s))
+    if not len(breaks):
         return None
+    segment = np.zeros(len(seconds), dtype=np.int64)
+    segment[breaks] = 1
+    steps = np.diff(seconds)
     widest = int(np.argmax(steps))
-    segment = np.concatenate([[0], np.cumsum(breaks)]).astype(np.int64)
-    return Gaps(segment, float(steps[widest]), widest)
+    return Gaps(np.cumsum(segment), float(steps[widest]), widest)
 
 
 def gap_warning(gaps: Gaps, left_out: int, interval_s: float, stamps: pd.DatetimeIndex) -> str:

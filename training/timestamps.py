@@ -24,9 +24,8 @@ class AmbiguousDatesError(SoftSensorError):
     loader turns it into a ``DataError`` naming the file and the column."""
 
 
-def _read(raw: pd.Series, dayfirst: bool) -> pd.Series:
-    text = raw.astype(str)
-    iso = text.str.match(ISO)
+def _read(text: pd.Series, iso: pd.Series, dayfirst: bool) -> pd.Series:
+    """``text`` as times: the ISO cells (``iso``) as they say, the others ``dayfirst``."""
     out = pd.to_datetime(text.where(iso), errors="coerce", utc=True, format="mixed")
     if not iso.all():
         other = pd.to_datetime(
@@ -47,12 +46,14 @@ def read_times(raw: pd.Series, dayfirst: bool | None = None) -> tuple[pd.Series,
     """The times of ``raw`` (NaT where a cell is no time) and the reading used: as
     declared, else None when the dates read one way only, else the reading under which they
     run forward. Raises :class:`AmbiguousDatesError` when both readings run forward and differ."""
+    text = raw.astype(str)
+    iso = text.str.match(ISO)
     if dayfirst is not None:
-        return _read(raw, dayfirst), dayfirst
-    month = _read(raw, dayfirst=False)
-    if raw.astype(str).str.match(ISO).all():
+        return _read(text, iso, dayfirst), dayfirst
+    month = _read(text, iso, dayfirst=False)
+    if iso.all():
         return month, None
-    day = _read(raw, dayfirst=True)
+    day = _read(text, iso, dayfirst=True)
     if month.equals(day):
         return month, None
     forward = {True: _forward(day), False: _forward(month)}

@@ -21,6 +21,19 @@ from service.contracts.arrays import FloatArray
 GAP_INTERVALS = 1.5
 
 
+def gap_seconds(interval_s: float | None) -> float | None:
+    """The longest step that is not a gap, for a sample interval (None: rows are samples)."""
+    return None if interval_s is None else GAP_INTERVALS * interval_s
+
+
+def gap_breaks(times_s: FloatArray, gap_s: float | None) -> NDArray[np.intp]:
+    """The rows of a series (times in seconds) that come after a gap: a step over ``gap_s``
+    (none when ``gap_s`` is None)."""
+    if gap_s is None or len(times_s) < 2:
+        return np.zeros(0, dtype=np.intp)
+    return np.flatnonzero(np.diff(times_s) > gap_s) + 1
+
+
 @dataclass(frozen=True)
 class LagFeature:
     """One model input: ``signal`` as it was ``lag`` samples before the row's time."""

@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from service.contracts.arrays import FloatArray
-from service.contracts.features import BULK_VALUES
+from service.contracts.features import BULK_VALUES, gap_breaks
 from service.scoring.runtime import LoadedModel
 
 
@@ -161,11 +161,9 @@ def assemble_many(model: LoadedModel, parts: Sequence[tuple[Series, Series | Non
 
 
 def _gaps(gap_s: float | None, times: FloatArray) -> NDArray[np.intp] | None:
-    """The rows of a request that come after a gap in time (a step over ``gap_s``), in
-    order; None when there is none (or rows are samples)."""
-    if gap_s is None or len(times) < 2:
-        return None
-    breaks = np.flatnonzero(np.diff(times) > gap_s) + 1
+    """The rows of a request that come after a gap in time, in order; None when there is
+    none (or rows are samples)."""
+    breaks = gap_breaks(times, gap_s)
     return breaks if len(breaks) else None
 
 

@@ -15,10 +15,10 @@ from service.contracts.arrays import FloatArray
 from service.contracts.card import ModelCard
 from service.contracts.errors import ServiceError
 from service.contracts.features import (
-    GAP_INTERVALS,
     DerivedSignal,
     FeaturePlan,
     LagFeature,
+    gap_seconds,
     max_lag,
 )
 from service.contracts.registry import MODEL_FILE, Registry, RegistryError
@@ -114,7 +114,6 @@ def load_model(registry: Registry, name: str, version: str) -> LoadedModel:
     session = _checked_session(model_bytes, card, f"{name} {version}")
     inputs, outputs = session.get_inputs(), session.get_outputs()
     features = tuple(f.to_lag_feature() for f in card.features)
-    interval = card.target.sample_interval_s
     derived = tuple(d for s in card.signals if s.used and (d := s.to_derived()) is not None)
     measured = [s.name for s in card.signals if s.derived_from is None and s.used]
     if any(f.signal == card.target.name for f in features):
@@ -138,7 +137,7 @@ def load_model(registry: Registry, name: str, version: str) -> LoadedModel:
         fallbacks=np.zeros(0),
         low=np.zeros(0),
         high=np.zeros(0),
-        gap_s=None if interval is None else GAP_INTERVALS * interval,
+        gap_s=gap_seconds(card.target.sample_interval_s),
     )
     ranges = [loaded.valid_range(s) for s in measured]
     loaded = replace(

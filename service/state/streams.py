@@ -26,6 +26,7 @@ import numpy as np
 
 from service.contracts.arrays import FloatArray
 from service.contracts.errors import ConflictError
+from service.contracts.features import gap_breaks
 from service.lab.bias import BiasConfig, BiasFilter
 from service.lab.records import LabRecord
 from service.monitoring.alarms import AlarmConfig, ResidualAlarm, SensorDrift
@@ -169,10 +170,9 @@ class StreamState:
                 np.concatenate([old.times, batch.times]), np.vstack([old.values, batch.values])
             )
         kept = batch.tail(max(keep, 1))
-        if gap_s is not None and len(kept) > 1:
-            breaks = np.flatnonzero(np.diff(kept.times) > gap_s)
-            if len(breaks):
-                kept = kept.tail(len(kept) - 1 - int(breaks[-1]))
+        breaks = gap_breaks(kept.times, gap_s)
+        if len(breaks):
+            kept = kept.tail(len(kept) - int(breaks[-1]))
         self.history = kept
         self.advance(float(batch.times[-1]))
 
