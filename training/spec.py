@@ -53,6 +53,20 @@ class SourceSpec(_Strict):
     # first (US); unset: the reading under which the file's times run forward, refused when
     # both do and differ. ISO 8601 dates are read as they say, whatever this is.
     dayfirst: bool | None = None
+    # The text encoding of a csv or whitespace file: UTF-8 (a byte-order mark is skipped),
+    # or what a Windows spreadsheet saves, such as cp1252 (Western European) or latin-1.
+    encoding: str = "utf-8"
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            "".encode(value)  # LookupError too for a codec that is not text (rot13, zlib)
+        except LookupError:
+            raise ValueError(
+                f"source.encoding {value!r} is not a text encoding (utf-8, cp1252, latin-1, ...)"
+            ) from None
+        return value
 
     @model_validator(mode="after")
     def _marks_differ(self) -> SourceSpec:

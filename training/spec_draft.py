@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from training.errors import DataError
+from training.table import first_undecodable
 from training.timestamps import AmbiguousDatesError, read_times
 
 DELIMITERS = (",", ";", "\t")
@@ -49,9 +50,22 @@ class Draft:
     notes: list[str]
 
 
-def _layout(path: Path) -> tuple[str, str]:
+def _encoding(path: Path) -> tuple[str, str | None]:
+    """The file's text encoding, and a note when it is not UTF-8: then the first of
+    cp1252 (what Windows spreadsheets save in Western Europe) and latin-1 that reads it."""
+    bad = first_undecodable(path, "utf-8")
+    if bad is None:
+        return "utf-8", None
+    encoding = "cp1252" if first_undecodable(path, "cp1252") is None else "latin-1"
+    return encoding, (
+        f"the file is not UTF-8 (line {bad[0]}): read as {encoding}; if names or units read "
+        "wrong, set source.encoding to what it was saved in"
+    )
+
+
+def _layout(path: Path, encoding: str) -> tuple[str, str]:
     """(delimiter, decimal mark) of a text export, from its header and first rows."""
-    with path.open(encoding="utf-8", errors="replace") as fh:
+    with path.open(encoding=encoding, errors="replace") as fh:
         lines = [line for line in (fh.readline() for _ in range(20)) if line.strip()]
     if not lines:
         raise DataError(path, "is empty")
@@ -67,17 +81,23 @@ def _layout(path: Path) -> tuple[str, str]:
     return delimiter, "," if comma else "."
 
 
-def _read(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+def _read(path: Path) -> tuple[pd.DataFrame, dict[str, Any], list[str]]:
+    """The file, the layout part of ``source``, and the notes on it."""
     if path.suffix.lower() == ".parquet":
-        return pd.read_parquet(path), {"format": "parquet"}
-    delimiter, decimal = _layout(path)
-    frame = pd.read_csv(path, sep=delimiter, decimal=decimal, skip_blank_lines=True)
+        return pd.read_parquet(path), {"format": "parquet"}, []
+    encoding, note = _encoding(path)
+    delimiter, decimal = _layout(path, encoding)
+    frame = pd.read_csv(
+        path, sep=delimiter, decimal=decimal, skip_blank_lines=True, encoding=encoding
+    )
     source: dict[str, Any] = {"format": "csv"}
     if delimiter != ",":
         source["delimiter"] = delimiter
     if decimal != ".":
         source["decimal"] = decimal
-    return frame, source
+    if note is not None:
+        source["encoding"] = encoding
+    return frame, source, [] if note is None else [note]
 
 
 def _is_time(values: pd.Series) -> bool:
@@ -154,7 +174,8 @@ def _time_source(
     notes = []
     if read is not None:
         source["dayfirst"] = read
-        notes.append(f"dates read {'day' if read else 'month'} first: they run forward so")
+        why = "as asked" if dayfirst is not None else "they run forward so"
+        notes.append(f"dates read {'day' if read else 'month'} first: {why}")
     interval = _interval(times)
     if interval is not None:
         source["sample_interval_s"] = interval
@@ -171,7 +192,7 @@ def draft_spec(
     """The draft for ``path`` with ``target`` the analyzer's column; ``timestamp`` names the
     time column when the file's first date-like column is not it, ``dayfirst`` how its dates
     read when the file cannot tell (``training.timestamps``)."""
-    frame, source = _read(path)
+    frame, source, layout_notes = _read(path)
     if target not in frame.columns:
         raise DataError(path, f"has no column {target!r}; its columns: {list(frame.columns)}")
     if timestamp is None:
@@ -185,7 +206,7 @@ def draft_spec(
     signals, ignore, unnamed = _signals(numbers, (target, timestamp))
     if not signals:
         raise DataError(path, f"has no numeric column that varies besides {target!r}")
-    notes = _time_source(path, frame, timestamp, dayfirst, source)
+    notes = layout_notes + _time_source(path, frame, timestamp, dayfirst, source)
     if ignore:
         source["ignore"] = ignore
         notes.append(f"ignored (text, mostly empty or constant here): {', '.join(ignore)}")

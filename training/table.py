@@ -8,6 +8,7 @@ the lines an editor shows.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import re
 from pathlib import Path
@@ -46,6 +47,7 @@ def read_table(path: Path, spec: DatasetSpec) -> pd.DataFrame:
                 skip_blank_lines=True,
                 skiprows=src.skip_rows,
                 sep=src.delimiter,
+                encoding=src.encoding,
             )
         else:
             frame = pd.read_csv(
@@ -57,9 +59,12 @@ def read_table(path: Path, spec: DatasetSpec) -> pd.DataFrame:
                 skip_blank_lines=True,
                 engine="python",
                 skiprows=src.skip_rows,
+                encoding=src.encoding,
             )
+    except UnicodeDecodeError as exc:
+        raise DataError(path, undecodable(path, src.encoding, exc)) from exc
     except pd.errors.ParserError as exc:
-        raise DataError(path, _explain_parse_error(path, src.format, src.skip_rows, exc)) from exc
+        raise DataError(path, _explain_parse_error(path, src, exc)) from exc
     except (ValueError, OSError) as exc:
         raise DataError(path, f"cannot be parsed as {src.format}: {exc}") from exc
     if src.columns is not None:
@@ -85,14 +90,49 @@ def read_table(path: Path, spec: DatasetSpec) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-def _explain_parse_error(path: Path, fmt: str, skip_rows: int, exc: Exception) -> str:
+def undecodable(path: Path, encoding: str, exc: UnicodeDecodeError) -> str:
+    """What to set when a file is not in the encoding read: the line of the first byte that
+    is not, and the encoding Windows spreadsheets save in Western Europe."""
+    at = first_undecodable(path, encoding)
+    where = "" if at is None else f" (line {at[0]}, byte {at[1] + 1})"
+    other = "cp1252" if codecs.lookup(encoding).name != "cp1252" else "latin-1"
+    return (
+        f"is not {encoding} text{where}: {exc.reason}; set source.encoding to the file's "
+        f"encoding (a Windows spreadsheet in Western Europe saves {other!r})"
+    )
+
+
+def first_undecodable(path: Path, encoding: str) -> tuple[int, int] | None:
+    """(line, byte offset) of the first bytes of ``path`` that are not ``encoding``, read
+    in chunks; None when the whole file decodes."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    offset, lines = 0, 1
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                held = len(exc.object) - len(chunk)  # bytes the decoder held from before
+                at = max(exc.start - held, 0)
+                return lines + chunk[:at].count(b"\n"), offset + at
+            offset += len(chunk)
+            lines += chunk.count(b"\n")
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return lines, offset
+    return None
+
+
+def _explain_parse_error(path: Path, src: SourceSpec, exc: Exception) -> str:
     """pandas' "Expected 3 fields in line 4, saw 4" blames the data line; the cause is
     usually a title line above it that set the field count. Say so, with the file's lines."""
+    fmt = src.format
     found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
     if found is None:
         return f"cannot be parsed as {fmt}: {exc}"
     expected, line, saw = (int(g) for g in found.groups())
-    first = _first_content_line(path, skip_rows)
+    first = _first_content_line(path, src)
     hint = (
         "; if the file starts with title or comment lines, skip them with source.skip_rows"
         f" (here {line - 1} would skip everything above line {line})"
@@ -105,11 +145,11 @@ def _explain_parse_error(path: Path, fmt: str, skip_rows: int, exc: Exception) -
     )
 
 
-def _first_content_line(path: Path, skip_rows: int) -> int | None:
-    """1-based number of the first non-blank line after ``skip_rows``."""
-    with path.open(encoding="utf-8", errors="replace") as fh:
+def _first_content_line(path: Path, src: SourceSpec) -> int | None:
+    """1-based number of the first non-blank line after ``src.skip_rows``."""
+    with path.open(encoding=src.encoding, errors="replace") as fh:
         for number, text in enumerate(fh, start=1):
-            if number > skip_rows and text.strip():
+            if number > src.skip_rows and text.strip():
                 return number
     return None
 
@@ -121,7 +161,7 @@ def data_lines(path: Path, spec: DatasetSpec) -> list[int] | None:
         return None
     lines: list[int] = []
     header = spec.source.format == "csv"
-    with path.open(encoding="utf-8", errors="replace") as fh:
+    with path.open(encoding=spec.source.encoding, errors="replace") as fh:
         for number, text in enumerate(fh, start=1):
             if number <= spec.source.skip_rows or not text.strip():
                 continue

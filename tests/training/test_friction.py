@@ -74,6 +74,63 @@ def test_skip_rows_reads_the_file_and_errors_name_the_real_line(tmp_path: Path) 
         load_dataset(load_spec(spec), bad)
 
 
+WINDOWS_SPEC = """
+name: win
+source: {format: csv, delimiter: ;, decimal: ',', timestamp: Zeit%s}
+signals:
+  - {name: "T12 [°C]", unit: "°C", range: [0, 200]}
+  - {name: "Durchfluß [t/h]", unit: t/h, range: [0, 10]}
+target: {name: "xB [mol %%]", unit: mol %%, range: [0, 5], analyzer_delay: 0}
+features:
+  - {signal: "T12 [°C]", lags: [0, 1]}
+  - {signal: "Durchfluß [t/h]", lags: [0]}
+split: {train: 0.6, validation: 0.2, test: 0.2}
+"""
+
+
+def _windows_export(path: Path, encoding: str, n: int = 60) -> Path:
+    """What a spreadsheet on a German-locale Windows saves as CSV: names with degree signs
+    and umlauts, in its code page (cp1252) or as UTF-8 with a byte-order mark."""
+    rng = np.random.default_rng(3)
+    lines = ["Zeit;T12 [°C];Durchfluß [t/h];xB [mol %]"]
+    for i in range(n):
+        t, f = 80 + rng.normal(), 1 + 0.1 * rng.normal()
+        cells = [f"2026-02-01T{i // 60:02d}:{i % 60:02d}:00Z", f"{t:.3f}", f"{f:.4f}"]
+        cells.append(f"{0.4 + 0.05 * (t - 80):.4f}")
+        lines.append(";".join(c.replace(".", ",") if i else c for c in cells))
+    path.write_bytes(("\r\n".join(lines) + "\r\n").encode(encoding))
+    return path
+
+
+def test_a_file_not_in_utf8_is_refused_with_its_line_and_read_as_declared(tmp_path: Path) -> None:
+    """A cp1252 file used to end in a UnicodeDecodeError traceback from pandas' C parser."""
+    data = _windows_export(tmp_path / "w.csv", "cp1252")
+    spec = tmp_path / "w.yaml"
+    spec.write_text(WINDOWS_SPEC % "", encoding="utf-8")
+    with pytest.raises(DataError, match=r"is not utf-8 text \(line 1, byte 11\).*source\.encoding"):
+        load_dataset(load_spec(spec), data)
+    spec.write_text(WINDOWS_SPEC % ", encoding: cp1252", encoding="utf-8")
+    ds = load_dataset(load_spec(spec), data)
+    assert ds.rows_read == 60 and ds.feature_names[0] == "T12 [°C]"
+
+
+def test_a_byte_order_mark_does_not_hide_the_first_column(tmp_path: Path) -> None:
+    spec = tmp_path / "w.yaml"
+    spec.write_text(WINDOWS_SPEC % "", encoding="utf-8")
+    ds = load_dataset(load_spec(spec), _windows_export(tmp_path / "w.csv", "utf-8-sig"))
+    assert ds.rows_read == 60
+
+
+@pytest.mark.parametrize("encoding", ["utf-9", "rot13"])
+def test_an_encoding_that_is_no_text_encoding_is_refused_by_name(
+    tmp_path: Path, encoding: str
+) -> None:
+    spec = tmp_path / "w.yaml"
+    spec.write_text(WINDOWS_SPEC % f", encoding: {encoding}", encoding="utf-8")
+    with pytest.raises(SpecError, match=rf"source\.encoding '{encoding}' is not a text encoding"):
+        load_spec(spec)
+
+
 def _tiny_with_outliers(tmp_path: Path, rows: tuple[int, ...]) -> tuple[Path, Path]:
     spec = tmp_path / "tiny.yaml"
     spec.write_text(TINY_SPEC.replace("range: [-100, 100], analyzer", "range: [-1, 1], analyzer"))

@@ -120,3 +120,26 @@ def test_day_first_dates_are_drafted_as_the_file_runs_forward_or_asked(
     assert main(["spec", "--data", str(early), "--target", "xB", "--day-first"]) == 0
     drafted = yaml.safe_load((tmp_path / "early.yaml").read_text(encoding="utf-8"))
     assert drafted["source"]["dayfirst"] is True
+
+
+@pytest.mark.parametrize(("encoding", "declared"), [("cp1252", "cp1252"), ("utf-8-sig", None)])
+def test_an_export_a_windows_spreadsheet_saved_is_drafted_in_its_encoding(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], encoding: str, declared: str | None
+) -> None:
+    """Excel saves CSV in the Windows code page (cp1252 in Western Europe) or as UTF-8 with
+    a byte-order mark. The names come through as written, and the YAML shows them so."""
+    data = _export(tmp_path / "plant.csv")
+    text = data.read_text(encoding="utf-8").replace("degC", "°C").replace("F (t/h)", "Fluß (t/h)")
+    data.write_bytes(text.encode(encoding))
+    assert main(["spec", "--data", str(data), "--target", "xB [mol %]"]) == 0
+    said = capsys.readouterr().out
+    written = (tmp_path / "plant.yaml").read_text(encoding="utf-8")
+    assert "name: T12 [°C]" in written and "Fluß (t/h)" in written  # not "\xB0" escapes
+    spec = yaml.safe_load(written)
+    assert spec["source"].get("encoding") == declared
+    assert ("not UTF-8 (line 1)" in said) == (declared is not None)
+    out = tmp_path / "run"
+    args = ["--spec", str(tmp_path / "plant.yaml"), "--data", str(data), "--epochs", "2"]
+    assert main(["train", *args, "--hidden", "8", "--quiet", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    assert "T12 [°C]" in metrics["feature_names"]

@@ -67,7 +67,9 @@ def _run_spec(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         for note in header
         for line in textwrap.wrap(note, 94, subsequent_indent="  " if note[0] == "-" else "")
     )
-    body = yaml.safe_dump(draft.spec, sort_keys=False, default_flow_style=None, width=100)
+    body = yaml.safe_dump(
+        draft.spec, sort_keys=False, default_flow_style=None, width=100, allow_unicode=True
+    )
     write_atomic(out, comment + body)
     print(f"wrote {out}: {len(spec.signals)} signals, {dataset.rows_used} labelled rows")
     for note in draft.notes:
