@@ -19,7 +19,7 @@ from pydantic import Tag
 # tag -> what the answer calls the form; the parentheses keep a tag apart from a field name
 FORMS: Mapping[str, str] = {
     "(number)": "a number",
-    "(state name)": "text (a digital state's name)",
+    "(state name)": "text (a number written as text, or a digital state's name)",
     "(state object)": "a digital state or error object ({'Name': ...}, {'Errors': [...]})",
     "(quality code)": "a number in the request's quality_encoding",
     "(quality word)": "a quality's symbol or word ('Good', 'Questionable', "

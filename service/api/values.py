@@ -9,7 +9,8 @@ takes, beside plain numbers and symbols:
 - a quality that is an object: OPC UA's JSON StatusCode (``{"Code": 2150694912, "Symbol":
   "BadNoCommunication"}``, Part 6 5.4.2.12; a missing Code is 0, Good) or PI's flags
   (``{"Good": false, "Questionable": false, "Substituted": false}``);
-- a quality that is a boolean (Kepware's ``q``): true is good, false is bad.
+- a quality that is a boolean (Kepware's ``q``): true is good, false is bad;
+- a number written as text (``"95.1"``, OPC UA's JSON Int64 ``"42"``): that number.
 
 Each is turned into text at validation (a quality into its word), so one reading follows.
 An OPC UA Code is always read as OPC UA, whatever ``quality_encoding`` says: the object
@@ -18,6 +19,8 @@ names its encoding.
 
 from __future__ import annotations
 
+import math
+import re
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, StrictBool, StrictFloat, StrictInt, StringConstraints
@@ -30,6 +33,21 @@ from service.plant.quality import Quality, from_opcua, from_text
 Text = Annotated[str, StringConstraints(max_length=200)]
 _PI_FLAGS = frozenset({"Good", "Questionable", "Substituted", "Annotated"})
 _STATUS_KEYS = frozenset({"Code", "Symbol"})
+
+
+# A number written as text: OPC UA's JSON encoding writes Int64, UInt64 and Decimal so
+# (Part 6, 5.4.2), and CSV-to-JSON bridges write every value so. No state name reads so.
+_NUMBER_TEXT = re.compile(r"\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*")
+
+
+def _number_or_state(text: str) -> float | str:
+    """A finite number written as text, as that number; any other text, a state's name
+    ("I/O Timeout"; also OPC UA's "NaN" and "Infinity": bad values either way)."""
+    if _NUMBER_TEXT.fullmatch(text):
+        number = float(text)
+        if math.isfinite(number):
+            return number
+    return text
 
 
 def _state_name(value: dict[str, Any]) -> str:
@@ -83,11 +101,12 @@ StateObject = Annotated[dict[str, Any], AfterValidator(_state_name)]
 StatusObject = Annotated[dict[str, Any], AfterValidator(_status_word)]
 GoodFlag = Annotated[StrictBool, AfterValidator(_flag_word)]
 
-# A value is a number, null (not available) or a bad value: a digital state's name ("I/O
-# Timeout", "Shutdown", as PI sends instead of a number) or a state or error object.
+# A value is a number (or a number written as text), null (not available) or a bad value: a
+# digital state's name ("I/O Timeout", "Shutdown", as PI sends instead of a number) or a
+# state or error object.
 Value = (
     Annotated[StrictFloat, form("number")]
-    | Annotated[Text, form("state name")]
+    | Annotated[Text, AfterValidator(_number_or_state), form("state name")]
     | Annotated[StateObject, form("state object")]
     | None
 )

@@ -131,6 +131,30 @@ def test_a_bad_value_is_carried_forward_not_used(
         assert "quality_bad:a" in row["reasons"] and row["status"] != "good", row
 
 
+def test_numbers_written_as_text_are_read_as_numbers(
+    client: httpx.Client, published: Published
+) -> None:
+    """OPC UA's JSON encoding writes an Int64 as text ("42"), and CSV-to-JSON bridges every
+    value: such a value is the number, not a digital state carried forward as bad. Text
+    that is no finite number ("NaN", as OPC UA writes a NaN double) stays a bad value."""
+    window = _window(published)
+    want = _last(client, window)
+    as_text = [
+        r | {"values": {s: f" {v!r}" if s == "a" else repr(v) for s, v in r["values"].items()}}
+        for r in window
+    ]
+    got = _last(client, as_text)
+    assert got["estimate"] == want["estimate"] and got["status"] == want["status"]
+    columns = {s: [str(r["values"][s]) for r in window] for s in ("a", "b", "q")}
+    body = {"timestamp": [r["timestamp"] for r in window], "columns": columns}
+    r = client.post("/v1/predict", json=body)
+    assert r.status_code == 200, r.text
+    assert r.json()["estimate"][-1] == want["estimate"]
+    for text in ("NaN", "Infinity", "1e999", "1,5"):
+        row = _last(client, _with(window, values=window[-1]["values"] | {"a": text}))
+        assert "quality_bad:a" in row["reasons"], (text, row)
+
+
 def test_columns_carry_quality_lists(client: httpx.Client, published: Published) -> None:
     records = _window(published)
     columns = {s: [r["values"][s] for r in records] for s in ("a", "b", "q")}
