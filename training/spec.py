@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -53,6 +54,10 @@ class SourceSpec(_Strict):
     # first (US); unset: the reading under which the file's times run forward, refused when
     # both do and differ. ISO 8601 dates are read as they say, whatever this is.
     dayfirst: bool | None = None
+    # The plant's time zone (IANA name, such as Europe/Berlin) when the file's times are
+    # local times without an offset; the hour the end of summer time repeats is read in
+    # file order. Unset: such times are UTC. A time with its own offset says what it means.
+    timezone: str | None = None
     # The text encoding of a csv or whitespace file: UTF-8 (a byte-order mark is skipped),
     # or what a Windows spreadsheet saves, such as cp1252 (Western European) or latin-1.
     encoding: str = "utf-8"
@@ -65,6 +70,20 @@ class SourceSpec(_Strict):
         except LookupError:
             raise ValueError(
                 f"source.encoding {value!r} is not a text encoding (utf-8, cp1252, latin-1, ...)"
+            ) from None
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"source.timezone {value!r} is not a time zone name (Europe/Berlin, "
+                "America/Chicago, UTC, ...)"
             ) from None
         return value
 

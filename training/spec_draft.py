@@ -33,7 +33,13 @@ import pandas as pd
 
 from training.errors import DataError
 from training.table import first_undecodable
-from training.timestamps import AmbiguousDatesError, read_times
+from training.timestamps import (
+    OFFSET,
+    AmbiguousDatesError,
+    LocalTimeError,
+    read_times,
+    summer_time_hint,
+)
 
 DELIMITERS = (",", ";", "\t")
 NUMERIC_SHARE = 0.5  # a column is numeric when this share of its cells reads as numbers
@@ -158,20 +164,31 @@ def _time_source(
     path: Path,
     frame: pd.DataFrame,
     timestamp: str | None,
-    dayfirst: bool | None,
+    reading: tuple[bool | None, str | None],
     source: dict[str, Any],
 ) -> list[str]:
-    """The time column's part of ``source`` (its name, how its dates read, the interval),
-    and the notes on it."""
+    """The time column's part of ``source`` (its name, how its dates read, their time zone,
+    the interval), and the notes on it; ``reading`` is (dayfirst, zone) as asked."""
     if timestamp is None:
         return ["no time column found: rows are taken as samples at a fixed interval"]
+    dayfirst, zone = reading
     source["timestamp"] = timestamp
     try:
-        times, read = read_times(frame[timestamp], dayfirst)
+        times, read = read_times(frame[timestamp], dayfirst, zone)
     except AmbiguousDatesError as exc:
         hint = " (here: softsensor spec --day-first or --month-first)"
         raise DataError(path, str(exc) + hint, column=timestamp) from exc
+    except LocalTimeError as exc:
+        raise DataError(path, str(exc), column=timestamp) from exc
+    _refuse_summer_time_step(path, frame[timestamp], times, zone)
     notes = []
+    if zone is not None:
+        source["timezone"] = zone
+    elif not frame[timestamp].astype(str).str.contains(OFFSET, regex=True).any():
+        notes.append(
+            "the times carry no offset and are read as UTC: if they are the plant's local "
+            "times, name its zone (source.timezone: Europe/Berlin, ...)"
+        )
     if read is not None:
         source["dayfirst"] = read
         why = "as asked" if dayfirst is not None else "they run forward so"
@@ -186,12 +203,36 @@ def _time_source(
     return notes
 
 
+def _refuse_summer_time_step(
+    path: Path, raw: pd.Series, times: pd.Series, zone: str | None
+) -> None:
+    """Stop, naming ``--timezone``, where local times step back as summer time ends."""
+    if times.isna().any():
+        return  # the loader names the cell that is no time
+    steps = np.diff(times.to_numpy(dtype="datetime64[ns]").astype(np.int64))
+    for at in np.flatnonzero(steps <= 0)[:1]:
+        hint = summer_time_hint(steps, int(at), times.iloc[at + 1], zone)
+        if hint:
+            raise DataError(
+                path,
+                f"timestamp {raw.iloc[at + 1]!r} steps back{hint} (here: softsensor spec "
+                "--timezone ZONE)",
+                column=str(raw.name),
+                row=int(at) + 2,
+            )
+
+
 def draft_spec(
-    path: Path, target: str, timestamp: str | None = None, dayfirst: bool | None = None
+    path: Path,
+    target: str,
+    timestamp: str | None = None,
+    dayfirst: bool | None = None,
+    zone: str | None = None,
 ) -> Draft:
     """The draft for ``path`` with ``target`` the analyzer's column; ``timestamp`` names the
     time column when the file's first date-like column is not it, ``dayfirst`` how its dates
-    read when the file cannot tell (``training.timestamps``)."""
+    read when the file cannot tell, ``zone`` the time zone of times without an offset
+    (``training.timestamps``)."""
     frame, source, layout_notes = _read(path)
     if target not in frame.columns:
         raise DataError(path, f"has no column {target!r}; its columns: {list(frame.columns)}")
@@ -206,7 +247,7 @@ def draft_spec(
     signals, ignore, unnamed = _signals(numbers, (target, timestamp))
     if not signals:
         raise DataError(path, f"has no numeric column that varies besides {target!r}")
-    notes = layout_notes + _time_source(path, frame, timestamp, dayfirst, source)
+    notes = layout_notes + _time_source(path, frame, timestamp, (dayfirst, zone), source)
     if ignore:
         source["ignore"] = ignore
         notes.append(f"ignored (text, mostly empty or constant here): {', '.join(ignore)}")

@@ -19,7 +19,12 @@ import pandas as pd
 from service.contracts.arrays import FloatArray
 from training.errors import DataError
 from training.spec import DatasetSpec, SourceSpec
-from training.timestamps import AmbiguousDatesError, read_times
+from training.timestamps import (
+    AmbiguousDatesError,
+    LocalTimeError,
+    read_times,
+    summer_time_hint,
+)
 
 
 def file_sha256(path: Path) -> str:
@@ -214,8 +219,8 @@ def parse_timestamps(
         return None
     raw = frame[column]
     try:
-        stamps, _ = read_times(raw, source.dayfirst)
-    except AmbiguousDatesError as exc:
+        stamps, _ = read_times(raw, source.dayfirst, source.timezone)
+    except (AmbiguousDatesError, LocalTimeError) as exc:
         raise DataError(path, str(exc), column=column) from exc
     bad = np.flatnonzero(stamps.isna().to_numpy())
     if bad.size:
@@ -225,8 +230,9 @@ def parse_timestamps(
     steps = np.diff(ns)
     for r in np.flatnonzero(steps <= 0)[:1]:
         what = "duplicated" if steps[r] == 0 else "out of order (earlier than the row before)"
+        hint = summer_time_hint(steps, int(r), stamps.iloc[r + 1], source.timezone)
         raise DataError(
-            path, f"timestamp {raw.iloc[r + 1]!r} is {what}", column=column, row=int(r) + 2
+            path, f"timestamp {raw.iloc[r + 1]!r} is {what}{hint}", column=column, row=int(r) + 2
         )
     return pd.DatetimeIndex(stamps)
 

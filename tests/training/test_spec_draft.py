@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -143,3 +144,31 @@ def test_an_export_a_windows_spreadsheet_saved_is_drafted_in_its_encoding(
     assert main(["train", *args, "--hidden", "8", "--quiet", "--out", str(out)]) == 0
     metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     assert "T12 [°C]" in metrics["feature_names"]
+
+
+def test_a_local_time_export_over_the_end_of_summer_time_is_drafted_in_its_zone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Local times without an offset repeat an hour when summer time ends: the draft stops
+    and names --timezone; with it the spec keeps the zone and trains."""
+    clock = pd.date_range("2026-10-24 18:00", periods=600, freq="1min", tz="Europe/Berlin")
+    rng = np.random.default_rng(2)
+    t = 80 + np.cumsum(rng.normal(size=len(clock))) * 0.1
+    f = 1 + 0.1 * rng.normal(size=len(clock))
+    y = 0.4 + 0.05 * (t - 80) + 0.1 * f
+    shown = clock.tz_localize(None).strftime("%Y-%m-%d %H:%M")
+    rows = zip(shown, t, f, y, strict=True)
+    data = tmp_path / "plant.csv"
+    lines = ["time,T,F,xB"] + [f"{s},{a:.3f},{b:.4f},{c:.4f}" for s, a, b, c in rows]
+    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert main(["spec", "--data", str(data), "--target", "xB"]) == 1
+    err = capsys.readouterr().err
+    assert "end of summer time" in err and "--timezone" in err
+    assert main(["spec", "--data", str(data), "--target", "xB", "--timezone", "Europe/Berlin"]) == 0
+    spec = yaml.safe_load((tmp_path / "plant.yaml").read_text(encoding="utf-8"))
+    assert spec["source"]["timezone"] == "Europe/Berlin"
+    assert spec["source"]["sample_interval_s"] == 60.0
+    args = ["--spec", str(tmp_path / "plant.yaml"), "--data", str(data), "--epochs", "2"]
+    assert main(["train", *args, "--hidden", "8", "--quiet", "--out", str(tmp_path / "r")]) == 0
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["data_checks"]["rows_across_gaps"] == 0  # no gap, no step back

@@ -40,16 +40,24 @@ def add_spec_parser(sub: Subcommands) -> None:
         const=False,
         help="dates such as 04.01.2026 are 1 April",
     )
+    p.add_argument(
+        "--timezone",
+        metavar="ZONE",
+        default=None,
+        help="the plant's time zone (Europe/Berlin, ...) when the file's times are local "
+        "times without an offset (default: such times are UTC)",
+    )
     p.add_argument("--force", action="store_true", help="replace an existing spec file")
     p.set_defaults(handler=_run_spec, parser=p)
 
 
 def _run_spec(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     import yaml
+    from pydantic import ValidationError
 
     from service.contracts.atomic import write_atomic
     from training.data import load_dataset
-    from training.spec import DatasetSpec
+    from training.spec import DatasetSpec, SourceSpec
     from training.spec_draft import draft_spec
 
     out: Path = args.out or args.data.with_suffix(".yaml")
@@ -57,7 +65,12 @@ def _run_spec(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error("--out would replace the data file")
     if out.exists() and not args.force:
         parser.error(f"{out} exists: pass --force to replace it")
-    draft = draft_spec(args.data, args.target, args.timestamp, args.dayfirst)
+    if args.timezone is not None:
+        try:
+            SourceSpec.model_validate({"format": "csv", "timezone": args.timezone})
+        except ValidationError as exc:
+            parser.error(f"--timezone: {exc.errors()[0]['msg'].removeprefix('Value error, ')}")
+    draft = draft_spec(args.data, args.target, args.timestamp, args.dayfirst, args.timezone)
     spec = DatasetSpec.model_validate(draft.spec)
     dataset = load_dataset(spec, args.data)  # a draft the trainer cannot load is not written
     header = [f"Dataset spec drafted from {args.data.name} by softsensor spec. Check:"]
