@@ -35,7 +35,8 @@ class SourceSpec(_Strict):
     """How the file is laid out."""
 
     format: Literal["csv", "parquet", "whitespace"]
-    # Column names in file order; required when the file has no header (whitespace text).
+    # Column names in file order, for a whitespace file without a header line; without them
+    # the first line read (after skip_rows) is the header.
     columns: list[str] | None = None
     # Name of the timestamp column; None means rows are already in time order, one per sample.
     timestamp: str | None = None
@@ -372,8 +373,6 @@ class DatasetSpec(_Strict):
                 )
         if self.target.truth is not None and self.target.truth not in self.truth:
             raise ValueError(f"target.truth {self.target.truth!r} must be listed under truth")
-        if self.source.format == "whitespace" and not self.source.columns:
-            raise ValueError("source.columns is required for whitespace files (no header)")
         return self
 
     def lag_features(self) -> list[LagFeature]:

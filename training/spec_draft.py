@@ -8,8 +8,10 @@ the plant knows: the analyzer's delay, the transmitters' real ranges. So the dra
 what the data shows, says in its header what it could not know, and is loaded once before
 it is written, so that ``softsensor train`` runs on it as it stands:
 
-- the layout: ``,`` ``;`` or tab between fields, whichever splits the header most; a decimal
-  comma where the numbers show one;
+- the layout: ``,`` ``;`` or tab between fields, whichever splits the header most, else
+  spaces (a whitespace file, its names from the header line or ``--columns``); a decimal
+  comma where the numbers show one; title lines above the header skipped; the encoding
+  (UTF-8, else cp1252);
 - the time: the named column, else the first one whose cells read as dates, and the sample
   interval as the median step between rows;
 - every numeric column a signal at lag 0, its unit from a name such as ``T03 [degC]``; a
@@ -42,6 +44,7 @@ from training.timestamps import (
 )
 
 DELIMITERS = (",", ";", "\t")
+HEAD_LINES = 40  # lines read for the layout: title lines, the header, the first rows
 NUMERIC_SHARE = 0.5  # a column is numeric when this share of its cells reads as numbers
 DATE_SHARE = 0.95  # ... a time when this share of its first cells reads as dates
 DATE_PROBE = 200  # cells tried for a date
@@ -69,41 +72,95 @@ def _encoding(path: Path) -> tuple[str, str | None]:
     )
 
 
-def _layout(path: Path, encoding: str) -> tuple[str, str]:
-    """(delimiter, decimal mark) of a text export, from its header and first rows."""
+def _head(path: Path, encoding: str) -> list[str]:
+    """The file's first lines as an editor shows them (blank ones too)."""
     with path.open(encoding=encoding, errors="replace") as fh:
-        lines = [line for line in (fh.readline() for _ in range(20)) if line.strip()]
-    if not lines:
+        return [line.rstrip("\r\n") for line in (fh.readline() for _ in range(HEAD_LINES))]
+
+
+def _layout(path: Path, lines: list[str]) -> tuple[str | None, str, int]:
+    """(delimiter, decimal mark, title lines) of a text export from its first lines.
+
+    The header is the first line split by ``,`` ``;`` or tab (whichever splits it most)
+    into as many fields as the last row read; lines above it are titles (blank ones count,
+    as ``skip_rows`` counts them). With no such line, the fields are separated by spaces
+    (delimiter None): the header is the line right above the first row of numbers when it
+    has as many fields, and the lines above the header (or that row) are titles.
+    """
+    content = [(i, line) for i, line in enumerate(lines) if line.strip()]
+    if not content:
         raise DataError(path, "is empty")
-    delimiter = max(DELIMITERS, key=lambda d: lines[0].count(d))
-    if lines[0].count(delimiter) == 0:
-        raise DataError(
-            path,
-            "has one column (no ',', ';' or tab in its first line): a file of numbers "
-            "without a header needs its spec written by hand (source.format: whitespace)",
-        )
-    cells = [c.strip() for line in lines[1:] for c in line.split(delimiter)]
-    comma = delimiter != "," and any(re.fullmatch(r"-?\d+,\d+", c) for c in cells)
-    return delimiter, "," if comma else "."
+    last = content[-1][1]
+
+    def titles(at: int) -> int:  # only blank lines above: nothing to skip (pandas skips them)
+        return at if at > content[0][0] else 0
+
+    for at, line in content:
+        delimiter = max(DELIMITERS, key=line.count)
+        if line.count(delimiter) and line.count(delimiter) == last.count(delimiter):
+            rows = [row for i, row in content if i > at]
+            cells = [c.strip() for row in rows for c in row.split(delimiter)]
+            comma = delimiter != "," and any(re.fullmatch(r"-?\d+,\d+", c) for c in cells)
+            return delimiter, "," if comma else ".", titles(at)
+    width = len(last.split())
+    if width < 2:
+        raise DataError(path, "has one column (no ',', ';', tab or spaces between fields)")
+    numbers = [i for i, line in content if len(line.split()) == width and _numeric(line.split())]
+    first = numbers[0] if numbers else content[0][0]  # the first row of numbers
+    above = [line for i, line in content if i < first]
+    named = bool(above) and len(above[-1].split()) == width  # the header right above it
+    return None, ".", titles(content[len(above) - 1][0] if named else first)
 
 
-def _read(path: Path) -> tuple[pd.DataFrame, dict[str, Any], list[str]]:
-    """The file, the layout part of ``source``, and the notes on it."""
+def _numeric(cells: list[str]) -> bool:
+    return bool(pd.to_numeric(pd.Series(cells, dtype=str), errors="coerce").notna().all())
+
+
+def _read(
+    path: Path, columns: list[str] | None = None
+) -> tuple[pd.DataFrame, dict[str, Any], list[str]]:
+    """The file, the layout part of ``source``, and the notes on it; ``columns`` names the
+    columns of a whitespace file that has no header line."""
     if path.suffix.lower() == ".parquet":
         return pd.read_parquet(path), {"format": "parquet"}, []
     encoding, note = _encoding(path)
-    delimiter, decimal = _layout(path, encoding)
-    frame = pd.read_csv(
-        path, sep=delimiter, decimal=decimal, skip_blank_lines=True, encoding=encoding
-    )
-    source: dict[str, Any] = {"format": "csv"}
-    if delimiter != ",":
-        source["delimiter"] = delimiter
-    if decimal != ".":
-        source["decimal"] = decimal
+    notes = [] if note is None else [note]
+    lines = _head(path, encoding)
+    delimiter, decimal, skip = _layout(path, lines)
+    source: dict[str, Any] = {"format": "csv" if delimiter is not None else "whitespace"}
+    if skip:
+        source["skip_rows"] = skip
+        notes.append(f"the first {skip} lines are taken for a title and skipped (skip_rows)")
+    if delimiter is None:
+        header = lines[skip].split()
+        example = ",".join(f"c{i + 1}" for i in range(len(header)))
+        if columns is None and _numeric(header):
+            raise DataError(
+                path,
+                "is numbers separated by spaces with no header line: name its columns in "
+                f"file order (softsensor spec --columns {example})",
+            )
+        if columns is not None:
+            source["columns"] = columns
+        frame = pd.read_csv(
+            path,
+            sep=r"\s+",
+            header=None if columns is not None else 0,
+            names=columns,
+            skiprows=skip,
+            encoding=encoding,
+        )
+    else:
+        if columns is not None:
+            raise DataError(path, "--columns names the columns of a whitespace file only")
+        frame = pd.read_csv(path, sep=delimiter, decimal=decimal, skiprows=skip, encoding=encoding)
+        if delimiter != ",":
+            source["delimiter"] = delimiter
+        if decimal != ".":
+            source["decimal"] = decimal
     if note is not None:
         source["encoding"] = encoding
-    return frame, source, [] if note is None else [note]
+    return frame, source, notes
 
 
 def _is_time(values: pd.Series) -> bool:
@@ -228,12 +285,13 @@ def draft_spec(
     timestamp: str | None = None,
     dayfirst: bool | None = None,
     zone: str | None = None,
+    columns: list[str] | None = None,
 ) -> Draft:
     """The draft for ``path`` with ``target`` the analyzer's column; ``timestamp`` names the
     time column when the file's first date-like column is not it, ``dayfirst`` how its dates
     read when the file cannot tell, ``zone`` the time zone of times without an offset
-    (``training.timestamps``)."""
-    frame, source, layout_notes = _read(path)
+    (``training.timestamps``), ``columns`` the names of a headerless whitespace file's."""
+    frame, source, layout_notes = _read(path, columns)
     if target not in frame.columns:
         raise DataError(path, f"has no column {target!r}; its columns: {list(frame.columns)}")
     if timestamp is None:

@@ -58,7 +58,7 @@ def read_table(path: Path, spec: DatasetSpec) -> pd.DataFrame:
             frame = pd.read_csv(
                 path,
                 sep=r"\s+",
-                header=None,
+                header=None if src.columns is not None else 0,
                 dtype=str,
                 keep_default_na=False,
                 skip_blank_lines=True,
@@ -72,6 +72,8 @@ def read_table(path: Path, spec: DatasetSpec) -> pd.DataFrame:
         raise DataError(path, _explain_parse_error(path, src, exc)) from exc
     except (ValueError, OSError) as exc:
         raise DataError(path, f"cannot be parsed as {src.format}: {exc}") from exc
+    if src.format == "whitespace" and src.columns is None:
+        _check_header(path, frame)
     if src.columns is not None:
         if frame.shape[1] != len(src.columns) and src.format == "whitespace":
             raise DataError(
@@ -93,6 +95,19 @@ def read_table(path: Path, spec: DatasetSpec) -> pd.DataFrame:
             if col != src.timestamp:
                 frame[col] = frame[col].str.replace(src.decimal, ".", regex=False)
     return frame.reset_index(drop=True)
+
+
+def _check_header(path: Path, frame: pd.DataFrame) -> None:
+    """A whitespace file read with its first line as the header: refused when that line
+    holds numbers, which means the file has no header and the spec must name the columns."""
+    numbers = pd.to_numeric(pd.Series(list(frame.columns), dtype=str), errors="coerce")
+    if numbers.notna().any():
+        raise DataError(
+            path,
+            f"its first line read ({' '.join(map(str, frame.columns[:4]))} ...) holds "
+            "numbers, not column names: name the columns with source.columns (and skip "
+            "any title lines above with source.skip_rows)",
+        )
 
 
 def undecodable(path: Path, encoding: str, exc: UnicodeDecodeError) -> str:
@@ -165,7 +180,7 @@ def data_lines(path: Path, spec: DatasetSpec) -> list[int] | None:
     if spec.source.format == "parquet":
         return None
     lines: list[int] = []
-    header = spec.source.format == "csv"
+    header = spec.source.format == "csv" or spec.source.columns is None  # a header line
     with path.open(encoding=spec.source.encoding, errors="replace") as fh:
         for number, text in enumerate(fh, start=1):
             if number <= spec.source.skip_rows or not text.strip():

@@ -74,6 +74,25 @@ def test_skip_rows_reads_the_file_and_errors_name_the_real_line(tmp_path: Path) 
         load_dataset(load_spec(spec), bad)
 
 
+def test_a_whitespace_file_with_a_header_line_is_read_by_its_names(tmp_path: Path) -> None:
+    """Many text exports name their columns on the first line; a spec without
+    source.columns reads them from there, and a file of numbers only is told to name them."""
+    rng = np.random.default_rng(0)
+    rows = [" ".join(f"{v:.4f}" for v in rng.normal(size=4)) for _ in range(40)]
+    data = tmp_path / "named.txt"
+    data.write_text("Unit 7 export\n\nw   v  u y\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    spec = tmp_path / "ws.yaml"
+    spec.write_text(
+        WHITESPACE_SPEC.replace("columns: [u, v, w, y]%s", "skip_rows: 2"), encoding="utf-8"
+    )
+    ds = load_dataset(load_spec(spec), data)
+    first = [float(v) for v in rows[1].split()]  # v at lag 1: the first row scored is the 2nd
+    assert ds.rows_read == 40 and ds.train.x[0, 0] == pytest.approx(first[2])  # u: 3rd column
+    bare = _whitespace_file(tmp_path / "bare.txt", "")
+    with pytest.raises(DataError, match=r"holds numbers, not column names.*source\.columns"):
+        load_dataset(load_spec(spec), bare)
+
+
 WINDOWS_SPEC = """
 name: win
 source: {format: csv, delimiter: ;, decimal: ',', timestamp: Zeit%s}

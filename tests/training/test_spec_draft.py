@@ -172,3 +172,38 @@ def test_a_local_time_export_over_the_end_of_summer_time_is_drafted_in_its_zone(
     assert main(["train", *args, "--hidden", "8", "--quiet", "--out", str(tmp_path / "r")]) == 0
     metrics = json.loads((tmp_path / "r" / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["data_checks"]["rows_across_gaps"] == 0  # no gap, no step back
+
+
+def test_numbers_separated_by_spaces_are_drafted_with_their_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A text file of numbers, as lab systems and papers' data sets come: its header line
+    names the columns, or --columns does; a title line above is skipped."""
+    rng = np.random.default_rng(4)
+    u = rng.normal(size=(200, 3))
+    y = u @ np.array([0.5, -0.3, 0.1]) + 0.01 * rng.normal(size=200)
+    rows = [" ".join(f"{v:.5f}" for v in (*r, t)) for r, t in zip(u, y, strict=True)]
+    named = tmp_path / "named.txt"
+    named.write_text("Lab data, unit 7\n\nu1  u2  u3  y\n" + "\n".join(rows) + "\n")
+    assert main(["spec", "--data", str(named), "--target", "y"]) == 0
+    source = yaml.safe_load((tmp_path / "named.yaml").read_text(encoding="utf-8"))["source"]
+    assert source == {"format": "whitespace", "skip_rows": 2}
+    assert "title" in capsys.readouterr().out
+    bare = tmp_path / "bare.txt"
+    bare.write_text("\n".join(rows) + "\n")
+    assert main(["spec", "--data", str(bare), "--target", "y"]) == 1
+    assert "--columns c1,c2,c3,c4" in capsys.readouterr().err
+    assert main(["spec", "--data", str(bare), "--target", "y", "--columns", "a,b,c,y"]) == 0
+    spec = yaml.safe_load((tmp_path / "bare.yaml").read_text(encoding="utf-8"))
+    assert spec["source"] == {"format": "whitespace", "columns": ["a", "b", "c", "y"]}
+    args = ["--spec", str(tmp_path / "bare.yaml"), "--data", str(bare), "--epochs", "2"]
+    assert main(["train", *args, "--hidden", "8", "--quiet", "--out", str(tmp_path / "r")]) == 0
+
+
+def test_a_title_line_above_a_csv_header_is_skipped(tmp_path: Path) -> None:
+    data = _export(tmp_path / "plant.csv")
+    text = data.read_text(encoding="utf-8")
+    data.write_text("Export unit 7; from 2026-02-01\n" + text, encoding="utf-8")
+    assert main(["spec", "--data", str(data), "--target", "xB [mol %]"]) == 0
+    source = yaml.safe_load((tmp_path / "plant.yaml").read_text(encoding="utf-8"))["source"]
+    assert source["skip_rows"] == 1 and source["delimiter"] == ";" and source["decimal"] == ","

@@ -47,8 +47,23 @@ def add_spec_parser(sub: Subcommands) -> None:
         help="the plant's time zone (Europe/Berlin, ...) when the file's times are local "
         "times without an offset (default: such times are UTC)",
     )
+    p.add_argument(
+        "--columns",
+        metavar="NAMES",
+        type=_names,
+        default=None,
+        help="comma-separated names, in file order, of a file of numbers separated by spaces "
+        "that has no header line (u1,u2,...,y)",
+    )
     p.add_argument("--force", action="store_true", help="replace an existing spec file")
     p.set_defaults(handler=_run_spec, parser=p)
+
+
+def _names(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",")]
+    if not all(names) or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError("give distinct, non-empty names separated by commas")
+    return names
 
 
 def _run_spec(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -70,7 +85,9 @@ def _run_spec(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             SourceSpec.model_validate({"format": "csv", "timezone": args.timezone})
         except ValidationError as exc:
             parser.error(f"--timezone: {exc.errors()[0]['msg'].removeprefix('Value error, ')}")
-    draft = draft_spec(args.data, args.target, args.timestamp, args.dayfirst, args.timezone)
+    draft = draft_spec(
+        args.data, args.target, args.timestamp, args.dayfirst, args.timezone, args.columns
+    )
     spec = DatasetSpec.model_validate(draft.spec)
     dataset = load_dataset(spec, args.data)  # a draft the trainer cannot load is not written
     header = [f"Dataset spec drafted from {args.data.name} by softsensor spec. Check:"]
