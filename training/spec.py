@@ -9,7 +9,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -24,80 +23,12 @@ from pydantic import (
 from service.contracts.card import LabDelay
 from service.contracts.features import DerivedSignal, LagFeature
 from training.errors import SpecError
+from training.source_spec import SourceSpec
 from training.target import TargetTransform
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SourceSpec(_Strict):
-    """How the file is laid out."""
-
-    format: Literal["csv", "parquet", "whitespace"]
-    # Column names in file order, for a whitespace file without a header line; without them
-    # the first line read (after skip_rows) is the header.
-    columns: list[str] | None = None
-    # Name of the timestamp column; None means rows are already in time order, one per sample.
-    timestamp: str | None = None
-    # Columns present in the file that the spec deliberately does not use.
-    ignore: list[str] = Field(default_factory=list)
-    # Nominal sampling interval in seconds, recorded in the model card.
-    sample_interval_s: float | None = Field(default=None, gt=0)
-    # Lines at the top of the file to skip before the header (csv) or the numbers
-    # (whitespace): titles, comments, units. Blank lines count, as an editor shows them.
-    skip_rows: int = Field(default=0, ge=0)
-    # How a csv file separates its fields, and the decimal mark of its numbers: historians
-    # and spreadsheets set up for many European locales write "49,95;50,10" (";" and ",").
-    delimiter: str = Field(default=",", min_length=1, max_length=1)
-    decimal: Literal[".", ","] = "."
-    # How a date such as 04.01.2026 reads: true day first (most of Europe), false month
-    # first (US); unset: the reading under which the file's times run forward, refused when
-    # both do and differ. ISO 8601 dates are read as they say, whatever this is.
-    dayfirst: bool | None = None
-    # The plant's time zone (IANA name, such as Europe/Berlin) when the file's times are
-    # local times without an offset; the hour the end of summer time repeats is read in
-    # file order. Unset: such times are UTC. A time with its own offset says what it means.
-    timezone: str | None = None
-    # The text encoding of a csv or whitespace file: UTF-8 (a byte-order mark is skipped),
-    # or what a Windows spreadsheet saves, such as cp1252 (Western European) or latin-1.
-    encoding: str = "utf-8"
-
-    @field_validator("encoding")
-    @classmethod
-    def _known_encoding(cls, value: str) -> str:
-        try:
-            "".encode(value)  # LookupError too for a codec that is not text (rot13, zlib)
-        except LookupError:
-            raise ValueError(
-                f"source.encoding {value!r} is not a text encoding (utf-8, cp1252, latin-1, ...)"
-            ) from None
-        return value
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"source.timezone {value!r} is not a time zone name (Europe/Berlin, "
-                "America/Chicago, UTC, ...)"
-            ) from None
-        return value
-
-    @model_validator(mode="after")
-    def _marks_differ(self) -> SourceSpec:
-        if self.decimal == self.delimiter:
-            raise ValueError(
-                f"source.decimal {self.decimal!r} is also the delimiter: set source.delimiter "
-                "(';' is usual with decimal commas)"
-            )
-        if self.delimiter != "," and self.format != "csv":
-            raise ValueError("source.delimiter applies to csv files only")
-        return self
 
 
 class MissingSpec(_Strict):

@@ -18,7 +18,8 @@ import pandas as pd
 
 from service.contracts.arrays import FloatArray
 from training.errors import DataError
-from training.spec import DatasetSpec, SourceSpec
+from training.source_spec import SourceSpec
+from training.spec import DatasetSpec
 from training.timestamps import (
     AmbiguousDatesError,
     LocalTimeError,

@@ -72,7 +72,8 @@ def _run_spec(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     from service.contracts.atomic import write_atomic
     from training.data import load_dataset
-    from training.spec import DatasetSpec, SourceSpec
+    from training.source_spec import SourceSpec
+    from training.spec import DatasetSpec
     from training.spec_draft import draft_spec
 
     out: Path = args.out or args.data.with_suffix(".yaml")
