@@ -28,6 +28,9 @@ class SourceSpec(BaseModel):
     # Lines at the top of the file to skip before the header (csv) or the numbers
     # (whitespace): titles, comments, units. Blank lines count, as an editor shows them.
     skip_rows: int = Field(default=0, ge=0)
+    # Lines the header takes: the first holds the column names, the ones below it (units,
+    # descriptions, tag names, as spreadsheet exports add) are not data and are skipped.
+    header_rows: int = Field(default=1, ge=1)
     # How a csv file separates its fields, and the decimal mark of its numbers: historians
     # and spreadsheets set up for many European locales write "49,95;50,10" (";" and ",").
     delimiter: str = Field(default=",", min_length=1, max_length=1)
@@ -78,4 +81,6 @@ class SourceSpec(BaseModel):
             )
         if self.delimiter != "," and self.format != "csv":
             raise ValueError("source.delimiter applies to csv files only")
+        if self.header_rows > 1 and (self.format == "parquet" or self.columns is not None):
+            raise ValueError("source.header_rows applies to text files with a header line")
         return self

@@ -116,13 +116,21 @@ def _numeric(cells: list[str]) -> bool:
     return bool(pd.to_numeric(pd.Series(cells, dtype=str), errors="coerce").notna().all())
 
 
-def _read(
-    path: Path, columns: list[str] | None = None
-) -> tuple[pd.DataFrame, dict[str, Any], list[str]]:
-    """The file, the layout part of ``source``, and the notes on it; ``columns`` names the
-    columns of a whitespace file that has no header line."""
+@dataclass(frozen=True)
+class _File:
+    """An export as read for the draft: its cells, the layout part of ``source``, the notes
+    on it, and the units its header's second line gives (column -> unit)."""
+
+    frame: pd.DataFrame
+    source: dict[str, Any]
+    notes: list[str]
+    units: dict[str, str]
+
+
+def _read(path: Path, columns: list[str] | None = None) -> _File:
+    """The file; ``columns`` names the columns of a whitespace file that has no header."""
     if path.suffix.lower() == ".parquet":
-        return pd.read_parquet(path), {"format": "parquet"}, []
+        return _File(pd.read_parquet(path), {"format": "parquet"}, [], {})
     encoding, note = _encoding(path)
     notes = [] if note is None else [note]
     lines = _head(path, encoding)
@@ -132,35 +140,67 @@ def _read(
         source["skip_rows"] = skip
         notes.append(f"the first {skip} lines are taken for a title and skipped (skip_rows)")
     if delimiter is None:
-        header = lines[skip].split()
-        example = ",".join(f"c{i + 1}" for i in range(len(header)))
-        if columns is None and _numeric(header):
-            raise DataError(
-                path,
-                "is numbers separated by spaces with no header line: name its columns in "
-                f"file order (softsensor spec --columns {example})",
-            )
+        frame = _read_whitespace(path, lines[skip].split(), columns, skip, encoding)
         if columns is not None:
             source["columns"] = columns
-        frame = pd.read_csv(
-            path,
-            sep=r"\s+",
-            header=None if columns is not None else 0,
-            names=columns,
-            skiprows=skip,
-            encoding=encoding,
-        )
+        units: dict[str, str] = {}
     else:
         if columns is not None:
             raise DataError(path, "--columns names the columns of a whitespace file only")
-        frame = pd.read_csv(path, sep=delimiter, decimal=decimal, skiprows=skip, encoding=encoding)
+        frame, units = _read_csv(path, delimiter, decimal, skip, encoding)
         if delimiter != ",":
             source["delimiter"] = delimiter
         if decimal != ".":
             source["decimal"] = decimal
+        if units:
+            source["header_rows"] = 2
+            notes.append("the header's second line is taken for the units (header_rows: 2)")
     if note is not None:
         source["encoding"] = encoding
-    return frame, source, notes
+    return _File(frame, source, notes, units)
+
+
+def _read_whitespace(
+    path: Path, header: list[str], columns: list[str] | None, skip: int, encoding: str
+) -> pd.DataFrame:
+    if columns is None and _numeric(header):
+        example = ",".join(f"c{i + 1}" for i in range(len(header)))
+        raise DataError(
+            path,
+            "is numbers separated by spaces with no header line: name its columns in "
+            f"file order (softsensor spec --columns {example})",
+        )
+    return pd.read_csv(
+        path,
+        sep=r"\s+",
+        header=None if columns is not None else 0,
+        names=columns,
+        skiprows=skip,
+        encoding=encoding,
+    )
+
+
+def _read_csv(
+    path: Path, delimiter: str, decimal: str, skip: int, encoding: str
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The cells, and the units when the line below the header holds text where every
+    column of numbers has them further down (a spreadsheet's units line)."""
+    cells = pd.read_csv(
+        path, sep=delimiter, skiprows=skip, encoding=encoding, dtype=str, nrows=50
+    ).fillna("")
+    numbers = cells.apply(lambda c: pd.to_numeric(c.str.replace(decimal, "."), errors="coerce"))
+    numeric = numbers.columns[numbers.iloc[1:].notna().mean() > NUMERIC_SHARE]
+    units = {}
+    if len(cells) > 1 and len(numeric) and numbers[numeric].iloc[0].isna().all():
+        units = {str(c): str(u).strip() for c, u in cells.iloc[0].items() if str(u).strip()}
+    frame = pd.read_csv(
+        path,
+        sep=delimiter,
+        decimal=decimal,
+        encoding=encoding,
+        skiprows=lambda i: i < skip or (bool(units) and i == skip + 1),
+    )
+    return frame, units
 
 
 def _is_time(values: pd.Series) -> bool:
@@ -182,11 +222,13 @@ def _range(values: np.ndarray) -> list[float]:
     return [float(f"{v:.6g}") for v in widened]
 
 
-def _unit(column: str) -> tuple[str, str | None]:
-    """(unit, its note when the name gives none)."""
+def _unit(column: str, units: dict[str, str]) -> tuple[str, str | None]:
+    """(unit, its note when neither the name nor the header's units line gives one)."""
     found = UNIT.match(column)
     if found:
         return found.group("unit").strip(), None
+    if column in units:
+        return units[column], None
     return "unknown", column
 
 
@@ -197,10 +239,10 @@ def _interval(times: pd.Series) -> float | None:
 
 
 def _signals(
-    numbers: dict[str, pd.Series], skip: tuple[str | None, ...]
+    numbers: dict[str, pd.Series], skip: tuple[str | None, ...], units: dict[str, str]
 ) -> tuple[list[dict[str, Any]], list[str], list[str]]:
     """The columns that make signals (with unit and range), those ignored, and the signals
-    whose name gives no unit."""
+    whose name or units line gives no unit."""
     signals, ignore, unnamed = [], [], []
     for column, series in numbers.items():
         if column in skip:
@@ -210,7 +252,7 @@ def _signals(
         if np.isfinite(values).mean() < NUMERIC_SHARE or np.ptp(finite) == 0:
             ignore.append(column)
             continue
-        unit, none = _unit(column)
+        unit, none = _unit(column, units)
         if none is not None:
             unnamed.append(none)
         signals.append({"name": column, "unit": unit, "range": _range(values)})
@@ -291,7 +333,8 @@ def draft_spec(
     time column when the file's first date-like column is not it, ``dayfirst`` how its dates
     read when the file cannot tell, ``zone`` the time zone of times without an offset
     (``training.timestamps``), ``columns`` the names of a headerless whitespace file's."""
-    frame, source, layout_notes = _read(path, columns)
+    file = _read(path, columns)
+    frame, source = file.frame, file.source
     if target not in frame.columns:
         raise DataError(path, f"has no column {target!r}; its columns: {list(frame.columns)}")
     if timestamp is None:
@@ -302,16 +345,16 @@ def draft_spec(
     y = numbers[target].to_numpy(dtype=float)
     if np.isfinite(y).sum() < 2:
         raise DataError(path, f"column {target!r}: fewer than two numbers, nothing to learn")
-    signals, ignore, unnamed = _signals(numbers, (target, timestamp))
+    signals, ignore, unnamed = _signals(numbers, (target, timestamp), file.units)
     if not signals:
         raise DataError(path, f"has no numeric column that varies besides {target!r}")
-    notes = layout_notes + _time_source(path, frame, timestamp, (dayfirst, zone), source)
+    notes = file.notes + _time_source(path, frame, timestamp, (dayfirst, zone), source)
     if ignore:
         source["ignore"] = ignore
         notes.append(f"ignored (text, mostly empty or constant here): {', '.join(ignore)}")
     if unnamed:
         notes.append(f"units unknown (name them 'T03 [degC]' or edit): {', '.join(unnamed)}")
-    target_unit, _ = _unit(target)
+    target_unit, _ = _unit(target, file.units)
     notes += [
         "ranges are the file's own widened by its span on each side: set each to what the "
         "transmitter can really read (a value outside is treated as missing)",

@@ -75,6 +75,8 @@ def read_table(path: Path, spec: DatasetSpec) -> pd.DataFrame:
         raise DataError(path, f"cannot be parsed as {src.format}: {exc}") from exc
     if src.format == "whitespace" and src.columns is None:
         _check_header(path, frame)
+    if src.header_rows > 1:  # the header's other lines (units, descriptions): not data
+        frame = frame.iloc[src.header_rows - 1 :]
     if src.columns is not None:
         if frame.shape[1] != len(src.columns) and src.format == "whitespace":
             raise DataError(
@@ -177,17 +179,18 @@ def _first_content_line(path: Path, src: SourceSpec) -> int | None:
 
 def data_lines(path: Path, spec: DatasetSpec) -> list[int] | None:
     """The file's line number (1-based, as an editor shows it) of each data row, for text
-    formats: skipped lines, blank lines and the CSV header are not data rows."""
+    formats: skipped lines, blank lines and the header's lines are not data rows."""
     if spec.source.format == "parquet":
         return None
     lines: list[int] = []
-    header = spec.source.format == "csv" or spec.source.columns is None  # a header line
-    with path.open(encoding=spec.source.encoding, errors="replace") as fh:
+    src = spec.source
+    header = 0 if src.format == "whitespace" and src.columns else src.header_rows  # its lines
+    with path.open(encoding=src.encoding, errors="replace") as fh:
         for number, text in enumerate(fh, start=1):
-            if number <= spec.source.skip_rows or not text.strip():
+            if number <= src.skip_rows or not text.strip():
                 continue
             if header:
-                header = False
+                header -= 1
                 continue
             lines.append(number)
     return lines

@@ -93,6 +93,24 @@ def test_a_whitespace_file_with_a_header_line_is_read_by_its_names(tmp_path: Pat
         load_dataset(load_spec(spec), bare)
 
 
+@pytest.mark.parametrize(
+    ("source", "says"),
+    [
+        ("format: whitespace, columns: [u, v, w, y], header_rows: 2", "text files with a header"),
+        ("format: parquet, header_rows: 2", "text files with a header"),
+        ("format: csv, header_rows: 0", "source.header_rows"),
+    ],
+)
+def test_header_rows_only_where_a_file_has_a_header(tmp_path: Path, source: str, says: str) -> None:
+    spec = tmp_path / "ws.yaml"
+    spec.write_text(
+        WHITESPACE_SPEC.replace("format: whitespace, columns: [u, v, w, y]%s", source),
+        encoding="utf-8",
+    )
+    with pytest.raises(SpecError, match=says):
+        load_spec(spec)
+
+
 WINDOWS_SPEC = """
 name: win
 source: {format: csv, delimiter: ;, decimal: ',', timestamp: Zeit%s}

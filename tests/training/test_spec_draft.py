@@ -207,3 +207,27 @@ def test_a_title_line_above_a_csv_header_is_skipped(tmp_path: Path) -> None:
     assert main(["spec", "--data", str(data), "--target", "xB [mol %]"]) == 0
     source = yaml.safe_load((tmp_path / "plant.yaml").read_text(encoding="utf-8"))["source"]
     assert source["skip_rows"] == 1 and source["delimiter"] == ";" and source["decimal"] == ","
+
+
+def test_a_units_line_below_the_header_gives_the_units_and_is_not_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Spreadsheet exports write the units on the line below the names: the draft takes
+    them, the spec skips that line (header_rows: 2), and a bad cell is named by its line."""
+    data = _export(tmp_path / "plant.csv")
+    lines = data.read_text(encoding="utf-8").splitlines()
+    lines[0] = "time;T12;F;L;mode;spare;xB"
+    lines.insert(1, ";degC;t/h;m;;;mol %")
+    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert main(["spec", "--data", str(data), "--target", "xB"]) == 0
+    assert "units (header_rows: 2)" in capsys.readouterr().out
+    spec = yaml.safe_load((tmp_path / "plant.yaml").read_text(encoding="utf-8"))
+    assert spec["source"]["header_rows"] == 2
+    assert {s["name"]: s["unit"] for s in spec["signals"]} == {"T12": "degC", "F": "t/h", "L": "m"}
+    assert spec["target"]["unit"] == "mol %"
+    cells = lines[5].split(";")
+    lines[5] = ";".join([cells[0], "n/a", *cells[2:]])
+    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    args = ["--spec", str(tmp_path / "plant.yaml"), "--data", str(data), "--epochs", "2"]
+    assert main(["train", *args, "--hidden", "8", "--quiet", "--out", str(tmp_path / "r")]) == 1
+    assert "column 'T12', row 4 (line 6): non-numeric value 'n/a'" in capsys.readouterr().err
