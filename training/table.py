@@ -43,30 +43,7 @@ def read_table(path: Path, spec: DatasetSpec) -> pd.DataFrame:
     if not path.is_file():
         raise DataError(path, "file not found")
     try:
-        if src.format == "parquet":
-            frame = pd.read_parquet(path)
-        elif src.format == "csv":
-            frame = pd.read_csv(
-                path,
-                dtype=str,
-                keep_default_na=False,
-                skip_blank_lines=True,
-                skiprows=src.skip_rows,
-                sep=src.delimiter,
-                encoding=src.encoding,
-            )
-        else:
-            frame = pd.read_csv(
-                path,
-                sep=r"\s+",
-                header=None if src.columns is not None else 0,
-                dtype=str,
-                keep_default_na=False,
-                skip_blank_lines=True,
-                engine="python",
-                skiprows=src.skip_rows,
-                encoding=src.encoding,
-            )
+        frame = _read_cells(path, src)
     except UnicodeDecodeError as exc:
         raise DataError(path, undecodable(path, src.encoding, exc)) from exc
     except pd.errors.ParserError as exc:
@@ -98,6 +75,23 @@ def read_table(path: Path, spec: DatasetSpec) -> pd.DataFrame:
             if col != src.timestamp:
                 frame[col] = frame[col].str.replace(src.decimal, ".", regex=False)
     return frame.reset_index(drop=True)
+
+
+def _read_cells(path: Path, src: SourceSpec) -> pd.DataFrame:
+    if src.format == "parquet":
+        return pd.read_parquet(path)
+    whitespace = src.format == "whitespace"
+    return pd.read_csv(
+        path,
+        sep=r"\s+" if whitespace else src.delimiter,
+        header=None if whitespace and src.columns is not None else 0,
+        engine="python" if whitespace else "c",
+        dtype=str,
+        keep_default_na=False,
+        skip_blank_lines=True,
+        skiprows=src.skip_rows,
+        encoding=src.encoding,
+    )
 
 
 def _check_header(path: Path, frame: pd.DataFrame) -> None:
