@@ -51,13 +51,29 @@ def _iso(t: float) -> str:
         return f"{t:.0f} s"
 
 
+MAX_OFFSET_HOURS = 14  # the largest UTC offset in use (UTC+14, Kiribati)
+OFFSET_SLACK_S = 900.0  # data a quarter of an hour old still reads as whole hours ahead
+
+
 def _unit_hint(t: float, now: float) -> str:
     """Historians that send epoch numbers often send milliseconds (IP.21, Kepware) or
     nanoseconds (InfluxDB); a number that is one of those for a time near now says so."""
     for unit, scale in (("milliseconds", 1e3), ("microseconds", 1e6), ("nanoseconds", 1e9)):
         if abs(t / scale - now) < 10 * 365 * 86400:
             return f"; it reads as {unit} since 1970: a number here is POSIX seconds"
-    return ""
+    return _offset_hint(t - now)
+
+
+def _offset_hint(ahead: float) -> str:
+    """A time whole hours ahead (as far as UTC offsets go, give or take the data's own age)
+    is usually a plant's local time sent without its offset, which reads as UTC."""
+    hours = round(ahead / 3600)
+    if not 1 <= hours <= MAX_OFFSET_HOURS or abs(ahead - 3600 * hours) > OFFSET_SLACK_S:
+        return ""
+    return (
+        f"; it is {hours} h ahead: a local time sent without its UTC offset? A time without "
+        "one is read as UTC: send it with its offset ('+01:00') or in UTC ('Z')"
+    )
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,25 @@ def test_an_epoch_in_another_unit_is_refused_with_the_unit_named(
     assert detail.startswith("timestamp[0]") and f"reads as {unit} since 1970" in detail, detail
 
 
+def test_a_local_time_without_its_offset_is_refused_with_the_offset_named(
+    client: TestClient,
+) -> None:
+    """A bridge that sends a plant's local time (UTC+2 in summer in Europe) without the
+    offset sends times two hours ahead: the refusal says what that looks like."""
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    local = datetime.now(UTC).replace(tzinfo=None) + timedelta(hours=2, minutes=-3)
+    records = [{"timestamp": local.isoformat(), "values": {k: 1.0 for k in ("a", "b", "q")}}]
+    r = client.post("/v1/predict", json={"records": records})
+    assert r.status_code == 422, r.text
+    assert "2 h ahead: a local time sent without its UTC offset?" in r.json()["detail"]
+    soon = time.time() + 1800  # half an hour ahead: no offset is that
+    columns = {"timestamp": [soon], "columns": {k: [1.0] for k in ("a", "b", "q")}}
+    r = client.post("/v1/predict", json=columns)
+    assert r.status_code == 422 and "offset" not in r.json()["detail"], r.text
+
+
 def test_a_jump_far_past_the_streams_clock_is_refused_unless_live(
     published: Published, tmp_path: Path
 ) -> None:
