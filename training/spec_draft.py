@@ -35,6 +35,7 @@ import pandas as pd
 
 from training.errors import DataError
 from training.table import first_undecodable
+from training.textfile import open_text, refuse_binary
 from training.timestamps import (
     OFFSET,
     AmbiguousDatesError,
@@ -74,7 +75,7 @@ def _encoding(path: Path) -> tuple[str, str | None]:
 
 def _head(path: Path, encoding: str) -> list[str]:
     """The file's first lines as an editor shows them (blank ones too)."""
-    with path.open(encoding=encoding, errors="replace") as fh:
+    with open_text(path, encoding) as fh:
         return [line.rstrip("\r\n") for line in (fh.readline() for _ in range(HEAD_LINES))]
 
 
@@ -131,6 +132,7 @@ def _read(path: Path, columns: list[str] | None = None) -> _File:
     """The file; ``columns`` names the columns of a whitespace file that has no header."""
     if path.suffix.lower() == ".parquet":
         return _File(pd.read_parquet(path), {"format": "parquet"}, [], {})
+    refuse_binary(path)
     encoding, note = _encoding(path)
     notes = [] if note is None else [note]
     lines = _head(path, encoding)

@@ -20,6 +20,7 @@ from service.contracts.arrays import FloatArray
 from training.errors import DataError
 from training.source_spec import SourceSpec
 from training.spec import DatasetSpec
+from training.textfile import open_bytes, open_text, refuse_binary
 from training.timestamps import (
     AmbiguousDatesError,
     LocalTimeError,
@@ -42,6 +43,8 @@ def read_table(path: Path, spec: DatasetSpec) -> pd.DataFrame:
     src = spec.source
     if not path.is_file():
         raise DataError(path, "file not found")
+    if src.format != "parquet":
+        refuse_binary(path)
     try:
         frame = _read_cells(path, src)
     except UnicodeDecodeError as exc:
@@ -124,7 +127,7 @@ def first_undecodable(path: Path, encoding: str) -> tuple[int, int] | None:
     in chunks; None when the whole file decodes."""
     decoder = codecs.getincrementaldecoder(encoding)()
     offset, lines = 0, 1
-    with path.open("rb") as fh:
+    with open_bytes(path) as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             try:
                 decoder.decode(chunk)
@@ -164,7 +167,7 @@ def _explain_parse_error(path: Path, src: SourceSpec, exc: Exception) -> str:
 
 def _first_content_line(path: Path, src: SourceSpec) -> int | None:
     """1-based number of the first non-blank line after ``src.skip_rows``."""
-    with path.open(encoding=src.encoding, errors="replace") as fh:
+    with open_text(path, src.encoding) as fh:
         for number, text in enumerate(fh, start=1):
             if number > src.skip_rows and text.strip():
                 return number
@@ -179,7 +182,7 @@ def data_lines(path: Path, spec: DatasetSpec) -> list[int] | None:
     lines: list[int] = []
     src = spec.source
     header = 0 if src.format == "whitespace" and src.columns else src.header_rows  # its lines
-    with path.open(encoding=src.encoding, errors="replace") as fh:
+    with open_text(path, src.encoding) as fh:
         for number, text in enumerate(fh, start=1):
             if number <= src.skip_rows or not text.strip():
                 continue

@@ -231,3 +231,57 @@ def test_a_units_line_below_the_header_gives_the_units_and_is_not_data(
     args = ["--spec", str(tmp_path / "plant.yaml"), "--data", str(data), "--epochs", "2"]
     assert main(["train", *args, "--hidden", "8", "--quiet", "--out", str(tmp_path / "r")]) == 1
     assert "column 'T12', row 4 (line 6): non-numeric value 'n/a'" in capsys.readouterr().err
+
+
+def _compressed(path: Path, raw: bytes) -> Path:
+    import bz2
+    import gzip
+    import lzma
+    import zipfile
+
+    if path.suffix == ".zip":
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("unit7.csv", raw)
+        return path
+    opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}[path.suffix]
+    with opener(path, "wb") as fh:
+        fh.write(raw)
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".csv.gz", ".csv.bz2", ".csv.xz", ".zip"])
+def test_a_compressed_export_is_drafted_and_its_lines_named_as_unpacked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], suffix: str
+) -> None:
+    """Exports travel compressed; pandas reads them by the extension, and the layout, the
+    encoding and the line of a bad cell are read from the same unpacked text."""
+    text = _export(tmp_path / "plant.csv").read_text(encoding="utf-8").replace("degC", "°C")
+    data = _compressed(tmp_path / f"unit7{suffix}", text.encode("cp1252"))
+    out = tmp_path / "unit7.yaml"
+    args = ["spec", "--data", str(data), "--target", "xB [mol %]", "--out", str(out)]
+    assert main(args) == 0
+    source = yaml.safe_load(out.read_text(encoding="utf-8"))["source"]
+    assert (source["delimiter"], source["decimal"], source["encoding"]) == (";", ",", "cp1252")
+    train = ["train", "--spec", str(out), "--data", str(data), "--epochs", "1", "--quiet"]
+    assert main([*train, "--hidden", "8", "--out", str(tmp_path / "r")]) == 0
+    lines = text.splitlines()
+    cells = lines[7].split(";")
+    lines[7] = ";".join([cells[0], "n/a", *cells[2:]])
+    _compressed(data, ("\n".join(lines) + "\n").encode("cp1252"))
+    capsys.readouterr()
+    assert main([*train, "--out", str(tmp_path / "r2")]) == 1
+    assert "row 7 (line 8): non-numeric value 'n/a'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("head", "what"),
+    [(b"PK\x03\x04" + bytes(60), "Excel .xlsx"), (b"\xd0\xcf\x11\xe0" + bytes(60), "97-2003")],
+)
+def test_a_workbook_is_refused_for_what_it_is(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], head: bytes, what: str
+) -> None:
+    book = tmp_path / "unit7.xlsx"
+    book.write_bytes(head)
+    assert main(["spec", "--data", str(book), "--target", "xB"]) == 1
+    err = capsys.readouterr().err
+    assert what in err and "save the sheet as CSV" in err
