@@ -243,9 +243,8 @@ def _compressed(path: Path, raw: bytes) -> Path:
         with zipfile.ZipFile(path, "w") as archive:
             archive.writestr("unit7.csv", raw)
         return path
-    opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}[path.suffix]
-    with opener(path, "wb") as fh:
-        fh.write(raw)
+    packed = {".gz": gzip.compress, ".bz2": bz2.compress, ".xz": lzma.compress}[path.suffix]
+    path.write_bytes(packed(raw))
     return path
 
 
