@@ -4,6 +4,7 @@ trainer runs on as it stands."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -243,8 +244,12 @@ def _compressed(path: Path, raw: bytes) -> Path:
         with zipfile.ZipFile(path, "w") as archive:
             archive.writestr("unit7.csv", raw)
         return path
-    packed = {".gz": gzip.compress, ".bz2": bz2.compress, ".xz": lzma.compress}[path.suffix]
-    path.write_bytes(packed(raw))
+    packers: dict[str, Callable[[bytes], bytes]] = {
+        ".gz": gzip.compress,
+        ".bz2": bz2.compress,
+        ".xz": lzma.compress,
+    }
+    path.write_bytes(packers[path.suffix](raw))
     return path
 
 
