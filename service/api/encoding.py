@@ -33,6 +33,7 @@ from service.contracts.errors import (
 
 # zlib's window bits per coding: 31 the gzip wrapper, 15 the zlib one (HTTP's "deflate")
 WBITS = {b"gzip": 31, b"x-gzip": 31, b"deflate": 15}
+BOM = b"\xef\xbb\xbf"  # UTF-8's byte-order mark
 DROPPED = frozenset((b"content-encoding", b"content-length"))  # they describe the wire form
 COMPRESS_ABOVE = 64 * 1024  # answers larger than this go gzipped to a client that takes it
 GZIP_LEVEL = 1  # JSON numbers shrink about 4x at the fastest level already
@@ -115,7 +116,8 @@ class _Decoder:
 
 class ContentEncoding:
     """Bodies sent with ``Content-Encoding`` gzip, x-gzip or deflate reach the routes
-    decoded, within ``limit`` bytes decoded; identity passes as it is; others get 415."""
+    decoded, within ``limit`` bytes decoded; identity passes as it is; others get 415.
+    Either way a UTF-8 byte-order mark in front of the body is dropped."""
 
     def __init__(self, app: ASGIApp, limit: int, roots: Sequence[Path] = ()) -> None:
         self.app = app
@@ -134,7 +136,7 @@ class ContentEncoding:
         ]
         codings = [c for c in codings if c and c != b"identity"]
         if not codings:
-            await self.app(scope, receive, send)
+            await self.app(scope, without_bom(receive), send)
             return
         if len(codings) > 1 or codings[0] not in WBITS:
             shown = b", ".join(codings).decode("latin-1")[:80]
@@ -155,4 +157,28 @@ class ContentEncoding:
             body = decoder.feed(message.get("body", b""), last)
             return {**message, "body": body}
 
-        await self.app(scope, receive_decoded, send)
+        await self.app(scope, without_bom(receive_decoded), send)
+
+
+def without_bom(receive: Receive) -> Receive:
+    """The body without a UTF-8 byte-order mark in front. RFC 8259 (8.1) lets a parser
+    ignore one, and clients on Windows send it (PowerShell 5 and .NET writers of UTF-8);
+    pydantic's parser would call the body invalid JSON at its first byte."""
+    held = b""
+    checked = False
+
+    async def receive_json() -> Message:
+        nonlocal held, checked
+        message = await receive()
+        if checked or message["type"] != "http.request":
+            return message
+        body = held + message.get("body", b"")
+        if len(body) < len(BOM) and BOM.startswith(body) and message.get("more_body", False):
+            held = body  # a mark split over chunks: wait for the rest of it
+            return {**message, "body": b""}
+        checked = True
+        if not held and not body.startswith(BOM):  # the usual body: passed as it came
+            return message
+        return {**message, "body": body.removeprefix(BOM)}
+
+    return receive_json

@@ -72,6 +72,23 @@ def test_gzip_members_one_after_another_are_one_body(
     assert r.json()["rows"] == _post(server, plain).json()["rows"]
 
 
+def test_a_byte_order_mark_before_the_json_is_ignored(
+    server: ServerProcess, published: Published
+) -> None:
+    """PowerShell 5 and .NET UTF-8 writers put a byte-order mark in front; RFC 8259 lets a
+    parser ignore it. Before, every such body was 'Invalid JSON' at its first byte."""
+    bom = b"\xef\xbb\xbf"
+    plain = _body(published)
+    expected = _post(server, plain).json()["rows"]
+    assert _post(server, bom + plain).json()["rows"] == expected
+    packed = _post(server, gzip.compress(bom + plain), **{"content-encoding": "gzip"})
+    assert packed.json()["rows"] == expected
+    chunks = iter([bom[:1], bom[1:] + plain[:5], plain[5:]])  # sent chunked, the mark split
+    assert _post(server, chunks).json()["rows"] == expected  # type: ignore[arg-type]
+    lab = httpx.post(server.url + "/v1/lab-results", content=bom + b'{"results": []}', timeout=30)
+    assert lab.status_code == 422 and "Invalid JSON" not in lab.text, lab.text
+
+
 def test_a_compressed_body_is_held_to_the_limit_once_decoded(server: ServerProcess) -> None:
     """A gzip bomb: 2 MB of spaces travel as 2 kB; the decoded limit is 200 kB."""
     bomb = gzip.compress(b"{" + b" " * 2_000_000 + b"}")
