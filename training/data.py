@@ -68,6 +68,8 @@ class Dataset:
     # undefined): left out as labels, counted here and warned about.
     target_out_of_range: int = 0
     rows_across_gaps: int = 0  # usable rows left out: their lags or label span a time gap
+    lab_results_used: int = 0  # rows labelled by a lab result (lab_results)
+    lab_results_unmatched: int = 0  # lab results near no row of the file
     warnings: list[str] = field(default_factory=list)  # for the person running the job
 
     @property
@@ -155,21 +157,79 @@ def labels_at_sample_time(reported: FloatArray, spec: DatasetSpec) -> FloatArray
     return out
 
 
-def lab_labels(
-    path: Path, stamps: pd.DatetimeIndex | None, lab: pd.DataFrame | None
-) -> dict[int, float]:
-    """Row index -> lab value, for lab results whose sample time matches a row's timestamp.
+@dataclass(frozen=True)
+class LabLabels:
+    """Lab results as labels: row index -> value, and the results no row was near."""
 
-    Lab results (stored by the service) are more accurate than the analyzer and are stamped
-    at sample time, so they override the analyzer's label on that row.
+    values: dict[int, float]
+    unmatched: int
+    tolerance_s: float
+    outside: int = 0  # results outside the target's valid range: not used, as the analyzer's
+
+
+def lab_labels(
+    path: Path,
+    stamps: pd.DatetimeIndex | None,
+    lab: pd.DataFrame | None,
+    spec: DatasetSpec,
+) -> LabLabels:
+    """Each lab result on the row nearest its sample time, within half a sample interval.
+
+    Lab results (from a LIMS export or stored by the service) are more accurate than the
+    analyzer and stamped at their sample time, so they override the analyzer's label on
+    that row. A lab takes its sample when it does, not on the historian's grid (08:13:27
+    against rows each minute): a result is matched as the service matches it to an
+    estimate, to the nearest row. Half the spec's sample interval (else the file's median
+    step) bounds the distance: every result inside the file's span and outside its gaps
+    finds a row; the others are counted.
     """
     if lab is None or lab.empty:
-        return {}
+        return LabLabels({}, 0, 0.0)
     if stamps is None:
         raise DataError(path, "lab results need a timestamp column in the spec to be matched")
     at = pd.DatetimeIndex(pd.to_datetime(lab["timestamp"], utc=True, format="mixed"))
-    rows = stamps.get_indexer(at)
-    return {int(r): float(v) for r, v in zip(rows, lab["value"], strict=True) if r >= 0}
+    interval = spec.source.sample_interval_s
+    steps = stamps.to_numpy(dtype="datetime64[ns]").astype(np.int64)  # pandas may hold us
+    step = interval if interval is not None or len(steps) < 2 else np.median(np.diff(steps)) / 1e9
+    tolerance = float(step or 0.0) / 2.0
+    rows = stamps.get_indexer(at, method="nearest", tolerance=pd.Timedelta(seconds=tolerance))
+    value = lab["value"].to_numpy(dtype=np.float64)
+    low, high = spec.target.range
+    valid = (value >= low) & (value <= high)
+    values = {int(r): float(v) for r, v in zip(rows[valid], value[valid], strict=True) if r >= 0}
+    return LabLabels(values, int(np.sum(rows < 0)), tolerance, int(np.sum(~valid)))
+
+
+def _labelled(
+    p: Path,
+    target: FloatArray,
+    spec: DatasetSpec,
+    stamps: pd.DatetimeIndex | None,
+    lab_results: pd.DataFrame | None,
+) -> tuple[FloatArray, LabLabels]:
+    """Every row's label: the analyzer's at its sample time, a lab result's where one was
+    taken near the row's time."""
+    labels = labels_at_sample_time(target, spec).copy()
+    lab = lab_labels(p, stamps, lab_results, spec)
+    for row, value in lab.values.items():
+        labels[row] = value
+    return labels, lab
+
+
+def _lab_warnings(lab: LabLabels, total: int, spec: DatasetSpec) -> list[str]:
+    out = []
+    if lab.unmatched:
+        out.append(
+            f"{lab.unmatched} of {total} lab results lie more than {lab.tolerance_s:g} s (half "
+            "a sample interval) from every row of the file: outside its time span or in a "
+            "gap, they are not used"
+        )
+    if lab.outside:
+        out.append(
+            f"{lab.outside} of {total} lab results lie outside the target's range "
+            f"[{spec.target.range[0]:g}, {spec.target.range[1]:g}]: not used"
+        )
+    return out
 
 
 def load_dataset(
@@ -189,6 +249,8 @@ def load_dataset(
     """
     p = Path(path)
     frame = read_table(p, spec)
+    if lab_results is not None and spec.target.name not in frame.columns:
+        frame = frame.assign(**{spec.target.name: ""})  # labelled by the lab results alone
     lines = data_lines(p, spec)
     try:
         return _build(p, frame, spec, noise_sigma, seed, lab_results)
@@ -211,7 +273,6 @@ def _build(
     cleaned = _clean_signals(p, frame, spec)
     warnings = [_target_warning(spec, cleaned.target_outside)] if cleaned.target_outside else []
     truth = {c: to_numeric(p, frame, c) for c in spec.truth}
-
     measured = [s.name for s in spec.signals]
     signals = add_input_noise(cleaned.signals, measured, noise_sigma, seed)
     signals = derive_signals(signals, spec.derived_signals())
@@ -219,9 +280,8 @@ def _build(
     x = assemble_rows(signals, features)
     history = max_lag(features)
     index = np.arange(history, history + len(x), dtype=np.int64)
-    labels = labels_at_sample_time(signals[spec.target.name], spec).copy()
-    for row, value in lab_labels(p, stamps, lab_results).items():
-        labels[row] = value
+    labels, lab = _labelled(p, signals[spec.target.name], spec, stamps, lab_results)
+    warnings += _lab_warnings(lab, 0 if lab_results is None else len(lab_results), spec)
     y = labels[history:]
     keep = np.isfinite(x).all(axis=1) & np.isfinite(y)
     ahead = spec.target.analyzer_delay if spec.target.stamped_at == "report" else 0
@@ -254,6 +314,8 @@ def _build(
         timestamps=[t.isoformat() for t in stamps[used]] if stamps is not None else None,
         target_out_of_range=cleaned.target_outside,
         rows_across_gaps=across_gaps,
+        lab_results_used=len(lab.values),
+        lab_results_unmatched=lab.unmatched,
         warnings=warnings,
     )
 

@@ -3,10 +3,12 @@ range, choosing the test window, report-stamped analyzer lags, number formats in
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from service.cli.main import main
@@ -319,3 +321,55 @@ def test_a_decimal_mark_that_is_also_the_delimiter_is_refused(tmp_path: Path) ->
     spec.write_text(TINY_SPEC.replace("timestamp: time}", "timestamp: time, decimal: ','}"))
     with pytest.raises(SpecError, match=r"source\.decimal ',' is also the delimiter"):
         load_spec(spec)
+
+
+LAB_SPEC = TINY_SPEC.replace("  - {signal: q, lags: [2]}\n", "")
+
+
+def _lab_run(tmp_path: Path) -> tuple[Path, Path, pd.DataFrame]:
+    """A process export without the analyzer's column, and the lab's results: sampled every
+    3 minutes at 17 s past the minute (not on the export's grid), one sampled a day after
+    the export ends, and one outside the target's range."""
+    spec = tmp_path / "lab.yaml"
+    spec.write_text(LAB_SPEC, encoding="utf-8")
+    data = write_tiny_csv(tmp_path / "tiny.csv", n=120)
+    lines = data.read_text(encoding="utf-8").splitlines()
+    data.write_text("\n".join(",".join(line.split(",")[:3]) for line in lines) + "\n")
+    stamps = pd.date_range("2026-01-01T00:03:17Z", periods=38, freq="3min").tolist()
+    lab = pd.DataFrame(
+        {
+            "timestamp": [*stamps, pd.Timestamp("2026-01-02T00:00:00Z"), stamps[0]],
+            "value": [*(0.1 * np.arange(38)), 1.0, 500.0],
+        }
+    ).sort_values("timestamp", kind="stable")
+    return spec, data, lab
+
+
+def test_lab_results_off_the_grid_label_the_rows_nearest_their_sample_times(
+    tmp_path: Path,
+) -> None:
+    """A lab samples when it does, not on the historian's minute grid. Before, a result
+    labelled a row only when stamped exactly at its time: none of these was used, and
+    nothing said so."""
+    spec, data, lab = _lab_run(tmp_path)
+    ds = load_dataset(load_spec(spec), data, lab_results=lab)
+    assert ds.lab_results_used == 38 and ds.lab_results_unmatched == 1
+    assert any("1 of 40 lab results lie more than 30 s" in w for w in ds.warnings)
+    assert any("1 of 40 lab results lie outside the target's range" in w for w in ds.warnings)
+    y = np.concatenate([ds.train.y, ds.validation.y, ds.test.y])
+    assert sorted(np.round(y, 6)) == pytest.approx(0.1 * np.arange(38))
+    rows = np.concatenate([ds.train.index, ds.validation.index, ds.test.index])
+    assert rows.tolist() == [3 + 3 * i for i in range(38)]  # 00:03:17 -> the 00:03 row
+
+
+def test_train_takes_lab_results_for_an_export_without_the_analyzer(tmp_path: Path) -> None:
+    spec, data, lab = _lab_run(tmp_path)
+    csv = tmp_path / "lims.csv"
+    lab.assign(timestamp=lab["timestamp"].map(lambda t: t.isoformat())).to_csv(csv, index=False)
+    out = tmp_path / "run"
+    args = ["--spec", str(spec), "--data", str(data), "--lab-results", str(csv)]
+    assert (
+        main(["train", *args, "--epochs", "2", "--hidden", "8", "--quiet", "--out", str(out)]) == 0
+    )
+    checks = json.loads((out / "metrics.json").read_text(encoding="utf-8"))["data_checks"]
+    assert checks["lab_results_used"] == 38 and checks["lab_results_unmatched"] == 1

@@ -38,6 +38,15 @@ def add_train_parser(sub: Subcommands) -> None:
     )
     p.add_argument("--spec", required=True, type=Path, help="dataset spec (YAML)")
     p.add_argument("--data", required=True, type=Path, help="data file the spec describes")
+    p.add_argument(
+        "--lab-results",
+        type=Path,
+        default=None,
+        help="lab results as labels, a CSV with columns timestamp (the sample time) and value "
+        "(a LIMS export, or the service's /v1/lab-results?format=csv): each goes to the row "
+        "nearest its sample time and overrides the analyzer there; the data file may then "
+        "have no target column",
+    )
     p.add_argument("--method", choices=METHODS, default="ca", help="pruning method")
     p.add_argument(
         "--seed",

@@ -73,6 +73,7 @@ def _run_config(args: argparse.Namespace) -> RunConfig:
 def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from training.data import load_dataset
     from training.experiment import run_experiment
+    from training.retrain import read_lab_results
     from training.spec import load_spec
     from training.summary import summary_lines
 
@@ -83,7 +84,9 @@ def run_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         cfg = _run_config(args)
     except (ValueError, KeyError, OSError) as exc:
         parser.error(str(exc))
-    dataset = load_dataset(load_spec(args.spec), args.data, noise_sigma=args.noise, seed=args.seed)
+    lab = read_lab_results(args.lab_results) if args.lab_results is not None else None
+    spec = load_spec(args.spec)
+    dataset = load_dataset(spec, args.data, noise_sigma=args.noise, seed=args.seed, lab_results=lab)
     for warning in dataset.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     tuned = None
@@ -135,6 +138,8 @@ def _write_run(
             "target_out_of_range": dataset.target_out_of_range,
             "values_filled": dataset.values_filled,
             "rows_across_gaps": dataset.rows_across_gaps,
+            "lab_results_used": dataset.lab_results_used,
+            "lab_results_unmatched": dataset.lab_results_unmatched,
             "warnings": dataset.warnings,
         },
         "wall_seconds": time.perf_counter() - started,
