@@ -35,7 +35,7 @@ import pandas as pd
 
 from training.errors import DataError
 from training.table import first_undecodable
-from training.textfile import open_text, refuse_binary
+from training.textfile import open_text, read_parquet, refuse_binary
 from training.timestamps import (
     OFFSET,
     AmbiguousDatesError,
@@ -131,7 +131,7 @@ class _File:
 def _read(path: Path, columns: list[str] | None = None) -> _File:
     """The file; ``columns`` names the columns of a whitespace file that has no header."""
     if path.suffix.lower() == ".parquet":
-        return _File(pd.read_parquet(path), {"format": "parquet"}, [], {})
+        return _File(read_parquet(path), {"format": "parquet"}, [], {})
     refuse_binary(path)
     encoding, note = _encoding(path)
     notes = [] if note is None else [note]

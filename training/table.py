@@ -20,7 +20,7 @@ from service.contracts.arrays import FloatArray
 from training.errors import DataError
 from training.source_spec import SourceSpec
 from training.spec import DatasetSpec
-from training.textfile import open_bytes, open_text, refuse_binary
+from training.textfile import open_bytes, open_text, read_parquet, refuse_binary
 from training.timestamps import (
     AmbiguousDatesError,
     LocalTimeError,
@@ -82,7 +82,7 @@ def read_table(path: Path, spec: DatasetSpec) -> pd.DataFrame:
 
 def _read_cells(path: Path, src: SourceSpec) -> pd.DataFrame:
     if src.format == "parquet":
-        return pd.read_parquet(path)
+        return read_parquet(path)
     whitespace = src.format == "whitespace"
     return pd.read_csv(
         path,

@@ -4,6 +4,7 @@ Exports travel compressed (``unit7.csv.gz``, a ``.zip`` of one CSV); pandas read
 the extension, and every other read of the file here (its layout, its encoding, the line
 of a bad cell) must see the same text, not the compressed bytes. A file that is no text at
 all, such as an Excel workbook, is refused by what it is rather than parsed into nonsense.
+A Parquet file keeps its time index (pandas writes a frame indexed by time so) as a column.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import lzma
 import zipfile
 from pathlib import Path
 from typing import IO, Any, cast
+
+import pandas as pd
 
 from training.errors import DataError
 
@@ -48,6 +51,15 @@ def open_bytes(path: Path) -> IO[bytes]:
 def open_text(path: Path, encoding: str) -> IO[str]:
     """The file as text lines, undecodable bytes replaced (for layout and line numbers)."""
     return io.TextIOWrapper(open_bytes(path), encoding=encoding, errors="replace")
+
+
+def read_parquet(path: Path) -> pd.DataFrame:
+    """A Parquet file's columns, its index among them when it holds data (a time index, as
+    pandas writes a frame indexed by time): only a plain row count is dropped."""
+    frame = pd.read_parquet(path)
+    if isinstance(frame.index, pd.RangeIndex) and frame.index.name is None:
+        return frame
+    return frame.reset_index()
 
 
 def refuse_binary(path: Path) -> None:

@@ -13,6 +13,8 @@ import pytest
 import yaml
 
 from service.cli.main import main
+from training.data import load_dataset
+from training.spec import DatasetSpec
 
 
 def _export(
@@ -289,3 +291,22 @@ def test_a_workbook_is_refused_for_what_it_is(
     assert main(["spec", "--data", str(book), "--target", "xB"]) == 1
     err = capsys.readouterr().err
     assert what in err and "save the sheet as CSV" in err
+
+
+def test_a_parquet_frame_indexed_by_time_keeps_its_times(tmp_path: Path) -> None:
+    """pandas writes a frame indexed by time with the times as its index; they were dropped
+    (no time column, no gaps, no time split), now they are the time column."""
+    n = 300
+    stamps = pd.date_range("2026-02-01", periods=n, freq="1min", tz="UTC", name="time")
+    rng = np.random.default_rng(5)
+    t = 80 + np.cumsum(rng.normal(size=n)) * 0.1
+    f = 1 + 0.1 * rng.normal(size=n)
+    frame = pd.DataFrame({"T12": t, "F": f, "xB": 0.4 + 0.05 * (t - 80) + 0.1 * f}, index=stamps)
+    data = tmp_path / "unit7.parquet"
+    frame.to_parquet(data)
+    assert main(["spec", "--data", str(data), "--target", "xB"]) == 0
+    source = yaml.safe_load((tmp_path / "unit7.yaml").read_text(encoding="utf-8"))["source"]
+    assert source == {"format": "parquet", "timestamp": "time", "sample_interval_s": 60.0}
+    spec = DatasetSpec.model_validate(yaml.safe_load((tmp_path / "unit7.yaml").read_text()))
+    ds = load_dataset(spec, data)
+    assert ds.timestamps is not None and ds.timestamps[0].startswith("2026-02-01T00:00")
