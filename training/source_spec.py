@@ -35,6 +35,9 @@ class SourceSpec(BaseModel):
     # and spreadsheets set up for many European locales write "49,95;50,10" (";" and ",").
     delimiter: str = Field(default=",", min_length=1, max_length=1)
     decimal: Literal[".", ","] = "."
+    # The thousands separator of numbers a spreadsheet formatted ("1.234,5" with decimal
+    # ",", "1,234.5" with decimal "."), removed where a cell groups its digits by it.
+    thousands: Literal[".", ",", " ", "'"] | None = None
     # How a date such as 04.01.2026 reads: true day first (most of Europe), false month
     # first (US); unset: the reading under which the file's times run forward, refused when
     # both do and differ. ISO 8601 dates are read as they say, whatever this is.
@@ -78,6 +81,10 @@ class SourceSpec(BaseModel):
             raise ValueError(
                 f"source.decimal {self.decimal!r} is also the delimiter: set source.delimiter "
                 "(';' is usual with decimal commas)"
+            )
+        if self.thousands is not None and self.thousands in (self.decimal, self.delimiter):
+            raise ValueError(
+                f"source.thousands {self.thousands!r} is also the decimal mark or the delimiter"
             )
         if self.delimiter != "," and self.format != "csv":
             raise ValueError("source.delimiter applies to csv files only")

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from training.errors import DataError
-from training.table import first_undecodable
+from training.table import first_undecodable, grouped_number, plain_number
 from training.textfile import open_text, read_parquet, refuse_binary
 from training.timestamps import (
     OFFSET,
@@ -79,8 +79,39 @@ def _head(path: Path, encoding: str) -> list[str]:
         return [line.rstrip("\r\n") for line in (fh.readline() for _ in range(HEAD_LINES))]
 
 
-def _layout(path: Path, lines: list[str]) -> tuple[str | None, str, int]:
-    """(delimiter, decimal mark, title lines) of a text export from its first lines.
+@dataclass(frozen=True)
+class _Layout:
+    """How a text export is laid out: its delimiter (None: spaces), its numbers' marks,
+    and the title lines above its header."""
+
+    delimiter: str | None
+    decimal: str = "."
+    thousands: str | None = None
+    skip: int = 0
+
+
+def _marks(cells: list[str], delimiter: str) -> tuple[str, str | None]:
+    """(decimal mark, thousands separator) of the numbers in ``cells``: a decimal comma
+    where a number shows one ("49,95", "1.234,5"); a thousands separator where numbers
+    group their digits by the other mark ("1.234,5", "1,234.5") and never use it as a
+    decimal mark (one, two or four and more digits after it)."""
+    comma = delimiter != "," and any(
+        re.fullmatch(r"-?(?:\d{1,3}(?:\.\d{3})+|\d+),\d+", c) for c in cells
+    )
+    decimal = "," if comma else "."
+    other = "." if comma else ","
+    if other == delimiter:
+        return decimal, None
+    o, d = re.escape(other), re.escape(decimal)
+    grouped = re.compile(rf"-?\d{{1,3}}(?:{o}\d{{3}})+(?:{d}\d+)?")
+    as_decimal = re.compile(rf"-?\d+{o}(?:\d{{1,2}}|\d{{4,}})")
+    if any(grouped.fullmatch(c) for c in cells) and not any(as_decimal.fullmatch(c) for c in cells):
+        return decimal, other
+    return decimal, None
+
+
+def _layout(path: Path, lines: list[str]) -> _Layout:
+    """The layout of a text export from its first lines.
 
     The header is the first line split by ``,`` ``;`` or tab (whichever splits it most)
     into as many fields as the last row read; lines above it are titles (blank ones count,
@@ -101,8 +132,7 @@ def _layout(path: Path, lines: list[str]) -> tuple[str | None, str, int]:
         if line.count(delimiter) and line.count(delimiter) == last.count(delimiter):
             rows = [row for i, row in content if i > at]
             cells = [c.strip() for row in rows for c in row.split(delimiter)]
-            comma = delimiter != "," and any(re.fullmatch(r"-?\d+,\d+", c) for c in cells)
-            return delimiter, "," if comma else ".", titles(at)
+            return _Layout(delimiter, *_marks(cells, delimiter), titles(at))
     width = len(last.split())
     if width < 2:
         raise DataError(path, "has one column (no ',', ';', tab or spaces between fields)")
@@ -110,7 +140,7 @@ def _layout(path: Path, lines: list[str]) -> tuple[str | None, str, int]:
     first = numbers[0] if numbers else content[0][0]  # the first row of numbers
     above = [line for i, line in content if i < first]
     named = bool(above) and len(above[-1].split()) == width  # the header right above it
-    return None, ".", titles(content[len(above) - 1][0] if named else first)
+    return _Layout(None, skip=titles(content[len(above) - 1][0] if named else first))
 
 
 def _numeric(cells: list[str]) -> bool:
@@ -136,7 +166,8 @@ def _read(path: Path, columns: list[str] | None = None) -> _File:
     encoding, note = _encoding(path)
     notes = [] if note is None else [note]
     lines = _head(path, encoding)
-    delimiter, decimal, skip = _layout(path, lines)
+    layout = _layout(path, lines)
+    delimiter, skip = layout.delimiter, layout.skip
     source: dict[str, Any] = {"format": "csv" if delimiter is not None else "whitespace"}
     if skip:
         source["skip_rows"] = skip
@@ -149,11 +180,13 @@ def _read(path: Path, columns: list[str] | None = None) -> _File:
     else:
         if columns is not None:
             raise DataError(path, "--columns names the columns of a whitespace file only")
-        frame, units = _read_csv(path, delimiter, decimal, skip, encoding)
+        frame, units = _read_csv(path, layout, encoding)
         if delimiter != ",":
             source["delimiter"] = delimiter
-        if decimal != ".":
-            source["decimal"] = decimal
+        if layout.decimal != ".":
+            source["decimal"] = layout.decimal
+        if layout.thousands is not None:
+            source["thousands"] = layout.thousands
         if units:
             source["header_rows"] = 2
             notes.append("the header's second line is taken for the units (header_rows: 2)")
@@ -182,23 +215,27 @@ def _read_whitespace(
     )
 
 
-def _read_csv(
-    path: Path, delimiter: str, decimal: str, skip: int, encoding: str
-) -> tuple[pd.DataFrame, dict[str, str]]:
+def _read_csv(path: Path, layout: _Layout, encoding: str) -> tuple[pd.DataFrame, dict[str, str]]:
     """The cells, and the units when the line below the header holds text where every
     column of numbers has them further down (a spreadsheet's units line)."""
-    cells = pd.read_csv(
-        path, sep=delimiter, skiprows=skip, encoding=encoding, dtype=str, nrows=50
-    ).fillna("")
-    numbers = cells.apply(lambda c: pd.to_numeric(c.str.replace(decimal, "."), errors="coerce"))
+    sep, skip = layout.delimiter, layout.skip
+    cells = pd.read_csv(path, sep=sep, skiprows=skip, encoding=encoding, dtype=str, nrows=50)
+    grouped = grouped_number(layout.decimal, layout.thousands)
+    numbers = cells.fillna("").apply(
+        lambda c: pd.to_numeric(
+            plain_number(c, layout.decimal, layout.thousands, grouped), errors="coerce"
+        )
+    )
     numeric = numbers.columns[numbers.iloc[1:].notna().mean() > NUMERIC_SHARE]
     units = {}
     if len(cells) > 1 and len(numeric) and numbers[numeric].iloc[0].isna().all():
-        units = {str(c): str(u).strip() for c, u in cells.iloc[0].items() if str(u).strip()}
+        first = cells.iloc[0].fillna("")
+        units = {str(c): str(u).strip() for c, u in first.items() if str(u).strip()}
     frame = pd.read_csv(
         path,
-        sep=delimiter,
-        decimal=decimal,
+        sep=sep,
+        decimal=layout.decimal,
+        thousands=layout.thousands,
         encoding=encoding,
         skiprows=lambda i: i < skip or (bool(units) and i == skip + 1),
     )

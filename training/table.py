@@ -73,11 +73,31 @@ def read_table(path: Path, spec: DatasetSpec) -> pd.DataFrame:
         if src.format == "whitespace":
             frame.columns = pd.Index(src.columns)
     frame.columns = pd.Index([str(c).strip() for c in frame.columns])
-    if src.decimal != "." and src.format != "parquet":  # numbers read as text: one mark
+    if (src.decimal != "." or src.thousands) and src.format != "parquet":  # text cells
+        grouped = grouped_number(src.decimal, src.thousands)
         for col in frame.columns:
             if col != src.timestamp:
-                frame[col] = frame[col].str.replace(src.decimal, ".", regex=False)
+                frame[col] = plain_number(frame[col], src.decimal, src.thousands, grouped)
     return frame.reset_index(drop=True)
+
+
+def grouped_number(decimal: str, thousands: str | None) -> re.Pattern[str] | None:
+    """A number whose digits are grouped by ``thousands`` ("1.234.567,8")."""
+    if thousands is None:
+        return None
+    t, d = re.escape(thousands), re.escape(decimal)
+    return re.compile(rf"\s*[+-]?\d{{1,3}}(?:{t}\d{{3}})+(?:{d}\d*)?\s*")
+
+
+def plain_number(
+    cells: pd.Series, decimal: str, thousands: str | None, grouped: re.Pattern[str] | None
+) -> pd.Series:
+    """Cells with the thousands marks of grouped numbers removed and the decimal mark a
+    point; any other cell keeps its marks, so a malformed one is reported as it was."""
+    if grouped is not None and thousands is not None:
+        hit = cells.str.fullmatch(grouped).fillna(False)
+        cells = cells.where(~hit, cells.str.replace(thousands, "", regex=False))
+    return cells.str.replace(decimal, ".", regex=False) if decimal != "." else cells
 
 
 def _read_cells(path: Path, src: SourceSpec) -> pd.DataFrame:

@@ -310,3 +310,45 @@ def test_a_parquet_frame_indexed_by_time_keeps_its_times(tmp_path: Path) -> None
     spec = DatasetSpec.model_validate(yaml.safe_load((tmp_path / "unit7.yaml").read_text()))
     ds = load_dataset(spec, data)
     assert ds.timestamps is not None and ds.timestamps[0].startswith("2026-02-01T00:00")
+
+
+@pytest.mark.parametrize(("decimal", "thousands"), [(",", "."), (".", ",")])
+def test_numbers_a_spreadsheet_grouped_by_thousands_are_read(
+    tmp_path: Path, decimal: str, thousands: str
+) -> None:
+    """'12.062,87' (German) and '12,062.87' (English) as a spreadsheet formats a flow: the
+    column was text to the draft and left out; now the marks are found and read."""
+    rng = np.random.default_rng(6)
+    lines = ["time;Feed [kg/h];T [degC];xB [mol %]"]
+    feeds = 12_000 + 500 * rng.normal(size=200)
+    for i, feed in enumerate(feeds):
+        t = 80 + rng.normal()
+        cells = [
+            f"{feed:,.2f}",
+            f"{t:.2f}",
+            f"{0.4 + 1e-5 * (feed - 12_000) + 0.05 * (t - 80):.4f}",
+        ]
+        shown = [c.replace(",", "_").replace(".", decimal).replace("_", thousands) for c in cells]
+        lines.append(";".join([f"2026-02-01T{i // 60:02d}:{i % 60:02d}:00Z", *shown]))
+    data = tmp_path / "plant.csv"
+    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert main(["spec", "--data", str(data), "--target", "xB [mol %]"]) == 0
+    spec = DatasetSpec.model_validate(yaml.safe_load((tmp_path / "plant.yaml").read_text()))
+    assert (spec.source.decimal, spec.source.thousands) == (decimal, thousands)
+    ds = load_dataset(spec, data)
+    j = ds.feature_names.index("Feed [kg/h]")
+    assert ds.train.x[0, j] == pytest.approx(round(feeds[0], 2))
+
+
+def test_a_thousands_mark_that_is_the_decimal_mark_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"source\.thousands ',' is also the decimal mark"):
+        DatasetSpec.model_validate(
+            {
+                "name": "x",
+                "source": {"format": "csv", "delimiter": ";", "decimal": ",", "thousands": ","},
+                "signals": [{"name": "a", "unit": "-", "range": [0, 1]}],
+                "target": {"name": "y", "unit": "-", "range": [0, 1], "analyzer_delay": 0},
+                "features": [{"signal": "a", "lags": [0]}],
+                "split": {"train": 0.6, "validation": 0.2, "test": 0.2},
+            }
+        )
