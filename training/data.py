@@ -25,6 +25,7 @@ from training.table import (
     data_lines,
     file_sha256,
     format_number,
+    oldest_first,
     parse_timestamps,
     read_table,
     to_numeric,
@@ -251,11 +252,14 @@ def load_dataset(
     frame = read_table(p, spec)
     if lab_results is not None and spec.target.name not in frame.columns:
         frame = frame.assign(**{spec.target.name: ""})  # labelled by the lab results alone
-    lines = data_lines(p, spec)
+    frame, lines, flipped = oldest_first(p, frame, data_lines(p, spec), spec.source)
     try:
-        return _build(p, frame, spec, noise_sigma, seed, lab_results)
+        dataset = _build(p, frame, spec, noise_sigma, seed, lab_results)
     except DataError as exc:
         raise exc.at_line(lines) from exc
+    if flipped is not None:
+        dataset.warnings.insert(0, flipped)
+    return dataset
 
 
 def _build(

@@ -272,7 +272,7 @@ def _unit(column: str, units: dict[str, str]) -> tuple[str, str | None]:
 
 
 def _interval(times: pd.Series) -> float | None:
-    steps = np.diff(times.dropna().to_numpy()) / np.timedelta64(1, "s")
+    steps = np.abs(np.diff(times.dropna().to_numpy()) / np.timedelta64(1, "s"))  # newest first
     steps = steps[steps > 0]
     return float(np.median(steps)) if len(steps) else None
 
@@ -331,6 +331,9 @@ def _time_source(
         source["dayfirst"] = read
         why = "as asked" if dayfirst is not None else "they run forward so"
         notes.append(f"dates read {'day' if read else 'month'} first: {why}")
+    ordered = times.dropna().to_numpy()
+    if len(ordered) > 1 and (np.diff(ordered) < np.timedelta64(0, "s")).all():
+        notes.append("the rows run newest first: the trainer reads them oldest first")
     interval = _interval(times)
     if interval is not None:
         source["sample_interval_s"] = interval
@@ -348,6 +351,8 @@ def _refuse_summer_time_step(
     if times.isna().any():
         return  # the loader names the cell that is no time
     steps = np.diff(times.to_numpy(dtype="datetime64[ns]").astype(np.int64))
+    if (steps < 0).all():
+        return  # newest first all the way: the loader reads it oldest first
     for at in np.flatnonzero(steps <= 0)[:1]:
         hint = summer_time_hint(steps, int(at), times.iloc[at + 1], zone)
         if hint:

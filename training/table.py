@@ -246,6 +246,28 @@ def _hint(spec: DatasetSpec, present: list[str]) -> str:
     return ""
 
 
+def oldest_first(
+    path: Path, frame: pd.DataFrame, lines: list[int] | None, source: SourceSpec
+) -> tuple[pd.DataFrame, list[int] | None, str | None]:
+    """The rows oldest first, with their file lines, and a note when the file ran newest
+    first (as many historian and LIMS reports list them); else as they were."""
+    if source.timestamp not in frame.columns or len(frame) < 2:
+        return frame, lines, None  # no time column (check_columns names a missing one)
+    try:
+        stamps, _ = read_times(frame[source.timestamp], source.dayfirst, source.timezone)
+    except (AmbiguousDatesError, LocalTimeError):
+        return frame, lines, None  # parse_timestamps says what is wrong
+    steps = np.diff(stamps.to_numpy(dtype="datetime64[ns]").astype(np.int64))
+    if stamps.isna().any() or not (steps < 0).all():
+        return frame, lines, None
+    note = (
+        f"the rows run newest first ({stamps.iloc[0].isoformat()} back to "
+        f"{stamps.iloc[-1].isoformat()}): read oldest first"
+    )
+    flipped = frame.iloc[::-1].reset_index(drop=True)
+    return flipped, None if lines is None else lines[::-1], note
+
+
 def parse_timestamps(
     path: Path, frame: pd.DataFrame, source: SourceSpec
 ) -> pd.DatetimeIndex | None:

@@ -67,10 +67,12 @@ def _localized(text: pd.Series, naive: pd.Series, zone: str) -> pd.Series:
 
 
 def _forward(stamps: pd.Series) -> bool:
+    """The times run one way: forward, or back all the way (an export newest first, which
+    the loader reads oldest first)."""
     if stamps.isna().any():
         return False
-    ns = stamps.to_numpy(dtype="datetime64[ns]").astype(np.int64)
-    return bool((np.diff(ns) > 0).all())
+    steps = np.diff(stamps.to_numpy(dtype="datetime64[ns]").astype(np.int64))
+    return bool((steps > 0).all() or (steps < 0).all())
 
 
 def read_times(

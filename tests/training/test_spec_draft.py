@@ -14,6 +14,7 @@ import yaml
 
 from service.cli.main import main
 from training.data import load_dataset
+from training.errors import DataError
 from training.spec import DatasetSpec
 
 
@@ -352,3 +353,27 @@ def test_a_thousands_mark_that_is_the_decimal_mark_is_refused(tmp_path: Path) ->
                 "split": {"train": 0.6, "validation": 0.2, "test": 0.2},
             }
         )
+
+
+def test_an_export_listed_newest_first_is_read_oldest_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Historian and LIMS reports often list the newest row first: refused as out of order
+    at its second row before; now read oldest first, said so, and a bad cell still named
+    by its line in the file."""
+    data = _export(tmp_path / "plant.csv")
+    header, *rows = data.read_text(encoding="utf-8").splitlines()
+    data.write_text("\n".join([header, *rows[::-1]]) + "\n", encoding="utf-8")
+    assert main(["spec", "--data", str(data), "--target", "xB [mol %]"]) == 0
+    assert "newest first" in capsys.readouterr().out
+    spec = DatasetSpec.model_validate(yaml.safe_load((tmp_path / "plant.yaml").read_text()))
+    assert spec.source.sample_interval_s == 60.0
+    ds = load_dataset(spec, data)
+    assert ds.timestamps is not None and ds.timestamps == sorted(ds.timestamps)
+    assert ds.warnings[0].startswith("the rows run newest first")
+    lines = data.read_text(encoding="utf-8").splitlines()
+    cells = lines[3].split(";")
+    lines[3] = ";".join([cells[0], "n/a", *cells[2:]])
+    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"\(line 4\): non-numeric value 'n/a'"):
+        load_dataset(spec, data)
